@@ -1,0 +1,1 @@
+"""The difftk command line."""

@@ -1,0 +1,55 @@
+"""Terminal output shared by the commands: one rich console per stream, one-line errors."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import click
+from difftk.errors import DifftkError
+from rich.console import Console
+from rich.markup import escape
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+#: exit status of an error the user can fix (bad name, option, file)
+USER_ERROR = 2
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` on one line to stderr and exit with :data:`USER_ERROR`."""
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    sys.exit(USER_ERROR)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(message)}")
+
+
+class Group(click.Group):
+    """A click group whose commands report every :class:`DifftkError` as one line."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DifftkError as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]")
+            sys.exit(130)
+
+
+def show_plugin_warnings() -> None:
+    """Print a skipped plugin as one yellow line instead of Python's two-line warning."""
+    from difftk.plugins import PluginWarning
+
+    original = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PluginWarning):
+            warn(str(message))
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning

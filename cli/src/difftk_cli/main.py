@@ -1,0 +1,37 @@
+"""`difftk`: the command group. Each command lives in its own module under ``commands``."""
+
+from __future__ import annotations
+
+import os
+
+import click
+import difftk
+
+from difftk_cli.commands.compose import compose
+from difftk_cli.commands.plugins import plugins
+from difftk_cli.console import Group, show_plugin_warnings
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(difftk.__version__, "--version", prog_name="difftk")
+@click.option("--strict-plugins", is_flag=True, help="Fail when a plugin cannot be loaded instead of skipping it.")
+def cli(strict_plugins: bool) -> None:
+    """difftk: diffusion models from swappable parts.
+
+    Every schedule, denoiser, objective, sampler and guidance comes from a plugin;
+    `difftk plugins` lists them and `difftk compose` assembles a pipeline.
+    """
+    if strict_plugins:
+        os.environ["DIFFTK_STRICT_PLUGINS"] = "1"
+        from difftk import plugins as _plugins
+
+        _plugins.reset()
+
+
+cli.add_command(plugins)
+cli.add_command(compose)
+
+
+def main() -> None:
+    show_plugin_warnings()
+    cli(prog_name="difftk")

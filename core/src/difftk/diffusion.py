@@ -1,0 +1,149 @@
+"""Shared maths of variance-preserving diffusion. Plugins call these; they never re-derive them.
+
+Notation (Ho et al. 2020; Kingma et al. 2021): ``alpha_bar`` is ᾱ(t), the signal fraction left
+at time t; x_t = √ᾱ·x₀ + √(1−ᾱ)·ε. Every function here is plain arithmetic, so ``alpha_bar``
+may be a Python float, a NumPy array, or a tensor of shape [B] (broadcast over the trailing
+dimensions of ``x``) — the coefficient functions are exact in float64 when given float64.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+
+PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v")
+
+
+def expand(a: Any, x: torch.Tensor) -> Any:
+    """Make a per-example coefficient of shape [B] broadcast against ``x`` of shape [B, ...]."""
+    if isinstance(a, torch.Tensor) and a.ndim == 1 and x.ndim > 1:
+        return a.to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
+    return a
+
+
+def _sqrt(a: Any) -> Any:
+    return a.sqrt() if isinstance(a, torch.Tensor) else a**0.5
+
+
+# --- the forward process q(x_t | x₀) ---------------------------------------------------------
+
+
+def q_sample(x0: torch.Tensor, alpha_bar: Any, eps: torch.Tensor) -> torch.Tensor:
+    """x_t = √ᾱ·x₀ + √(1−ᾱ)·ε — a sample of q(x_t | x₀) (Ho et al. 2020, eq. 4)."""
+    ab = expand(alpha_bar, x0)
+    return _sqrt(ab) * x0 + _sqrt(1 - ab) * eps
+
+
+def q_mean_variance(x0: torch.Tensor, alpha_bar: Any) -> tuple[torch.Tensor, Any]:
+    """Mean √ᾱ·x₀ and variance 1−ᾱ of q(x_t | x₀)."""
+    ab = expand(alpha_bar, x0)
+    return _sqrt(ab) * x0, 1 - ab
+
+
+# --- conversions between the parameterisations ------------------------------------------------
+
+
+def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: Any) -> torch.Tensor:
+    """x₀ = (x_t − √(1−ᾱ)·ε) / √ᾱ."""
+    ab = expand(alpha_bar, x_t)
+    return (x_t - _sqrt(1 - ab) * eps) / _sqrt(ab)
+
+
+def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: Any) -> torch.Tensor:
+    """ε = (x_t − √ᾱ·x₀) / √(1−ᾱ)."""
+    ab = expand(alpha_bar, x_t)
+    return (x_t - _sqrt(ab) * x0) / _sqrt(1 - ab)
+
+
+def v_from_x0_eps(x0: torch.Tensor, eps: torch.Tensor, alpha_bar: Any) -> torch.Tensor:
+    """v = √ᾱ·ε − √(1−ᾱ)·x₀ (Salimans & Ho 2022, eq. 7 with α=√ᾱ, σ=√(1−ᾱ))."""
+    ab = expand(alpha_bar, x0)
+    return _sqrt(ab) * eps - _sqrt(1 - ab) * x0
+
+
+def x0_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar: Any) -> torch.Tensor:
+    """x₀ = √ᾱ·x_t − √(1−ᾱ)·v."""
+    ab = expand(alpha_bar, x_t)
+    return _sqrt(ab) * x_t - _sqrt(1 - ab) * v
+
+
+def eps_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar: Any) -> torch.Tensor:
+    """ε = √(1−ᾱ)·x_t + √ᾱ·v."""
+    ab = expand(alpha_bar, x_t)
+    return _sqrt(1 - ab) * x_t + _sqrt(ab) * v
+
+
+def score_from_eps(eps: torch.Tensor, alpha_bar: Any) -> torch.Tensor:
+    """∇ log q(x_t) = −ε / √(1−ᾱ) (Song et al. 2021, the VP marginal)."""
+    return -eps / _sqrt(1 - expand(alpha_bar, eps))
+
+
+def eps_from_score(score: torch.Tensor, alpha_bar: Any) -> torch.Tensor:
+    """ε = −√(1−ᾱ)·∇ log q(x_t)."""
+    return -score * _sqrt(1 - expand(alpha_bar, score))
+
+
+def eps_and_x0(prediction: str, output: torch.Tensor, x_t: torch.Tensor, alpha_bar: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both ε̂ and x̂₀ from a denoiser output in parameterisation ``prediction``."""
+    if prediction == "eps":
+        return output, x0_from_eps(x_t, output, alpha_bar)
+    if prediction == "x0":
+        return eps_from_x0(x_t, output, alpha_bar), output
+    if prediction == "v":
+        return eps_from_v(x_t, output, alpha_bar), x0_from_v(x_t, output, alpha_bar)
+    raise ValueError(f"unknown prediction {prediction!r}; expected one of {', '.join(PREDICTIONS)}")
+
+
+def convert(prediction: str, output: torch.Tensor, to: str, x_t: torch.Tensor, alpha_bar: Any) -> torch.Tensor:
+    """Convert a denoiser output from parameterisation ``prediction`` to ``to`` (eps, x0, v or score)."""
+    if prediction == to:
+        return output
+    eps, x0 = eps_and_x0(prediction, output, x_t, alpha_bar)
+    if to == "eps":
+        return eps
+    if to == "x0":
+        return x0
+    if to == "v":
+        return v_from_x0_eps(x0, eps, alpha_bar)
+    if to == "score":
+        return score_from_eps(eps, alpha_bar)
+    raise ValueError(f"unknown target {to!r}; expected eps, x0, v or score")
+
+
+# --- the posterior q(x_s | x_t, x₀), s < t ----------------------------------------------------
+
+
+@attrs.frozen
+class Posterior:
+    """q(x_s | x_t, x₀) = N(coef_x0·x₀ + coef_xt·x_t, variance), for any s < t.
+
+    With ᾱ_{t|s} = ᾱ_t/ᾱ_s and β_{t|s} = 1 − ᾱ_{t|s} (Kingma et al. 2021, eq. 31–33; on
+    adjacent DDPM steps this is Ho et al. 2020, eq. 6–7 with β_t):
+    coef_x0 = √ᾱ_s·β_{t|s}/(1−ᾱ_t), coef_xt = √ᾱ_{t|s}·(1−ᾱ_s)/(1−ᾱ_t),
+    variance = β̃ = (1−ᾱ_s)/(1−ᾱ_t)·β_{t|s}.
+    """
+
+    coef_x0: Any
+    coef_xt: Any
+    variance: Any
+    beta: Any  # β_{t|s} = 1 − ᾱ_t/ᾱ_s, the forward variance of the step
+
+
+def posterior(alpha_bar_s: Any, alpha_bar_t: Any) -> Posterior:
+    """Coefficients of q(x_s | x_t, x₀) from ᾱ_s and ᾱ_t (floats, arrays or tensors)."""
+    a_ts = alpha_bar_t / alpha_bar_s
+    beta = 1 - a_ts
+    return Posterior(
+        coef_x0=_sqrt(alpha_bar_s) * beta / (1 - alpha_bar_t),
+        coef_xt=_sqrt(a_ts) * (1 - alpha_bar_s) / (1 - alpha_bar_t),
+        variance=(1 - alpha_bar_s) / (1 - alpha_bar_t) * beta,
+        beta=beta,
+    )
+
+
+def posterior_mean_variance(x0: torch.Tensor, x_t: torch.Tensor, alpha_bar_s: Any, alpha_bar_t: Any) -> tuple[torch.Tensor, Any]:
+    """Mean and variance of q(x_s | x_t, x₀)."""
+    p = posterior(expand(alpha_bar_s, x_t), expand(alpha_bar_t, x_t))
+    return p.coef_x0 * x0 + p.coef_xt * x_t, p.variance

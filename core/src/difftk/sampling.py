@@ -1,0 +1,121 @@
+"""Helpers samplers share: calling the denoiser, reporting steps, drawing noise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+
+from difftk.diffusion import eps_and_x0, eps_from_x0, x0_from_eps
+
+
+class Prediction:
+    """What a denoiser says at (x_t, t): ε̂ and x̂₀ (each computed on first use), and for
+    learned-variance models the interpolation output v (Nichol & Dhariwal 2021, eq. 15)."""
+
+    __slots__ = ("_eps", "_x0", "x_t", "alpha_bar", "var_interp")
+
+    def __init__(self, x_t: torch.Tensor, alpha_bar: Any, *, eps: torch.Tensor | None = None,
+                 x0: torch.Tensor | None = None, var_interp: torch.Tensor | None = None) -> None:
+        self.x_t, self.alpha_bar, self._eps, self._x0, self.var_interp = x_t, alpha_bar, eps, x0, var_interp
+
+    @property
+    def eps(self) -> torch.Tensor:
+        if self._eps is None:
+            self._eps = eps_from_x0(self.x_t, self._x0, self.alpha_bar)
+        return self._eps
+
+    @property
+    def x0(self) -> torch.Tensor:
+        if self._x0 is None:
+            self._x0 = x0_from_eps(self.x_t, self._eps, self.alpha_bar)
+        return self._x0
+
+
+@attrs.frozen
+class StepInfo:
+    """Passed to a sampler's ``callback`` after each step."""
+
+    index: int  # 0-based step number
+    total: int  # number of steps
+    t: float  # the time the step started from
+    t_next: float  # the time it arrived at (0.0 after the last step)
+    x: torch.Tensor  # the state at t_next
+    x0: torch.Tensor  # the denoiser's estimate of x₀ at t
+
+
+def predict(denoiser: Any, x_t: torch.Tensor, t: torch.Tensor, alpha_bar: Any,
+            cond: torch.Tensor | None = None, clip_x0: float | None = None) -> Prediction:
+    """Call ``denoiser`` and express its output as ε̂ and x̂₀.
+
+    ``alpha_bar`` is ᾱ(t) as a float (one time for the batch) or a [B] tensor. With
+    ``clip_x0`` the estimate x̂₀ is clamped to [−clip_x0, clip_x0] and ε̂ made consistent with
+    it, as the reference DDPM/DDIM code does for data in [−1, 1].
+    """
+    out = denoiser(x_t, t, cond=cond)
+    var_interp = None
+    if getattr(denoiser, "learned_variance", False):
+        out, var_interp = out.chunk(2, dim=1)
+    if clip_x0 is not None:
+        _, x0 = eps_and_x0(denoiser.prediction, out, x_t, alpha_bar)
+        return Prediction(x_t, alpha_bar, x0=x0.clamp(-clip_x0, clip_x0), var_interp=var_interp)
+    if denoiser.prediction == "eps":
+        return Prediction(x_t, alpha_bar, eps=out, var_interp=var_interp)
+    if denoiser.prediction == "x0":
+        return Prediction(x_t, alpha_bar, x0=out, var_interp=var_interp)
+    eps, x0 = eps_and_x0(denoiser.prediction, out, x_t, alpha_bar)
+    return Prediction(x_t, alpha_bar, eps=eps, x0=x0, var_interp=var_interp)
+
+
+def batch_times(times: Any, x: torch.Tensor) -> list[torch.Tensor]:
+    """One [B] time tensor per grid time, made once before the sampling loop."""
+    B = x.shape[0]
+    return [torch.full((B,), float(t), dtype=x.dtype, device=x.device) for t in times]
+
+
+def noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise of x's shape, dtype and device, from ``generator`` if given."""
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+@attrs.frozen
+class AffineSteps:
+    """A first-order sampler's whole plan: x_{t_{k+1}} = a_k·x_{t_k} + b_k·ε̂(x_{t_k}, t_k) + σ_k·z.
+
+    ``times`` holds t_0 > t_1 > … > t_K = 0 (K+1 float64 values, the visiting order) and
+    ``alpha_bars`` ᾱ at those times; ``a``, ``b``, ``sigma`` one float64 value per step.
+    DDPM ancestral sampling and DDIM are both of this form once x̂₀ is written in terms of ε̂
+    (:func:`affine_from_x0_form`); the plan is computed once, before the loop.
+    """
+
+    times: Any
+    alpha_bars: Any
+    a: Any
+    b: Any
+    sigma: Any
+
+
+def affine_from_x0_form(c_x0: Any, c_xt: Any, c_eps: Any, alpha_bar_t: Any) -> tuple[Any, Any]:
+    """Rewrite x_s = c_x0·x̂₀ + c_xt·x_t + c_eps·ε̂ as a·x_t + b·ε̂, using x̂₀ = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t."""
+    sqrt_ab = alpha_bar_t**0.5
+    return c_xt + c_x0 / sqrt_ab, c_eps - c_x0 * (1 - alpha_bar_t) ** 0.5 / sqrt_ab
+
+
+def run_affine(denoiser: Any, x: torch.Tensor, plan: AffineSteps, *, cond: torch.Tensor | None = None,
+               generator: torch.Generator | None = None, callback: Any = None,
+               clip_x0: float | None = None) -> torch.Tensor:
+    """Run an :class:`AffineSteps` plan from x = x_{t_0}; the loop does only tensor arithmetic."""
+    times = [float(t) for t in plan.times]
+    alpha_bars = [float(ab) for ab in plan.alpha_bars]
+    a, b, sigma = ([float(v) for v in col] for col in (plan.a, plan.b, plan.sigma))
+    t_batch = batch_times(times[:-1], x)
+    K = len(a)
+    for k in range(K):
+        pred = predict(denoiser, x, t_batch[k], alpha_bars[k], cond, clip_x0)
+        x = torch.add(x * a[k], pred.eps, alpha=b[k])
+        if sigma[k] > 0.0:
+            x.add_(noise_like(x, generator), alpha=sigma[k])
+        if callback is not None:
+            callback(StepInfo(index=k, total=K, t=times[k], t_next=times[k + 1], x=x, x0=pred.x0))
+    return x

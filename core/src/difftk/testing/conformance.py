@@ -1,0 +1,197 @@
+"""Contract checks, one per protocol, for plugin authors and for our own components.
+
+Each ``check_*`` raises :class:`ConformanceError` naming the property that failed and the input
+it failed for, e.g. ``schedule 'bad': ᾱ must be non-increasing, but ᾱ(0.5) = 0.3 < ᾱ(0.501) = 0.31``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from difftk.diffusion import PREDICTIONS
+from difftk.schedules import Discretization
+from difftk.testing.oracles import GaussianOracle
+from difftk.testing.reference import ReferenceLinearSchedule, TinyDenoiser
+
+
+class ConformanceError(AssertionError):
+    """A component broke its protocol's contract; the message says which property and where."""
+
+
+def _label(component: Any, default: str) -> str:
+    return getattr(type(component), "component_label", None) or getattr(
+        getattr(component, "config", None).__class__, "component_label", None) or default
+
+
+def _fail(component: Any, kind: str, message: str) -> None:
+    raise ConformanceError(f"{_label(component, kind + ' ' + type(component).__name__)}: {message}")
+
+
+# --- schedules ----------------------------------------------------------------------------------
+
+def check_schedule(schedule: Any, *, points: int = 2001, discretize_steps: tuple[int, ...] = (10, 50)) -> None:
+    """ᾱ lies in (0, 1], is non-increasing, ᾱ(0) ≈ 1, ᾱ(1) ≈ 0, keeps t's shape and dtype, and
+    ``discretize(T)`` is consistent: β ∈ (0, 1), ᾱ_i = ∏(1−β_j) = ᾱ(i/T) for every T tried
+    (the native grid of a discrete schedule included)."""
+    def fail(msg: str) -> None:
+        _fail(schedule, "schedule", msg)
+
+    if not callable(getattr(schedule, "alpha_bar", None)) or not callable(getattr(schedule, "discretize", None)):
+        fail("must have alpha_bar(t) and discretize(T)")
+    t = torch.linspace(0.0, 1.0, points, dtype=torch.float64)
+    ab = schedule.alpha_bar(t)
+    if not isinstance(ab, torch.Tensor) or ab.shape != t.shape or ab.dtype != t.dtype:
+        fail(f"alpha_bar(t) must return a tensor of t's shape and dtype, got {getattr(ab, 'shape', type(ab))}, {getattr(ab, 'dtype', '')}")
+    for dtype, shape in ((torch.float32, (3, 4)), (torch.float64, ())):
+        probe = torch.full(shape, 0.5, dtype=dtype)
+        out = schedule.alpha_bar(probe)
+        if out.shape != probe.shape or out.dtype != dtype:
+            fail(f"alpha_bar(t) must keep shape and dtype: t {tuple(shape)} {dtype} gave {tuple(out.shape)} {out.dtype}")
+    bad = ~torch.isfinite(ab) | (ab <= 0) | (ab > 1 + 1e-12)
+    if bad.any():
+        i = int(bad.nonzero()[0])
+        fail(f"ᾱ must lie in (0, 1], but ᾱ({t[i]:.6g}) = {ab[i]:.6g}")
+    rise = ab[1:] - ab[:-1]
+    if (rise > 1e-12).any():
+        i = int((rise > 1e-12).nonzero()[0])
+        fail(f"ᾱ must be non-increasing, but ᾱ({t[i]:.6g}) = {ab[i]:.6g} < ᾱ({t[i + 1]:.6g}) = {ab[i + 1]:.6g}")
+    if ab[0] < 1 - 1e-3:
+        fail(f"ᾱ(0) must be ≈ 1 (data at t=0), got {ab[0]:.6g}")
+    if ab[-1] > 1e-2:
+        fail(f"ᾱ(1) must be ≈ 0 (noise at t=1), got {ab[-1]:.6g}")
+    steps = tuple(discretize_steps) + ((schedule.grid_size,) if getattr(schedule, "grid_size", None) else ())
+    for T in steps:
+        d = schedule.discretize(T)
+        if not isinstance(d, Discretization) and not hasattr(d, "betas"):
+            fail(f"discretize({T}) must return an object with betas and alphas_cumprod")
+        betas, abar = np.asarray(d.betas), np.asarray(d.alphas_cumprod)
+        if betas.shape != (T,) or abar.shape != (T,) or betas.dtype != np.float64 or abar.dtype != np.float64:
+            fail(f"discretize({T}) must give {T} float64 betas and alphas_cumprod, got {betas.shape} {betas.dtype}")
+        if not np.all((betas > 0) & (betas < 1)):
+            i = int(np.nonzero(~((betas > 0) & (betas < 1)))[0][0])
+            fail(f"discretize({T}).betas must lie in (0, 1), but β_{i + 1} = {betas[i]:.6g}")
+        cum = np.cumprod(1 - betas)
+        if not np.allclose(cum, abar, rtol=1e-10, atol=0):
+            i = int(np.argmax(np.abs(cum - abar) / abar))
+            fail(f"discretize({T}): ᾱ_i must equal ∏(1−β_j), but at i={i + 1}: {abar[i]:.12g} vs {cum[i]:.12g}")
+        grid = schedule.alpha_bar(torch.arange(1, T + 1, dtype=torch.float64) / T).numpy()
+        if not np.allclose(grid, abar, rtol=1e-9, atol=1e-300):
+            i = int(np.argmax(np.abs(grid - abar) / abar))
+            fail(f"discretize({T}) must agree with ᾱ on its grid, but ᾱ({i + 1}/{T}) = {grid[i]:.12g} vs alphas_cumprod {abar[i]:.12g}")
+
+
+# --- denoisers ----------------------------------------------------------------------------------
+
+def check_denoiser(denoiser: Any, shape: tuple[int, ...], *, num_classes: int = 0) -> None:
+    """``denoiser(x_t, t, cond)`` returns x_t's shape (twice the channels with a learned
+    variance), finite values, for float t of shape [B], with and without ``cond``."""
+    def fail(msg: str) -> None:
+        _fail(denoiser, "denoiser", msg)
+
+    if getattr(denoiser, "prediction", None) not in PREDICTIONS:
+        fail(f"attribute prediction must be one of {', '.join(PREDICTIONS)}, got {getattr(denoiser, 'prediction', None)!r}")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g)
+    t = torch.rand(shape[0], generator=g).clamp(1e-3, 1.0)
+    conds = [None] + ([torch.arange(shape[0]) % num_classes] if num_classes else [])
+    expect = list(shape)
+    if getattr(denoiser, "learned_variance", False):
+        expect[1] *= 2
+    with torch.no_grad():
+        for cond in conds:
+            out = denoiser(x, t, cond=cond)
+            if tuple(out.shape) != tuple(expect):
+                fail(f"output for input {tuple(shape)} (cond={'given' if cond is not None else None}) must be {tuple(expect)}, got {tuple(out.shape)}")
+            if not torch.isfinite(out).all():
+                fail(f"output must be finite for input {tuple(shape)}")
+
+
+# --- objectives ---------------------------------------------------------------------------------
+
+def check_objective(objective: Any, schedule: Any | None = None, *, shape: tuple[int, ...] = (4, 1, 4, 4)) -> None:
+    """``loss`` returns a finite [B] tensor, gives gradients to the denoiser's parameters and
+    is reproducible under a seeded generator."""
+    def fail(msg: str) -> None:
+        _fail(objective, "objective", msg)
+
+    schedule = schedule or ReferenceLinearSchedule()
+    torch.manual_seed(0)
+    denoiser = TinyDenoiser(channels=shape[1])
+    x0 = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    losses = []
+    for _ in range(2):
+        loss = objective.loss(denoiser, schedule, x0, generator=torch.Generator().manual_seed(2))
+        if not isinstance(loss, torch.Tensor) or loss.shape != (shape[0],):
+            fail(f"loss must be a per-example tensor of shape ({shape[0]},), got {getattr(loss, 'shape', type(loss))}")
+        if not torch.isfinite(loss).all():
+            fail(f"loss must be finite, got {loss.tolist()}")
+        losses.append(loss)
+    if not torch.equal(losses[0], losses[1]):
+        fail("loss must be reproducible with the same seeded generator")
+    losses[0].mean().backward()
+    if not any(p.grad is not None and p.grad.abs().sum() > 0 for p in denoiser.parameters()):
+        fail("loss must be differentiable with respect to the denoiser's parameters (no gradient reached them)")
+
+
+# --- samplers -----------------------------------------------------------------------------------
+
+def check_sampler(sampler: Any, schedule: Any | None = None, *, shape: tuple[int, ...] = (8, 2), steps: int = 10) -> None:
+    """``sample`` returns x_T's shape and dtype, finite values, the same result for the same
+    seeded generator, and calls ``callback`` once per step with decreasing times."""
+    def fail(msg: str) -> None:
+        _fail(sampler, "sampler", msg)
+
+    schedule = schedule or ReferenceLinearSchedule()
+    denoiser = GaussianOracle(schedule, mean=0.5, std=0.5, shape=shape[1:])
+    outs = []
+    for dtype in (torch.float32, torch.float64):
+        x_T = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+        seen: list[Any] = []
+        out = sampler.sample(denoiser, schedule, x_T.clone(), steps=steps, generator=torch.Generator().manual_seed(1),
+                             callback=seen.append)
+        if not isinstance(out, torch.Tensor) or out.shape != x_T.shape or out.dtype != dtype:
+            fail(f"sample must return x_T's shape and dtype {tuple(shape)} {dtype}, got {getattr(out, 'shape', type(out))} {getattr(out, 'dtype', '')}")
+        if not torch.isfinite(out).all():
+            fail(f"sample must be finite (steps={steps}, shape={tuple(shape)})")
+        if not seen:
+            fail("callback was never called")
+        times = [s.t for s in seen]
+        if any(b >= a for a, b in zip(times, times[1:], strict=False)):
+            fail(f"callback times must decrease, got {times}")
+        again = sampler.sample(denoiser, schedule, x_T.clone(), steps=steps, generator=torch.Generator().manual_seed(1))
+        if not torch.equal(out, again):
+            fail(f"sample must be deterministic under a seeded generator ({dtype})")
+        outs.append(out)
+
+
+# --- guidance -----------------------------------------------------------------------------------
+
+def check_guidance(guidance: Any, schedule: Any | None = None, *, denoiser: Any | None = None,
+                   shape: tuple[int, ...] = (4, 2)) -> None:
+    """``wrap(denoiser, schedule)`` returns a denoiser with a valid ``prediction`` whose output
+    has the wrapped denoiser's shape."""
+    schedule = schedule or ReferenceLinearSchedule()
+    if denoiser is None:
+        denoiser = GaussianOracle(schedule, mean=0.0, std=1.0, shape=shape[1:])
+    wrapped = guidance.wrap(denoiser, schedule)
+    if not callable(wrapped) or getattr(wrapped, "prediction", None) not in PREDICTIONS:
+        _fail(guidance, "guidance", "wrap(denoiser, schedule) must return a denoiser (callable with a prediction attribute)")
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    t = torch.full((shape[0],), 0.5)
+    cond = torch.zeros(shape[0], dtype=torch.long)
+    out = wrapped(x, t, cond=cond)
+    if out.shape != denoiser(x, t, cond=cond).shape:
+        _fail(guidance, "guidance", f"the wrapped denoiser must keep the output shape {tuple(shape)}, got {tuple(out.shape)}")
+
+
+CHECKS: dict[str, Callable[..., None]] = {
+    "schedule": check_schedule,
+    "denoiser": check_denoiser,
+    "objective": check_objective,
+    "sampler": check_sampler,
+    "guidance": check_guidance,
+}

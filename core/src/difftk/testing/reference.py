@@ -1,0 +1,59 @@
+"""Small self-contained components for testing components of other kinds.
+
+They are not registered: the core ships no algorithm. A sampler plugin's tests can use
+:class:`ReferenceLinearSchedule` without depending on the ddpm plugin.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import torch
+from torch import nn
+
+from difftk.options import option
+from difftk.schedules import ContinuousSchedule, DiscreteSchedule
+
+
+@attrs.frozen
+class ReferenceLinearSchedule(DiscreteSchedule):
+    """β linear from 0.1/T to 20/T on T steps (the DDPM linear schedule, defined independently)."""
+
+    T: int = option(100, help="number of steps", ge=2)
+
+    def paper_betas(self) -> np.ndarray:
+        return np.linspace(0.1 / self.T, 20.0 / self.T, self.T, dtype=np.float64)
+
+
+@attrs.frozen
+class ReferenceVPSchedule(ContinuousSchedule):
+    """ᾱ(t) = exp(−β_min·t − ½(β_max−β_min)·t²), the VP SDE marginal (Song et al. 2021, eq. 33)."""
+
+    beta_min: float = option(0.1, help="β(0)", gt=0.0)
+    beta_max: float = option(20.0, help="β(1)", gt=0.0)
+
+    def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-self.beta_min * t - 0.5 * (self.beta_max - self.beta_min) * t**2)
+
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+
+class TinyDenoiser(nn.Module):
+    """A trainable per-pixel network (x, t, class) -> ε̂, for objective and training tests."""
+
+    def __init__(self, channels: int = 1, num_classes: int = 0, hidden: int = 16, prediction: str = "eps") -> None:
+        super().__init__()
+        self.prediction = prediction
+        self.learned_variance = False
+        self.num_classes = num_classes
+        self.net = nn.Sequential(nn.Linear(channels + 2, hidden), nn.SiLU(), nn.Linear(hidden, channels))
+        self.label = nn.Embedding(num_classes + 1, 1) if num_classes else None
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.movedim(1, -1)
+        tt = t.view(-1, *([1] * (h.ndim - 1))).expand(*h.shape[:-1], 1).to(x.dtype)
+        c = torch.zeros_like(tt)
+        if self.label is not None and cond is not None:
+            c = self.label(cond).view(-1, *([1] * (h.ndim - 1))).expand_as(tt)
+        return self.net(torch.cat([h, tt, c], dim=-1)).movedim(-1, 1)

@@ -1,0 +1,1 @@
+"""DDIM (Song et al. 2020) for difftk."""
