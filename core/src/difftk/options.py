@@ -48,6 +48,13 @@ def option(
     def validate(inst, attribute, value):
         if value is None and optional:
             return
+        if attribute.type is not None and _is_tuple(attribute.type) and not isinstance(value, tuple):
+            owner = getattr(type(inst), "component_label", type(inst).__name__)
+            raise OptionError(f"{owner}: option {attribute.name}={value!r} must be a list of values, e.g. 1,2,2")
+        if isinstance(value, tuple):
+            for item in value:
+                validate(inst, attribute, item)
+            return
         owner = getattr(type(inst), "component_label", type(inst).__name__)
         where = f"{owner}: option {attribute.name}={value!r}"
         typ = attribute.type
@@ -65,13 +72,25 @@ def option(
                 raise OptionError(f"{where} is out of range: expected {_describe_range(attribute.name, ge, gt, le, lt)}")
 
     meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "optional": optional}
-    return attrs.field(default=default, validator=validate, metadata={"difftk": meta}, kw_only=True)
+    converter = _to_tuple if isinstance(default, tuple) else None
+    return attrs.field(default=default, validator=validate, converter=converter, metadata={"difftk": meta}, kw_only=True)
+
+
+def _to_tuple(value: Any) -> Any:
+    """Lists (from TOML) become tuples, so a tuple option compares equal after a round-trip."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+_NAMES = {"float": float, "int": int, "str": str, "bool": bool,
+          "tuple[int, ...]": tuple[int, ...], "tuple[float, ...]": tuple[float, ...]}
 
 
 def _base_type(typ: Any) -> Any:
-    """``float | None`` -> ``float``; plain types pass through."""
+    """``float | None`` -> ``float``; ``tuple[int, ...]`` -> ``int`` (the type of each item)."""
     if isinstance(typ, str):
-        typ = {"float": float, "int": int, "str": str, "bool": bool}.get(typ.split("|")[0].strip(), typ)
+        typ = _NAMES.get(typ.split("|")[0].strip(), typ)
+    if typing.get_origin(typ) is tuple:
+        return typing.get_args(typ)[0]
     args = [a for a in typing.get_args(typ) if a is not type(None)]
     if typing.get_origin(typ) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
         return args[0]
@@ -111,12 +130,28 @@ def option_info(attribute: attrs.Attribute) -> dict[str, Any]:
     }
 
 
+def _is_tuple(typ: Any) -> bool:
+    if isinstance(typ, str):
+        return typ.strip().startswith("tuple[")
+    return typing.get_origin(typ) is tuple
+
+
 def parse_value(owner: str, attribute: attrs.Attribute, text: str) -> Any:
-    """Convert a command-line string to the option's type, with a one-line error if it cannot."""
+    """Convert a command-line string to the option's type, with a one-line error if it cannot.
+
+    Tuple options take comma-separated items: ``--set denoiser.channel_mult=1,2,2``.
+    """
     base = _base_type(attribute.type)
     meta = attribute.metadata.get("difftk", {})
     if meta.get("optional") and text.strip().lower() in ("none", "null", "off"):
         return None
+    if _is_tuple(attribute.type):
+        items = [part.strip() for part in text.strip("()[] ").split(",") if part.strip()]
+        return tuple(_parse_scalar(owner, attribute, base, item) for item in items)
+    return _parse_scalar(owner, attribute, base, text)
+
+
+def _parse_scalar(owner: str, attribute: attrs.Attribute, base: Any, text: str) -> Any:
     try:
         if base is bool:
             low = text.strip().lower()

@@ -120,7 +120,7 @@ def check_objective(objective: Any, schedule: Any | None = None, *, shape: tuple
 
     schedule = schedule or ReferenceLinearSchedule()
     torch.manual_seed(0)
-    denoiser = TinyDenoiser(channels=shape[1])
+    denoiser = TinyDenoiser(in_channels=shape[1])
     x0 = torch.randn(shape, generator=torch.Generator().manual_seed(1))
     losses = []
     for _ in range(2):

@@ -39,12 +39,31 @@ class ReferenceVPSchedule(ContinuousSchedule):
         return self.beta_min + t * (self.beta_max - self.beta_min)
 
 
-class TinyDenoiser(nn.Module):
-    """A trainable per-pixel network (x, t, class) -> ε̂, for objective and training tests."""
+@attrs.frozen
+class TinyDenoiserConfig:
+    """Options of :class:`TinyDenoiser`."""
 
-    def __init__(self, channels: int = 1, num_classes: int = 0, hidden: int = 16, prediction: str = "eps") -> None:
+    in_channels: int = option(1, help="channels of the data", ge=1)
+    num_classes: int = option(0, help="classes for conditioning (0 = unconditional)", ge=0)
+    hidden: int = option(16, help="hidden width", ge=1)
+    prediction: str = option("eps", help="what the network predicts", choices=("eps", "x0", "v"))
+
+
+class TinyDenoiser(nn.Module):
+    """A trainable per-pixel network (x, t, class) -> ε̂, for objective and training tests.
+
+    Register it from a test plugin (``register.add_denoiser("tiny", TinyDenoiser)``) to train
+    pipelines in seconds.
+    """
+
+    Config = TinyDenoiserConfig
+
+    def __init__(self, config: TinyDenoiserConfig | None = None, **options) -> None:
         super().__init__()
-        self.prediction = prediction
+        config = config if config is not None else TinyDenoiserConfig(**options)
+        self.config = config
+        channels, num_classes, hidden = config.in_channels, config.num_classes, config.hidden
+        self.prediction = config.prediction
         self.learned_variance = False
         self.num_classes = num_classes
         self.net = nn.Sequential(nn.Linear(channels + 2, hidden), nn.SiLU(), nn.Linear(hidden, channels))
