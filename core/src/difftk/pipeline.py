@@ -35,7 +35,10 @@ class ComponentSpec:
     """A component by name with all its options resolved (defaults included)."""
 
     name: str
-    options: tuple[tuple[str, Any], ...] = attrs.field(converter=lambda o: _freeze(dict(o)))
+    # kept in declaration order for display; compared regardless of order
+    options: tuple[tuple[str, Any], ...] = attrs.field(
+        converter=lambda o: _freeze(dict(o)), eq=lambda o: tuple(sorted(o, key=lambda kv: kv[0]))
+    )
     plugin: str | None = attrs.field(default=None, eq=False)
     version: str | None = attrs.field(default=None, eq=False)
 
@@ -99,7 +102,7 @@ class PipelineSpec:
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        return json.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "pipeline") -> PipelineSpec:

@@ -171,7 +171,8 @@ def time_grid(schedule: object, steps: int | None, spacing: str = "linspace") ->
 
     On a discrete schedule of T steps the times are grid points i/T, chosen by ``spacing``:
 
-    ``linspace``  i = round(linspace(1, T, K)) — evenly spread, first and last step included;
+    ``linspace``  i = round(linspace(T, 1, K)) — evenly spread from t = 1, the first grid step
+                  included when K > 1;
     ``leading``   i = 1 + k·⌊T/K⌋, k = 0..K−1 — the DDIM paper's spacing;
     ``trailing``  i = round(T − k·T/K), k = 0..K−1 — always starts at t = 1.
 
@@ -188,7 +189,7 @@ def time_grid(schedule: object, steps: int | None, spacing: str = "linspace") ->
     if K > T:
         raise ValueError(f"steps={K} exceeds the schedule's {T} steps")
     if spacing == "linspace":
-        idx = np.round(np.linspace(1, T, K)).astype(np.int64)
+        idx = np.round(np.linspace(T, 1, K)).astype(np.int64)
     elif spacing == "leading":
         idx = 1 + np.arange(K, dtype=np.int64) * (T // K)
     elif spacing == "trailing":

@@ -19,7 +19,7 @@ from difftk.schedules import ContinuousSchedule, DiscreteSchedule
 class ReferenceLinearSchedule(DiscreteSchedule):
     """β linear from 0.1/T to 20/T on T steps (the DDPM linear schedule, defined independently)."""
 
-    T: int = option(100, help="number of steps", ge=2)
+    T: int = option(100, help="number of steps (β_T = 20/T must stay below 1)", ge=21)
 
     def paper_betas(self) -> np.ndarray:
         return np.linspace(0.1 / self.T, 20.0 / self.T, self.T, dtype=np.float64)

@@ -1,0 +1,11 @@
+"""Settings shared by every test directory of the repository."""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+# Sized for a 2-core machine: enough examples to find counterexamples, deadlines that
+# tolerate a loaded CI box. `HYPOTHESIS_PROFILE=thorough` runs ten times more examples.
+settings.register_profile("ci", max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=600, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -1,0 +1,70 @@
+"""Every registered component passes the conformance kit, and the kit catches broken ones."""
+
+import attrs
+import difftk
+import numpy as np
+import pytest
+import torch
+from difftk import plugins
+from difftk.schedules import DiscreteSchedule
+from difftk.testing import ConformanceError, ReferenceLinearSchedule, ReferenceVPSchedule, check_sampler, check_schedule
+from difftk.testing.conformance import CHECKS
+
+
+def _registered(kind):
+    return [info.name for info in plugins.host().registry if info.kind == kind]
+
+
+@pytest.mark.parametrize("name", _registered("schedule"))
+def test_schedules(name):
+    check_schedule(difftk.create("schedule", name))
+    check_schedule(difftk.create("schedule", name, T=250))
+
+
+@pytest.mark.parametrize("name", _registered("sampler"))
+@pytest.mark.parametrize("schedule", [ReferenceLinearSchedule(), ReferenceVPSchedule()], ids=["discrete", "continuous"])
+def test_samplers(name, schedule):
+    check_sampler(difftk.create("sampler", name), schedule)
+
+
+@pytest.mark.parametrize("name", _registered("objective"))
+def test_objectives(name):
+    CHECKS["objective"](difftk.create("objective", name))
+
+
+def test_every_kind_with_components_is_covered():
+    covered = {"schedule", "sampler", "objective"}
+    kinds = {info.kind for info in plugins.host().registry}
+    assert kinds <= covered | {"denoiser", "guidance", "dataset", "metric"}
+
+
+@attrs.frozen
+class IncreasingSchedule(DiscreteSchedule):
+    """Wrong on purpose: ᾱ rises in the middle."""
+
+    def paper_betas(self):
+        return np.full(self.T, 0.01)
+
+    def alpha_bar(self, t):
+        ab = super().alpha_bar(t)
+        return torch.where((t > 0.5) & (t < 0.6), ab * 1.5, ab)
+
+
+def test_kit_flags_a_schedule_whose_alpha_bar_increases():
+    with pytest.raises(ConformanceError, match=r"ᾱ must be non-increasing, but ᾱ\(0\.5\) = .* < ᾱ\(0\.5005\)"):
+        check_schedule(IncreasingSchedule(T=1000))
+
+
+@attrs.frozen
+class NoisySampler:
+    """Wrong on purpose: ignores the generator."""
+
+    def sample(self, denoiser, schedule, x_T, steps=None, cond=None, generator=None, callback=None):
+        if callback:
+            callback(type("S", (), {"t": 1.0})())
+        return x_T + torch.randn_like(x_T)
+
+
+def test_kit_flags_a_nondeterministic_sampler():
+    with pytest.raises(ConformanceError, match="deterministic under a seeded generator"):
+        check_sampler(NoisySampler())
