@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import numpy as np
 import torch
 
 from difftk.diffusion import eps_and_x0, eps_from_x0, x0_from_eps
+from difftk.options import option
+from difftk.schedules import SPACINGS, alpha_bar_table, time_grid
 
 
 class Prediction:
@@ -119,3 +122,25 @@ def run_affine(denoiser: Any, x: torch.Tensor, plan: AffineSteps, *, cond: torch
         if callback is not None:
             callback(StepInfo(index=k, total=K, t=times[k], t_next=times[k + 1], x=x, x0=pred.x0))
     return x
+
+
+@attrs.frozen
+class AffineSampler:
+    """Base of samplers whose steps are affine (:class:`AffineSteps`): subclasses add their
+    options and implement ``plan(schedule, steps)``; ``sample`` runs the plan."""
+
+    spacing: str = option("linspace", help="which grid times K < T steps visit", choices=SPACINGS)
+    clip_x0: float | None = option(None, help="clamp x̂₀ to ±clip_x0 (1.0 for data in [−1, 1]); none = off", gt=0.0, optional=True)
+
+    def plan(self, schedule: Any, steps: int | None) -> AffineSteps:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def grid(self, schedule: Any, steps: int | None) -> tuple[Any, Any]:
+        """Times t_K > … > t_1 > 0 visited (with the final 0) and ᾱ at them, float64."""
+        times = np.append(time_grid(schedule, steps, self.spacing), 0.0)
+        return times, alpha_bar_table(schedule, times)
+
+    def sample(self, denoiser: Any, schedule: Any, x_T: torch.Tensor, steps: int | None = None, cond: Any = None,
+               generator: torch.Generator | None = None, callback: Any = None) -> torch.Tensor:
+        return run_affine(denoiser, x_T, self.plan(schedule, steps), cond=cond, generator=generator,
+                          callback=callback, clip_x0=self.clip_x0)

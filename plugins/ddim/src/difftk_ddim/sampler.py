@@ -6,8 +6,7 @@ import attrs
 import numpy as np
 import torch
 from difftk.options import option
-from difftk.sampling import AffineSteps, affine_from_x0_form, predict, run_affine
-from difftk.schedules import SPACINGS, alpha_bar_table, time_grid
+from difftk.sampling import AffineSampler, AffineSteps, affine_from_x0_form, predict
 
 
 def ddim_sigma(eta, alpha_bar_s, alpha_bar_t):
@@ -16,7 +15,7 @@ def ddim_sigma(eta, alpha_bar_s, alpha_bar_t):
 
 
 @attrs.frozen
-class DDIMSampler:
+class DDIMSampler(AffineSampler):
     """DDIM: x_s = √ᾱ_s·x̂₀ + √(1−ᾱ_s−σ²)·ε̂ + σ·z, σ = η·σ_DDPM (Song et al. 2020, eq. 12).
 
     Runs on any K ≤ T steps chosen by ``spacing``; each step goes to the previous time of
@@ -25,23 +24,15 @@ class DDIMSampler:
     """
 
     eta: float = option(0.0, help="stochasticity: 0 deterministic DDIM, 1 DDPM-like", ge=0.0, le=1.0)
-    spacing: str = option("linspace", help="which grid times K < T steps visit", choices=SPACINGS)
-    clip_x0: float | None = option(None, help="clamp x̂₀ to ±clip_x0 (1.0 for data in [−1, 1]); none = off", gt=0.0, optional=True)
 
     def plan(self, schedule, steps: int | None) -> AffineSteps:
         """The coefficients of every step, in float64."""
-        times = np.append(time_grid(schedule, steps, self.spacing), 0.0)
-        ab = alpha_bar_table(schedule, times)
+        times, ab = self.grid(schedule, steps)
         ab_t, ab_s = ab[:-1], ab[1:]
         sigma = ddim_sigma(self.eta, ab_s, ab_t)
         c_eps = np.sqrt(np.clip(1 - ab_s - sigma**2, 0.0, None))
         a, b = affine_from_x0_form(np.sqrt(ab_s), 0.0, c_eps, ab_t)
         return AffineSteps(times=times, alpha_bars=ab, a=a, b=b, sigma=sigma)
-
-    def sample(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
-               generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
-        plan = self.plan(schedule, steps)
-        return run_affine(denoiser, x_T, plan, cond=cond, generator=generator, callback=callback, clip_x0=self.clip_x0)
 
     def invert(self, denoiser, schedule, x0: torch.Tensor, steps: int | None = None, cond=None) -> torch.Tensor:
         """DDIM inversion: the η=0 update run from data to noise on the same grid (§4.3, eq. 14).
@@ -49,8 +40,7 @@ class DDIMSampler:
         ε̂ is evaluated at the current (less noisy) point, so sampling the result with
         ``eta=0`` and the same ``steps`` returns ≈ x0; the error vanishes as steps grow.
         """
-        times = np.append(time_grid(schedule, steps, self.spacing), 0.0)[::-1].copy()  # 0 = t_0 < … < t_K
-        ab = alpha_bar_table(schedule, times)
+        times, ab = (a[::-1].copy() for a in self.grid(schedule, steps))  # 0 = t_0 < … < t_K
         x = x0
         for k in range(len(times) - 1):
             s, t = times[k], times[k + 1]

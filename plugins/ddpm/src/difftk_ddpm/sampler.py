@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import attrs
 import numpy as np
-import torch
 from difftk.diffusion import posterior
 from difftk.options import option
-from difftk.sampling import AffineSteps, affine_from_x0_form, run_affine
-from difftk.schedules import SPACINGS, alpha_bar_table, time_grid
+from difftk.sampling import AffineSampler, AffineSteps, affine_from_x0_form
 
 
 @attrs.frozen
-class AncestralSampler:
+class AncestralSampler(AffineSampler):
     """Ancestral sampling x_s ~ N(μ̃(x_t, x̂₀), σ²) (Ho et al. 2020, Algorithm 2).
 
     Each step goes from t to the previous time s of the grid through the posterior
@@ -23,21 +21,13 @@ class AncestralSampler:
     """
 
     variance: str = option("beta", help="σ² = β (upper bound) or β̃ (posterior variance)", choices=("beta", "beta_tilde"))
-    spacing: str = option("linspace", help="which grid times K < T steps visit", choices=SPACINGS)
-    clip_x0: float | None = option(None, help="clamp x̂₀ to ±clip_x0 (1.0 for data in [−1, 1]); none = off", gt=0.0, optional=True)
 
     def plan(self, schedule, steps: int | None) -> AffineSteps:
         """The coefficients of every step, in float64."""
-        times = np.append(time_grid(schedule, steps, self.spacing), 0.0)
-        ab = alpha_bar_table(schedule, times)
+        times, ab = self.grid(schedule, steps)
         ab_t, ab_s = ab[:-1], ab[1:]
         post = posterior(ab_s, ab_t)
         var = post.variance if self.variance == "beta_tilde" else post.beta
         var[-1] = 0.0  # x_0 = μ̃ on the last step
         a, b = affine_from_x0_form(post.coef_x0, post.coef_xt, 0.0, ab_t)
         return AffineSteps(times=times, alpha_bars=ab, a=a, b=b, sigma=np.sqrt(var))
-
-    def sample(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
-               generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
-        plan = self.plan(schedule, steps)
-        return run_affine(denoiser, x_T, plan, cond=cond, generator=generator, callback=callback, clip_x0=self.clip_x0)
