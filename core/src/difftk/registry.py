@@ -87,12 +87,8 @@ class ComponentInfo:
         missing = [n for n, a in self.option_fields().items() if a.default is attrs.NOTHING and n not in opts]
         if missing:
             raise OptionError(f"{self.label} needs option(s) {', '.join(missing)}: set them with --set {self.kind}.{missing[0]}=VALUE")
-        ocls = self.options_cls
-        try:
-            config = ocls(**opts)
-        except OptionError as err:
-            raise OptionError(str(err).replace(f"{ocls.__name__}:", f"{self.label}:", 1)) from None
-        return config if ocls is self.cls else self.cls(config)
+        config = self.options_cls(**opts)  # validators raise one-line OptionErrors
+        return config if self.options_cls is self.cls else self.cls(config)
 
 
 class Registry:
