@@ -9,6 +9,7 @@ command line (``--set sampler.eta=0.5``) into the field's type.
 from __future__ import annotations
 
 import math
+import os
 import typing
 from typing import Any
 
@@ -72,13 +73,17 @@ def option(
                 raise OptionError(f"{where} is out of range: expected {_describe_range(attribute.name, ge, gt, le, lt)}")
 
     meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "optional": optional}
-    converter = _to_tuple if isinstance(default, tuple) else None
-    return attrs.field(default=default, validator=validate, converter=converter, metadata={"difftk": meta}, kw_only=True)
+    return attrs.field(default=default, validator=validate, converter=_normalise, metadata={"difftk": meta}, kw_only=True)
 
 
-def _to_tuple(value: Any) -> Any:
-    """Lists (from TOML) become tuples, so a tuple option compares equal after a round-trip."""
-    return tuple(value) if isinstance(value, list) else value
+def _normalise(value: Any) -> Any:
+    """Lists (from TOML) become tuples, so a tuple option compares equal after a round-trip;
+    path-like objects become strings, so ``path=Path(...)`` works."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
 
 
 _NAMES = {"float": float, "int": int, "str": str, "bool": bool,

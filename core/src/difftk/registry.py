@@ -86,7 +86,9 @@ class ComponentInfo:
         opts = self.check_options(dict(options or {}), from_strings=from_strings)
         missing = [n for n, a in self.option_fields().items() if a.default is attrs.NOTHING and n not in opts]
         if missing:
-            raise OptionError(f"{self.label} needs option(s) {', '.join(missing)}: set them with --set {self.kind}.{missing[0]}=VALUE")
+            how = (f"give it as {self.name}:PATH" if self.kind == "dataset" and missing == ["path"]
+                   else f"set it with --set {self.kind}.{missing[0]}=VALUE")
+            raise OptionError(f"{self.label} needs option(s) {', '.join(missing)}: {how}")
         config = self.options_cls(**opts)  # validators raise one-line OptionErrors
         return config if self.options_cls is self.cls else self.cls(config)
 
