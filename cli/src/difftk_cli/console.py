@@ -35,6 +35,8 @@ class Group(click.Group):
             return super().invoke(ctx)
         except DifftkError as e:
             fail(str(e))
+        except click.UsageError as e:  # a bad or missing option of a command: one line too
+            fail(f"{e.format_message()} (see `{e.ctx.command_path if e.ctx else 'difftk'} --help`)")
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
             sys.exit(130)

@@ -9,6 +9,8 @@ import difftk
 
 from difftk_cli.commands.compose import compose
 from difftk_cli.commands.plugins import plugins
+from difftk_cli.commands.sample import sample
+from difftk_cli.commands.train import train
 from difftk_cli.console import Group, show_plugin_warnings
 
 
@@ -30,6 +32,8 @@ def cli(strict_plugins: bool) -> None:
 
 cli.add_command(plugins)
 cli.add_command(compose)
+cli.add_command(train)
+cli.add_command(sample)
 
 
 def main() -> None:

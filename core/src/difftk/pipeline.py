@@ -122,7 +122,6 @@ class PipelineSpec:
             options = table.get("options", {})
             if not isinstance(options, Mapping):
                 raise SpecError(f"{source}: [{kind}.options] must be a table")
-            options = {k: (None if v == "none" else v) for k, v in options.items()}
             comps[kind] = ComponentSpec(table["name"], options, table.get("plugin"), table.get("version"))
         return cls(comps)
 
@@ -132,6 +131,10 @@ class PipelineSpec:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
             raise SpecError(f"{source}: not valid TOML ({err})") from None
+        for kind in PIPELINE_KINDS:  # TOML has no null: "none" stands for an option that is off
+            options = data.get(kind, {}).get("options") if isinstance(data.get(kind), Mapping) else None
+            if isinstance(options, dict):
+                data[kind]["options"] = {k: (None if v == "none" else v) for k, v in options.items()}
         return cls.from_dict(data, source=source)
 
     @classmethod

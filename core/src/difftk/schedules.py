@@ -14,6 +14,7 @@ import attrs
 import numpy as np
 import torch
 
+from difftk.errors import OptionError
 from difftk.options import option
 
 
@@ -183,11 +184,11 @@ def time_grid(schedule: object, steps: int | None, spacing: str = "linspace") ->
     T = getattr(schedule, "grid_size", None)
     K = int(steps if steps is not None else (T or 1000))
     if K < 1:
-        raise ValueError("steps must be at least 1")
+        raise OptionError(f"steps={K}: a sampler needs at least 1 step")
     if T is None:
         return np.arange(K, 0, -1, dtype=np.float64) / K
     if K > T:
-        raise ValueError(f"steps={K} exceeds the schedule's {T} steps")
+        raise OptionError(f"steps={K} exceeds the schedule's {T} steps: use at most {T}")
     if spacing == "linspace":
         idx = np.round(np.linspace(T, 1, K)).astype(np.int64)
     elif spacing == "leading":
@@ -195,7 +196,7 @@ def time_grid(schedule: object, steps: int | None, spacing: str = "linspace") ->
     elif spacing == "trailing":
         idx = np.round(T - np.arange(K) * (T / K)).astype(np.int64)
     else:
-        raise ValueError(f"unknown spacing {spacing!r}; expected linspace, leading or trailing")
+        raise OptionError(f"unknown spacing {spacing!r}; expected linspace, leading or trailing")
     idx = np.unique(idx)[::-1]
     return idx.astype(np.float64) / T
 

@@ -1,0 +1,95 @@
+"""`difftk sample`: draw samples from a checkpoint with any registered sampler."""
+
+from __future__ import annotations
+
+import math
+
+import click
+from difftk.checkpoint import load_for_sampling
+from difftk.errors import OptionError
+from difftk.generation import TrajectoryRecorder, check_steps, class_labels, generate, make_component, make_sampler
+from difftk.images import grid_shape, picture, save_png, trajectory_strip
+from difftk.pipeline import component_options
+from difftk.progress import SamplingProgress
+from difftk.training import resolve_device
+from rich.markup import escape
+
+from difftk_cli.commands.compose import parse_sets
+from difftk_cli.console import out, warn
+
+#: the kinds --set may change at sampling time; the rest is fixed by the checkpoint
+SAMPLING_KINDS = ("sampler", "guidance")
+
+
+def _options_text(component) -> str:
+    return ", ".join(f"{k}={v}" for k, v in component_options(component).items())
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path())
+@click.option("-n", "--num", "n", type=click.IntRange(1, 1_000_000), default=64, show_default=True, help="How many samples.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write the grid (or scatter plot) here, as PNG.")
+@click.option("--sampler", metavar="NAME", help="Any registered sampler; default: the one in the checkpoint's pipeline.")
+@click.option("--steps", type=click.IntRange(min=1), help="Sampler steps; default: the sampler's (all T steps for most).")
+@click.option("--set", "sets", metavar="KIND.OPTION=VALUE", multiple=True,
+              help="Set a sampler or guidance option, e.g. sampler.eta=0.5; repeatable.")
+@click.option("--guidance", metavar="NAME", help="Wrap the denoiser in this guidance (e.g. cfg).")
+@click.option("--label", metavar="L", help="Draw every sample from class L (an index or a class name).")
+@click.option("--seed", type=click.IntRange(min=0, max=(1 << 63) - 1), default=0, show_default=True, help="Seed of the noise.")
+@click.option("--trajectory", type=click.Path(dir_okay=False), help="Also write the predicted x₀ at several t as a PNG strip.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Samples drawn at once.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def sample(checkpoint, n, output, sampler, steps, sets, guidance, label, seed, trajectory, batch_size, device) -> None:
+    """Draw N samples from CHECKPOINT with its EMA weights and write them as a PNG grid.
+
+    The schedule comes from the checkpoint, so any registered sampler can sample any model.
+    For image data, samplers with a clip_x0 option clamp x̂₀ to [−1, 1] unless
+    --set sampler.clip_x0=none. A class-conditional model draws classes 0, 1, 2, … in turn
+    (one per column when the grid has as many columns as classes) unless --label is given.
+
+    \b
+    Examples:
+      difftk sample runs/mnist/checkpoint.safetensors -n 64 -o grid.png
+      difftk sample runs/mnist/checkpoint.safetensors -n 16 -o sevens.png --label 7
+      difftk sample runs/mnist/checkpoint.safetensors -n 64 -o fast.png --sampler ddim --steps 25
+      difftk sample runs/mnist/checkpoint.safetensors -n 8 -o g.png --sampler ddim --set sampler.eta=1.0 --trajectory t.png
+    """
+    options = parse_sets(sets)
+    for kind in options:
+        if kind not in SAMPLING_KINDS:
+            raise OptionError(f"--set {kind}.…: only sampler and guidance options can change when sampling "
+                              "(the rest is fixed by the checkpoint)")
+    device = resolve_device(device)
+    model = load_for_sampling(checkpoint, device)
+    for note in model.plugin_mismatches():
+        warn(note)
+    spec, kind = model.pipeline.spec, model.data_kind
+    chosen = make_sampler(sampler, options.get("sampler"), base=spec.get("sampler"), data_kind=kind)
+    cond = class_labels(n, model.num_classes, label, model.class_names)
+    denoiser = model.denoiser
+    if guidance is not None or "guidance" in options or spec.get("guidance") is not None:
+        wrapper = make_component("guidance", guidance, options.get("guidance"), base=spec.get("guidance"))
+        denoiser = wrapper.wrap(denoiser, model.pipeline.schedule)
+    recorder = TrajectoryRecorder(keep=4 if kind == "image" else None) if trajectory else None
+
+    def callback(batch, info):
+        progress(batch, info)
+        if recorder is not None:
+            recorder(batch, info)
+
+    check_steps(model.pipeline.schedule, steps)
+    batches = math.ceil(n / batch_size)
+    with SamplingProgress(batches, console=out) as progress:
+        x = generate(denoiser, model.pipeline.schedule, chosen, model.data_shape, n, steps=steps, cond=cond,
+                     seed=seed, device=device, batch_size=batch_size, callback=callback)
+    bounds = model.checkpoint.dataset.get("bounds")
+    save_png(picture(x, kind, bounds), output)
+    name = sampler or spec["sampler"].name
+    layout = "{}×{} grid".format(*grid_shape(n)) if kind == "image" else "scatter plot"
+    cls = f", class {label}" if label is not None else (f", classes 0–{model.num_classes - 1} in turn" if model.num_classes else "")
+    out.print(escape(f"wrote {output}: {n} samples ({layout}) from step {model.checkpoint.step:,}; "
+                     f"sampler {name} ({_options_text(chosen)}), {progress.steps} steps, seed {seed}{cls}"))
+    if recorder is not None:
+        save_png(trajectory_strip(recorder.frames, recorder.times, kind, bounds), trajectory)
+        times = ", ".join(f"{t:.2f}" for t in recorder.times)
+        out.print(escape(f"wrote {trajectory}: predicted x₀ at t = {times}"))

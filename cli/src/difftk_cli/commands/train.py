@@ -1,0 +1,120 @@
+"""`difftk train`: train a composed pipeline on a dataset; the loop lives in difftk.training."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import attrs
+import click
+from click.core import ParameterSource
+from difftk.errors import OptionError
+from difftk.fitting import load_dataset
+from difftk.pipeline import PipelineSpec
+from difftk.progress import RichTrainReporter
+from difftk.training import RunPaths, TrainConfig, resolve_device, resume_state, train as run_training
+from rich.markup import escape
+
+from difftk_cli.console import out
+
+#: exit status of a run stopped by Ctrl-C (after its checkpoint was written)
+INTERRUPTED = 130
+
+
+def _default(name: str):
+    """The TrainConfig default of option ``name`` (one source for the library and --help)."""
+    return attrs.fields_dict(TrainConfig)[name].default
+
+
+def _given(ctx: click.Context, options: dict) -> dict:
+    """The options the user gave on the command line (on --resume the rest keep the run's values)."""
+    return {k: v for k, v in options.items() if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
+
+
+def parse_data(text: str) -> tuple[str, str | None]:
+    """``mnist`` -> (mnist, None); ``cifar10:/data/cifar`` -> (cifar10, /data/cifar)."""
+    name, sep, path = text.partition(":")
+    name = name.strip()
+    if not name:
+        raise OptionError(f"--data {text!r} names no dataset: use --data NAME or NAME:PATH (e.g. --data mnist)")
+    if sep and not path.strip():
+        raise OptionError(f"--data {text!r} has an empty path after ':': use --data {name} or {name}:PATH")
+    return name, path.strip() or None
+
+
+@click.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("--data", required=True, metavar="NAME[:PATH]",
+              help="Dataset to train on, with its path when it reads one (e.g. mnist, cifar10:/data/cifar).")
+@click.option("--steps", type=click.IntRange(min=1), required=True, help="Train up to this many optimizer steps in total.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Run directory: checkpoint.safetensors, samples/step_XXXXXX.png, log.jsonl.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint, exactly.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=_default("batch_size"), show_default=True, help="Examples per step.")
+@click.option("--lr", type=click.FloatRange(min=0, max=1, min_open=True), default=_default("lr"), show_default=True,
+              help="AdamW learning rate after warm-up.")
+@click.option("--weight-decay", type=click.FloatRange(min=0, max=1), default=_default("weight_decay"), show_default=True,
+              help="AdamW decoupled weight decay.")
+@click.option("--warmup", type=click.IntRange(min=0), default=_default("warmup"), show_default=True, help="Steps of linear learning-rate warm-up.")
+@click.option("--grad-clip", type=click.FloatRange(min=0, min_open=True), default=_default("grad_clip"), show_default=True,
+              help="Clip the gradient norm to this.")
+@click.option("--ema-decay", type=click.FloatRange(min=0, max=1, max_open=True), default=_default("ema_decay"), show_default=True,
+              help="Decay of the EMA of the weights that sampling uses.")
+@click.option("--seed", type=click.IntRange(min=0, max=(1 << 32) - 1), default=_default("seed"), show_default=True,
+              help="Seed of the weights, data order, noise and sample grids.")
+@click.option("--sample-every", type=click.IntRange(min=0), default=_default("sample_every"), show_default=True,
+              help="Write a sample grid every K steps (and at the end); 0 = never.")
+@click.option("--sample-steps", type=click.IntRange(min=1), default=_default("sample_steps"), show_default=True,
+              help="Sampler steps for the sample grids.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=_default("checkpoint_every"), show_default=True,
+              help="Write the checkpoint every K steps (and at the end).")
+@click.option("--log-every", type=click.IntRange(min=1), default=_default("log_every"), show_default=True,
+              help="Append the mean loss to log.jsonl every K steps.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.pass_context
+def train(ctx, pipeline, data, steps, out_dir, resume, device, **options) -> None:
+    """Train PIPELINE (a TOML file from `difftk compose`) on a dataset.
+
+    The denoiser's data options (in_channels, image_size, num_classes) are taken from the
+    data. Samples are drawn with an EMA of the weights. Ctrl-C writes a checkpoint and stops;
+    --resume continues bit for bit. On --resume, options left out keep the run's values.
+
+    \b
+    Examples:
+      difftk compose --schedule linear --sampler ddim --denoiser unet-attn --objective simple -o p.toml
+      difftk train p.toml --data mnist --steps 2000 --out runs/mnist
+      difftk train p.toml --data cifar10:/data/cifar-10 --steps 50000 --batch-size 128 --out runs/cifar
+      difftk train p.toml --data mnist --steps 4000 --out runs/mnist --resume
+    """
+    name, path = parse_data(data)
+    device = resolve_device(device)
+    spec = PipelineSpec.load(pipeline)
+    overrides = {"steps": steps, **(_given(ctx, options) if resume else options)}
+    checkpoint = None
+    paths = RunPaths(Path(out_dir))
+    if resume:
+        checkpoint, config = resume_state(out_dir, **overrides)
+        if checkpoint.step >= config.steps:
+            out.print(escape(f"{out_dir} is already at step {checkpoint.step:,} (--steps {config.steps:,}): "
+                             "nothing to train; raise --steps to continue"))
+            return
+    else:
+        paths.prepare(resume=False)
+        config = TrainConfig(**overrides)
+    dataset, dataset_spec = load_dataset(name, path)
+    result = run_training(spec, dataset, config, out=out_dir, resume=resume, device=device, source=pipeline,
+                          reporter=RichTrainReporter(out), dataset_spec=dataset_spec, checkpoint=checkpoint)
+    if result.interrupted:
+        again = shlex.join(["difftk", "train", pipeline, "--data", data, "--steps", str(config.steps),
+                            "--out", out_dir, "--resume"])
+        out.print(f"interrupted at step {result.step:,}: checkpoint → {escape(str(paths.checkpoint))}")
+        out.print(f"continue with: {escape(again)}")
+        sys.exit(INTERRUPTED)
+    loss = f" (loss {result.loss:.4f})" if result.loss is not None else ""
+    out.print(f"[bold green]done[/]: step {result.step:,}{loss}")
+    out.print(f"  checkpoint: {escape(str(paths.checkpoint))}")
+    if result.samples:
+        out.print(f"  samples:    {escape(str(paths.samples))}/ (latest {escape(result.samples[-1].name)})")
+    out.print(f"  log:        {escape(str(paths.log))}")
+    out.print(f"  next:       difftk sample {escape(shlex.quote(str(paths.checkpoint)))} -n 64 -o samples.png")
