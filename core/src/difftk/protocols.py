@@ -87,7 +87,8 @@ class Guidance(Protocol):
     def wrap(self, denoiser: Denoiser, schedule: NoiseSchedule) -> Denoiser: ...
 
 
-from difftk.data import Dataset  # noqa: E402  (a component kind too)
+from difftk.data import Dataset  # noqa: E402  (component kinds too)
+from difftk.metrics import Metric  # noqa: E402
 
 PROTOCOLS: dict[str, type] = {
     "schedule": NoiseSchedule,
@@ -96,4 +97,5 @@ PROTOCOLS: dict[str, type] = {
     "sampler": Sampler,
     "guidance": Guidance,
     "dataset": Dataset,
+    "metric": Metric,
 }
