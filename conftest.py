@@ -9,3 +9,9 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("ci", max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=600, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# Tests use small tensors: one thread is as fast, and avoids oversubscribing a shared 2-core
+# machine (OpenMP workers spinning against each other made some tests 100× slower).
+import torch  # noqa: E402
+
+torch.set_num_threads(1)

@@ -207,3 +207,20 @@ SPACINGS: tuple[str, ...] = ("linspace", "leading", "trailing")
 def alpha_bar_table(schedule: object, times: np.ndarray) -> np.ndarray:
     """ᾱ at the given times in float64 (NumPy), through the schedule's own ``alpha_bar``."""
     return schedule.alpha_bar(torch.from_numpy(np.ascontiguousarray(times, dtype=np.float64))).numpy()
+
+
+def beta_of(schedule: object, t: torch.Tensor) -> torch.Tensor:
+    """β(t) = −d log ᾱ(t)/dt of any schedule (Song et al. 2021, eq. 11: the VP-SDE rate).
+
+    Uses the schedule's own ``beta(t)`` when it has one (every :class:`ScheduleBase` does, in
+    closed form or piecewise constant for a discrete schedule); for a third-party schedule that
+    only defines ``alpha_bar`` it differentiates log ᾱ by autograd in float64. Same shape and
+    dtype as ``t``.
+    """
+    beta = getattr(schedule, "beta", None)
+    if callable(beta):
+        return beta(t)
+    with torch.enable_grad():
+        t64 = t.detach().to(torch.float64).requires_grad_(True)
+        (grad,) = torch.autograd.grad(torch.log(schedule.alpha_bar(t64)).sum(), t64)
+    return (-grad).to(t.dtype)

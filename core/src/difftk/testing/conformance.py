@@ -33,10 +33,24 @@ def _fail(component: Any, kind: str, message: str) -> None:
 
 # --- schedules ----------------------------------------------------------------------------------
 
+#: c in the bound |log ᾱ_i − log ᾱ(i/T)| ≤ c·max(1, L)²/T that a continuous schedule's
+#: ``discretize(T)`` must meet. Measured for the VP SDE (β from 0.1 to 20, L = 10.05):
+#: T·max|Δ log ᾱ| = 86 at T = 50, 75 at T = 100, 68 at T = 1000 and → ∫β²/2 = 67 = 0.66·L²
+#: as T → ∞, so c = 2 leaves a factor 3 and a discretization off by a constant fails.
+CONTINUOUS_LOG_TOLERANCE = 2.0
+
+
 def check_schedule(schedule: Any, *, points: int = 2001, discretize_steps: tuple[int, ...] = (10, 50)) -> None:
     """ᾱ lies in (0, 1], is non-increasing, ᾱ(0) ≈ 1, ᾱ(1) ≈ 0, keeps t's shape and dtype, and
-    ``discretize(T)`` is consistent: β ∈ (0, 1), ᾱ_i = ∏(1−β_j) = ᾱ(i/T) for every T tried
-    (the native grid of a discrete schedule included)."""
+    ``discretize(T)`` is consistent: β ∈ (0, 1) and ᾱ_i = ∏(1−β_j) exactly, for every T tried.
+
+    Agreement with ᾱ on the grid i/T: a *discrete* schedule (``grid_size`` set) must match
+    ᾱ(i/T) to 1e-9 (relative) for every T, its native grid included. A *continuous* schedule
+    may discretize by its paper's rule, which only approximates ᾱ (the VP SDE's β_i = β(t_i)/T
+    of Song et al. 2021, App. B): it must satisfy |log ᾱ_i − log ᾱ(i/T)| ≤ 2·max(1, L)²/T with
+    L = −log ᾱ(1), checked at T = 1000 as well. The bound is first order in 1/T, as any
+    consistent discretization of the rate is; its constant covers the leading error
+    ½Σβ_i² ≈ (1/2T)∫β² ≈ (2/3)L²/T of a linear rate three times (see :data:`CONTINUOUS_LOG_TOLERANCE`)."""
     def fail(msg: str) -> None:
         _fail(schedule, "schedule", msg)
 
@@ -63,7 +77,9 @@ def check_schedule(schedule: Any, *, points: int = 2001, discretize_steps: tuple
         fail(f"ᾱ(0) must be ≈ 1 (data at t=0), got {ab[0]:.6g}")
     if ab[-1] > 1e-2:
         fail(f"ᾱ(1) must be ≈ 0 (noise at t=1), got {ab[-1]:.6g}")
-    steps = tuple(discretize_steps) + ((schedule.grid_size,) if getattr(schedule, "grid_size", None) else ())
+    discrete = getattr(schedule, "grid_size", None) is not None
+    steps = tuple(discretize_steps) + ((schedule.grid_size,) if discrete else (1000,))
+    L = max(1.0, -float(torch.log(ab[-1])))
     for T in steps:
         d = schedule.discretize(T)
         if not isinstance(d, Discretization) and not hasattr(d, "betas"):
@@ -79,6 +95,15 @@ def check_schedule(schedule: Any, *, points: int = 2001, discretize_steps: tuple
             i = int(np.argmax(np.abs(cum - abar) / abar))
             fail(f"discretize({T}): ᾱ_i must equal ∏(1−β_j), but at i={i + 1}: {abar[i]:.12g} vs {cum[i]:.12g}")
         grid = schedule.alpha_bar(torch.arange(1, T + 1, dtype=torch.float64) / T).numpy()
+        if not discrete:
+            gap = np.abs(np.log(grid) - np.log(abar))
+            tol = CONTINUOUS_LOG_TOLERANCE * L**2 / T
+            if not np.all(gap <= tol):
+                i = int(np.argmax(gap))
+                fail(f"discretize({T}) must approximate ᾱ on its grid to |Δ log ᾱ| ≤ {CONTINUOUS_LOG_TOLERANCE:g}·max(1, L)²/T "
+                     f"= {tol:.3g} (L = −log ᾱ(1) = {L:.4g}), but at i={i + 1}: ᾱ({i + 1}/{T}) = {grid[i]:.12g} "
+                     f"vs alphas_cumprod {abar[i]:.12g} (Δ log ᾱ = {gap[i]:.3g})")
+            continue
         if not np.allclose(grid, abar, rtol=1e-9, atol=1e-300):
             i = int(np.argmax(np.abs(grid - abar) / abar))
             fail(f"discretize({T}) must agree with ᾱ on its grid, but ᾱ({i + 1}/{T}) = {grid[i]:.12g} vs alphas_cumprod {abar[i]:.12g}")

@@ -1,0 +1,1 @@
+"""The variance-preserving SDE (Song, Sohl-Dickstein, Kingma, Kumar, Ermon & Poole 2021) for difftk."""

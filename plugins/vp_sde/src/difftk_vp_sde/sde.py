@@ -1,0 +1,74 @@
+"""What the VP-SDE samplers share: the score of a denoiser, β(t), the time grid, step reports.
+
+The forward SDE is dx = −½β(t)x dt + √β(t) dw (Song et al. 2021, eq. 11), the reverse SDE
+dx = [−½β(t)x − β(t)∇log p_t(x)] dt + √β(t) dw̄ (eq. 6), and the score comes from any
+denoiser through ∇log p_t(x) = −ε̂/√(1−ᾱ(t)) (:func:`difftk.diffusion.score_from_eps`).
+Every schedule works through its continuous view: ᾱ(t) and β(t) = −d log ᾱ/dt
+(:func:`difftk.schedules.beta_of`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from difftk.diffusion import score_from_eps
+from difftk.errors import OptionError
+from difftk.sampling import StepInfo, predict
+from difftk.schedules import beta_of
+
+
+@attrs.frozen
+class NFEStepInfo(StepInfo):
+    """:class:`~difftk.sampling.StepInfo` plus ``nfe``: denoiser evaluations so far in this call."""
+
+    nfe: int = 0
+
+
+class ScoreFunction:
+    """∇log p_t(x) and x̂₀ from a denoiser at one time t for the whole batch, counting evaluations.
+
+    ``denoiser`` may predict ε, x₀ or v; the conversion is the core's. ``nfe`` is the number
+    of denoiser calls made through this object.
+    """
+
+    def __init__(self, denoiser: Any, schedule: Any, cond: torch.Tensor | None = None) -> None:
+        self.denoiser, self.schedule, self.cond = denoiser, schedule, cond
+        self.nfe = 0
+
+    def alpha_bar(self, t: float) -> float:
+        """ᾱ(t) in float64."""
+        return float(self.schedule.alpha_bar(torch.tensor([t], dtype=torch.float64))[0])
+
+    def beta(self, t: float) -> float:
+        """β(t) = −d log ᾱ/dt in float64."""
+        return float(beta_of(self.schedule, torch.tensor([t], dtype=torch.float64))[0])
+
+    def __call__(self, x: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(∇log p_t(x), x̂₀(x, t)), both shaped and typed like ``x``."""
+        alpha_bar = self.alpha_bar(t)
+        t_batch = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
+        pred = predict(self.denoiser, x, t_batch, alpha_bar, self.cond)
+        self.nfe += 1
+        return score_from_eps(pred.eps, alpha_bar), pred.x0
+
+
+def uniform_times(steps: int, eps: float) -> np.ndarray:
+    """t_0 = 1 > t_1 > … > t_K = ε, evenly spaced: the grid of the fixed-step samplers (float64)."""
+    return np.linspace(1.0, eps, steps + 1, dtype=np.float64)
+
+
+def default_steps(schedule: Any, steps: int | None, fallback: int = 1000) -> int:
+    """``steps``, else the schedule's native T, else ``fallback``; at least 1."""
+    K = int(steps if steps is not None else (getattr(schedule, "grid_size", None) or fallback))
+    if K < 1:
+        raise OptionError(f"steps={K}: a sampler needs at least 1 step")
+    return K
+
+
+def per_example_norm(x: torch.Tensor) -> torch.Tensor:
+    """‖x_b‖ over every dimension but the batch, shaped to broadcast against ``x``."""
+    n = x.reshape(x.shape[0], -1).norm(dim=1)
+    return n.view(-1, *([1] * (x.ndim - 1)))
