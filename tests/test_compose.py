@@ -40,8 +40,8 @@ def test_components_are_frozen_and_validated():
 
 
 def test_missing_components_are_all_named():
-    with pytest.raises(UnknownComponentError, match=r"not installed: schedule 'cosine', guidance 'cfg'"):
-        difftk.compose(schedule="cosine", sampler="ddim", guidance="cfg")
+    with pytest.raises(UnknownComponentError, match=r"not installed: schedule 'cosine', guidance 'nosuch'"):
+        difftk.compose(schedule="cosine", sampler="ddim", guidance="nosuch")
 
 
 def test_compose_requires_schedule_and_sampler():

@@ -8,9 +8,11 @@ import click
 import difftk
 
 from difftk_cli.commands.compose import compose
+from difftk_cli.commands.evaluate import evaluate
 from difftk_cli.commands.plugins import plugins
 from difftk_cli.commands.sample import sample
 from difftk_cli.commands.train import train
+from difftk_cli.commands.train_classifier import train_classifier_command
 from difftk_cli.console import Group, show_plugin_warnings
 
 
@@ -34,6 +36,8 @@ cli.add_command(plugins)
 cli.add_command(compose)
 cli.add_command(train)
 cli.add_command(sample)
+cli.add_command(evaluate)
+cli.add_command(train_classifier_command)
 
 
 def main() -> None:

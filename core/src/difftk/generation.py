@@ -80,6 +80,11 @@ def class_labels(n: int, num_classes: int, label: int | str | None = None,
     return torch.full((n,), index, dtype=torch.long)
 
 
+def class_rows(n: int, num_classes: int, columns: int) -> torch.Tensor:
+    """Labels for a grid of ``columns`` columns in which row r holds class r mod C."""
+    return (torch.arange(n) // columns) % num_classes
+
+
 def parse_label(label: int | str, num_classes: int, class_names: Sequence[str] = ()) -> int:
     """A class index from an index or a class name, checked against the model's classes."""
     if num_classes <= 0:

@@ -87,6 +87,32 @@ class Guidance(Protocol):
     def wrap(self, denoiser: Denoiser, schedule: NoiseSchedule) -> Denoiser: ...
 
 
+class TrainingCondition(Protocol):
+    """An optional Guidance method the training engine calls on every batch's labels.
+
+    ``training_condition(cond, num_classes, generator)`` returns the labels the denoiser is
+    trained on, e.g. with a fraction replaced by the null class ``num_classes`` (label
+    dropout, Ho & Salimans 2022, Algorithm 1). It must draw only from ``generator`` (the
+    objective's, whose state every checkpoint stores), so a resumed run stays exact.
+    """
+
+    def training_condition(self, cond: torch.Tensor, num_classes: int,
+                           generator: torch.Generator | None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """A noise-aware classifier: logits of p(y | x_t) from (x_t, t) (Dhariwal & Nichol 2021, §4).
+
+    Contract: ``classifier(x_t, t)`` with x_t of shape [B, ...] and t of shape [B] in [0, 1]
+    returns logits of shape [B, num_classes]; the attribute ``num_classes`` says K.
+    """
+
+    num_classes: int
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor: ...
+
+
 from difftk.data import Dataset  # noqa: E402  (component kinds too)
 from difftk.metrics import Metric  # noqa: E402
 
@@ -96,6 +122,7 @@ PROTOCOLS: dict[str, type] = {
     "objective": Objective,
     "sampler": Sampler,
     "guidance": Guidance,
+    "classifier": Classifier,
     "dataset": Dataset,
     "metric": Metric,
 }

@@ -16,7 +16,7 @@ from difftk.errors import DifftkError, OptionError, UnknownComponentError, did_y
 from difftk.options import option_fields, parse_value
 
 #: The component kinds, in the order a pipeline lists them.
-KINDS: tuple[str, ...] = ("schedule", "denoiser", "objective", "sampler", "guidance", "dataset", "metric")
+KINDS: tuple[str, ...] = ("schedule", "denoiser", "objective", "sampler", "guidance", "classifier", "dataset", "metric")
 
 
 class RegistrationError(DifftkError):
@@ -193,6 +193,10 @@ class Registrar:
     def add_guidance(self, name: str, cls: type) -> None:
         """Register a Guidance (wraps a denoiser, returns a denoiser)."""
         self.add("guidance", name, cls)
+
+    def add_classifier(self, name: str, cls: type) -> None:
+        """Register a Classifier (a noise-aware ``torch.nn.Module`` with an attrs ``Config``)."""
+        self.add("classifier", name, cls)
 
     def add_dataset(self, name: str, cls: type) -> None:
         """Register a Dataset."""

@@ -290,6 +290,9 @@ class Trainer:
         """
         x0, y = self.dataset.batch(self.order.next(), self.device)
         cond = y if self.conditional else None
+        relabel = getattr(self.pipeline.guidance, "training_condition", None)
+        if cond is not None and relabel is not None:  # e.g. cfg's label dropout, from the checkpointed generator
+            cond = relabel(cond, num_classes_of(self.model), self.noise)
         with self._autocast():
             loss = self.pipeline.objective.loss(self.model, self.pipeline.schedule, x0, cond=cond,
                                                 generator=self.noise).float().mean()
@@ -412,7 +415,8 @@ class Trainer:
         schedule = self.pipeline.schedule
         steps = min(cfg.sample_steps, getattr(schedule, "grid_size", None) or cfg.sample_steps)
         sampler = with_image_defaults(self.pipeline.sampler, kind)
-        denoiser = self.pipeline.guidance.wrap(self.ema, schedule) if self.pipeline.guidance is not None else self.ema
+        guided = self.pipeline.guidance is not None and self.conditional  # guidance steers toward a class
+        denoiser = self.pipeline.guidance.wrap(self.ema, schedule) if guided else self.ema
         cond = class_labels(n, num_classes_of(self.model)) if self.conditional else None
         devices = []
         if self.device.type == "cuda":

@@ -5,9 +5,19 @@ from __future__ import annotations
 import math
 
 import click
+from click.core import ParameterSource
 from difftk.checkpoint import load_for_sampling
 from difftk.errors import OptionError
-from difftk.generation import TrajectoryRecorder, check_steps, class_labels, generate, make_component, make_sampler
+from difftk.generation import (
+    TrajectoryRecorder,
+    check_steps,
+    class_labels,
+    class_rows,
+    generate,
+    make_component,
+    make_sampler,
+    num_classes_of,
+)
 from difftk.images import grid_shape, picture, save_png, trajectory_strip
 from difftk.pipeline import component_options
 from difftk.progress import SamplingProgress
@@ -34,18 +44,25 @@ def _options_text(component) -> str:
 @click.option("--set", "sets", metavar="KIND.OPTION=VALUE", multiple=True,
               help="Set a sampler or guidance option, e.g. sampler.eta=0.5; repeatable.")
 @click.option("--guidance", metavar="NAME", help="Wrap the denoiser in this guidance (e.g. cfg).")
+@click.option("--scale", type=click.FloatRange(min=0), help="Guidance scale (w of cfg, s of classifier guidance); 0 = unguided.")
+@click.option("--classifier", "classifier_file", type=click.Path(dir_okay=False),
+              help="Classifier file for --guidance classifier (from `difftk train-classifier`).")
 @click.option("--label", metavar="L", help="Draw every sample from class L (an index or a class name).")
 @click.option("--seed", type=click.IntRange(min=0, max=(1 << 63) - 1), default=0, show_default=True, help="Seed of the noise.")
 @click.option("--trajectory", type=click.Path(dir_okay=False), help="Also write the predicted x₀ at several t as a PNG strip.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Samples drawn at once.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def sample(checkpoint, n, output, sampler, steps, sets, guidance, label, seed, trajectory, batch_size, device) -> None:
+@click.pass_context
+def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, classifier_file, label, seed, trajectory,
+           batch_size, device) -> None:
     """Draw N samples from CHECKPOINT with its EMA weights and write them as a PNG grid.
 
     The schedule comes from the checkpoint, so any registered sampler can sample any model.
     For image data, samplers with a clip_x0 option clamp x̂₀ to [−1, 1] unless
     --set sampler.clip_x0=none. A class-conditional model draws classes 0, 1, 2, … in turn
     (one per column when the grid has as many columns as classes) unless --label is given.
+    With --guidance and no --label, each grid row is one class (default -n: one row of
+    C samples per class).
 
     \b
     Examples:
@@ -53,6 +70,8 @@ def sample(checkpoint, n, output, sampler, steps, sets, guidance, label, seed, t
       difftk sample runs/mnist/checkpoint.safetensors -n 16 -o sevens.png --label 7
       difftk sample runs/mnist/checkpoint.safetensors -n 64 -o fast.png --sampler ddim --steps 25
       difftk sample runs/mnist/checkpoint.safetensors -n 8 -o g.png --sampler ddim --set sampler.eta=1.0 --trajectory t.png
+      difftk sample runs/mnist/checkpoint.safetensors -o cfg.png --guidance cfg --scale 3
+      difftk sample runs/mnist/checkpoint.safetensors -n 16 -o g7.png --guidance classifier --classifier clf.safetensors --label 7
     """
     options = parse_sets(sets)
     for kind in options:
@@ -65,15 +84,32 @@ def sample(checkpoint, n, output, sampler, steps, sets, guidance, label, seed, t
         warn(note)
     spec, kind = model.pipeline.spec, model.data_kind
     chosen = make_sampler(sampler, options.get("sampler"), base=spec.get("sampler"), data_kind=kind)
-    cond = class_labels(n, model.num_classes, label, model.class_names)
-    denoiser = model.denoiser
-    if guidance is not None or "guidance" in options or spec.get("guidance") is not None:
-        wrapper = make_component("guidance", guidance, options.get("guidance"), base=spec.get("guidance"))
+    denoiser, guided = model.denoiser, guidance is not None or "guidance" in options or spec.get("guidance") is not None
+    if not guided and (scale is not None or classifier_file is not None):
+        raise OptionError(f"--{'scale' if scale is not None else 'classifier'} needs --guidance NAME (cfg or classifier)")
+    if guided:
+        given = {**options.get("guidance", {}), **({"scale": str(scale)} if scale is not None else {}),
+                 **({"classifier": classifier_file} if classifier_file is not None else {})}
+        wrapper = make_component("guidance", guidance, given, base=spec.get("guidance"))
+        check_trained = getattr(wrapper, "check_trained", None)
+        if check_trained is not None:
+            check_trained(spec)
         denoiser = wrapper.wrap(denoiser, model.pipeline.schedule)
+    num_classes = num_classes_of(denoiser)
+    if guided and label is None and num_classes:
+        if ctx.get_parameter_source("n") is ParameterSource.DEFAULT:
+            n = num_classes * num_classes
+        cond = class_rows(n, num_classes, grid_shape(n)[1])
+    else:
+        cond = class_labels(n, num_classes, label, model.class_names)
     recorder = TrajectoryRecorder(keep=4 if kind == "image" else None) if trajectory else None
+
+    nfe: dict[int, tuple[int, int]] = {}  # (denoiser evaluations, steps) per batch, from samplers that report them
 
     def callback(batch, info):
         progress(batch, info)
+        if getattr(info, "nfe", None) is not None:
+            nfe[batch] = (info.nfe, info.index + 1)
         if recorder is not None:
             recorder(batch, info)
 
@@ -86,9 +122,15 @@ def sample(checkpoint, n, output, sampler, steps, sets, guidance, label, seed, t
     save_png(picture(x, kind, bounds), output)
     name = sampler or spec["sampler"].name
     layout = "{}×{} grid".format(*grid_shape(n)) if kind == "image" else "scatter plot"
-    cls = f", class {label}" if label is not None else (f", classes 0–{model.num_classes - 1} in turn" if model.num_classes else "")
+    cls = f", class {label}" if label is not None else (f", classes 0–{num_classes - 1} in turn" if num_classes else "")
+    if guided:
+        cls += f"; guidance {_options_text(wrapper)}"
     out.print(escape(f"wrote {output}: {n} samples ({layout}) from step {model.checkpoint.step:,}; "
                      f"sampler {name} ({_options_text(chosen)}), {progress.steps} steps, seed {seed}{cls}"))
+    if nfe:  # an adaptive sampler's step count is known only at the end: report what each batch used
+        span = lambda v: f"{min(v):,}" + (f"–{max(v):,}" if max(v) != min(v) else "")  # noqa: E731
+        out.print(f"NFE {span([e for e, _ in nfe.values()])} denoiser evaluations in {span([k for _, k in nfe.values()])} "
+                  f"steps per batch of samples ({len(nfe)} batch{'' if len(nfe) == 1 else 'es'})")
     if recorder is not None:
         save_png(trajectory_strip(recorder.frames, recorder.times, kind, bounds), trajectory)
         times = ", ".join(f"{t:.2f}" for t in recorder.times)

@@ -1,0 +1,1 @@
+"""Classifier-free diffusion guidance (Ho & Salimans 2022) for difftk."""

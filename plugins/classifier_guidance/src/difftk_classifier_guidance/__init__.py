@@ -1,0 +1,1 @@
+"""Classifier guidance (Dhariwal & Nichol 2021) for difftk."""
