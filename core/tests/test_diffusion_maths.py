@@ -152,3 +152,4 @@ def test_time_grid_continuous_and_errors():
     np.testing.assert_allclose(time_grid(ReferenceVPSchedule(), 4), [1.0, 0.75, 0.5, 0.25])
     with pytest.raises(ValueError, match="exceeds"):
         time_grid(ReferenceLinearSchedule(T=30), 31)
+
