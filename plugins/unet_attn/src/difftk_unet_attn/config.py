@@ -1,0 +1,101 @@
+"""Options of ``unet-attn``, with the checks that make impossible networks one-line errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from difftk.errors import OptionError
+from difftk.options import option, option_error
+
+
+def int_tuple_option(default: tuple[int, ...], *, help: str, ge: int) -> Any:
+    """``option()`` for a ``tuple[int, ...]`` field: the tuple, then each item as an int ≥ ``ge``.
+
+    Stand-in for ``difftk.options.option`` on tuple fields, whose validator re-applies its
+    "must be a list" check to every item and so rejects any non-empty tuple. Same metadata
+    (help, range, command-line parsing), same list→tuple converter, same one-line messages.
+    """
+    proto = option(default, help=help, ge=ge)
+
+    def validate(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+        label = getattr(type(inst), "component_label", type(inst).__name__)
+        if not isinstance(value, tuple):
+            raise OptionError(f"{label}: option {attribute.name}={value!r} must be a list of values, e.g. 1,2,2")
+        for item in value:
+            where = f"{label}: option {attribute.name}={item!r}"
+            if not isinstance(item, int) or isinstance(item, bool):
+                raise OptionError(f"{where} has the wrong type: expected int")
+            if item < ge:
+                raise OptionError(f"{where} is out of range: expected {ge} ≤ {attribute.name}")
+
+    return attrs.field(default=default, validator=validate, converter=proto.converter, metadata=proto.metadata,
+                       kw_only=True)
+
+
+@attrs.frozen
+class UNetAttnConfig:
+    """Options of :class:`UNetAttn`; the defaults fit MNIST (1×28×28)."""
+
+    in_channels: int = option(1, help="channels of the images (1 grey, 3 colour)", choices=(1, 3))
+    image_size: int = option(28, help="height and width of the images", ge=1)
+    base_channels: int = option(64, help="width of the first level", ge=1)
+    channel_mult: tuple[int, ...] = int_tuple_option(
+        (1, 2, 2), help="width of each level as a multiple of base_channels; the resolution halves between levels", ge=1)
+    num_res_blocks: int = option(2, help="residual blocks per level on the way down", ge=1)
+    attention_resolutions: tuple[int, ...] = int_tuple_option(
+        (14,), help="feature-map sizes that get self-attention (the middle always has it)", ge=1)
+    num_heads: int = option(4, help="attention heads", ge=1)
+    dropout: float = option(0.1, help="dropout rate inside residual blocks", ge=0.0, lt=1.0)
+    num_classes: int = option(0, help="classes for conditioning (0 = unconditional)", ge=0)
+    learned_variance: bool = option(False, help="also output the iDDPM variance interpolation v (2× channels)")
+    prediction: str = option("eps", help="what the network predicts", choices=("eps", "x0", "v"))
+    scale_shift: bool = option(True, help="embedding as GroupNorm scale-shift (Dhariwal & Nichol) instead of a sum")
+    norm_groups: int = option(32, help="GroupNorm groups; must divide every level's width", ge=1)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.channel_mult:
+            raise option_error(self, "channel_mult is empty: give one multiplier per level, e.g. 1,2,2")
+        levels = len(self.channel_mult)
+        step = 2 ** (levels - 1)
+        if self.image_size % step:
+            raise option_error(
+                self, f"image_size={self.image_size} must be divisible by 2**(len(channel_mult)-1)={step} to halve "
+                f"{levels - 1} times: use a multiple of {step} or fewer channel_mult entries")
+        sizes = self.resolutions
+        bad = [r for r in self.attention_resolutions if r not in sizes]
+        if bad:
+            raise option_error(
+                self, f"attention_resolutions has {', '.join(map(str, bad))}, but the feature maps are "
+                f"{', '.join(map(str, sizes))}: choose among those")
+        widths = sorted({self.base_channels} | {self.base_channels * m for m in self.channel_mult})
+        odd = [w for w in widths if w % self.norm_groups]
+        if odd:
+            raise option_error(
+                self, f"width {odd[0]} (base_channels={self.base_channels} or a multiple from channel_mult) is not "
+                f"divisible by norm_groups={self.norm_groups}: use base_channels a multiple of {self.norm_groups} or a "
+                "smaller norm_groups")
+        for i, r in enumerate(sizes):
+            # a level's first block reads the previous level's width (the input layer's at the top)
+            narrowest = self.base_channels * min(self.channel_mult[i], self.channel_mult[i - 1] if i else 1)
+            if (narrowest // self.norm_groups) * r * r < 2:
+                raise option_error(
+                    self, f"GroupNorm needs more than one value per group, but the {r}×{r} level has {narrowest} "
+                    f"channels in norm_groups={self.norm_groups} groups: use fewer norm_groups, a larger image_size "
+                    "or fewer channel_mult entries")
+        attended = {self.base_channels * m for m, r in zip(self.channel_mult, sizes, strict=True)
+                    if r in self.attention_resolutions} | {self.base_channels * self.channel_mult[-1]}
+        split = [w for w in sorted(attended) if w % self.num_heads]
+        if split:
+            raise option_error(
+                self, f"num_heads={self.num_heads} does not divide the attention width {split[0]}: "
+                f"use a divisor of {split[0]}, e.g. {_divisor_near(split[0], self.num_heads)}")
+
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        """The feature-map size of each level, from the input down."""
+        return tuple(self.image_size // 2**i for i in range(len(self.channel_mult)))
+
+
+def _divisor_near(n: int, k: int) -> int:
+    return max(d for d in range(1, min(n, k) + 1) if n % d == 0)
