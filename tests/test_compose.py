@@ -96,3 +96,15 @@ def test_save_is_atomic_and_readable(tmp_path):
     path = p.save(tmp_path / "p.toml")
     assert difftk.load_pipeline(path).spec == p.spec
     assert [f.name for f in tmp_path.iterdir()] == ["p.toml"]  # no temporary left behind
+
+
+def test_tuple_options_validate_each_item():
+
+    net = difftk.create("denoiser", "unet-attn", base_channels=32, channel_mult=(1, 2), attention_resolutions=(14,))
+    assert net.config.channel_mult == (1, 2)
+    with pytest.raises(OptionError, match=r"channel_mult=0 is out of range"):
+        difftk.create("denoiser", "unet-attn", channel_mult=(1, 0))
+    with pytest.raises(OptionError, match="must be a list of values"):
+        difftk.create("denoiser", "unet-attn", channel_mult=2)
+    with pytest.raises(OptionError, match="must be a single value"):
+        difftk.create("sampler", "ddim", eta=(0.1,))

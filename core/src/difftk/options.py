@@ -49,13 +49,15 @@ def option(
     def validate(inst, attribute, value):
         if value is None and optional:
             return
-        if attribute.type is not None and _is_tuple(attribute.type) and not isinstance(value, tuple):
+        is_tuple = attribute.type is not None and _is_tuple(attribute.type)
+        if is_tuple != isinstance(value, tuple):
             owner = getattr(type(inst), "component_label", type(inst).__name__)
-            raise OptionError(f"{owner}: option {attribute.name}={value!r} must be a list of values, e.g. 1,2,2")
-        if isinstance(value, tuple):
-            for item in value:
-                validate(inst, attribute, item)
-            return
+            expected = "a list of values, e.g. 1,2,2" if is_tuple else "a single value"
+            raise OptionError(f"{owner}: option {attribute.name}={value!r} must be {expected}")
+        for item in value if is_tuple else (value,):
+            validate_item(inst, attribute, item)
+
+    def validate_item(inst, attribute, value):
         owner = getattr(type(inst), "component_label", type(inst).__name__)
         where = f"{owner}: option {attribute.name}={value!r}"
         typ = attribute.type

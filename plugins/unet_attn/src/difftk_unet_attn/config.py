@@ -2,35 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
-from difftk.errors import OptionError
 from difftk.options import option, option_error
-
-
-def int_tuple_option(default: tuple[int, ...], *, help: str, ge: int) -> Any:
-    """``option()`` for a ``tuple[int, ...]`` field: the tuple, then each item as an int ≥ ``ge``.
-
-    Stand-in for ``difftk.options.option`` on tuple fields, whose validator re-applies its
-    "must be a list" check to every item and so rejects any non-empty tuple. Same metadata
-    (help, range, command-line parsing), same list→tuple converter, same one-line messages.
-    """
-    proto = option(default, help=help, ge=ge)
-
-    def validate(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-        label = getattr(type(inst), "component_label", type(inst).__name__)
-        if not isinstance(value, tuple):
-            raise OptionError(f"{label}: option {attribute.name}={value!r} must be a list of values, e.g. 1,2,2")
-        for item in value:
-            where = f"{label}: option {attribute.name}={item!r}"
-            if not isinstance(item, int) or isinstance(item, bool):
-                raise OptionError(f"{where} has the wrong type: expected int")
-            if item < ge:
-                raise OptionError(f"{where} is out of range: expected {ge} ≤ {attribute.name}")
-
-    return attrs.field(default=default, validator=validate, converter=proto.converter, metadata=proto.metadata,
-                       kw_only=True)
 
 
 @attrs.frozen
@@ -40,10 +13,10 @@ class UNetAttnConfig:
     in_channels: int = option(1, help="channels of the images (1 grey, 3 colour)", choices=(1, 3))
     image_size: int = option(28, help="height and width of the images", ge=1)
     base_channels: int = option(64, help="width of the first level", ge=1)
-    channel_mult: tuple[int, ...] = int_tuple_option(
+    channel_mult: tuple[int, ...] = option(
         (1, 2, 2), help="width of each level as a multiple of base_channels; the resolution halves between levels", ge=1)
     num_res_blocks: int = option(2, help="residual blocks per level on the way down", ge=1)
-    attention_resolutions: tuple[int, ...] = int_tuple_option(
+    attention_resolutions: tuple[int, ...] = option(
         (14,), help="feature-map sizes that get self-attention (the middle always has it)", ge=1)
     num_heads: int = option(4, help="attention heads", ge=1)
     dropout: float = option(0.1, help="dropout rate inside residual blocks", ge=0.0, lt=1.0)

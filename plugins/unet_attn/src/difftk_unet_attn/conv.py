@@ -13,11 +13,14 @@ The fast path is taken only where it is valid (CPU, float32, NCHW-contiguous inp
 the torch build) and pays: batch ≥ 16 as in PyTorch's own NNPACK heuristic, both spatial sizes
 ≥ 12, at least 8 input channels — and only when NNPACK can have the cores. NNPACK runs on its
 own thread pool (sized by ``torch.get_num_threads()`` at its first use), while after every
-PyTorch operation OpenMP's idle workers keep spinning on theirs for a few milliseconds (the
-default ``OMP_WAIT_POLICY``): with several threads NNPACK then waits for cores, and on a
-2-core machine the measured gain vanished. So by default the path is on with one thread, or
-with ``OMP_WAIT_POLICY=PASSIVE`` in the environment; :func:`fast_cpu_conv` forces it either way.
-Everything else, GPUs included, goes through ``F.conv2d`` unchanged.
+PyTorch operation OpenMP's idle workers keep spinning for several milliseconds (the default
+``OMP_WAIT_POLICY``), holding the other cores: until they yield, the calling thread does
+NNPACK's work alone. With two threads that still left NNPACK ahead of oneDNN (measured); with
+N threads oneDNN's time shrinks as 1/N while that spin window does not, so a rough model puts
+the break-even near 4–6 threads. By default the path is therefore on for at most 2 intra-op
+threads, or for any number under ``OMP_WAIT_POLICY=PASSIVE`` (the workers sleep at once);
+:func:`fast_cpu_conv` forces it either way. Everything else, GPUs included, goes through
+``F.conv2d`` unchanged.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ MIN_BATCH = 16
 MIN_SIZE = 12
 #: Fewest input channels for which it is used (an RGB or grey input layer is faster in oneDNN).
 MIN_CHANNELS = 8
+#: Most intra-op threads for which the path is used under OpenMP's default spin-waiting.
+MAX_SPINNING_THREADS = 2
 
 _forced: bool | None = None  # None: decide by the threading set-up
 _available: bool | None = None
@@ -51,11 +56,12 @@ def _nnpack_ready() -> bool:
 
 
 def fast_path_enabled() -> bool:
-    """Whether the NNPACK path is in use now: forced by :func:`fast_cpu_conv`, else on with one
-    intra-op thread or with OpenMP's passive wait policy (see the module docstring)."""
+    """Whether the NNPACK path is in use now: forced by :func:`fast_cpu_conv`, else on with at
+    most :data:`MAX_SPINNING_THREADS` intra-op threads or with OpenMP's passive wait policy."""
     if _forced is not None:
         return _forced
-    return torch.get_num_threads() == 1 or os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "passive"
+    return (torch.get_num_threads() <= MAX_SPINNING_THREADS
+            or os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "passive")
 
 
 @contextlib.contextmanager

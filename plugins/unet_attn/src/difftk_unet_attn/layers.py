@@ -2,10 +2,12 @@
 
 Written for speed in eager PyTorch on the CPU, where every extra pass over an activation costs
 memory bandwidth: GroupNorm's affine is folded into the time scale-shift, residual sums are
-added in place to a convolution's output (which its backward does not need), SiLU is in place
-when no graph is recorded, and attention reads q, k, v as strided views of one projection.
-Layouts stay NCHW: on the CPU, GroupNorm over channels-last tensors measured several times
-slower than over NCHW, more than channels-last saves in the convolutions.
+added in place to a convolution's output (which its backward does not need) or accumulated by
+the matrix product that computes them (1×1 shortcut, attention output), SiLU is in place when
+no graph is recorded, attention reads q, k, v as strided views of one projection, and the
+upsampling convolution runs at the low resolution. Layouts stay NCHW: on the CPU, GroupNorm
+over channels-last tensors measured several times slower than over NCHW, more than
+channels-last saved in the convolutions.
 """
 
 from __future__ import annotations

@@ -30,7 +30,9 @@ class UNetAttn(nn.Module):
     levels. Middle: residual block, attention, residual block. Up path: per level
     ``num_res_blocks + 1`` residual blocks, each fed the concatenation with the matching
     down-path activation, attention as on the way down, nearest ×2 + 3×3 convolution between
-    levels. Out: GroupNorm, SiLU, a zero-initialised 3×3 convolution.
+    levels. Out: GroupNorm, SiLU, a 3×3 convolution. As in the reference code of Ho et al., the
+    last convolution of every residual block, every attention output projection and the output
+    convolution start at zero, so the network starts as a chain of identities giving 0.
 
     The time t ∈ [0, 1] enters through a sinusoidal embedding of 1000·t (so frequencies match
     the discrete-step convention of Ho et al.) and a two-layer MLP. With ``num_classes`` > 0 a
