@@ -28,7 +28,11 @@ import statistics
 import time
 from collections.abc import Callable
 
-import torch
+# The OpenMP setting the `difftk` command runs with (cli/src/difftk_cli/__init__.py); it must be
+# set before torch loads. Both models are timed under it. Override from the shell to compare.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 
 def build_diffusers(dropout: float):
