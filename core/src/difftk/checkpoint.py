@@ -150,13 +150,7 @@ def resolve_path(path: str | Path) -> Path:
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read and validate a checkpoint; every problem is one :class:`CheckpointError` line."""
     path = resolve_path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint file") from None
-    except OSError as err:
-        raise CheckpointError(f"{path}: cannot be read ({err.strerror or err})") from None
-    metadata = _header_metadata(path, data)
+    data, metadata = read_file(path, "no such checkpoint file")
     try:
         tensors = st_load(data)
     except Exception as err:  # safetensors raises its own SafetensorError for bad bytes
@@ -185,6 +179,18 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         train_config=_parse_json(path, "train_config", metadata["train_config"]),
         plugins=_parse_json(path, "plugins", metadata["plugins"]),
     )
+
+
+def read_file(path: Path, missing: str) -> tuple[bytes, dict[str, str]]:
+    """The bytes of a safetensors file and its validated header metadata; one-line errors,
+    ``missing`` being what to say when the file does not exist."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: {missing}") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot be read ({err.strerror or err})") from None
+    return data, _header_metadata(path, data)
 
 
 def _corrupt(path: Path, reason: str) -> CheckpointError:

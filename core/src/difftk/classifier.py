@@ -25,7 +25,7 @@ from safetensors.torch import load as st_load
 
 import difftk
 from difftk import plugins
-from difftk.checkpoint import CheckpointError, _header_metadata, load_weights, save_checkpoint
+from difftk.checkpoint import CheckpointError, load_weights, read_file, save_checkpoint
 from difftk.data import ArrayDataset
 from difftk.diffusion import q_sample
 from difftk.errors import IncompatibleError, OptionError
@@ -146,13 +146,7 @@ def save_classifier(path: str | Path, classifier: torch.nn.Module, spec: Compone
 def read_classifier_metadata(path: str | Path) -> tuple[dict[str, str], bytes]:
     """The metadata of a classifier file and its bytes; one-line errors for anything else."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such classifier file (make one with `difftk train-classifier`)") from None
-    except OSError as err:
-        raise CheckpointError(f"{path}: cannot be read ({err.strerror or err})") from None
-    metadata = _header_metadata(path, data)
+    data, metadata = read_file(path, "no such classifier file (make one with `difftk train-classifier`)")
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a difftk classifier file (format {metadata.get('format', 'none')!r}): "
                               "make one with `difftk train-classifier`")

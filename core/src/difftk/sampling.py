@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import attrs
@@ -125,15 +126,16 @@ def run_affine(denoiser: Any, x: torch.Tensor, plan: AffineSteps, *, cond: torch
 
 
 @attrs.frozen
-class AffineSampler:
+class AffineSampler(abc.ABC):
     """Base of samplers whose steps are affine (:class:`AffineSteps`): subclasses add their
     options and implement ``plan(schedule, steps)``; ``sample`` runs the plan."""
 
     spacing: str = option("linspace", help="which grid times K < T steps visit", choices=SPACINGS)
     clip_x0: float | None = option(None, help="clamp x̂₀ to ±clip_x0 (1.0 for data in [−1, 1]); none = off", gt=0.0, optional=True)
 
-    def plan(self, schedule: Any, steps: int | None) -> AffineSteps:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def plan(self, schedule: Any, steps: int | None) -> AffineSteps:
+        """The float64 coefficients of every step on the grid ``self.grid(schedule, steps)``."""
 
     def grid(self, schedule: Any, steps: int | None) -> tuple[Any, Any]:
         """Times t_K > … > t_1 > 0 visited (with the final 0) and ᾱ at them, float64."""

@@ -10,6 +10,8 @@ T·(−log(1−β_i)) on (t_{i−1}, t_i], which is the VP-SDE drift of the same
 
 from __future__ import annotations
 
+import abc
+
 import attrs
 import numpy as np
 import torch
@@ -74,15 +76,16 @@ class Discretization:
         return np.log(np.concatenate([var[1:2], var[1:]]))
 
 
-class ScheduleBase:
+class ScheduleBase(abc.ABC):
     """Helpers every schedule gets: the continuous rate β(t), log-SNR, σ(t), and a generic
     :meth:`discretize` that samples ᾱ on the grid i/K."""
 
     #: Native number of steps of a discrete schedule; ``None`` for continuous ones.
     grid_size: int | None = None
 
-    def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
+        """ᾱ(t) for t in [0, 1], same shape and dtype as ``t``."""
 
     def beta(self, t: torch.Tensor) -> torch.Tensor:
         """β(t) = −d log ᾱ(t)/dt, by automatic differentiation in float64."""
@@ -130,9 +133,9 @@ class DiscreteSchedule(ScheduleBase):
     def grid_size(self) -> int:  # type: ignore[override]
         return self.T
 
-    def paper_betas(self) -> np.ndarray:  # pragma: no cover - abstract
+    @abc.abstractmethod
+    def paper_betas(self) -> np.ndarray:
         """β_1..β_T in float64, exactly as the paper defines them for this T."""
-        raise NotImplementedError
 
     def _position(self, t: torch.Tensor) -> torch.Tensor:
         """t·T in float64, snapped onto the grid when t is a grid point up to its precision."""

@@ -33,8 +33,16 @@ def _denoise(score_fn: ScoreFunction, x: torch.Tensor, eps: float, index: int, t
     return x0
 
 
+class _CountingSampler:
+    """Samplers whose ``sample_with_nfe`` also returns the number of denoiser evaluations used."""
+
+    def sample(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
+               generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
+        return self.sample_with_nfe(denoiser, schedule, x_T, steps, cond, generator, callback)[0]
+
+
 @attrs.frozen
-class EulerMaruyama:
+class EulerMaruyama(_CountingSampler):
     """Euler–Maruyama on the reverse VP SDE dx = [−½β x − β∇log p_t(x)] dt + √β dw̄ (Song et al. 2021, eq. 6 and 11).
 
     ``steps`` uniform steps from t = 1 to t = ε; with ``denoise`` the result is Tweedie's x̂₀
@@ -43,10 +51,6 @@ class EulerMaruyama:
 
     eps: float = _eps_option(1e-3)
     denoise: bool = option(True, help="return Tweedie's x̂₀ at t = ε (one more evaluation)")
-
-    def sample(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
-               generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
-        return self.sample_with_nfe(denoiser, schedule, x_T, steps, cond, generator, callback)[0]
 
     def sample_with_nfe(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
                         generator: torch.Generator | None = None, callback=None) -> tuple[torch.Tensor, int]:
@@ -70,7 +74,7 @@ class EulerMaruyama:
 
 
 @attrs.frozen
-class PredictorCorrector:
+class PredictorCorrector(_CountingSampler):
     """Predictor–corrector sampling of the VP SDE (Song et al. 2021, Alg. 1; the VP versions in App. G, Alg. 3 and 5).
 
     Predictor: reverse diffusion, x_s = (2 − √(1−β_{t|s}))·x_t + β_{t|s}·∇log p_t(x_t) + √β_{t|s}·z
@@ -87,10 +91,6 @@ class PredictorCorrector:
     n_corrector: int = option(1, help="Langevin corrector steps after each predictor step", ge=0, le=100)
     eps: float = _eps_option(1e-3)
     denoise: bool = option(True, help="return Tweedie's x̂₀ at t = ε (one more evaluation)")
-
-    def sample(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
-               generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
-        return self.sample_with_nfe(denoiser, schedule, x_T, steps, cond, generator, callback)[0]
 
     def sample_with_nfe(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
                         generator: torch.Generator | None = None, callback=None) -> tuple[torch.Tensor, int]:
@@ -128,7 +128,7 @@ def flow_drift(score_fn: ScoreFunction, x: torch.Tensor, t: float) -> tuple[torc
 
 
 @attrs.frozen
-class ProbabilityFlowODE:
+class ProbabilityFlowODE(_CountingSampler):
     """The probability-flow ODE dx/dt = −½β(t)(x + ∇log p_t(x)) from t = 1 to ε (Song et al. 2021, eq. 13).
 
     ``method="rk45"``: adaptive Dormand–Prince 5(4) with ``rtol``/``atol`` (``steps`` is
@@ -143,10 +143,6 @@ class ProbabilityFlowODE:
     eps: float = _eps_option(1e-3)
     denoise: bool = option(False, help="return Tweedie's x̂₀ at t = ε (one more evaluation)")
     max_steps: int = option(100_000, help="give up after this many rk45 steps", ge=1)
-
-    def sample(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
-               generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
-        return self.sample_with_nfe(denoiser, schedule, x_T, steps, cond, generator, callback)[0]
 
     def sample_with_nfe(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
                         generator: torch.Generator | None = None, callback=None) -> tuple[torch.Tensor, int]:
