@@ -1,0 +1,1 @@
+"""Improved DDPM (Nichol & Dhariwal 2021) for difftk."""
