@@ -9,6 +9,7 @@ import difftk
 
 from difftk_cli.commands.compose import compose
 from difftk_cli.commands.evaluate import evaluate
+from difftk_cli.commands.export import export
 from difftk_cli.commands.plugins import plugins
 from difftk_cli.commands.sample import sample
 from difftk_cli.commands.train import train
@@ -37,6 +38,7 @@ cli.add_command(compose)
 cli.add_command(train)
 cli.add_command(sample)
 cli.add_command(evaluate)
+cli.add_command(export)
 cli.add_command(train_classifier_command)
 
 

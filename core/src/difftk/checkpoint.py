@@ -137,7 +137,13 @@ class Checkpoint:
 
 
 def resolve_path(path: str | Path) -> Path:
-    """``path`` itself, or ``path/checkpoint.safetensors`` when ``path`` is a run directory."""
+    """``path`` itself, ``path/checkpoint.safetensors`` when ``path`` is a run directory, or the
+    file of the checkpoint a plugin ships under the name ``path`` (``difftk plugins`` lists them)."""
+    if isinstance(path, str) and path and not Path(path).exists() and "/" not in path and "\\" not in path \
+            and not path.endswith(".safetensors"):
+        from difftk import plugins
+
+        return plugins.host().registry.checkpoint(path).path
     path = Path(path)
     if path.is_dir():
         inner = path / CHECKPOINT_NAME
@@ -239,6 +245,28 @@ def load_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, 
             parts.append(f"unexpected {', '.join(result.unexpected_keys[:3])}{' …' if len(result.unexpected_keys) > 3 else ''}")
         raise CheckpointError(f"{source}: the {what} weights do not fit {label} ({'; '.join(parts)}): "
                               "was it saved with another version of the plugin?")
+
+
+# --- exporting for sampling -----------------------------------------------------------------------
+
+#: metadata ``contents`` of a checkpoint that holds only what sampling needs
+SAMPLING_CONTENTS = "ema"
+
+
+def export_for_sampling(source: str | Path, path: str | Path) -> tuple[Checkpoint, Path]:
+    """Write the part of checkpoint ``source`` that sampling and evaluation need — the EMA
+    weights and all the metadata (pipeline, plugins, data description, step) — to ``path``.
+
+    Without the trained weights, the optimizer and the RNG states the file is about a quarter
+    of the run's checkpoint; it cannot be resumed (metadata ``contents`` says so).
+    """
+    ckpt = read_checkpoint(source)
+    ema = ckpt.section("ema")
+    if not ema:
+        raise CheckpointError(f"{ckpt.path} holds no EMA weights to export")
+    keep = {k: v for k, v in ckpt.metadata.items() if k not in ("format", "format_version", "optimizer", "data_order")}
+    keep["contents"] = SAMPLING_CONTENTS
+    return ckpt, save_checkpoint(path, {f"ema/{k}": v for k, v in ema.items()}, keep)
 
 
 # --- loading for sampling -------------------------------------------------------------------------

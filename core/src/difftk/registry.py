@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -39,6 +40,16 @@ def options_class(cls: type) -> type:
         f"{cls.__qualname__} is neither an attrs class nor has an attrs 'Config': "
         "decorate it with @attrs.frozen or give it a Config"
     )
+
+
+@attrs.frozen
+class ShippedCheckpoint:
+    """A trained checkpoint a plugin ships inside its package: ``difftk sample NAME`` finds it."""
+
+    name: str
+    path: Path
+    plugin: str
+    summary: str = ""
 
 
 @attrs.frozen
@@ -100,6 +111,8 @@ class Registry:
         self._items: dict[tuple[str, str], ComponentInfo] = {}
         #: (kind, name) -> the plugins that all claimed it; such names are withdrawn.
         self.conflicts: dict[tuple[str, str], list[str]] = {}
+        #: name -> a checkpoint shipped by a plugin (``Registrar.add_checkpoint``)
+        self.checkpoints: dict[str, ShippedCheckpoint] = {}
 
     def __iter__(self) -> Iterator[ComponentInfo]:
         return iter(sorted(self._items.values(), key=lambda i: (KINDS.index(i.kind), i.name)))
@@ -129,8 +142,27 @@ class Registry:
             f"unknown {kind} '{name}'{hint} ({listing}; `difftk plugins` lists what each plugin provides)"
         )
 
-    def _commit(self, staged: list[ComponentInfo]) -> None:
+    def checkpoint(self, name: str) -> ShippedCheckpoint:
+        """The shipped checkpoint ``name``; an :class:`UnknownComponentError` with a did-you-mean otherwise."""
+        found = self.checkpoints.get(name)
+        if found is not None:
+            return found
+        names = sorted(self.checkpoints)
+        listing = f"shipped: {', '.join(names)}" if names else "no plugin ships a checkpoint"
+        raise UnknownComponentError(f"no checkpoint file or shipped model '{name}'{did_you_mean(name, names)} "
+                                    f"({listing}; give the path of a checkpoint.safetensors or a run directory)")
+
+    def _commit(self, staged: list[ComponentInfo | ShippedCheckpoint]) -> None:
         for info in staged:
+            if isinstance(info, ShippedCheckpoint):
+                if info.name in self.checkpoints:  # two plugins ship the same name: neither wins
+                    first = self.checkpoints.pop(info.name)
+                    self.conflicts[("checkpoint", info.name)] = [first.plugin, info.plugin]
+                elif ("checkpoint", info.name) in self.conflicts:
+                    self.conflicts[("checkpoint", info.name)].append(info.plugin)
+                else:
+                    self.checkpoints[info.name] = info
+                continue
             key = (info.kind, info.name)
             if key in self.conflicts:
                 self.conflicts[key].append(info.plugin)
@@ -159,7 +191,7 @@ class Registrar:
 
     def __init__(self, plugin: str) -> None:
         self.plugin = plugin
-        self.staged: list[ComponentInfo] = []
+        self.staged: list[ComponentInfo | ShippedCheckpoint] = []
 
     def add(self, kind: str, name: str, cls: type) -> None:
         """Register ``cls`` as component ``name`` of ``kind`` (one of :data:`KINDS`)."""
@@ -169,7 +201,7 @@ class Registrar:
         if not inspect.isclass(cls):
             raise RegistrationError(f"{kind} '{name}' must be registered as a class, got {cls!r}")
         ocls = options_class(cls)  # raises if it has no options class
-        if any(i.kind == kind and i.name == name for i in self.staged):
+        if any(isinstance(i, ComponentInfo) and i.kind == kind and i.name == name for i in self.staged):
             raise RegistrationError(f"{kind} '{name}' is registered twice by the same plugin")
         ocls.component_label = f"{kind} '{name}'"
         self.staged.append(ComponentInfo(kind=kind, name=name, cls=cls, plugin=self.plugin))
@@ -205,3 +237,15 @@ class Registrar:
     def add_metric(self, name: str, cls: type) -> None:
         """Register a Metric."""
         self.add("metric", name, cls)
+
+    def add_checkpoint(self, name: str, path: str | Path, summary: str = "") -> None:
+        """Register a trained checkpoint shipped inside the plugin's package (a file written by
+        ``difftk train`` or ``difftk export``), so ``difftk sample NAME`` finds it by name."""
+        if not isinstance(name, str) or not name or name != name.strip() or " " in name or "/" in name:
+            raise RegistrationError(f"checkpoint name {name!r} must be a non-empty string without spaces or '/'")
+        path = Path(path)
+        if not path.is_file():
+            raise RegistrationError(f"checkpoint '{name}': {path} is not a file (is it included in the package data?)")
+        if any(isinstance(i, ShippedCheckpoint) and i.name == name for i in self.staged):
+            raise RegistrationError(f"checkpoint '{name}' is registered twice by the same plugin")
+        self.staged.append(ShippedCheckpoint(name=name, path=path, plugin=self.plugin, summary=summary))

@@ -34,6 +34,7 @@ import difftk
 from difftk import plugins
 from difftk.checkpoint import (
     CHECKPOINT_NAME,
+    SAMPLING_CONTENTS,
     Checkpoint,
     CheckpointError,
     flatten_optimizer,
@@ -376,6 +377,9 @@ class Trainer:
     def load_state(self, ckpt: Checkpoint) -> None:
         """Continue from ``ckpt``: weights, EMA, optimizer, every RNG state and the step."""
         source = str(ckpt.path)
+        if ckpt.metadata.get("contents") == SAMPLING_CONTENTS:
+            raise CheckpointError(f"{source} was exported for sampling (EMA weights only) and cannot be resumed: "
+                                  "resume from the run's own checkpoint")
         load_weights(self.model, ckpt.section("model"), source=source, what="model")
         load_weights(self.ema, ckpt.section("ema"), source=source, what="EMA")
         rest = ckpt.json("optimizer")

@@ -19,6 +19,9 @@ def _report() -> list[dict]:
         components: dict[str, list[str]] = {}
         for info in host.registry.by_plugin(name):
             components.setdefault(info.kind, []).append(info.name)
+        shipped = sorted(c.name for c in host.registry.checkpoints.values() if c.plugin == name)
+        if shipped:  # trained models the plugin ships: `difftk sample NAME`
+            components["checkpoint"] = shipped
         conflicts = [f"{kind} '{comp}' (also in {', '.join(p for p in who if p != name)})"
                      for (kind, comp), who in host.registry.conflicts.items() if name in who]
         rows.append({

@@ -7,7 +7,7 @@ import math
 import click
 from click.core import ParameterSource
 from difftk.checkpoint import load_for_sampling
-from difftk.errors import OptionError
+from difftk.errors import IncompatibleError, OptionError
 from difftk.generation import (
     TrajectoryRecorder,
     check_steps,
@@ -19,7 +19,7 @@ from difftk.generation import (
     num_classes_of,
 )
 from difftk.images import grid_shape, picture, save_png, trajectory_strip
-from difftk.pipeline import component_options
+from difftk.pipeline import PipelineSpec, component_options
 from difftk.progress import SamplingProgress
 from difftk.training import resolve_device
 from rich.markup import escape
@@ -29,6 +29,22 @@ from difftk_cli.console import out, warn
 
 #: the kinds --set may change at sampling time; the rest is fixed by the checkpoint
 SAMPLING_KINDS = ("sampler", "guidance")
+
+
+def sampling_spec(path: str, model_spec: PipelineSpec) -> PipelineSpec:
+    """The pipeline in ``path`` checked against the model's: the schedule must be the one the
+    model learned (the noise process is part of what it was trained on); sampler and guidance
+    come from the file, anything it leaves out from the model's own pipeline."""
+    spec = PipelineSpec.load(path)
+    mine, theirs = spec.get("schedule"), model_spec.get("schedule")
+    if mine is not None and theirs is not None and (mine.name, mine.options_dict) != (theirs.name, theirs.options_dict):
+        said = ", ".join(f"{k}={v!r}" for k, v in theirs.options)
+        raise IncompatibleError(f"{path} has schedule '{mine.name}' but the model was trained with '{theirs.name}' "
+                                f"({said}): compose with --schedule {theirs.name}, since a model samples with the "
+                                "schedule it learned")
+    merged = dict(model_spec.components)
+    merged.update({kind: spec[kind] for kind in SAMPLING_KINDS if kind in spec})
+    return PipelineSpec(tuple(merged.items()))
 
 
 def _options_text(component) -> str:
@@ -48,14 +64,19 @@ def _options_text(component) -> str:
 @click.option("--classifier", "classifier_file", type=click.Path(dir_okay=False),
               help="Classifier file for --guidance classifier (from `difftk train-classifier`).")
 @click.option("--label", metavar="L", help="Draw every sample from class L (an index or a class name).")
+@click.option("--pipeline", "pipeline_file", type=click.Path(dir_okay=False),
+              help="Take the sampler and guidance from this pipeline (from `difftk compose`); its schedule must be the model's.")
 @click.option("--seed", type=click.IntRange(min=0, max=(1 << 63) - 1), default=0, show_default=True, help="Seed of the noise.")
 @click.option("--trajectory", type=click.Path(dir_okay=False), help="Also write the predicted x₀ at several t as a PNG strip.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Samples drawn at once.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.pass_context
-def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, classifier_file, label, seed, trajectory,
-           batch_size, device) -> None:
+def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, classifier_file, label, pipeline_file, seed,
+           trajectory, batch_size, device) -> None:
     """Draw N samples from CHECKPOINT with its EMA weights and write them as a PNG grid.
+
+    CHECKPOINT is a checkpoint file, a run directory, or the name of a model a plugin ships
+    (`difftk plugins` lists them, e.g. mnist-cfg).
 
     The schedule comes from the checkpoint, so any registered sampler can sample any model.
     For image data, samplers with a clip_x0 option clamp x̂₀ to [−1, 1] unless
@@ -66,6 +87,8 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
 
     \b
     Examples:
+      difftk sample mnist-cfg -o digits.png --guidance cfg --scale 3
+      difftk compose --schedule cosine --sampler ddim --guidance cfg -o p.toml && difftk sample mnist-cfg --pipeline p.toml -o digits.png
       difftk sample runs/mnist/checkpoint.safetensors -n 64 -o grid.png
       difftk sample runs/mnist/checkpoint.safetensors -n 16 -o sevens.png --label 7
       difftk sample runs/mnist/checkpoint.safetensors -n 64 -o fast.png --sampler ddim --steps 25
@@ -83,14 +106,15 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
     for note in model.plugin_mismatches():
         warn(note)
     spec, kind = model.pipeline.spec, model.data_kind
-    chosen = make_sampler(sampler, options.get("sampler"), base=spec.get("sampler"), data_kind=kind)
-    denoiser, guided = model.denoiser, guidance is not None or "guidance" in options or spec.get("guidance") is not None
+    given = sampling_spec(pipeline_file, spec) if pipeline_file else spec
+    chosen = make_sampler(sampler, options.get("sampler"), base=given.get("sampler"), data_kind=kind)
+    denoiser, guided = model.denoiser, guidance is not None or "guidance" in options or given.get("guidance") is not None
     if not guided and (scale is not None or classifier_file is not None):
         raise OptionError(f"--{'scale' if scale is not None else 'classifier'} needs --guidance NAME (cfg or classifier)")
     if guided:
-        given = {**options.get("guidance", {}), **({"scale": str(scale)} if scale is not None else {}),
-                 **({"classifier": classifier_file} if classifier_file is not None else {})}
-        wrapper = make_component("guidance", guidance, given, base=spec.get("guidance"))
+        given_options = {**options.get("guidance", {}), **({"scale": str(scale)} if scale is not None else {}),
+                         **({"classifier": classifier_file} if classifier_file is not None else {})}
+        wrapper = make_component("guidance", guidance, given_options, base=given.get("guidance"))
         check_trained = getattr(wrapper, "check_trained", None)
         if check_trained is not None:
             check_trained(spec)
@@ -120,9 +144,11 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
                      seed=seed, device=device, batch_size=batch_size, callback=callback)
     bounds = model.checkpoint.dataset.get("bounds")
     save_png(picture(x, kind, bounds), output)
-    name = sampler or spec["sampler"].name
+    name = sampler or given["sampler"].name
     layout = "{}×{} grid".format(*grid_shape(n)) if kind == "image" else "scatter plot"
-    cls = f", class {label}" if label is not None else (f", classes 0–{num_classes - 1} in turn" if num_classes else "")
+    rows = guided and label is None and num_classes
+    cls = f", class {label}" if label is not None else (
+        f", classes 0–{num_classes - 1} {'one per row' if rows else 'in turn'}" if num_classes else "")
     if guided:
         cls += f"; guidance {_options_text(wrapper)}"
     out.print(escape(f"wrote {output}: {n} samples ({layout}) from step {model.checkpoint.step:,}; "

@@ -1,0 +1,1 @@
+"""Trained difftk models shipped inside the package, registered by name."""

@@ -1,0 +1,146 @@
+"""Shipped checkpoints (`Registrar.add_checkpoint`, difftk-pretrained), `difftk export`, and
+`difftk sample NAME --pipeline FILE`."""
+
+import difftk
+import difftk.testing.toys as toys
+import pytest
+import torch
+from click.testing import CliRunner
+from difftk import plugins
+from difftk.checkpoint import SAMPLING_CONTENTS, load_for_sampling, read_checkpoint, resolve_path
+from difftk.errors import UnknownComponentError
+from difftk.generation import generate
+from difftk_cli.main import cli
+from PIL import Image
+
+MAX_SHIPPED_BYTES = 20 * 1000 * 1000
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_line_error(result):
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output, result.stderr
+    return lines[0]
+
+
+# --- the shipped MNIST model ----------------------------------------------------------------------
+
+
+def test_mnist_cfg_is_shipped_small_and_says_how_it_was_made():
+    shipped = plugins.host().registry.checkpoint("mnist-cfg")
+    assert shipped.plugin == "pretrained" and shipped.path.stat().st_size <= MAX_SHIPPED_BYTES
+    ckpt = read_checkpoint("mnist-cfg")
+    assert ckpt.metadata["contents"] == SAMPLING_CONTENTS and not ckpt.section("model") and not ckpt.section("optim")
+    spec = ckpt.spec
+    assert (spec["schedule"].name, spec["denoiser"].name, spec["objective"].name) == ("cosine", "unet-attn", "simple")
+    assert spec["guidance"].name == "cfg" and spec["guidance"].options_dict["p_uncond"] > 0
+    assert spec["denoiser"].options_dict["num_classes"] == 10 and ckpt.dataset["name"] == "mnist"
+    assert ckpt.train_config["steps"] >= ckpt.step > 0
+
+
+def test_mnist_cfg_draws_the_requested_digit_shapes():
+    """Ten cfg-guided DDIM steps give a bright digit-sized blob on a dark ground,
+    with the same seed the same images, and different labels different images."""
+    model = load_for_sampling("mnist-cfg")
+    guided = difftk.create("guidance", "cfg", scale=3.0).wrap(model.denoiser, model.pipeline.schedule)
+    sampler = difftk.create("sampler", "ddim", clip_x0=1.0)
+    draw = lambda label: generate(guided, model.pipeline.schedule, sampler, model.data_shape, 2, steps=10,  # noqa: E731
+                                  cond=torch.tensor([label, label]), seed=7)
+    ones, ones_again, zeros = draw(1), draw(1), draw(0)
+    assert ones.shape == (2, 1, 28, 28) and torch.equal(ones, ones_again)
+    assert (ones > 0).float().mean() < 0.35  # mostly background: a stroke, not noise
+    assert (zeros > 0).float().mean() > (ones > 0).float().mean()  # a 0 has more ink than a 1
+    border = torch.cat([ones[..., :3, :].flatten(), ones[..., -3:, :].flatten()])
+    assert border.mean() < -0.9  # the frame of an MNIST digit is empty
+
+
+def test_sample_by_name_with_a_composed_pipeline(tmp_path):
+    assert run("compose", "--schedule", "cosine", "--sampler", "ancestral", "--guidance", "cfg",
+               "--set", "guidance.scale=1.5", "-o", tmp_path / "p.toml").exit_code == 0
+    result = run("sample", "mnist-cfg", "--pipeline", tmp_path / "p.toml", "-n", 4, "--steps", 2,
+                 "-o", tmp_path / "d.png")
+    assert result.exit_code == 0, result.output
+    assert "sampler ancestral" in result.stdout and "guidance scale=1.5" in result.stdout
+    assert Image.open(tmp_path / "d.png").size[0] > 2 * 28
+
+
+def test_a_pipeline_with_another_schedule_is_refused_in_one_line(tmp_path):
+    assert run("compose", "--schedule", "linear", "--sampler", "ddim", "-o", tmp_path / "p.toml").exit_code == 0
+    line = one_line_error(run("sample", "mnist-cfg", "--pipeline", tmp_path / "p.toml", "-o", tmp_path / "d.png"))
+    assert "schedule 'linear'" in line and "trained with 'cosine'" in line and "--schedule cosine" in line
+
+
+def test_a_misspelt_model_name_gets_a_did_you_mean(tmp_path):
+    line = one_line_error(run("sample", "mnist-cgf", "-o", tmp_path / "d.png"))
+    assert "did you mean 'mnist-cfg'" in line and "shipped: mnist-cfg" in line
+    with pytest.raises(UnknownComponentError):
+        resolve_path("nothing-like-it")
+
+
+def test_plugins_lists_the_shipped_model():
+    result = run("plugins", "--json")
+    assert '"mnist-cfg"' in result.stdout and '"checkpoint"' in result.stdout
+
+
+# --- registering checkpoints ------------------------------------------------------------------------
+
+
+class Shipper:
+    def __init__(self, path, name="tiny-model"):
+        self.path, self.name = path, name
+
+    @difftk.hookimpl
+    def difftk_register_components(self, register):
+        register.add_checkpoint(self.name, self.path, "a test model")
+
+
+def test_a_checkpoint_file_that_is_missing_skips_the_plugin(difftk_host, tmp_path):
+    with pytest.warns(plugins.PluginWarning, match='plugin "shipper" skipped: registration failed: .*is not a file'):
+        assert not difftk_host.register(Shipper(tmp_path / "absent.safetensors"), name="shipper")
+    assert "tiny-model" not in difftk_host.registry.checkpoints
+
+
+def test_two_plugins_shipping_one_name_both_lose_it(difftk_host, tmp_path):
+    f = tmp_path / "m.safetensors"
+    f.write_bytes(b"x")
+    assert difftk_host.register(Shipper(f), name="a") and difftk_host.register(Shipper(f), name="b")
+    assert "tiny-model" not in difftk_host.registry.checkpoints
+    assert difftk_host.registry.conflicts[("checkpoint", "tiny-model")] == ["a", "b"]
+
+
+# --- difftk export ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_run(register_plugin, tmp_path, monkeypatch):
+    assert register_plugin(toys, "toys")
+    monkeypatch.chdir(tmp_path)
+    assert run("compose", "--schedule", "linear", "--sampler", "ddim", "--denoiser", "tiny", "--objective", "simple",
+               "--set", "schedule.T=50", "-o", "p.toml").exit_code == 0
+    result = run("train", "p.toml", "--data", "toy-images", "--steps", 3, "--out", "run", "--sample-every", 0)
+    assert result.exit_code == 0, result.output
+    return tmp_path
+
+
+def test_export_keeps_what_sampling_needs_and_samples_the_same(tiny_run):
+    result = run("export", "run", "-o", "small.safetensors")
+    assert result.exit_code == 0, result.output
+    assert "EMA weights of step 3" in result.stdout
+    full, small = read_checkpoint("run"), read_checkpoint("small.safetensors")
+    assert small.step == full.step and small.spec == full.spec and small.dataset == full.dataset
+    assert set(small.tensors) == {k for k in full.tensors if k.startswith("ema/")}
+    assert (tiny_run / "small.safetensors").stat().st_size < (tiny_run / "run" / "checkpoint.safetensors").stat().st_size
+    for a, b in (("run", "a.png"), ("small.safetensors", "b.png")):
+        assert run("sample", a, "-n", 4, "--steps", 3, "-o", b).exit_code == 0
+    assert (tiny_run / "a.png").read_bytes() == (tiny_run / "b.png").read_bytes()
+
+
+def test_an_exported_checkpoint_cannot_be_resumed(tiny_run):
+    assert run("export", "run", "-o", "small.safetensors").exit_code == 0
+    (tiny_run / "run" / "checkpoint.safetensors").write_bytes((tiny_run / "small.safetensors").read_bytes())
+    line = one_line_error(run("train", "p.toml", "--data", "toy-images", "--steps", 5, "--out", "run", "--resume"))
+    assert "exported for sampling" in line and "cannot be resumed" in line
