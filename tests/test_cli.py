@@ -63,8 +63,8 @@ def test_bad_option_and_set_syntax():
 
 
 def test_not_installed_components():
-    line = _stderr_line(run("compose", "--schedule", "cosine", "--sampler", "ddim", "--guidance", "nosuch"))
-    assert "schedule 'cosine'" in line and "guidance 'nosuch'" in line
+    line = _stderr_line(run("compose", "--schedule", "laplace", "--sampler", "ddim", "--guidance", "nosuch"))
+    assert "schedule 'laplace'" in line and "guidance 'nosuch'" in line
 
 
 def test_real_command_prints_no_traceback(tmp_path):

@@ -40,8 +40,8 @@ def test_components_are_frozen_and_validated():
 
 
 def test_missing_components_are_all_named():
-    with pytest.raises(UnknownComponentError, match=r"not installed: schedule 'cosine', guidance 'nosuch'"):
-        difftk.compose(schedule="cosine", sampler="ddim", guidance="nosuch")
+    with pytest.raises(UnknownComponentError, match=r"not installed: schedule 'laplace', guidance 'nosuch'"):
+        difftk.compose(schedule="laplace", sampler="ddim", guidance="nosuch")
 
 
 def test_compose_requires_schedule_and_sampler():
@@ -86,8 +86,8 @@ def test_spec_errors_are_one_line(tmp_path):
     (tmp_path / "x.toml").write_text('[schedul]\nname = "linear"\n')
     with pytest.raises(SpecError, match=r"unknown section \[schedul\]"):
         difftk.load_pipeline(tmp_path / "x.toml")
-    (tmp_path / "y.toml").write_text('[schedule]\nname = "cosine"\nplugin = "iddpm"\nversion = "0.3"\n[sampler]\nname = "ddim"\n')
-    with pytest.raises(UnknownComponentError, match="needs schedule 'cosine' from plugin 'iddpm' 0.3, which is not installed"):
+    (tmp_path / "y.toml").write_text('[schedule]\nname = "laplace"\nplugin = "laplace_schedules"\nversion = "0.3"\n[sampler]\nname = "ddim"\n')
+    with pytest.raises(UnknownComponentError, match="needs schedule 'laplace' from plugin 'laplace_schedules' 0.3, which is not installed"):
         difftk.load_pipeline(tmp_path / "y.toml")
 
 
