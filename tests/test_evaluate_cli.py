@@ -69,7 +69,12 @@ def test_evaluate_errors_are_one_line(toy):
     ckpt = trained(data="toy-points")
     assert "unknown metric 'bpd-od'" in one_line_error(run("evaluate", ckpt, "--metric", "bpd-od"))
     assert "measures 8-bit images" in one_line_error(run("evaluate", ckpt, "--metric", "bpd-ode", "-n", 2))
-    assert "only metric options" in one_line_error(run("evaluate", ckpt, "--metric", "bpd-ode", "--set", "sampler.eta=1"))
+    assert "only metric, sampler, guidance options" in one_line_error(
+        run("evaluate", ckpt, "--metric", "bpd-ode", "--set", "denoiser.dropout=0"))
+    assert "sampler 'ode' has no option 'eta'" in one_line_error(
+        run("evaluate", ckpt, "--metric", "bpd-ode", "--set", "sampler.eta=1"))
+    assert "no metric among bpd-ode has option q" in one_line_error(
+        run("evaluate", ckpt, "--metric", "bpd-ode", "--set", "metric.q=1"))
     assert "choose from exact, rademacher, gaussian" in one_line_error(
         run("evaluate", ckpt, "--metric", "bpd-ode", "--set", "metric.divergence=hutch"))
     assert "no such checkpoint" in one_line_error(run("evaluate", "missing.safetensors", "--metric", "bpd-ode"))

@@ -7,11 +7,13 @@ import os
 import click
 import difftk
 
+from difftk_cli.commands.compare import compare
 from difftk_cli.commands.compose import compose
 from difftk_cli.commands.evaluate import evaluate
 from difftk_cli.commands.export import export
 from difftk_cli.commands.plugins import plugins
 from difftk_cli.commands.sample import sample
+from difftk_cli.commands.schedules import schedules
 from difftk_cli.commands.train import train
 from difftk_cli.commands.train_classifier import train_classifier_command
 from difftk_cli.console import Group, show_plugin_warnings
@@ -38,6 +40,8 @@ cli.add_command(compose)
 cli.add_command(train)
 cli.add_command(sample)
 cli.add_command(evaluate)
+cli.add_command(compare)
+cli.add_command(schedules)
 cli.add_command(export)
 cli.add_command(train_classifier_command)
 

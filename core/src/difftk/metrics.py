@@ -14,6 +14,7 @@ import attrs
 import torch
 
 from difftk.data import ArrayDataset
+from difftk.errors import DifftkError
 
 
 @attrs.frozen
@@ -25,6 +26,13 @@ class EvalContext:
     :param data: the held-out split of the training data (``None`` if it cannot be loaded).
     :param device: where to compute.
     :param seed: every random draw of the metric derives from it, so results are reproducible.
+    :param steps: sampler steps for metrics that draw samples (``None``: the sampler's default).
+    :param data_shape: the shape of one example the model makes (default: the data's).
+    :param batch_size: samples drawn at once.
+
+    Sample-based metrics draw with :meth:`samples`, which uses the pipeline's sampler and, when
+    the pipeline has a guidance, the guided denoiser — so ``difftk evaluate --sampler ddim
+    --steps 50 --scale 3`` measures exactly that way of sampling.
     """
 
     pipeline: Any
@@ -32,9 +40,52 @@ class EvalContext:
     data: ArrayDataset | None
     device: torch.device = attrs.field(factory=lambda: torch.device("cpu"))
     seed: int = 0
+    steps: int | None = None
+    data_shape: tuple[int, ...] | None = None
+    batch_size: int = 256
+    _drawn: dict = attrs.field(factory=dict, init=False, eq=False, repr=False)
 
     def generator(self, offset: int = 0) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(self.seed + offset)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one example the model makes."""
+        if self.data_shape is not None:
+            return tuple(self.data_shape)
+        if self.data is None:
+            raise DifftkError("the shape of the model's examples is unknown: the checkpoint's data cannot be loaded")
+        return self.data.shape
+
+    @property
+    def num_classes(self) -> int:
+        """The classes the denoiser is conditioned on (0: unconditional)."""
+        from difftk.generation import num_classes_of
+
+        return num_classes_of(self.denoiser)
+
+    def balanced_labels(self, n: int) -> torch.Tensor | None:
+        """Labels 0, 1, …, K−1, 0, 1, … for n samples of a class-conditional model; ``None`` otherwise."""
+        return torch.arange(n) % self.num_classes if self.num_classes else None
+
+    def samples(self, n: int, cond: torch.Tensor | None = None, *, offset: int = 0) -> torch.Tensor:
+        """n samples [n, *shape] (float32, CPU) from the pipeline's sampler — with its guidance, if any —
+        seeded by ``seed + offset``; images have x̂₀ clamped to [−1, 1] as ``difftk sample`` does.
+        Samples are kept for the context's lifetime, so metrics asking for the same draw share it."""
+        from difftk.generation import generate, with_image_defaults
+
+        key = (n, None if cond is None else tuple(cond.tolist()), offset)
+        if key in self._drawn:  # e.g. fid and accuracy of one evaluation share their samples
+            return self._drawn[key]
+        denoiser, schedule = self.denoiser, self.pipeline.schedule
+        if self.pipeline.guidance is not None and cond is not None:
+            denoiser = self.pipeline.guidance.wrap(denoiser, schedule)
+        kind = "image" if len(self.shape) == 3 else "points"
+        sampler = with_image_defaults(self.pipeline.sampler, kind)
+        x = generate(denoiser, schedule, sampler, self.shape, n, steps=self.steps, cond=cond,
+                     seed=self.seed + offset, device=self.device, batch_size=self.batch_size)
+        self._drawn[key] = x
+        return x
 
 
 @attrs.frozen

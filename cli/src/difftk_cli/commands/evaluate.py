@@ -1,12 +1,15 @@
-"""`difftk evaluate`: measure a checkpoint with any registered metric."""
+"""`difftk evaluate`: measure a checkpoint with any registered metrics, sampled any way."""
 
 from __future__ import annotations
+
+import json
 
 import click
 from difftk import plugins
 from difftk.checkpoint import load_for_sampling
-from difftk.errors import DifftkError, OptionError
-from difftk.metrics import EvalContext, MetricResult
+from difftk.errors import OptionError
+from difftk.evaluation import context_for, held_out_data, measure
+from difftk.fileio import atomic_write_text
 from difftk.training import resolve_device
 from rich.markup import escape
 
@@ -14,53 +17,60 @@ from difftk_cli.commands.compose import parse_sets
 from difftk_cli.console import out, warn
 
 
-def held_out_data(dataset: dict):
-    """The test split of the checkpoint's dataset, or ``None`` (with the reason) when it cannot be loaded."""
-    name = dataset.get("name")
-    if not name:
-        return None, "the checkpoint does not name its dataset"
-    try:
-        info = plugins.host().registry.get("dataset", name)
-        component = info.build(dict(dataset.get("options") or {}))
-        data = component.load("test")
-    except DifftkError as err:
-        return None, str(err)
-    except Exception as err:  # a dataset plugin's own failure: reported, not fatal
-        return None, f"dataset '{name}' failed to load its test split: {type(err).__name__}: {' '.join(str(err).split())}"
-    return data, None
+def split_sets(sets: tuple[str, ...], allowed: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """``--set`` pairs by kind, refusing kinds this command cannot change."""
+    options = parse_sets(sets)
+    for kind in options:
+        if kind not in allowed:
+            raise OptionError(f"--set {kind}.…: only {', '.join(allowed)} options can be set here "
+                              f"(e.g. --set {allowed[0]}.n=128)")
+    return options
 
 
 @click.command()
 @click.argument("checkpoint", type=click.Path())
-@click.option("--metric", "metric_name", required=True, metavar="NAME", help="Any registered metric (see `difftk plugins`).")
-@click.option("-n", "--num", "n", type=click.IntRange(min=1), help="Examples to evaluate (the metric's option n).")
+@click.option("--metric", "metric_names", required=True, multiple=True, metavar="NAME",
+              help="A registered metric (see `difftk plugins`); repeatable.")
+@click.option("-n", "--num", "n", type=click.IntRange(min=1), help="Examples or samples per metric (each metric's option n).")
+@click.option("--sampler", metavar="NAME", help="Sample with this sampler (sample-based metrics); default: the checkpoint's.")
+@click.option("--steps", type=click.IntRange(min=1), help="Sampler steps for sample-based metrics.")
+@click.option("--guidance", metavar="NAME", help="Guide the samples with this guidance (e.g. cfg).")
+@click.option("--scale", type=click.FloatRange(min=0), help="Guidance scale; 0 = unguided.")
 @click.option("--seed", type=click.IntRange(min=0, max=(1 << 63) - 1), default=0, show_default=True,
-              help="Seed of every random draw of the metric.")
-@click.option("--set", "sets", metavar="metric.OPTION=VALUE", multiple=True,
-              help="Set a metric option, e.g. metric.divergence=exact; repeatable.")
+              help="Seed of every random draw of the metrics.")
+@click.option("--set", "sets", metavar="KIND.OPTION=VALUE", multiple=True,
+              help="Set a metric, sampler or guidance option, e.g. metric.divergence=exact; repeatable.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def evaluate(checkpoint, metric_name, n, seed, sets, device) -> None:
-    """Measure CHECKPOINT (its EMA weights) with metric NAME and print value ± spread.
+def evaluate(checkpoint, metric_names, n, sampler, steps, guidance, scale, seed, sets, json_file, device) -> None:
+    """Measure CHECKPOINT (its EMA weights) with each metric NAME and print value ± spread.
 
-    The metric sees the checkpoint's pipeline, its denoiser and the test split of the data
-    it was trained on (when that can be loaded).
+    Metrics see the checkpoint's pipeline, its denoiser and the test split of the data it was
+    trained on (when that can be loaded). Sample-based metrics (fid, accuracy,
+    sliced-wasserstein) draw samples the way --sampler, --steps, --guidance and --scale say,
+    by default as the checkpoint's pipeline does; `metric.` options set with --set apply to
+    every metric that has them.
 
     \b
     Examples:
+      difftk evaluate mnist-cfg --metric fid --metric accuracy -n 500 --steps 25 --scale 3
+      difftk evaluate runs/mnist --metric fid --sampler ancestral --steps 100 --json fid.json
       difftk evaluate runs/cifar/checkpoint.safetensors --metric bpd-ode -n 256
       difftk evaluate runs/mnist --metric bpd-ode --set metric.divergence=gaussian --set metric.n_probes=4
     """
-    options = parse_sets(sets)
-    for kind in options:
-        if kind != "metric":
-            raise OptionError(f"--set {kind}.…: only metric options can be set here (e.g. --set metric.n=128)")
-    given = dict(options.get("metric", {}))
-    info = plugins.host().registry.get("metric", metric_name)
-    if n is not None:
-        if "n" not in info.option_fields():
-            raise OptionError(f"-n: metric '{metric_name}' has no option n (options: {', '.join(info.option_fields()) or 'none'})")
-        given["n"] = str(n)
-    metric = info.build(given, from_strings=True)
+    options = split_sets(sets, ("metric", "sampler", "guidance"))
+    registry = plugins.host().registry
+    fields = {name: registry.get("metric", name).option_fields() for name in metric_names}
+    metric_sets = dict(options.get("metric", {}), **({"n": str(n)} if n is not None else {}))
+    for key in metric_sets:
+        if not any(key in f for f in fields.values()):
+            what = "-n" if key == "n" and n is not None else f"--set metric.{key}"
+            known = "; ".join(f"{m}: {', '.join(f) or 'none'}" for m, f in fields.items())
+            raise OptionError(f"{what}: no metric among {', '.join(metric_names)} has option {key} (options: {known})")
+    per_metric = {name: {k: v for k, v in metric_sets.items() if k in fields[name]} for name in metric_names}
+    for name, given in per_metric.items():
+        registry.get("metric", name).build(given, from_strings=True)  # every option checked before any work
+    guide = {**options.get("guidance", {}), **({"scale": str(scale)} if scale is not None else {})}
     device = resolve_device(device)
     model = load_for_sampling(checkpoint, device)
     for note in model.plugin_mismatches():
@@ -68,10 +78,21 @@ def evaluate(checkpoint, metric_name, n, seed, sets, device) -> None:
     data, why = held_out_data(model.checkpoint.dataset)
     if data is None:
         warn(f"no held-out data: {why}")
-    context = EvalContext(pipeline=model.pipeline, denoiser=model.denoiser, data=data, device=device, seed=seed)
-    result = metric.evaluate(context)
-    if not isinstance(result, MetricResult):
-        raise DifftkError(f"metric '{metric_name}' returned a {type(result).__name__}, not a difftk.metrics.MetricResult")
-    out.print(escape(str(result)))
-    if result.details:
-        out.print(escape(", ".join(f"{k}: {v}" for k, v in result.details.items())))
+    context = context_for(model, data, sampler=sampler, sampler_options=options.get("sampler"), guidance=guidance,
+                          guidance_options=guide, steps=steps, seed=seed, device=device)
+    results = []
+    for name in metric_names:
+        result = measure(name, per_metric[name], context)
+        results.append(result)
+        out.print(escape(str(result)))
+        if result.details:
+            out.print(escape("  " + ", ".join(f"{k}: {v}" for k, v in result.details.items())))
+    if json_file:
+        record = {"checkpoint": str(model.checkpoint.path), "step": model.checkpoint.step, "seed": seed,
+                  "sampler": sampler or model.pipeline.spec["sampler"].name, "steps": steps,
+                  "guidance": guidance or (model.pipeline.spec["guidance"].name if "guidance" in model.pipeline.spec else None),
+                  "scale": scale,
+                  "results": [{"metric": r.name, "value": r.value, "spread": r.spread, "spread_kind": r.spread_kind,
+                               "n": r.n, "unit": r.unit, "details": r.details} for r in results]}
+        atomic_write_text(json_file, json.dumps(record, indent=2, default=str) + "\n")
+        out.print(f"wrote {escape(str(json_file))}")

@@ -1,0 +1,107 @@
+"""``fid``, ``accuracy`` and ``sliced-wasserstein``: how good a model's samples are."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from difftk.errors import DifftkError
+from difftk.metrics import EvalContext, MetricResult
+from difftk.options import option
+from difftk.stats import bootstrap_standard_error, frechet_distance, moments
+from difftk.testing.distances import sliced_wasserstein
+
+from difftk_metrics.network import FEATURES, check_shape, embed
+
+
+def _held_out(metric: str, context: EvalContext):
+    if context.data is None:
+        raise DifftkError(f"metric '{metric}' compares samples with held-out data, but the checkpoint's dataset "
+                          "cannot be loaded: install its dataset plugin or give the data's path again")
+    return context.data
+
+
+def real_images(data, n: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Up to n images of ``data`` in [−1, 1] (all of them when n is None), in a seeded random order."""
+    index = torch.randperm(len(data), generator=generator)[: n or len(data)]
+    return data.batch(index)[0]
+
+
+@attrs.frozen
+class FID:
+    """Fréchet distance between MNIST-feature Gaussians of samples and held-out digits (Heusel et al. 2017).
+
+    Features are the 128-unit penultimate layer of the MNIST classifier shipped with this plugin
+    (``docs/metrics.md``: its accuracy, and why not Inception-v3). The reference statistics come
+    from every image of the checkpoint's held-out split (500 digits for the shipped MNIST). Samples
+    are drawn as the evaluated pipeline draws them (sampler, steps, guidance); a class-conditional
+    model draws the classes in equal numbers. The spread is a bootstrap standard error over the
+    generated set. FID is biased upward at small n: compare values at equal n only.
+    """
+
+    n: int = option(500, help="samples generated", ge=10)
+    bootstrap: int = option(20, help="bootstrap resamples for the standard error", ge=2, le=1000)
+
+    def evaluate(self, context: EvalContext) -> MetricResult:
+        data = _held_out("fid", context)
+        check_shape("fid", context.shape, "this model")
+        check_shape("fid", data.shape, data.name)
+        real, _ = embed(real_images(data))
+        fake, _ = embed(context.samples(self.n, context.balanced_labels(self.n)))
+        mu_r, sigma_r = moments(real)
+        value = frechet_distance(*moments(fake), mu_r, sigma_r)
+        g = torch.Generator().manual_seed(context.seed + 1)
+        spread = bootstrap_standard_error(lambda f: frechet_distance(*moments(f), mu_r, sigma_r), fake,
+                                          resamples=self.bootstrap, generator=g)
+        return MetricResult(name="fid", value=value, spread=spread, n=self.n, spread_kind="bootstrap standard error",
+                            details={"reference": f"{data.name} held-out split, {len(real)} images",
+                                     "features": f"MNIST classifier, {FEATURES} units", "steps": context.steps})
+
+
+@attrs.frozen
+class ConditionalAccuracy:
+    """The fraction of samples drawn for class y that the shipped MNIST classifier labels y.
+
+    Classes are drawn in equal numbers; guidance, when the evaluated pipeline has one, is applied
+    (``--scale`` changes its strength). The spread is the binomial standard error √(p(1−p)/n).
+    """
+
+    n: int = option(500, help="samples generated", ge=1)
+
+    def evaluate(self, context: EvalContext) -> MetricResult:
+        if context.num_classes <= 0:
+            raise DifftkError("metric 'accuracy' measures a class-conditional model, but this one is unconditional "
+                              "(num_classes=0): use fid instead")
+        check_shape("accuracy", context.shape, "this model")
+        labels = context.balanced_labels(self.n)
+        _, logits = embed(context.samples(self.n, labels))
+        correct = (logits.argmax(dim=1) == labels).double()
+        p = float(correct.mean())
+        per_class = {int(c): round(float(correct[labels == c].mean()), 4) for c in range(context.num_classes)}
+        return MetricResult(name="accuracy", value=p, spread=(p * (1 - p) / self.n) ** 0.5, n=self.n,
+                            spread_kind="binomial standard error", details={"per class": per_class})
+
+
+@attrs.frozen
+class SlicedWasserstein:
+    """Sliced 1-Wasserstein distance between samples and held-out points (Bonneel et al. 2015).
+
+    For point data (the 2-D toys). The spread is a bootstrap standard error over the samples.
+    """
+
+    n: int = option(1000, help="samples generated", ge=10)
+    projections: int = option(128, help="random directions the distance averages over", ge=1, le=10_000)
+    bootstrap: int = option(20, help="bootstrap resamples for the standard error", ge=2, le=1000)
+
+    def evaluate(self, context: EvalContext) -> MetricResult:
+        data = _held_out("sliced-wasserstein", context)
+        if data.kind != "points":
+            raise DifftkError(f"metric 'sliced-wasserstein' compares point clouds, but {data.name} holds images: "
+                              "use fid for MNIST-format images")
+        real = data.batch(torch.arange(len(data)))[0]
+        fake = context.samples(self.n, context.balanced_labels(self.n))
+        distance = lambda x: sliced_wasserstein(x, real, self.projections, context.seed)  # noqa: E731
+        g = torch.Generator().manual_seed(context.seed + 1)
+        return MetricResult(name="sliced-wasserstein", value=distance(fake), n=self.n,
+                            spread=bootstrap_standard_error(distance, fake, resamples=self.bootstrap, generator=g),
+                            spread_kind="bootstrap standard error",
+                            details={"reference": f"{data.name} held-out split, {len(real)} points"})
