@@ -9,6 +9,8 @@ are grouped by a prefix:
              ``exp_avg``, ``exp_avg_sq``, ``step``)
 ``rng/…``    random-generator states as uint8 tensors (``rng/torch``, ``rng/data``,
              ``rng/noise``, and ``rng/cuda`` for a run on a GPU)
+``objective/…`` the objective's own state, when it has any (``state_dict()`` /
+             ``load_state_dict()``: e.g. the loss history of iddpm's importance sampling of t)
 
 and the metadata (every value a string; JSON where structured) records how the run was
 made: ``pipeline`` (:meth:`PipelineSpec.to_json`, with the plugin and version of each

@@ -53,7 +53,10 @@ class Objective(Protocol):
 
     Contract: ``loss(denoiser, schedule, x0, cond=None, generator=None)`` returns a
     per-example loss of shape [B], finite, differentiable with respect to the denoiser's
-    parameters, and reproducible under a seeded ``generator``.
+    parameters, and reproducible under a seeded ``generator``. An objective that keeps state
+    across steps (a loss history for importance sampling of t) also defines ``state_dict()``
+    -> dict of tensors and ``load_state_dict(state)``; the training engine stores that state in
+    every checkpoint, so a resumed run continues exactly.
     """
 
     def loss(self, denoiser: Denoiser, schedule: NoiseSchedule, x0: torch.Tensor,

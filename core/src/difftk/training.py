@@ -356,6 +356,9 @@ class Trainer:
         tensors.update({f"ema/{k}": v for k, v in self.ema.state_dict().items()})
         tensors.update({f"optim/{k}": v for k, v in opt_tensors.items()})
         tensors.update({f"rng/{k}": v for k, v in rng.items()})
+        objective_state = getattr(self.pipeline.objective, "state_dict", None)
+        if objective_state is not None:  # e.g. iddpm's loss history for importance sampling of t
+            tensors.update({f"objective/{k}": v for k, v in objective_state().items()})
         spec = self.pipeline.spec
         metadata = {
             "difftk_version": difftk.__version__,
@@ -395,6 +398,9 @@ class Trainer:
         if not {"torch", "data", "noise"} <= rng.keys():
             raise CheckpointError(f"{source} lacks RNG states ({', '.join(sorted(rng)) or 'none'} stored)")
         self._restore_rng(rng, ckpt.json("data_order"))
+        load_objective = getattr(self.pipeline.objective, "load_state_dict", None)
+        if load_objective is not None:
+            load_objective(ckpt.section("objective"))
         self.step = self.last_checkpoint = ckpt.step
 
     def save(self, rng: Mapping[str, Any] | None = None) -> Path:
