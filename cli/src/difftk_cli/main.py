@@ -11,6 +11,7 @@ from difftk_cli.commands.compare import compare
 from difftk_cli.commands.compose import compose
 from difftk_cli.commands.evaluate import evaluate
 from difftk_cli.commands.export import export
+from difftk_cli.commands.new_plugin import new_plugin
 from difftk_cli.commands.plugins import plugins
 from difftk_cli.commands.sample import sample
 from difftk_cli.commands.schedules import schedules
@@ -44,6 +45,7 @@ cli.add_command(compare)
 cli.add_command(schedules)
 cli.add_command(export)
 cli.add_command(train_classifier_command)
+cli.add_command(new_plugin)
 
 
 def main() -> None:

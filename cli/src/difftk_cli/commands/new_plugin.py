@@ -1,0 +1,35 @@
+"""`difftk new-plugin`: write a working plugin package to start from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.markup import escape
+
+from difftk_cli.console import out
+from difftk_cli.scaffold import KINDS, scaffold
+
+
+@click.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(KINDS), default="sampler", show_default=True,
+              help="The kind of component the plugin registers.")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False),
+              help="Directory to write the package into; default: ./difftk-NAME.")
+def new_plugin(name, kind, out_dir) -> None:
+    """Write the package of a new plugin NAME: pyproject with its entry point, a working component
+    of KIND that passes the conformance kit, tests and a README.
+
+    \b
+    Examples:
+      difftk new-plugin my-sampler --kind sampler
+      difftk new-plugin snr-linear --kind schedule -o plugins/snr_linear
+      cd difftk-my-sampler && pip install -e . && python -m pytest tests
+    """
+    target = Path(out_dir) if out_dir else Path(f"difftk-{name}")
+    files = scaffold(name, kind, target)
+    article = "an" if kind[0] in "aeiou" else "a"
+    out.print(escape(f"wrote {len(files)} files to {target}/ — {article} {kind} '{name}' registered by the entry point "
+                     f"{name.replace('-', '_')} (plugin package difftk-{name})"))
+    out.print(escape(f"next: pip install -e {target} && difftk plugins && python -m pytest {target}/tests"))
