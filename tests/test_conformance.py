@@ -7,7 +7,14 @@ import pytest
 import torch
 from difftk import plugins
 from difftk.schedules import DiscreteSchedule
-from difftk.testing import ConformanceError, ReferenceLinearSchedule, ReferenceVPSchedule, check_sampler, check_schedule
+from difftk.testing import (
+    ConformanceError,
+    ReferenceLinearSchedule,
+    ReferenceVPSchedule,
+    check_objective,
+    check_sampler,
+    check_schedule,
+)
 from difftk.testing.conformance import CHECKS
 
 
@@ -69,3 +76,17 @@ class NoisySampler:
 def test_kit_flags_a_nondeterministic_sampler():
     with pytest.raises(ConformanceError, match="deterministic under a seeded generator"):
         check_sampler(NoisySampler())
+
+
+@attrs.frozen
+class DetachedLoss:
+    """Wrong on purpose: the loss is computed on a detached prediction, so nothing trains."""
+
+    def loss(self, denoiser, schedule, x0, cond=None, generator=None):
+        t = torch.full((x0.shape[0],), 0.5)
+        return (denoiser(x0, t, cond=cond).detach() ** 2).flatten(1).mean(1)
+
+
+def test_kit_flags_an_objective_that_gives_no_gradient():
+    with pytest.raises(ConformanceError, match=r"objective DetachedLoss: loss must be differentiable .* no gradient"):
+        check_objective(DetachedLoss())

@@ -157,6 +157,9 @@ def check_objective(objective: Any, schedule: Any | None = None, *, shape: tuple
         losses.append(loss)
     if not torch.equal(losses[0], losses[1]):
         fail("loss must be reproducible with the same seeded generator")
+    if not losses[0].requires_grad:
+        fail("loss must be differentiable with respect to the denoiser's parameters (no gradient reached them: "
+             "the loss does not require grad)")
     losses[0].mean().backward()
     if not any(p.grad is not None and p.grad.abs().sum() > 0 for p in denoiser.parameters()):
         fail("loss must be differentiable with respect to the denoiser's parameters (no gradient reached them)")
