@@ -31,7 +31,7 @@ import attrs
 import torch
 
 import difftk
-from difftk import plugins
+from difftk import distributed, plugins
 from difftk.checkpoint import (
     CHECKPOINT_NAME,
     SAMPLING_CONTENTS,
@@ -267,8 +267,12 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
-        self.order = BatchOrder(len(dataset), config.batch_size, config.seed + 1)
-        self.noise = torch.Generator(device=self.device).manual_seed(config.seed + 2)
+        # several processes (torchrun): each takes its slice of one global batch of N×B, DDP averages the gradients
+        self.ranks = distributed.current()
+        self.net = distributed.DistributedDenoiser(self.model) if self.ranks.distributed else self.model
+        self.order = BatchOrder(len(dataset), config.batch_size * self.ranks.world, config.seed + 1)
+        noise_seed = config.seed + 2 + distributed.NOISE_SEED_STRIDE * self.ranks.rank
+        self.noise = torch.Generator(device=self.device).manual_seed(noise_seed)
         self.conditional = num_classes_of(self.model) > 0 and dataset.labels is not None
         self.filled = dict(filled or {})
         self.step = 0
@@ -289,15 +293,17 @@ class Trainer:
         Raises :class:`_NonFinite` *before* touching the weights when the loss or the
         gradient norm is NaN or infinite, so the state stays that of the last good step.
         """
-        x0, y = self.dataset.batch(self.order.next(), self.device)
+        index = self.order.next()
+        B = self.config.batch_size
+        x0, y = self.dataset.batch(index[self.ranks.rank * B:(self.ranks.rank + 1) * B], self.device)
         cond = y if self.conditional else None
         relabel = getattr(self.pipeline.guidance, "training_condition", None)
         if cond is not None and relabel is not None:  # e.g. cfg's label dropout, from the checkpointed generator
             cond = relabel(cond, num_classes_of(self.model), self.noise)
         with self._autocast():
-            loss = self.pipeline.objective.loss(self.model, self.pipeline.schedule, x0, cond=cond,
+            loss = self.pipeline.objective.loss(self.net, self.pipeline.schedule, x0, cond=cond,
                                                 generator=self.noise).float().mean()
-        value = loss.item()
+        value = distributed.mean_over_ranks(loss.item(), self.ranks)  # every rank decides alike on a NaN
         if not math.isfinite(value):
             raise _NonFinite("loss", value)
         self.optimizer.zero_grad(set_to_none=True)
@@ -335,9 +341,22 @@ class Trainer:
             state["cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
+    def gathered_rng_state(self) -> dict[str, Any]:
+        """:meth:`rng_state` with the noise generator of every rank (``noise``, ``noise.1``, …): a
+        collective call, made by all ranks before rank 0 saves."""
+        state = self.rng_state()
+        noises = distributed.gather_states(state["noise"].cpu(), self.ranks)
+        state.update({f"noise.{r}": t for r, t in enumerate(noises) if r})
+        return state
+
     def _restore_rng(self, tensors: Mapping[str, torch.Tensor], where: Mapping[str, int]) -> None:
         torch.set_rng_state(tensors["torch"])
-        self.noise.set_state(tensors["noise"])
+        key = f"noise.{self.ranks.rank}" if self.ranks.rank else "noise"
+        saved = 1 + sum(1 for k in tensors if k.startswith("noise."))
+        if key not in tensors or saved != self.ranks.world:
+            raise CheckpointError(f"the checkpoint was written by a run of {saved} process(es); this one has "
+                                  f"{self.ranks.world}: resume with --nproc {saved}")
+        self.noise.set_state(tensors[key])
         self.order.restore(tensors["data"], where)
         if self.device.type == "cuda" and "cuda" in tensors:
             torch.cuda.set_rng_state(tensors["cuda"], self.device)
@@ -404,8 +423,14 @@ class Trainer:
         self.step = self.last_checkpoint = ckpt.step
 
     def save(self, rng: Mapping[str, Any] | None = None) -> Path:
-        """Write the checkpoint (atomically) and remember its step."""
+        """Write the checkpoint (atomically) and remember its step. With several processes every rank
+        calls it (the ranks' noise states are gathered) and rank 0 writes."""
         assert self.paths is not None
+        if self.ranks.distributed:
+            rng = dict(rng or self.gathered_rng_state())
+            if not self.ranks.main:
+                self.last_checkpoint = self.step
+                return self.paths.checkpoint
         tensors, metadata = self.state(rng)
         path = save_checkpoint(self.paths.checkpoint, tensors, metadata)
         self.last_checkpoint = self.step
@@ -464,7 +489,7 @@ class Trainer:
         infinite loss raises :class:`TrainingError`; the checkpoint on disk is then the last
         good one, untouched.
         """
-        reporter = reporter or Reporter()
+        reporter = reporter if reporter is not None and self.ranks.main else Reporter()
         cfg, total = self.config, self.config.steps
         samples: list[Path] = []
         window: list[float] = []
@@ -497,12 +522,12 @@ class Trainer:
                             log.flush()
                         reporter.log(record)
                     if self.paths is not None:
-                        if cfg.sample_every and (s % cfg.sample_every == 0 or s == total):
+                        if cfg.sample_every and (s % cfg.sample_every == 0 or s == total) and self.ranks.main:
                             samples.append(self.sample_grid())
                             reporter.wrote("samples", samples[-1], s)
                         if s % cfg.checkpoint_every == 0 or s == total:
                             reporter.wrote("checkpoint", self.save(), s)
-                    if self._stop_requested:
+                    if distributed.any_rank(self._stop_requested, self.ranks):  # all ranks stop at one step
                         return self._interrupted(reporter, samples, mean_loss, None)
         finally:
             if log is not None:
@@ -530,7 +555,7 @@ class Trainer:
 
     def _open_log(self):
         """Open log.jsonl for appending, first dropping records after the resumed step."""
-        if self.paths is None:
+        if self.paths is None or not self.ranks.main:
             return None
         try:
             return self._reopen_log(self.paths.log)
@@ -614,8 +639,11 @@ def train(spec: PipelineSpec | Pipeline, dataset: ArrayDataset, config: TrainCon
     every check has passed.
     """
     paths = RunPaths(Path(out)) if out is not None else None
+    ranks = distributed.current()
     if paths is not None:
-        paths.prepare(resume)
+        if ranks.main:
+            paths.prepare(resume)
+        distributed.barrier(ranks)
     elif resume:
         raise OptionError("resume needs the run directory (out)")
     device = resolve_device(device)

@@ -9,6 +9,7 @@ from pathlib import Path
 import attrs
 import click
 from click.core import ParameterSource
+from difftk import distributed
 from difftk.errors import OptionError
 from difftk.fitting import load_dataset
 from difftk.pipeline import PipelineSpec
@@ -72,8 +73,10 @@ def parse_data(text: str) -> tuple[str, str | None]:
 @click.option("--log-every", type=click.IntRange(min=1), default=_default("log_every"), show_default=True,
               help="Append the mean loss to log.jsonl every K steps.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes to train in (torch.distributed DDP via torchrun): each takes B of a global batch of N×B.")
 @click.pass_context
-def train(ctx, pipeline, data, steps, out_dir, resume, device, **options) -> None:
+def train(ctx, pipeline, data, steps, out_dir, resume, device, nproc, **options) -> None:
     """Train PIPELINE (a TOML file from `difftk compose`) on a dataset.
 
     The denoiser's data options (in_channels, image_size, num_classes) are taken from the
@@ -86,9 +89,25 @@ def train(ctx, pipeline, data, steps, out_dir, resume, device, **options) -> Non
       difftk train p.toml --data mnist --steps 2000 --out runs/mnist
       difftk train p.toml --data cifar10:/data/cifar-10 --steps 50000 --batch-size 128 --out runs/cifar
       difftk train p.toml --data mnist --steps 4000 --out runs/mnist --resume
+      difftk train p.toml --data mnist --steps 2000 --out runs/ddp --nproc 2
+      torchrun --nproc-per-node 4 -m difftk_cli train p.toml --data mnist --steps 2000 --out runs/ddp
     """
+    if nproc > 1 and not distributed.launched():
+        argv = [a for a in sys.argv[1:]]
+        i = next(k for k, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
+        del argv[i:i + (1 if "=" in argv[i] else 2)]
+        sys.exit(distributed.launch(nproc, argv))
     name, path = parse_data(data)
-    device = resolve_device(device)
+    ranks, device = distributed.init(resolve_device(device))
+    try:
+        _train(ctx, pipeline, data, name, path, steps, out_dir, resume, device, ranks, options)
+    finally:
+        distributed.finish()
+
+
+def _train(ctx, pipeline, data, name, path, steps, out_dir, resume, device, ranks, options) -> None:
+    if not ranks.main:  # one console: rank 0 prints, the others train quietly
+        out.quiet = True
     spec = PipelineSpec.load(pipeline)
     overrides = {"steps": steps, **(_given(ctx, options) if resume else options)}
     checkpoint = None
@@ -100,7 +119,8 @@ def train(ctx, pipeline, data, steps, out_dir, resume, device, **options) -> Non
                              "nothing to train; raise --steps to continue"))
             return
     else:
-        paths.prepare(resume=False)
+        if ranks.main:
+            paths.prepare(resume=False)
         config = TrainConfig(**overrides)
     dataset, dataset_spec = load_dataset(name, path)
     result = run_training(spec, dataset, config, out=out_dir, resume=resume, device=device, source=pipeline,

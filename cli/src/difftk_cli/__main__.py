@@ -1,0 +1,3 @@
+from difftk_cli.main import main
+
+main()
