@@ -45,6 +45,7 @@ from difftk.checkpoint import (
 )
 from difftk.data import ArrayDataset
 from difftk.errors import DifftkError, OptionError
+from difftk.fastpath import PRECISIONS, autocast, prepare, to_memory_format
 from difftk.fileio import atomic_write_text
 from difftk.fitting import describe_dataset, fit_to_data
 from difftk.generation import class_labels, generate, num_classes_of, with_image_defaults
@@ -83,6 +84,9 @@ class TrainConfig:
     sample_steps: int = option(100, help="sampler steps for the sample grids (at most the schedule's T)", ge=1)
     num_samples: int | None = option(None, help="samples per grid; none = 64 images or 1024 points", ge=1, optional=True)
     log_every: int = option(50, help="append the mean loss to log.jsonl every K steps", ge=1)
+    precision: str = option("auto", help="auto (bf16 on CUDA, else fp32), fp32, tf32 or bf16 autocast", choices=PRECISIONS)
+    channels_last: bool = option(False, help="keep image weights and batches in channels-last memory format")
+    compile: bool = option(False, help="train the denoiser through torch.compile")
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self), sort_keys=True)
@@ -244,7 +248,8 @@ class Trainer:
         from :func:`fit_to_data`.
     :param dataset: the training data.
     :param config: a :class:`TrainConfig`.
-    :param device: where to train; on CUDA the forward pass and loss run under bf16 autocast.
+    :param device: where to train; the forward pass and loss run under ``config.precision``
+        (bf16 autocast on CUDA by default).
     :param out: the run directory (checkpoints, samples, log); ``None`` writes nothing.
     :param dataset_info: what to record about the data (:func:`describe_dataset`).
     :param filled: the denoiser options :func:`fit_to_data` took from the data (for reports).
@@ -269,7 +274,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         # several processes (torchrun): each takes its slice of one global batch of N×B, DDP averages the gradients
         self.ranks = distributed.current()
-        self.net = distributed.DistributedDenoiser(self.model) if self.ranks.distributed else self.model
+        net = prepare(self.model, channels_last=config.channels_last, compile=config.compile)
+        self.net = distributed.DistributedDenoiser(net) if self.ranks.distributed else net
         self.order = BatchOrder(len(dataset), config.batch_size * self.ranks.world, config.seed + 1)
         noise_seed = config.seed + 2 + distributed.NOISE_SEED_STRIDE * self.ranks.rank
         self.noise = torch.Generator(device=self.device).manual_seed(noise_seed)
@@ -283,9 +289,7 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------------
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.config.precision, self.device)
 
     def train_step(self) -> tuple[float, float | None]:
         """One optimizer step; returns the batch's mean loss and the gradient norm before clipping.
@@ -296,6 +300,7 @@ class Trainer:
         index = self.order.next()
         B = self.config.batch_size
         x0, y = self.dataset.batch(index[self.ranks.rank * B:(self.ranks.rank + 1) * B], self.device)
+        x0 = to_memory_format(x0, self.config.channels_last)
         cond = y if self.conditional else None
         relabel = getattr(self.pipeline.guidance, "training_condition", None)
         if cond is not None and relabel is not None:  # e.g. cfg's label dropout, from the checkpointed generator

@@ -8,6 +8,7 @@ import click
 from click.core import ParameterSource
 from difftk.checkpoint import load_for_sampling
 from difftk.errors import IncompatibleError, OptionError
+from difftk.fastpath import PRECISIONS, autocast
 from difftk.generation import (
     TrajectoryRecorder,
     check_steps,
@@ -69,10 +70,12 @@ def _options_text(component) -> str:
 @click.option("--seed", type=click.IntRange(min=0, max=(1 << 63) - 1), default=0, show_default=True, help="Seed of the noise.")
 @click.option("--trajectory", type=click.Path(dir_okay=False), help="Also write the predicted x₀ at several t as a PNG strip.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Samples drawn at once.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, tf32 or bf16.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.pass_context
 def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, classifier_file, label, pipeline_file, seed,
-           trajectory, batch_size, device) -> None:
+           trajectory, batch_size, precision, device) -> None:
     """Draw N samples from CHECKPOINT with its EMA weights and write them as a PNG grid.
 
     CHECKPOINT is a checkpoint file, a run directory, or the name of a model a plugin ships
@@ -139,7 +142,7 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
 
     check_steps(model.pipeline.schedule, steps)
     batches = math.ceil(n / batch_size)
-    with SamplingProgress(batches, console=out) as progress:
+    with SamplingProgress(batches, console=out) as progress, autocast(precision, device):
         x = generate(denoiser, model.pipeline.schedule, chosen, model.data_shape, n, steps=steps, cond=cond,
                      seed=seed, device=device, batch_size=batch_size, callback=callback)
     bounds = model.checkpoint.dataset.get("bounds")

@@ -11,6 +11,7 @@ import click
 from click.core import ParameterSource
 from difftk import distributed
 from difftk.errors import OptionError
+from difftk.fastpath import PRECISIONS
 from difftk.fitting import load_dataset
 from difftk.pipeline import PipelineSpec
 from difftk.progress import RichTrainReporter
@@ -72,6 +73,10 @@ def parse_data(text: str) -> tuple[str, str | None]:
               help="Write the checkpoint every K steps (and at the end).")
 @click.option("--log-every", type=click.IntRange(min=1), default=_default("log_every"), show_default=True,
               help="Append the mean loss to log.jsonl every K steps.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=_default("precision"), show_default=True,
+              help="auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, tf32 or bf16.")
+@click.option("--channels-last", is_flag=True, default=_default("channels_last"), help="Channels-last memory format for images.")
+@click.option("--compile", "compile", is_flag=True, default=_default("compile"), help="Train through torch.compile.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes to train in (torch.distributed DDP via torchrun): each takes B of a global batch of N×B.")
