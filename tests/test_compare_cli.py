@@ -4,20 +4,8 @@ import csv
 import json
 
 import difftk
-from click.testing import CliRunner
-from difftk_cli.main import cli
+from cli_runner import one_line_error, run
 from PIL import Image
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result):
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output, result.stderr
-    return lines[0]
 
 
 def test_evaluate_several_metrics_sampled_a_given_way_with_json(tmp_path):

@@ -6,7 +6,8 @@ import pytest
 import torch
 from difftk.errors import OptionError, SpecError, UnknownComponentError
 from difftk.pipeline import PipelineSpec, build
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def test_design_surface():

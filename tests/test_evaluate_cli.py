@@ -7,24 +7,12 @@ import difftk
 import difftk.testing.toys as toys
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_runner import one_line_error, run
 from difftk.data import ArrayDataset
 from difftk.errors import DifftkError
 from difftk.metrics import EvalContext, Metric, MetricResult
 from difftk.testing import GaussianOracle
-from difftk_cli.main import cli
 from difftk_vp_sde.likelihood import bits_per_dim, dequantize
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result):
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output, result.stderr
-    return lines[0]
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import difftk
 import difftk.testing.toys as toys
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_runner import one_line_error, run
 from difftk.classifier import load_classifier, save_classifier
 from difftk.errors import DifftkError, IncompatibleError, OptionError
 from difftk.generation import generate
@@ -17,8 +17,8 @@ from difftk.pipeline import ComponentSpec
 from difftk.testing import GaussianMixtureOracle, TinyDenoiser, check_guidance
 from difftk.training import TrainConfig, train
 from difftk_classifier_guidance.networks import NoisyMLP
-from difftk_cli.main import cli
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 MEANS = torch.tensor([[-3.0, -3.0], [-3.0, 3.0], [3.0, -3.0], [3.0, 3.0]])
@@ -229,15 +229,6 @@ def test_the_engine_applies_label_dropout_and_resumes_exactly(toy, tmp_path):
 # --- the command line -----------------------------------------------------------------------------
 
 
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result):
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def compose(path, *extra):

@@ -5,26 +5,16 @@ import difftk
 import difftk.testing.toys as toys
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_runner import one_line_error, run
 from difftk import plugins
 from difftk.checkpoint import SAMPLING_CONTENTS, load_for_sampling, read_checkpoint, resolve_path
 from difftk.errors import UnknownComponentError
 from difftk.generation import generate
-from difftk_cli.main import cli
 from PIL import Image
 
 MAX_SHIPPED_BYTES = 20 * 1000 * 1000
 
 
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result):
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output, result.stderr
-    return lines[0]
 
 
 # --- the shipped MNIST model ----------------------------------------------------------------------

@@ -7,27 +7,15 @@ from pathlib import Path
 import difftk.testing.toys as toys
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_runner import one_line_error, run
 from difftk.checkpoint import read_checkpoint
 from difftk.testing import plugin_host
-from difftk_cli.main import cli
 from PIL import Image
 from safetensors.torch import save_file
 
 DIFFTK = str(Path(sys.executable).with_name("difftk"))
 
 
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(result, code=2):
-    """The result failed with ``code`` and said why on exactly one stderr line."""
-    assert result.exit_code == code, (result.stdout, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    return lines[0]
 
 
 @pytest.fixture

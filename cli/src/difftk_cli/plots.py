@@ -19,8 +19,9 @@ def _pyplot():
 
 
 def _save(fig: Any, path: str | Path) -> Path:
-    from difftk.fileio import atomic_write_bytes
     import io
+
+    from difftk.fileio import atomic_write_bytes
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")

@@ -29,7 +29,8 @@ from typing import Any
 
 import attrs
 import torch
-from safetensors.torch import load as st_load, save as st_save
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 
 from difftk.errors import DifftkError, SpecError
 from difftk.fileio import atomic_write_bytes

@@ -48,6 +48,19 @@ class EvalContext:
     def generator(self, offset: int = 0) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(self.seed + offset)
 
+    def held_out(self, metric: str, kind: str | None = None) -> ArrayDataset:
+        """The held-out data, or one line naming ``metric`` and why it cannot measure: the data cannot
+        be loaded, or is not of ``kind`` (``"image"`` for 8-bit images, ``"points"``)."""
+        if self.data is None:
+            raise DifftkError(f"metric '{metric}' needs the held-out data, but the checkpoint's dataset cannot be "
+                              "loaded: install its dataset plugin or give the data's path again")
+        if kind == "image" and self.data.kind != "image":
+            raise DifftkError(f"metric '{metric}' measures 8-bit images; {self.data.name} holds "
+                              f"{self.data.shape[0]}-D points")
+        if kind == "points" and self.data.kind != "points":
+            raise DifftkError(f"metric '{metric}' compares point clouds, but {self.data.name} holds images")
+        return self.data
+
     @property
     def shape(self) -> tuple[int, ...]:
         """The shape of one example the model makes."""

@@ -12,15 +12,16 @@ import torch
 from difftk.checkpoint import read_checkpoint
 from difftk.diffusion import posterior
 from difftk.errors import IncompatibleError
+from difftk.fitting import load_dataset
 from difftk.likelihood import discretized_gaussian_log_likelihood, normal_kl, prior_kl
 from difftk.options import option
 from difftk.schedules import time_grid
 from difftk.testing import GaussianOracle, check_objective, check_sampler
 from difftk.training import TrainConfig, resume_state, train
-from difftk.fitting import load_dataset
 from difftk_iddpm.metric import vlb_bits
 from difftk_iddpm.process import learned_log_variance, process
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 # --- the cosine schedule (eq. 17) ----------------------------------------------------------------
 

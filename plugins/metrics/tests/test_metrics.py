@@ -5,15 +5,16 @@ import math
 import difftk
 import pytest
 import torch
+from difftk.checkpoint import load_for_sampling
 from difftk.data import ArrayDataset
 from difftk.errors import DifftkError
 from difftk.evaluation import context_for, held_out_data, measure
-from difftk.checkpoint import load_for_sampling
 from difftk.metrics import EvalContext
 from difftk.stats import bootstrap_standard_error, frechet_distance, frechet_distance_of, moments, sqrtm_psd
 from difftk.testing.oracles import GaussianMixtureOracle
 from difftk_metrics.network import embed, feature_net
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 # --- the maths ---------------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 from difftk.errors import OptionError
-from difftk.evaluation import compare as run_grid, write_csv
+from difftk.evaluation import compare as run_grid
+from difftk.evaluation import write_csv
 from difftk.training import resolve_device
 from rich.markup import escape
 from rich.table import Table

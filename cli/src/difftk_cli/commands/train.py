@@ -15,7 +15,8 @@ from difftk.fastpath import PRECISIONS
 from difftk.fitting import load_dataset
 from difftk.pipeline import PipelineSpec
 from difftk.progress import RichTrainReporter
-from difftk.training import RunPaths, TrainConfig, resolve_device, resume_state, train as run_training
+from difftk.training import RunPaths, TrainConfig, resolve_device, resume_state
+from difftk.training import train as run_training
 from rich.markup import escape
 
 from difftk_cli.console import out

@@ -12,11 +12,9 @@ import math
 
 import attrs
 import numpy as np
-import torch
 from difftk.options import option
 from difftk.sampling import SPACINGS, StepInfo, batch_times, predict
 from difftk.schedules import alpha_bar_table, time_grid
-
 
 #: the step spacings these samplers offer: difftk's, and uniform in log-SNR (DPM-Solver's "logSNR")
 GRID_SPACINGS = (*SPACINGS, "logsnr")

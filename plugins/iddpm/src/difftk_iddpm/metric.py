@@ -5,7 +5,6 @@ from __future__ import annotations
 import attrs
 import torch
 from difftk.diffusion import q_sample
-from difftk.errors import DifftkError
 from difftk.likelihood import mean_bits, prior_kl
 from difftk.metrics import EvalContext, MetricResult, mean_and_standard_error
 from difftk.options import option
@@ -59,11 +58,7 @@ class BitsPerDimVLB:
 
     @torch.inference_mode()
     def evaluate(self, context: EvalContext) -> MetricResult:
-        data = context.data
-        if data is None:
-            raise DifftkError("metric 'bpd-vlb' needs the held-out data, but the checkpoint's dataset cannot be loaded")
-        if data.kind != "image":
-            raise DifftkError(f"metric 'bpd-vlb' measures 8-bit images; {data.name} holds {data.shape[0]}-D points")
+        data = context.held_out("bpd-vlb", kind="image")
         g = torch.Generator(device=context.device).manual_seed(context.seed)
         index = torch.randperm(len(data), generator=torch.Generator().manual_seed(context.seed))[: self.n]
         conditional = context.num_classes > 0 and data.labels is not None

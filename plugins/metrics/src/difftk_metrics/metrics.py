@@ -13,13 +13,6 @@ from difftk.testing.distances import sliced_wasserstein
 from difftk_metrics.network import FEATURES, check_shape, embed
 
 
-def _held_out(metric: str, context: EvalContext):
-    if context.data is None:
-        raise DifftkError(f"metric '{metric}' compares samples with held-out data, but the checkpoint's dataset "
-                          "cannot be loaded: install its dataset plugin or give the data's path again")
-    return context.data
-
-
 def real_images(data, n: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Up to n images of ``data`` in [−1, 1] (all of them when n is None), in a seeded random order."""
     index = torch.randperm(len(data), generator=generator)[: n or len(data)]
@@ -42,7 +35,7 @@ class FID:
     bootstrap: int = option(20, help="bootstrap resamples for the standard error", ge=2, le=1000)
 
     def evaluate(self, context: EvalContext) -> MetricResult:
-        data = _held_out("fid", context)
+        data = context.held_out("fid")
         check_shape("fid", context.shape, "this model")
         check_shape("fid", data.shape, data.name)
         real, _ = embed(real_images(data))
@@ -93,10 +86,7 @@ class SlicedWasserstein:
     bootstrap: int = option(20, help="bootstrap resamples for the standard error", ge=2, le=1000)
 
     def evaluate(self, context: EvalContext) -> MetricResult:
-        data = _held_out("sliced-wasserstein", context)
-        if data.kind != "points":
-            raise DifftkError(f"metric 'sliced-wasserstein' compares point clouds, but {data.name} holds images: "
-                              "use fid for MNIST-format images")
+        data = context.held_out("sliced-wasserstein", kind="points")
         real = data.batch(torch.arange(len(data)))[0]
         fake = context.samples(self.n, context.balanced_labels(self.n))
         distance = lambda x: sliced_wasserstein(x, real, self.projections, context.seed)  # noqa: E731

@@ -6,7 +6,6 @@ import math
 
 import attrs
 import torch
-from difftk.errors import DifftkError
 from difftk.generation import num_classes_of
 from difftk.metrics import EvalContext, MetricResult, mean_and_standard_error
 from difftk.options import option
@@ -34,11 +33,7 @@ class BitsPerDimODE:
     batch_size: int = option(64, help="images integrated at once", ge=1)
 
     def evaluate(self, context: EvalContext) -> MetricResult:
-        data = context.data
-        if data is None:
-            raise DifftkError("metric 'bpd-ode' needs the held-out data, but the checkpoint's dataset cannot be loaded")
-        if data.kind != "image":
-            raise DifftkError(f"metric 'bpd-ode' measures 8-bit images; {data.name} holds {data.shape[0]}-D points")
+        data = context.held_out("bpd-ode", kind="image")
         g = torch.Generator().manual_seed(context.seed)  # on the CPU: the same draws on every device
         index = torch.randperm(len(data), generator=g)[: self.n]
         conditional = num_classes_of(context.denoiser) > 0 and data.labels is not None
