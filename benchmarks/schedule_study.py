@@ -1,6 +1,6 @@
 """Schedule study: linear, quadratic, cosine and sigmoid trained with the same budget and seeds on MNIST.
 
-    .venv/bin/python benchmarks/schedule_study.py [--out runs/schedule-study] [--steps 300] [--seeds 0,1,2] [--n 200]
+    .venv/bin/python benchmarks/schedule_study.py [--out runs/schedule-study] [--steps 1000] [--seeds 0,1,2] [--n 200]
 
 Each schedule (T = 1000, default options) trains the same small class-conditional unet-attn
 (two levels, base 16 channels, 1 residual block) with L_simple, batch 32, AdamW lr 1e-3, for
@@ -54,7 +54,7 @@ def plot(per_run: dict[str, list[float]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/schedule-study")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--n", type=int, default=200, help="samples per FID")
     parser.add_argument("--plot", default="docs/img/schedule_study.png")
