@@ -68,7 +68,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(tmp_path, out, *, nproc, objective="simple", steps=4, batch=4, resume=False):
+def run(tmp_path, out, *, nproc, objective="simple", steps=4, batch=4, resume=False, attempts=3):
+    """Start ``nproc`` workers; a rendezvous port taken between choosing and binding it is retried."""
+    for attempt in range(attempts):
+        try:
+            return _run(tmp_path, out, nproc=nproc, objective=objective, steps=steps, batch=batch, resume=resume)
+        except PortTaken:
+            if attempt == attempts - 1:
+                raise
+
+
+class PortTaken(Exception):
+    pass
+
+
+def _run(tmp_path, out, *, nproc, objective, steps, batch, resume):
     """Start ``nproc`` worker processes (as torchrun would: RANK, WORLD_SIZE, MASTER_ADDR/PORT) and wait."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
@@ -82,8 +96,10 @@ def run(tmp_path, out, *, nproc, objective="simple", steps=4, batch=4, resume=Fa
         procs.append(subprocess.Popen([sys.executable, str(script), objective, str(out), str(steps), str(batch),
                                        "1" if resume else "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))
-    for p in procs:
-        stdout, stderr = p.communicate(timeout=120)
+    results = [p.communicate(timeout=120) for p in procs]
+    for p, (_, stderr) in zip(procs, results, strict=True):
+        if p.returncode and ("EADDRINUSE" in stderr or "address already in use" in stderr.lower()):
+            raise PortTaken(stderr[-300:])
         assert p.returncode == 0, stderr[-2000:]
     return [load_file(str(out / f"rank{r}.safetensors")) for r in range(nproc)]
 
