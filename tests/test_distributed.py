@@ -59,6 +59,8 @@ WORKER = textwrap.dedent('''
     trainer.fit()
     save_file({k: v.contiguous() for k, v in trainer.model.state_dict().items()}, f"{out}/rank{ranks.rank}.safetensors")
     distributed.finish()
+    import os
+    os._exit(0)  # skip interpreter teardown: gloo's threads sometimes abort it ("terminate called…") after the work is done
 ''')
 
 
