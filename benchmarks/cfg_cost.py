@@ -19,6 +19,7 @@ import platform
 import statistics
 import time
 
+import attrs
 import difftk
 import torch
 from difftk.sampling import run_affine
@@ -67,8 +68,8 @@ def main() -> None:
     y_2b = torch.arange(2 * B, device=device) % 10
     t_b, t_2b = torch.full((B,), 0.5, device=device), torch.full((2 * B,), 0.5, device=device)
     plan = sampler.plan(schedule, 1000)
-    one = type(plan)(times=plan.times[500:502], alpha_bars=plan.alpha_bars[500:502], a=plan.a[500:501],
-                     b=plan.b[500:501], sigma=plan.sigma[500:501])  # one DDIM step, from t = 0.5
+    one = attrs.evolve(plan, times=plan.times[500:502], alpha_bars=plan.alpha_bars[500:502], c_x0=plan.c_x0[500:501],
+                       c_eps=plan.c_eps[500:501], sigma=plan.sigma[500:501])  # one DDIM step, from t = 0.5
 
     cases = {
         "denoiser call": (lambda: guided(x_b, t_b, cond=y_b), lambda: net(x_2b, t_2b, cond=y_2b)),

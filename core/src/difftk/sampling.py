@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import numpy as np
@@ -49,6 +49,17 @@ class StepInfo:
     x0: torch.Tensor  # the denoiser's estimate of x₀ at t
 
 
+def denoiser_output(denoiser: Any, x_t: torch.Tensor, t: torch.Tensor,
+                    cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The denoiser's prediction in its own parameterisation, and the variance interpolation
+    output of a learned-variance model (``None`` otherwise)."""
+    out = denoiser(x_t, t, cond=cond)
+    if getattr(denoiser, "learned_variance", False):
+        out, var_interp = out.chunk(2, dim=1)
+        return out, var_interp
+    return out, None
+
+
 def predict(denoiser: Any, x_t: torch.Tensor, t: torch.Tensor, alpha_bar: Any,
             cond: torch.Tensor | None = None, clip_x0: float | None = None) -> Prediction:
     """Call ``denoiser`` and express its output as ε̂ and x̂₀.
@@ -57,10 +68,7 @@ def predict(denoiser: Any, x_t: torch.Tensor, t: torch.Tensor, alpha_bar: Any,
     ``clip_x0`` the estimate x̂₀ is clamped to [−clip_x0, clip_x0] and ε̂ made consistent with
     it, as the reference DDPM/DDIM code does for data in [−1, 1].
     """
-    out = denoiser(x_t, t, cond=cond)
-    var_interp = None
-    if getattr(denoiser, "learned_variance", False):
-        out, var_interp = out.chunk(2, dim=1)
+    out, var_interp = denoiser_output(denoiser, x_t, t, cond)
     if clip_x0 is not None:
         _, x0 = eps_and_x0(denoiser.prediction, out, x_t, alpha_bar)
         return Prediction(x_t, alpha_bar, x0=x0.clamp(-clip_x0, clip_x0), var_interp=var_interp)
@@ -85,19 +93,29 @@ def noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tens
 
 @attrs.frozen
 class AffineSteps:
-    """A first-order sampler's whole plan: x_{t_{k+1}} = a_k·x_{t_k} + b_k·ε̂(x_{t_k}, t_k) + σ_k·z.
+    """A first-order sampler's whole plan: x_{t_{k+1}} = c_x0_k·x̂₀ + c_xt_k·x_{t_k} + c_eps_k·ε̂ + σ_k·z.
 
     ``times`` holds t_0 > t_1 > … > t_K = 0 (K+1 float64 values, the visiting order) and
-    ``alpha_bars`` ᾱ at those times; ``a``, ``b``, ``sigma`` one float64 value per step.
-    DDPM ancestral sampling and DDIM are both of this form once x̂₀ is written in terms of ε̂
-    (:func:`affine_from_x0_form`); the plan is computed once, before the loop.
+    ``alpha_bars`` ᾱ at those times; ``c_x0``, ``c_xt``, ``c_eps``, ``sigma`` one float64 value
+    per step (scalars broadcast). DDPM ancestral sampling (the posterior mean in x̂₀ and x_t)
+    and DDIM (x̂₀ and ε̂) are both of this form; the plan is computed once, before the loop.
+
+    x̂₀ and ε̂ both come from the denoiser's own parameterisation, so a v- or x₀-model never
+    divides by √ᾱ: where ᾱ → 0 (t → 1) x̂₀ = √ᾱ·x_t − √(1−ᾱ)·v̂ stays bounded, whereas the
+    x̂₀ of an ε-model, (x_t − √(1−ᾱ)·ε̂)/√ᾱ, multiplies ε̂'s error by 1/√ᾱ (Salimans & Ho 2022, §4).
     """
 
     times: Any
     alpha_bars: Any
-    a: Any
-    b: Any
+    c_x0: Any
+    c_xt: Any
+    c_eps: Any
     sigma: Any
+
+    @property
+    def eps_form(self) -> tuple[Any, Any]:
+        """(a, b) with x_{t_{k+1}} = a_k·x_{t_k} + b_k·ε̂ + σ_k·z, x̂₀ written through ε̂ (:func:`affine_from_x0_form`)."""
+        return affine_from_x0_form(self.c_x0, self.c_xt, self.c_eps, np.asarray(self.alpha_bars)[:-1])
 
 
 def affine_from_x0_form(c_x0: Any, c_xt: Any, c_eps: Any, alpha_bar_t: Any) -> tuple[Any, Any]:
@@ -106,20 +124,29 @@ def affine_from_x0_form(c_x0: Any, c_xt: Any, c_eps: Any, alpha_bar_t: Any) -> t
     return c_xt + c_x0 / sqrt_ab, c_eps - c_x0 * (1 - alpha_bar_t) ** 0.5 / sqrt_ab
 
 
+def _per_step(value: Any, K: int) -> list[float]:
+    return [float(v) for v in np.broadcast_to(np.asarray(value, dtype=np.float64), (K,))]
+
+
 def run_affine(denoiser: Any, x: torch.Tensor, plan: AffineSteps, *, cond: torch.Tensor | None = None,
                generator: torch.Generator | None = None, callback: Any = None,
                clip_x0: float | None = None) -> torch.Tensor:
     """Run an :class:`AffineSteps` plan from x = x_{t_0}; the loop does only tensor arithmetic."""
     times = [float(t) for t in plan.times]
     alpha_bars = [float(ab) for ab in plan.alpha_bars]
-    a, b, sigma = ([float(v) for v in col] for col in (plan.a, plan.b, plan.sigma))
+    K = len(times) - 1
+    c_x0, c_xt, c_eps, sigma = (_per_step(c, K) for c in (plan.c_x0, plan.c_xt, plan.c_eps, plan.sigma))
     t_batch = batch_times(times[:-1], x)
-    K = len(a)
     for k in range(K):
         pred = predict(denoiser, x, t_batch[k], alpha_bars[k], cond, clip_x0)
-        x = torch.add(x * a[k], pred.eps, alpha=b[k])
+        x_next = pred.x0 * c_x0[k] if c_x0[k] != 0.0 else torch.zeros_like(x)
+        if c_xt[k] != 0.0:
+            x_next.add_(x, alpha=c_xt[k])
+        if c_eps[k] != 0.0:
+            x_next.add_(pred.eps, alpha=c_eps[k])
         if sigma[k] > 0.0:
-            x.add_(noise_like(x, generator), alpha=sigma[k])
+            x_next.add_(noise_like(x, generator), alpha=sigma[k])
+        x = x_next
         if callback is not None:
             callback(StepInfo(index=k, total=K, t=times[k], t_next=times[k + 1], x=x, x0=pred.x0))
     return x
@@ -133,13 +160,16 @@ class AffineSampler(abc.ABC):
     spacing: str = option("linspace", help="which grid times K < T steps visit", choices=SPACINGS)
     clip_x0: float | None = option(None, help="clamp x̂₀ to ±clip_x0 (1.0 for data in [−1, 1]); none = off", gt=0.0, optional=True)
 
+    #: steps when the caller gives none (at most the schedule's T); each sampler states its own
+    default_steps: ClassVar[int] = 50
+
     @abc.abstractmethod
     def plan(self, schedule: Any, steps: int | None) -> AffineSteps:
         """The float64 coefficients of every step on the grid ``self.grid(schedule, steps)``."""
 
     def grid(self, schedule: Any, steps: int | None) -> tuple[Any, Any]:
         """Times t_K > … > t_1 > 0 visited (with the final 0) and ᾱ at them, float64."""
-        times = np.append(time_grid(schedule, steps, self.spacing), 0.0)
+        times = np.append(time_grid(schedule, steps, self.spacing, default=self.default_steps), 0.0)
         return times, alpha_bar_table(schedule, times)
 
     def sample(self, denoiser: Any, schedule: Any, x_T: torch.Tensor, steps: int | None = None, cond: Any = None,

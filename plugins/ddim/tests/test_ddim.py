@@ -57,8 +57,9 @@ def test_eta_one_on_full_grid_has_the_ddpm_posterior_variance(T):
     ab = plan.alpha_bars
     p = posterior(ab[1:], ab[:-1])
     a, b = affine_from_x0_form(p.coef_x0, p.coef_xt, 0.0, ab[:-1])
-    np.testing.assert_allclose(plan.a, a, rtol=1e-9)
-    np.testing.assert_allclose(plan.b, b, rtol=1e-7, atol=1e-12)
+    plan_a, plan_b = plan.eps_form
+    np.testing.assert_allclose(plan_a, a, rtol=1e-9)
+    np.testing.assert_allclose(plan_b, b, rtol=1e-7, atol=1e-12)
 
 
 def test_eta_zero_is_deterministic_whatever_the_generator():

@@ -79,8 +79,9 @@ def test_ancestral_plan_is_the_posterior(variance):
     np.testing.assert_allclose(plan.sigma**2, var, rtol=1e-10, atol=1e-300)
     # mean = a·x_t + b·ε equals Ho et al. eq. 11: (x_t − β/√(1−ᾱ)·ε)/√α
     alpha = d.alphas[::-1]
-    np.testing.assert_allclose(plan.a, 1 / np.sqrt(alpha), rtol=1e-10)
-    np.testing.assert_allclose(plan.b, -(1 - alpha) / np.sqrt(1 - ab_t) / np.sqrt(alpha), rtol=1e-9)
+    a, b = plan.eps_form
+    np.testing.assert_allclose(a, 1 / np.sqrt(alpha), rtol=1e-10)
+    np.testing.assert_allclose(b, -(1 - alpha) / np.sqrt(1 - ab_t) / np.sqrt(alpha), rtol=1e-9)
     p = posterior(ab_s, ab_t)
     np.testing.assert_allclose(p.beta, d.betas[::-1], rtol=1e-9)
 

@@ -74,17 +74,15 @@ from difftk.schedules import alpha_bar_table, time_grid
 
 @attrs.frozen
 class {cls}:
-    """DDIM with η = 0, written as the affine plan x_s = a·x_t + b·ε̂ (computed in float64 before the loop)."""
+    """DDIM with η = 0, written as the affine plan x_s = √ᾱ_s·x̂₀ + √(1−ᾱ_s)·ε̂ (float64, before the loop)."""
 
     spacing: str = option("linspace", help="which grid times the steps visit", choices=SPACINGS)
 
     def sample(self, denoiser, schedule, x_T, steps=None, cond=None, generator=None, callback=None):
         times = np.append(time_grid(schedule, steps, self.spacing), 0.0)
         ab = alpha_bar_table(schedule, times)
-        ab_t, ab_s = ab[:-1], ab[1:]
-        a = np.sqrt(ab_s / ab_t)
-        b = np.sqrt(1 - ab_s) - np.sqrt(ab_s) * np.sqrt(1 - ab_t) / np.sqrt(ab_t)
-        plan = AffineSteps(times=times, alpha_bars=ab, a=a, b=b, sigma=np.zeros(len(a)))
+        ab_s = ab[1:]
+        plan = AffineSteps(times=times, alpha_bars=ab, c_x0=np.sqrt(ab_s), c_xt=0.0, c_eps=np.sqrt(1 - ab_s), sigma=0.0)
         return run_affine(denoiser, x_T, plan, cond=cond, generator=generator, callback=callback)
 '''),
     "schedule": ("a schedule linear in log-SNR (Kingma et al. 2021)", "Schedule", '''"""A noise schedule whose log-SNR λ(t) = log(ᾱ/(1−ᾱ)) falls linearly in t (Kingma et al. 2021, §3)."""

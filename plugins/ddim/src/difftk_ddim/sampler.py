@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 import numpy as np
 import torch
 from difftk.options import option
-from difftk.sampling import AffineSampler, AffineSteps, affine_from_x0_form, predict
+from difftk.sampling import AffineSampler, AffineSteps, predict
 
 
 def ddim_sigma(eta, alpha_bar_s, alpha_bar_t):
@@ -25,14 +27,16 @@ class DDIMSampler(AffineSampler):
 
     eta: float = option(0.0, help="stochasticity: 0 deterministic DDIM, 1 DDPM-like", ge=0.0, le=1.0)
 
+    #: steps when the caller gives none: the 50 of Song et al. 2020 (Table 1) and of diffusers' DDIMPipeline
+    default_steps: ClassVar[int] = 50
+
     def plan(self, schedule, steps: int | None) -> AffineSteps:
         """The coefficients of every step, in float64."""
         times, ab = self.grid(schedule, steps)
         ab_t, ab_s = ab[:-1], ab[1:]
         sigma = ddim_sigma(self.eta, ab_s, ab_t)
         c_eps = np.sqrt(np.clip(1 - ab_s - sigma**2, 0.0, None))
-        a, b = affine_from_x0_form(np.sqrt(ab_s), 0.0, c_eps, ab_t)
-        return AffineSteps(times=times, alpha_bars=ab, a=a, b=b, sigma=sigma)
+        return AffineSteps(times=times, alpha_bars=ab, c_x0=np.sqrt(ab_s), c_xt=0.0, c_eps=c_eps, sigma=sigma)
 
     def invert(self, denoiser, schedule, x0: torch.Tensor, steps: int | None = None, cond=None) -> torch.Tensor:
         """DDIM inversion: the η=0 update run from data to noise on the same grid (§4.3, eq. 14).

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 import numpy as np
 from difftk.diffusion import posterior
 from difftk.options import option
-from difftk.sampling import AffineSampler, AffineSteps, affine_from_x0_form
+from difftk.sampling import AffineSampler, AffineSteps
 
 
 @attrs.frozen
@@ -22,6 +24,10 @@ class AncestralSampler(AffineSampler):
 
     variance: str = option("beta", help="σ² = β (upper bound) or β̃ (posterior variance)", choices=("beta", "beta_tilde"))
 
+    #: steps when the caller gives none (Nichol & Dhariwal 2021, §4: a fixed-variance DDPM respaced to 250
+    #: steps stays near its full-T FID)
+    default_steps: ClassVar[int] = 250
+
     def plan(self, schedule, steps: int | None) -> AffineSteps:
         """The coefficients of every step, in float64."""
         times, ab = self.grid(schedule, steps)
@@ -29,5 +35,5 @@ class AncestralSampler(AffineSampler):
         post = posterior(ab_s, ab_t)
         var = post.variance if self.variance == "beta_tilde" else post.beta
         var[-1] = 0.0  # x_0 = μ̃ on the last step
-        a, b = affine_from_x0_form(post.coef_x0, post.coef_xt, 0.0, ab_t)
-        return AffineSteps(times=times, alpha_bars=ab, a=a, b=b, sigma=np.sqrt(var))
+        return AffineSteps(times=times, alpha_bars=ab, c_x0=post.coef_x0, c_xt=post.coef_xt, c_eps=0.0,
+                           sigma=np.sqrt(var))
