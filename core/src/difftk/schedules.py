@@ -103,6 +103,20 @@ class ScheduleBase(abc.ABC):
         """√(1−ᾱ(t)), the noise level."""
         return torch.sqrt(1 - self.alpha_bar(t.to(torch.float64))).to(t.dtype)
 
+    def time_of(self, alpha_bar: torch.Tensor) -> torch.Tensor:
+        """The inverse of ᾱ(t): the t ∈ [0, 1] with ᾱ(t) = ``alpha_bar`` (float64, by bisection).
+
+        ᾱ is decreasing, so 60 halvings of [0, 1] pin t to 1e-18; values outside [ᾱ(1), 1]
+        map to the nearer end. Subclasses with a closed-form inverse override this.
+        """
+        target = alpha_bar.detach().to(torch.float64)
+        lo, hi = torch.zeros_like(target), torch.ones_like(target)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            above = self.alpha_bar(mid) > target  # still too little noise: t lies to the right
+            lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+        return 0.5 * (lo + hi)
+
     def discretize(self, T: int) -> Discretization:
         """ᾱ sampled on the grid i/T in float64, β from consecutive ratios."""
         t = torch.arange(1, T + 1, dtype=torch.float64) / T
@@ -153,6 +167,14 @@ class DiscreteSchedule(ScheduleBase):
         out = torch.exp(log_ab[i0] * (1 - w) + log_ab[i0 + 1] * w)
         return out.to(t.dtype)
 
+    def time_of(self, alpha_bar: torch.Tensor) -> torch.Tensor:
+        """The exact inverse of the log-linear ᾱ(t) (float64); outside [ᾱ(1), 1] the nearer end."""
+        target = torch.log(alpha_bar.detach().to(torch.float64)).clamp(float(self._log_ab[-1]), 0.0)
+        neg = (-self._log_ab).to(target.device)  # increasing in i
+        i = torch.clamp(torch.searchsorted(neg, -target, right=True) - 1, 0, self.T - 1)
+        lo, hi = self._log_ab.to(target.device)[i], self._log_ab.to(target.device)[i + 1]
+        return (i.to(torch.float64) + (lo - target) / (lo - hi)) / self.T
+
     def beta(self, t: torch.Tensor) -> torch.Tensor:
         """β(t) = −T·log(1−β_i) on (t_{i−1}, t_i]: the exact rate of the log-linear ᾱ."""
         i = torch.clamp(torch.ceil(self._position(t)), 1, self.T).long()
@@ -170,8 +192,11 @@ class ContinuousSchedule(ScheduleBase):
     """A schedule given by a closed-form ᾱ(t); subclasses implement :meth:`alpha_bar`."""
 
 
-def time_grid(schedule: object, steps: int | None, spacing: str = "linspace") -> np.ndarray:
+def time_grid(schedule: object, steps: int | None, spacing: str = "linspace", default: int | None = None) -> np.ndarray:
     """The decreasing times t_K > … > t_1 a sampler visits, in float64.
+
+    K is ``steps``; without it the sampler's ``default`` (at most the schedule's T), else T
+    (1000 on a continuous schedule).
 
     On a discrete schedule of T steps the times are grid points i/T, chosen by ``spacing``:
 
@@ -185,7 +210,7 @@ def time_grid(schedule: object, steps: int | None, spacing: str = "linspace") ->
     computed by another formula.
     """
     T = getattr(schedule, "grid_size", None)
-    K = int(steps if steps is not None else (T or 1000))
+    K = int(steps if steps is not None else min(default or T or 1000, T or 1_000_000))
     if K < 1:
         raise OptionError(f"steps={K}: a sampler needs at least 1 step")
     if T is None:
@@ -210,6 +235,15 @@ SPACINGS: tuple[str, ...] = ("linspace", "leading", "trailing")
 def alpha_bar_table(schedule: object, times: np.ndarray) -> np.ndarray:
     """ᾱ at the given times in float64 (NumPy), through the schedule's own ``alpha_bar``."""
     return schedule.alpha_bar(torch.from_numpy(np.ascontiguousarray(times, dtype=np.float64))).numpy()
+
+
+def time_of(schedule: object, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """t with ᾱ(t) = ``alpha_bar``, float64: the schedule's own inverse (every
+    :class:`ScheduleBase` has one), else bisection on its ``alpha_bar``."""
+    inverse = getattr(schedule, "time_of", None)
+    if callable(inverse):
+        return inverse(alpha_bar)
+    return ScheduleBase.time_of(schedule, alpha_bar)  # type: ignore[arg-type]
 
 
 def beta_of(schedule: object, t: torch.Tensor) -> torch.Tensor:

@@ -70,10 +70,11 @@ class Process:
 
 
 @functools.lru_cache(maxsize=32)
-def process(schedule: Any, steps: int | None = None, spacing: str = "linspace") -> Process:
-    """The process on ``steps`` grid times of ``schedule`` chosen by ``spacing`` (all T by default;
-    a continuous schedule is discretized to :data:`CONTINUOUS_T` steps)."""
+def process(schedule: Any, steps: int | None = None, spacing: str = "linspace", default: int | None = None) -> Process:
+    """The process on ``steps`` grid times of ``schedule`` chosen by ``spacing``; without ``steps``
+    ``default`` of them (at most T), else all T (a continuous schedule is discretized to
+    :data:`CONTINUOUS_T` steps)."""
     T = getattr(schedule, "grid_size", None)
-    times = time_grid(schedule, steps if steps is not None else (T or CONTINUOUS_T), spacing)[::-1].copy()
+    times = time_grid(schedule, steps, spacing, default=default or T or CONTINUOUS_T)[::-1].copy()
     disc = Discretization.from_alphas_cumprod(alpha_bar_table(schedule, times))
     return Process(times=times, disc=disc, post=posterior(disc.alphas_cumprod_prev, disc.alphas_cumprod))

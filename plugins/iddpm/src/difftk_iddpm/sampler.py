@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 import numpy as np
 import torch
@@ -28,9 +30,13 @@ class RespacedSampler:
     spacing: str = option("linspace", help="which grid times K < T steps keep", choices=SPACINGS)
     clip_x0: float | None = option(None, help="clamp x̂₀ to ±clip_x0 (1.0 for data in [−1, 1]); none = off", gt=0.0, optional=True)
 
+    #: steps when the caller gives none: Nichol & Dhariwal 2021 (Fig. 8) find a learned Σ near its full-T
+    #: quality at 100 steps
+    default_steps: ClassVar[int] = 100
+
     def sample(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
                generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
-        p = process(schedule, steps, self.spacing)
+        p = process(schedule, steps, self.spacing, default=self.default_steps)
         K = p.K
         learned = self.variance == "learned" and getattr(denoiser, "learned_variance", False)
         fixed = p.log_beta_tilde if self.variance == "beta_tilde" else p.log_beta

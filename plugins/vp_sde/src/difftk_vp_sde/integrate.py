@@ -49,11 +49,12 @@ def _combine(y: torch.Tensor, h: float, weights: tuple[float, ...], k: list[torc
 
 
 def dopri5(f: RHS, y0: torch.Tensor, t0: float, t1: float, *, rtol: float, atol: float,
-           max_steps: int = 100_000, on_step: OnStep | None = None) -> tuple[torch.Tensor, int]:
+           max_steps: int = 100_000, on_step: OnStep | None = None, variable: str = "t") -> tuple[torch.Tensor, int]:
     """Integrate dy/dt = f(t, y) from t0 to t1 (either direction) by Dormand–Prince 5(4) with
     step-size control (Hairer et al., Solving ODEs I, §II.4–5). Returns (y(t1), evaluations).
 
-    ``on_step(index, t, t_next, y_next, aux_at_t, nfe)`` is called after each accepted step.
+    ``on_step(index, t, t_next, y_next, aux_at_t, nfe)`` is called after each accepted step;
+    ``variable`` names the integration variable in errors.
     """
     span = t1 - t0
     direction = 1.0 if span > 0 else -1.0
@@ -73,7 +74,7 @@ def dopri5(f: RHS, y0: torch.Tensor, t0: float, t1: float, *, rtol: float, atol:
     t, y, index = t0, y0, 0
     while direction * (t1 - t) > 0:
         if index >= max_steps:
-            raise DifftkError(f"rk45 took {max_steps:,} steps without reaching t={t1:g} (at t={t:.6g}): "
+            raise DifftkError(f"rk45 took {max_steps:,} steps without reaching {variable}={t1:g} (at {variable}={t:.6g}): "
                               "loosen rtol/atol or use a fixed-step method")
         h = min(h, abs(t1 - t))
         last = h >= abs(t1 - t) * (1 - 1e-12)
@@ -97,7 +98,7 @@ def dopri5(f: RHS, y0: torch.Tensor, t0: float, t1: float, *, rtol: float, atol:
         else:
             h *= max(0.2, 0.9 * norm ** -0.2)
             if h < 1e-14 * max(1.0, abs(t)):
-                raise DifftkError(f"rk45 step size underflow at t={t:.6g}: the drift is not finite or not smooth")
+                raise DifftkError(f"rk45 step size underflow at {variable}={t:.6g}: the drift is not finite or not smooth")
     return y, nfe
 
 

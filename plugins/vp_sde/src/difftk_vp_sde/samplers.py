@@ -9,12 +9,15 @@ evaluations (NFE): ``sample_with_nfe`` returns (x, nfe) and every step's callbac
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import torch
+import numpy as np
+from difftk.diffusion import convert, eps_and_x0
 from difftk.options import option
-from difftk.sampling import noise_like
+from difftk.sampling import denoiser_output, noise_like
+from difftk.schedules import SPACINGS, time_grid, time_of
 
 from difftk_vp_sde.integrate import dopri5, estimated_total, fixed_steps
 from difftk_vp_sde.sde import NFEStepInfo, ScoreFunction, default_steps, per_example_norm, uniform_times
@@ -127,46 +130,92 @@ def flow_drift(score_fn: ScoreFunction, x: torch.Tensor, t: float) -> tuple[torc
     return -0.5 * score_fn.beta(t) * (x + score), x0
 
 
-@attrs.frozen
-class ProbabilityFlowODE(_CountingSampler):
-    """The probability-flow ODE dx/dt = −½β(t)(x + ∇log p_t(x)) from t = 1 to ε (Song et al. 2021, eq. 13).
+class AngleVelocity:
+    """The probability-flow ODE in the angle φ = arccos √ᾱ(t): dx/dφ = v̂(x, t(φ)) (Salimans & Ho 2022, §4).
 
-    ``method="rk45"``: adaptive Dormand–Prince 5(4) with ``rtol``/``atol`` (``steps`` is
-    ignored; the solver chooses them). ``euler``/``heun``: ``steps`` uniform steps (1 or 2
-    evaluations each; ``rtol``/``atol`` are not used). Deterministic: the generator is not
-    used. With ``denoise`` the result is Tweedie's x̂₀ at t = ε (one more evaluation).
+    With α = cos φ and σ = sin φ, x_φ = α·x₀ + σ·ε has dx/dφ = α·ε − σ·x₀ = v, so the flow of eq. 13
+    (the same curve, another clock) has the denoiser's v̂ as its velocity. In t the drift
+    −½β(t)(x + ∇log p) is stiff wherever β is large (the cosine schedule's last cell has
+    β = 6.9e3, and β → ∞ at a zero terminal SNR); in φ ∈ [0, π/2] it is bounded by |v̂|, for
+    every schedule. ``__call__(phi, x)`` returns (v̂, x̂₀) and counts evaluations in ``nfe``.
     """
 
-    method: str = option("rk45", help="rk45 (adaptive), heun or euler (fixed steps)", choices=("rk45", "heun", "euler"))
-    rtol: float = option(1e-5, help="relative tolerance of rk45", gt=0.0, lt=1.0)
-    atol: float = option(1e-5, help="absolute tolerance of rk45", gt=0.0, lt=1.0)
+    def __init__(self, denoiser: Any, schedule: Any, cond: torch.Tensor | None = None) -> None:
+        self.denoiser, self.schedule, self.cond = denoiser, schedule, cond
+        self.nfe = 0
+
+    def phi(self, t: float) -> float:
+        """φ(t) = arccos √ᾱ(t)."""
+        return math.acos(min(1.0, math.sqrt(float(self.schedule.alpha_bar(torch.tensor([t], dtype=torch.float64))[0]))))
+
+    def time(self, phi: float) -> float:
+        """t(φ), through the schedule's inverse of ᾱ."""
+        return float(time_of(self.schedule, torch.tensor([math.cos(phi) ** 2], dtype=torch.float64))[0])
+
+    def __call__(self, phi: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        alpha_bar = math.cos(phi) ** 2
+        t_batch = torch.full((x.shape[0],), self.time(phi), dtype=x.dtype, device=x.device)
+        out, _ = denoiser_output(self.denoiser, x, t_batch, self.cond)
+        self.nfe += 1
+        prediction = self.denoiser.prediction
+        _, x0 = eps_and_x0(prediction, out, x, alpha_bar)
+        return convert(prediction, out, "v", x, alpha_bar), x0
+
+
+@attrs.frozen
+class ProbabilityFlowODE(_CountingSampler):
+    """The probability-flow ODE (Song et al. 2021, eq. 13), solved in the angle φ = arccos √ᾱ (:class:`AngleVelocity`).
+
+    It runs from t = 1 to a last time t₁ and then, with ``denoise``, takes the final step to
+    t = 0 as x̂₀(x_{t₁}, t₁) (Tweedie's formula, the denoising step of Song et al. 2021, App. G;
+    DDIM's last step is the same). ``method="rk45"``: adaptive Dormand–Prince 5(4) with
+    ``rtol``/``atol`` from t = 1 to t₁ = ``eps`` (``steps`` is ignored; the solver chooses them).
+    ``euler``/``heun``: one step between consecutive times of the core grid of ``steps`` times
+    (``spacing``; t₁ is the grid's last, 1/T with linspace on a T-step schedule), so ``steps``
+    times cost ``steps`` evaluations with Euler and 2·steps − 1 with Heun (with ``denoise``).
+    Deterministic: the generator is not used.
+    """
+
+    method: str = option("rk45", help="rk45 (adaptive), heun or euler (fixed steps on the grid)", choices=("rk45", "heun", "euler"))
+    rtol: float = option(1e-4, help="relative tolerance of rk45", gt=0.0, lt=1.0)
+    atol: float = option(1e-4, help="absolute tolerance of rk45", gt=0.0, lt=1.0)
     eps: float = _eps_option(1e-3)
-    denoise: bool = option(False, help="return Tweedie's x̂₀ at t = ε (one more evaluation)")
+    denoise: bool = option(True, help="end with x̂₀ at the last time (the step to t = 0; one more evaluation)")
+    spacing: str = option("linspace", help="which grid times euler/heun visit", choices=SPACINGS)
     max_steps: int = option(100_000, help="give up after this many rk45 steps", ge=1)
+
+    #: the step count without --steps, for euler and heun (rk45, the default, chooses its own)
+    default_steps: ClassVar[int] = 50
+    adaptive: ClassVar[bool] = True
 
     def sample_with_nfe(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
                         generator: torch.Generator | None = None, callback=None) -> tuple[torch.Tensor, int]:
-        score_fn = ScoreFunction(denoiser, schedule, cond)
+        flow = AngleVelocity(denoiser, schedule, cond)
+        if self.method == "rk45":
+            times = np.array([1.0, self.eps])
+        else:
+            times = time_grid(schedule, steps, self.spacing, default=self.default_steps)
+        phis = [flow.phi(float(t)) for t in times]
         extra = int(self.denoise)
-        state = {"total": 0, "steps": 0}
+        state = {"steps": 0, "t": 1.0, "total": len(times) - 1 + extra}
 
-        def f(t: float, x: torch.Tensor):
-            return flow_drift(score_fn, x, t)
-
-        def on_step(index, t, t_next, x, x0, nfe):
-            state["steps"] = index + 1
+        def on_step(index, phi, phi_next, x, x0, nfe):
+            t, t_next = flow.time(phi), flow.time(phi_next)
+            state.update(steps=index + 1, t=t_next)
             if self.method == "rk45":  # the solver's step count is known only at the end: an estimate
-                state["total"] = estimated_total(index, t_next, self.eps, t_next - t) + extra
+                state["total"] = estimated_total(index, phi_next, phis[-1], phi_next - phi) + extra
             if callback is not None:
-                callback(NFEStepInfo(index=index, total=state["total"], t=t, t_next=t_next, x=x, x0=x0, nfe=score_fn.nfe))
+                callback(NFEStepInfo(index=index, total=state["total"], t=t, t_next=t_next, x=x, x0=x0, nfe=flow.nfe))
 
         if self.method == "rk45":
-            x, _ = dopri5(f, x_T, 1.0, self.eps, rtol=self.rtol, atol=self.atol, max_steps=self.max_steps,
-                          on_step=on_step)
+            x, _ = dopri5(flow, x_T, phis[0], phis[-1], rtol=self.rtol, atol=self.atol, max_steps=self.max_steps,
+                          on_step=on_step, variable="φ")
         else:
-            K = default_steps(schedule, steps, fallback=100)
-            state["total"] = K + extra
-            x, _ = fixed_steps(f, x_T, uniform_times(K, self.eps), method=self.method, on_step=on_step)
+            x, _ = fixed_steps(flow, x_T, phis, method=self.method, on_step=on_step)
         if self.denoise:
-            x = _denoise(score_fn, x, self.eps, state["steps"], state["steps"] + 1, callback)
-        return x, score_fn.nfe
+            _, x0 = flow(phis[-1], x)
+            if callback is not None:
+                callback(NFEStepInfo(index=state["steps"], total=state["steps"] + 1, t=float(times[-1]), t_next=0.0,
+                                     x=x0, x0=x0, nfe=flow.nfe))
+            x = x0
+        return x, flow.nfe
