@@ -112,6 +112,17 @@ def convert(prediction: str, output: torch.Tensor, to: str, x_t: torch.Tensor, a
     raise ValueError(f"unknown target {to!r}; expected eps, x0, v or score")
 
 
+def target_of(to: str, x0: torch.Tensor, eps: torch.Tensor, alpha_bar: Any) -> torch.Tensor:
+    """What a denoiser predicting ``to`` (eps, x0 or v) should output for x_t = √ᾱ·x₀ + √(1−ᾱ)·ε."""
+    if to == "eps":
+        return eps
+    if to == "x0":
+        return x0
+    if to == "v":
+        return v_from_x0_eps(x0, eps, alpha_bar)
+    raise ValueError(f"unknown target {to!r}; expected one of {', '.join(PREDICTIONS)}")
+
+
 # --- the posterior q(x_s | x_t, x₀), s < t ----------------------------------------------------
 
 

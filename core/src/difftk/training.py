@@ -48,7 +48,7 @@ from difftk.errors import DifftkError, OptionError
 from difftk.fastpath import PRECISIONS, autocast, prepare, to_memory_format
 from difftk.fileio import atomic_write_text
 from difftk.fitting import describe_dataset, fit_to_data
-from difftk.generation import class_labels, generate, num_classes_of, with_image_defaults
+from difftk.generation import class_labels, generate, num_classes_of
 from difftk.images import picture, save_png
 from difftk.options import option
 from difftk.pipeline import ComponentSpec, Pipeline, PipelineSpec
@@ -81,12 +81,15 @@ class TrainConfig:
     seed: int = option(0, help="seed of the weights, the data order, the noise and the sample grids", ge=0, lt=1 << 32)
     checkpoint_every: int = option(1000, help="write the checkpoint every K steps (and at the end)", ge=1)
     sample_every: int = option(1000, help="write a sample grid every K steps (and at the end); 0 = never", ge=0)
-    sample_steps: int = option(100, help="sampler steps for the sample grids (at most the schedule's T)", ge=1)
+    sample_steps: int | None = option(None, help="sampler steps for the sample grids (at most the schedule's T); "
+                                      "none = the sampler's default", ge=1, optional=True)
     num_samples: int | None = option(None, help="samples per grid; none = 64 images or 1024 points", ge=1, optional=True)
     log_every: int = option(50, help="append the mean loss to log.jsonl every K steps", ge=1)
     precision: str = option("auto", help="auto (bf16 on CUDA, else fp32), fp32, tf32 or bf16 autocast", choices=PRECISIONS)
     channels_last: bool = option(False, help="keep image weights and batches in channels-last memory format")
     compile: bool = option(False, help="train the denoiser through torch.compile")
+    init: str | None = option(None, help="start from the EMA weights of this checkpoint (fine-tuning); none = random",
+                              optional=True)
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self), sort_keys=True)
@@ -227,6 +230,9 @@ class Reporter:
 
     def wrote(self, what: str, path: Path, step: int) -> None:
         """A file was written: ``what`` is ``"checkpoint"`` or ``"samples"``."""
+
+    def note(self, text: str) -> None:
+        """Something the loop is about to do that takes a while (drawing a sample grid)."""
 
     def stop(self) -> None:
         """Training ended (normally, interrupted, or with an error)."""
@@ -427,6 +433,16 @@ class Trainer:
             load_objective(ckpt.section("objective"))
         self.step = self.last_checkpoint = ckpt.step
 
+    def warm_start(self, ckpt: Checkpoint) -> None:
+        """Start from ``ckpt``'s EMA weights (model and EMA alike), with a fresh optimizer and step 0.
+
+        The network must have the same weights (names and shapes); its other options may
+        differ: fine-tuning an ε-model into a v-model changes only ``prediction`` (as
+        Stable Diffusion 2's v-models were fine-tuned from ε-models).
+        """
+        load_weights(self.model, ckpt.section("ema"), source=str(ckpt.path), what="EMA")
+        self.ema.load_state_dict(self.model.state_dict())
+
     def save(self, rng: Mapping[str, Any] | None = None) -> Path:
         """Write the checkpoint (atomically) and remember its step. With several processes every rank
         calls it (the ranks' noise states are gathered) and rank 0 writes."""
@@ -443,6 +459,15 @@ class Trainer:
 
     # -- samples -------------------------------------------------------------------------------
 
+    def grid_description(self) -> str:
+        """What :meth:`sample_grid` draws, in words: how many samples, which sampler, how many steps."""
+        kind, cfg = self.dataset.kind, self.config
+        n = cfg.num_samples or (64 if kind == "image" else 1024)
+        sampler = self.pipeline.sampler
+        steps = cfg.sample_steps or getattr(sampler, "default_steps", None)
+        name = self.pipeline.spec["sampler"].name
+        return f"{n} samples, {name}" + (f", {steps} steps" if steps else "")
+
     def sample_grid(self) -> Path:
         """Draw samples with the EMA weights and the pipeline's sampler; write them as PNG.
 
@@ -453,8 +478,7 @@ class Trainer:
         kind, cfg = self.dataset.kind, self.config
         n = cfg.num_samples or (64 if kind == "image" else 1024)
         schedule = self.pipeline.schedule
-        steps = min(cfg.sample_steps, getattr(schedule, "grid_size", None) or cfg.sample_steps)
-        sampler = with_image_defaults(self.pipeline.sampler, kind)
+        steps, sampler = cfg.sample_steps, self.pipeline.sampler
         guided = self.pipeline.guidance is not None and self.conditional  # guidance steers toward a class
         denoiser = self.pipeline.guidance.wrap(self.ema, schedule) if guided else self.ema
         cond = class_labels(n, num_classes_of(self.model)) if self.conditional else None
@@ -528,6 +552,7 @@ class Trainer:
                         reporter.log(record)
                     if self.paths is not None:
                         if cfg.sample_every and (s % cfg.sample_every == 0 or s == total) and self.ranks.main:
+                            reporter.note(f"step {s:,}: drawing the sample grid ({self.grid_description()})")
                             samples.append(self.sample_grid())
                             reporter.wrote("samples", samples[-1], s)
                         if s % cfg.checkpoint_every == 0 or s == total:
@@ -656,10 +681,15 @@ def train(spec: PipelineSpec | Pipeline, dataset: ArrayDataset, config: TrainCon
         checkpoint = read_checkpoint(paths.checkpoint)
     torch.manual_seed(config.seed)
     pipeline, filled = fit_to_data(spec, dataset, source=source)
+    T = getattr(pipeline.schedule, "grid_size", None)
+    if config.sample_steps is not None and T is not None and config.sample_steps > T:
+        raise OptionError(f"sample_steps={config.sample_steps} is more than the schedule's T={T}: use at most {T}")
     info = describe_dataset(dataset, dataset_spec)
     if checkpoint is not None:
         check_resumable(checkpoint, pipeline, info)
     trainer = Trainer(pipeline, dataset, config, device=device, out=out, dataset_info=info, filled=filled)
     if checkpoint is not None:
         trainer.load_state(checkpoint)
+    elif config.init is not None:
+        trainer.warm_start(read_checkpoint(config.init))
     return trainer.fit(reporter)

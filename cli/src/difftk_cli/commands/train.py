@@ -68,8 +68,8 @@ def parse_data(text: str) -> tuple[str, str | None]:
               help="Seed of the weights, data order, noise and sample grids.")
 @click.option("--sample-every", type=click.IntRange(min=0), default=_default("sample_every"), show_default=True,
               help="Write a sample grid every K steps (and at the end); 0 = never.")
-@click.option("--sample-steps", type=click.IntRange(min=1), default=_default("sample_steps"), show_default=True,
-              help="Sampler steps for the sample grids.")
+@click.option("--sample-steps", type=click.IntRange(min=1), default=_default("sample_steps"),
+              help="Sampler steps for the sample grids; default: the sampler's own (50 for ddim).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=_default("checkpoint_every"), show_default=True,
               help="Write the checkpoint every K steps (and at the end).")
 @click.option("--log-every", type=click.IntRange(min=1), default=_default("log_every"), show_default=True,
@@ -78,6 +78,8 @@ def parse_data(text: str) -> tuple[str, str | None]:
               help="auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, tf32 or bf16.")
 @click.option("--channels-last", is_flag=True, default=_default("channels_last"), help="Channels-last memory format for images.")
 @click.option("--compile", "compile", is_flag=True, default=_default("compile"), help="Train through torch.compile.")
+@click.option("--init", metavar="CHECKPOINT", default=None,
+              help="Fine-tune: start from this checkpoint's EMA weights (a file, run directory or shipped model's name).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes to train in (torch.distributed DDP via torchrun): each takes B of a global batch of N×B.")

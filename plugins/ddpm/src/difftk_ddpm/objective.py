@@ -1,21 +1,29 @@
-"""L_simple (Ho et al. 2020, eq. 14 and Algorithm 1)."""
+"""L_simple (Ho et al. 2020, eq. 14 and Algorithm 1), regressed in any parameterisation."""
 
 from __future__ import annotations
 
 import attrs
 import torch
-from difftk.diffusion import q_sample
+from difftk.diffusion import PREDICTIONS, convert, q_sample, target_of
 from difftk.objectives import mean_flat, sample_times
-from difftk.sampling import predict
+from difftk.options import option
+from difftk.sampling import denoiser_output
 
 
 @attrs.frozen
 class SimpleLoss:
-    """L_simple: E‖ε − ε̂(√ᾱ x₀ + √(1−ᾱ) ε, t)‖², t uniform (Ho et al. 2020, eq. 14).
+    """L_simple: E‖y − ŷ(√ᾱ x₀ + √(1−ᾱ) ε, t)‖², t uniform (Ho et al. 2020, eq. 14).
 
-    Denoisers that predict x₀ or v are converted to ε̂ first, so the weighting is always the
-    paper's. A learned-variance output channel is ignored (it gets no gradient from L_simple).
+    ``target`` is the parameterisation y the squared error is taken in. ``native`` (the
+    default) uses the denoiser's own prediction type, as the papers do: ε for Ho et al.'s
+    ε-model (eq. 14), v for a v-model (Salimans & Ho 2022, eq. 9, the "SNR+1" weighting of
+    the x₀ error), x₀ for an x₀-model. ``eps`` on a v-model gives ε-MSE = ᾱ·‖v − v̂‖², which
+    leaves v unlearned where ᾱ → 0. A learned-variance output channel is ignored (it gets no
+    gradient from L_simple).
     """
+
+    target: str = option("native", help="parameterisation of the squared error: native (the denoiser's own), eps, x0 or v",
+                         choices=("native", *PREDICTIONS))
 
     def loss(self, denoiser, schedule, x0: torch.Tensor, cond: torch.Tensor | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
@@ -23,5 +31,7 @@ class SimpleLoss:
         eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         alpha_bar = schedule.alpha_bar(t.to(torch.float64)).to(x0.dtype)
         x_t = q_sample(x0, alpha_bar, eps)
-        eps_hat = predict(denoiser, x_t, t.to(x0.dtype), alpha_bar, cond).eps
-        return mean_flat((eps - eps_hat) ** 2)
+        out, _ = denoiser_output(denoiser, x_t, t.to(x0.dtype), cond)
+        to = denoiser.prediction if self.target == "native" else self.target
+        y_hat = convert(denoiser.prediction, out, to, x_t, alpha_bar)
+        return mean_flat((target_of(to, x0, eps, alpha_bar) - y_hat) ** 2)
