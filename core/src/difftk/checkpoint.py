@@ -159,7 +159,8 @@ def resolve_path(path: str | Path) -> Path:
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read and validate a checkpoint; every problem is one :class:`CheckpointError` line."""
     path = resolve_path(path)
-    data, metadata = read_file(path, "no such checkpoint file")
+    data, metadata = read_file(path, "no such checkpoint file, run directory or shipped model (a run directory "
+                                     "is what `difftk train --out` wrote; `difftk plugins` lists the shipped models)")
     try:
         tensors = st_load(data)
     except Exception as err:  # safetensors raises its own SafetensorError for bad bytes

@@ -42,7 +42,7 @@ def context_for(model: TrainedModel, data: Any, *, sampler: str | None = None,
     ``steps`` steps, guided by ``guidance`` (default: its pipeline's, if any) with those options
     (strings, as on the command line)."""
     spec = model.pipeline.spec
-    chosen = make_sampler(sampler, sampler_options, base=spec.get("sampler"), data_kind=model.data_kind)
+    chosen = make_sampler(sampler, sampler_options, base=spec.get("sampler"))
     wrapper = model.pipeline.guidance
     if guidance is not None or guidance_options:
         wrapper = make_component("guidance", guidance, guidance_options, base=spec.get("guidance"))

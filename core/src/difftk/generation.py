@@ -7,10 +7,9 @@ in its pipeline can be sampled by every other.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import attrs
 import numpy as np
 import torch
 
@@ -18,10 +17,6 @@ from difftk import plugins
 from difftk.errors import OptionError, did_you_mean
 from difftk.pipeline import ComponentSpec
 from difftk.sampling import StepInfo
-
-#: the x̂₀ clamp used for image data (in [−1, 1]) when the user did not choose one
-IMAGE_CLIP_X0 = 1.0
-
 
 def make_component(kind: str, name: str | None, options: Mapping[str, Any] | None = None, *,
                    base: ComponentSpec | None = None) -> Any:
@@ -40,24 +35,10 @@ def make_component(kind: str, name: str | None, options: Mapping[str, Any] | Non
 
 
 def make_sampler(name: str | None, options: Mapping[str, Any] | None = None, *,
-                 base: ComponentSpec | None = None, data_kind: str = "image") -> Any:
-    """:func:`make_component` for the sampler, then :func:`with_image_defaults`.
-
-    For image data a sampler with a ``clip_x0`` option gets ``clip_x0=1.0`` unless
-    ``options`` sets it (``none`` turns it off): x̂₀ is clamped to the data range, as the
-    reference DDPM/DDIM code does.
-    """
-    sampler = make_component("sampler", name, options, base=base)
-    return with_image_defaults(sampler, data_kind, explicit=set(options or {}))
-
-
-def with_image_defaults(sampler: Any, data_kind: str, explicit: Collection[str] = ()) -> Any:
-    """``sampler`` with ``clip_x0=1.0`` for image data, if it has that option, it is off, and
-    the user did not set it."""
-    if (data_kind == "image" and "clip_x0" not in explicit and attrs.has(type(sampler))
-            and "clip_x0" in attrs.fields_dict(type(sampler)) and sampler.clip_x0 is None):
-        return attrs.evolve(sampler, clip_x0=IMAGE_CLIP_X0)
-    return sampler
+                 base: ComponentSpec | None = None) -> Any:
+    """:func:`make_component` for the sampler. Its options are exactly what it runs with: x̂₀
+    clipping (``clip_x0``) is off unless it is set, since no model should need it."""
+    return make_component("sampler", name, options, base=base)
 
 
 def check_steps(schedule: Any, steps: int | None) -> None:

@@ -83,9 +83,9 @@ class EvalContext:
 
     def samples(self, n: int, cond: torch.Tensor | None = None, *, offset: int = 0) -> torch.Tensor:
         """n samples [n, *shape] (float32, CPU) from the pipeline's sampler — with its guidance, if any —
-        seeded by ``seed + offset``; images have x̂₀ clamped to [−1, 1] as ``difftk sample`` does.
+        seeded by ``seed + offset``, with the sampler's options as they are (no clipping unless set).
         Samples are kept for the context's lifetime, so metrics asking for the same draw share it."""
-        from difftk.generation import generate, with_image_defaults
+        from difftk.generation import generate
 
         key = (n, None if cond is None else tuple(cond.tolist()), offset)
         if key in self._drawn:  # e.g. fid and accuracy of one evaluation share their samples
@@ -93,9 +93,7 @@ class EvalContext:
         denoiser, schedule = self.denoiser, self.pipeline.schedule
         if self.pipeline.guidance is not None and cond is not None:
             denoiser = self.pipeline.guidance.wrap(denoiser, schedule)
-        kind = "image" if len(self.shape) == 3 else "points"
-        sampler = with_image_defaults(self.pipeline.sampler, kind)
-        x = generate(denoiser, schedule, sampler, self.shape, n, steps=self.steps, cond=cond,
+        x = generate(denoiser, schedule, self.pipeline.sampler, self.shape, n, steps=self.steps, cond=cond,
                      seed=self.seed + offset, device=self.device, batch_size=self.batch_size)
         self._drawn[key] = x
         return x
@@ -113,6 +111,7 @@ class MetricResult:
     unit: str = ""
     spread_kind: str = "standard error"
     details: dict = attrs.field(factory=dict)
+    caveat: str = ""  # what the value cannot be trusted for (e.g. FID's bias at small n), said with it
 
     def __str__(self) -> str:
         unit = f" {self.unit}" if self.unit else ""

@@ -19,6 +19,7 @@ from rich.progress import (
     ProgressColumn,
     Task,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.text import Text
@@ -99,6 +100,9 @@ class RichTrainReporter(Reporter):
     def wrote(self, what: str, path: Path, step: int) -> None:
         self.console.print(f"step {step:,}: {what} → {escape(str(path))}")
 
+    def note(self, text: str) -> None:
+        self.console.print(escape(text))
+
     def stop(self) -> None:
         if self.progress is not None:
             self.progress.stop()
@@ -106,27 +110,49 @@ class RichTrainReporter(Reporter):
 
 
 class SamplingProgress:
-    """A progress bar over sampler steps, for :func:`difftk.generation.generate`'s callback.
+    """A progress bar for :func:`difftk.generation.generate`'s callback.
 
-    Use as a context manager; call the instance as ``callback(batch, info)``. The number of
-    steps per batch is learnt from the first step (``StepInfo.total``).
+    Use as a context manager; call the instance as ``callback(batch, info)``. A sampler with
+    a fixed number of steps advances the bar one step at a time (it/s and ETA). A sampler
+    that reports its denoiser evaluations (``info.nfe``) may choose its steps as it goes (an
+    adaptive ODE solver), so its bar measures how far each batch has come from t = 1 to 0,
+    and shows the evaluations so far and the time elapsed instead of a guessed step count.
     """
 
     def __init__(self, batches: int = 1, console: Console | None = None, description: str = "sample") -> None:
-        self.batches = batches
-        self.steps: int | None = None  # sampler steps per batch, known after the first step
-        self.progress = _bar(console or Console())
-        self.task = self.progress.add_task(description, total=None)
+        self.batches, self.console, self.description = batches, console or Console(), description
+        self.steps: int | None = None  # the steps of the last finished batch (or of the one running)
+        self.nfe = 0  # denoiser evaluations so far, over all batches, for samplers that count them
+        self._nfe_batch: dict[int, int] = {}
+        self.progress: Progress | None = None
+        self.task = None
 
     def __enter__(self) -> SamplingProgress:
-        self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()
+
+    def _start(self, counting: bool, total: int) -> None:
+        if counting:
+            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=20),
+                                     TextColumn("{task.percentage:>3.0f}% of t"), TextColumn("NFE {task.fields[nfe]:,}"),
+                                     TextColumn("elapsed"), TimeElapsedColumn(), console=self.console)
+            self.task = self.progress.add_task(self.description, total=self.batches, nfe=0)
+        else:
+            self.progress = _bar(self.console)
+            self.task = self.progress.add_task(self.description, total=self.batches * total)
+        self.progress.start()
 
     def __call__(self, batch: int, info: StepInfo) -> None:
-        if self.steps is None:
-            self.steps = info.total
-            self.progress.update(self.task, total=self.batches * info.total)
-        self.progress.advance(self.task)
+        nfe = getattr(info, "nfe", None)
+        if self.progress is None:
+            self._start(nfe is not None, info.total)
+        self.steps = info.index + 1
+        if nfe is None:
+            self.progress.advance(self.task)
+            return
+        self._nfe_batch[batch] = nfe
+        self.nfe = sum(self._nfe_batch.values())
+        self.progress.update(self.task, completed=batch + min(1.0, max(0.0, 1.0 - info.t_next)), nfe=self.nfe)

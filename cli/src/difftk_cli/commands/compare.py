@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from difftk_cli.commands.evaluate import split_sets
-from difftk_cli.console import out
+from difftk_cli.console import out, warn
 from difftk_cli.plots import plot_grid
 
 
@@ -86,6 +86,8 @@ def compare(checkpoints, metric_names, samplers, steps, guidance, scales, n, set
         table.add_row(escape(row.checkpoint), row.schedule, row.sampler, str(row.steps or "default"),
                       "-" if row.scale is None else f"{row.scale:g}", r.name, f"{r.value:.4f} ± {r.spread:.4f}", f"{r.n:,}")
     out.print(table)
+    for caveat in dict.fromkeys(row.result.caveat for row in rows if row.result.caveat):
+        warn(caveat)
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
     csv_path = write_csv(rows, target / "compare.csv")

@@ -87,6 +87,8 @@ def evaluate(checkpoint, metric_names, n, sampler, steps, guidance, scale, seed,
         out.print(escape(str(result)))
         if result.details:
             out.print(escape("  " + ", ".join(f"{k}: {v}" for k, v in result.details.items())))
+        if result.caveat:
+            warn(result.caveat)
     if json_file:
         record = {"checkpoint": str(model.checkpoint.path), "step": model.checkpoint.step, "seed": seed,
                   "sampler": sampler or model.pipeline.spec["sampler"].name, "steps": steps,

@@ -17,8 +17,12 @@ def _report() -> list[dict]:
     rows = []
     for name, record in sorted(host.records.items()):
         components: dict[str, list[str]] = {}
+        default_steps: dict[str, int | str] = {}  # a sampler's steps without --steps
         for info in host.registry.by_plugin(name):
             components.setdefault(info.kind, []).append(info.name)
+            steps = getattr(info.cls, "default_steps", None) if info.kind == "sampler" else None
+            if isinstance(steps, int):
+                default_steps[info.name] = "adaptive" if getattr(info.cls, "adaptive", False) else steps
         shipped = sorted(c.name for c in host.registry.checkpoints.values() if c.plugin == name)
         if shipped:  # trained models the plugin ships: `difftk sample NAME`
             components["checkpoint"] = shipped
@@ -27,6 +31,7 @@ def _report() -> list[dict]:
         rows.append({
             "name": name, "version": record.version, "distribution": record.distribution,
             "status": record.status, "error": record.error, "components": components, "conflicts": conflicts,
+            "default_steps": default_steps,
         })
     return rows
 
@@ -50,7 +55,9 @@ def plugins(as_json: bool) -> None:
     for col in ("plugin", "version", "status", "components"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        comps = "\n".join(f"[bold]{kind}[/]: {', '.join(names)}" for kind, names in row["components"].items())
+        steps = row["default_steps"]
+        label = lambda n: n if n not in steps else f"{n} ({steps[n]})" if steps[n] == "adaptive" else f"{n} ({steps[n]} steps)"  # noqa: E731
+        comps = "\n".join(f"[bold]{kind}[/]: {', '.join(map(label, names))}" for kind, names in row["components"].items())
         if row["conflicts"]:
             comps += "\n" + "\n".join(f"[red]conflict:[/] {escape(c)}" for c in row["conflicts"])
         status = {"loaded": "[green]loaded[/]", "blocked": "[dim]blocked[/]"}.get(row["status"], "[red]skipped[/]")

