@@ -4,7 +4,7 @@
 # guidance's label dropout on the 4,500 training digits shipped with the datasets plugin.
 # Two stages (docs/pretrained.md):
 #   1. eps: 5,000 steps predicting ε (Ho et al. 2020);
-#   2. v:   1,500 steps fine-tuning those weights to predict v (Salimans & Ho 2022), which keeps
+#   2. v:   1,000 steps fine-tuning those weights to predict v (Salimans & Ho 2022), which keeps
 #           x̂₀ bounded where ᾱ → 0, so every sampler works without clipping x̂₀.
 #   bash scripts/train_shipped_model.sh [OUT]      (default OUT: runs/shipped)
 #   STAGE=v INIT=mnist-cfg-eps.safetensors bash scripts/train_shipped_model.sh   (stage 2 only)
@@ -31,6 +31,6 @@ if [ "${STAGE:-all}" != v ]; then
   train "$OUT/eps.toml" "$OUT/eps" "${EPS_STEPS:-5000}" --lr 1e-3 --sample-every 1000 --sample-steps 50
 fi
 compose v "$OUT/v.toml"
-train "$OUT/v.toml" "$OUT/v" "${V_STEPS:-1500}" --init "${INIT:-$OUT/eps}" --lr 5e-4 --warmup 50 \
+train "$OUT/v.toml" "$OUT/v" "${V_STEPS:-1000}" --init "${INIT:-$OUT/eps}" --lr 5e-4 --warmup 50 \
   --sample-every 500 --sample-steps 25
 echo "export for shipping: $D export $OUT/v -o mnist-cfg.safetensors"

@@ -21,12 +21,13 @@ class RespacedSampler:
 
     β is rebuilt from ᾱ at the kept times and the model is called at its own times. Σ is the
     model's learned-range variance (eq. 15) on the respaced β_k and β̃_k when it outputs one;
-    otherwise, or with ``variance`` set to ``beta`` / ``beta_tilde``, the fixed σ² = β_k or β̃_k of
-    Ho et al. 2020. No noise is added on the last step. K = T with a fixed variance is DDPM's
+    otherwise the fixed σ² = β̃_k, or with ``variance`` set to ``beta`` / ``beta_tilde`` the fixed
+    σ² = β_k or β̃_k of Ho et al. 2020 (β̃ without a learned variance for the reason the
+    ``ancestral`` sampler gives). No noise is added on the last step. K = T with a fixed variance is DDPM's
     Algorithm 2.
     """
 
-    variance: str = option("learned", help="Σ: the model's learned variance (β when it has none), or β, or β̃", choices=VARIANCES)
+    variance: str = option("learned", help="Σ: the model's learned variance (β̃ when it has none), or β, or β̃", choices=VARIANCES)
     spacing: str = option("linspace", help="which grid times K < T steps keep", choices=SPACINGS)
     clip_x0: float | None = option(None, help="clamp x̂₀ to ±clip_x0 (1.0 for data in [−1, 1]); none = off", gt=0.0, optional=True)
 
@@ -39,7 +40,7 @@ class RespacedSampler:
         p = process(schedule, steps, self.spacing, default=self.default_steps)
         K = p.K
         learned = self.variance == "learned" and getattr(denoiser, "learned_variance", False)
-        fixed = p.log_beta_tilde if self.variance == "beta_tilde" else p.log_beta
+        fixed = p.log_beta if self.variance == "beta" else p.log_beta_tilde
         coef_x0, coef_xt, alpha_bar = (np.asarray(a, dtype=np.float64) for a in (p.post.coef_x0, p.post.coef_xt, p.alpha_bar))
         t_batch = batch_times(p.times, x_T)
         x = x_T

@@ -20,7 +20,7 @@ from difftk.sampling import denoiser_output, noise_like
 from difftk.schedules import SPACINGS, time_grid, time_of
 
 from difftk_vp_sde.integrate import dopri5, estimated_total, fixed_steps
-from difftk_vp_sde.sde import NFEStepInfo, ScoreFunction, default_steps, per_example_norm, uniform_times
+from difftk_vp_sde.sde import NFEStepInfo, ScoreFunction, per_example_norm, step_count, uniform_times
 
 
 def _eps_option(default: float) -> Any:
@@ -48,16 +48,21 @@ class _CountingSampler:
 class EulerMaruyama(_CountingSampler):
     """Euler–Maruyama on the reverse VP SDE dx = [−½β x − β∇log p_t(x)] dt + √β dw̄ (Song et al. 2021, eq. 6 and 11).
 
-    ``steps`` uniform steps from t = 1 to t = ε; with ``denoise`` the result is Tweedie's x̂₀
-    at t = ε (one more evaluation). NFE = steps + denoise.
+    ``steps`` uniform steps from t = 1 to t = ε, the last without noise (its variance β·dt would
+    be far above σ(ε)², which is all the final x̂₀ removes); with ``denoise`` the result is
+    Tweedie's x̂₀ at t = ε (one more evaluation). NFE = steps + denoise.
     """
 
     eps: float = _eps_option(1e-3)
     denoise: bool = option(True, help="return Tweedie's x̂₀ at t = ε (one more evaluation)")
 
+    #: steps when the caller gives none (Song et al. 2021 use 1,000; on the shipped model 100 already sample
+    #: in range and the requested digit, docs/pretrained.md)
+    default_steps: ClassVar[int] = 100
+
     def sample_with_nfe(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
                         generator: torch.Generator | None = None, callback=None) -> tuple[torch.Tensor, int]:
-        K = default_steps(schedule, steps)
+        K = step_count(steps, self.default_steps)
         times = uniform_times(K, self.eps)
         score_fn = ScoreFunction(denoiser, schedule, cond)
         total = K + int(self.denoise)
@@ -67,8 +72,11 @@ class EulerMaruyama(_CountingSampler):
             dt = t - s
             beta = score_fn.beta(t)
             score, x0 = score_fn(x, t)
-            # x_s = x_t − [f − g²∇log p]·dt + g·√dt·z, with f = −½βx and g² = β
-            x = x + (0.5 * beta * x + beta * score) * dt + math.sqrt(beta * dt) * noise_like(x, generator)
+            # x_s = x_t − [f − g²∇log p]·dt + g·√dt·z, with f = −½βx and g² = β; the last step adds no
+            # noise (as DDPM's Algorithm 2 and the mean step of Song et al.'s code): x̂₀ at ε removes only σ(ε)
+            x = x + (0.5 * beta * x + beta * score) * dt
+            if k < K - 1:
+                x = x + math.sqrt(beta * dt) * noise_like(x, generator)
             if callback is not None:
                 callback(NFEStepInfo(index=k, total=total, t=t, t_next=s, x=x, x0=x0, nfe=score_fn.nfe))
         if self.denoise:
@@ -87,7 +95,8 @@ class PredictorCorrector(_CountingSampler):
     code, ‖z‖ and ‖∇log p_s‖ are per-example norms averaged over the batch: per-example
     ratios blow up for examples where the score nearly vanishes (in low dimension they make
     the sample spread ~2.5× too wide on a 2-D Gaussian), so a sample depends on the batch
-    through that one step size. NFE = steps·(1 + n_corrector) + denoise.
+    through that one step size. The last predictor step adds no noise (see :class:`EulerMaruyama`).
+    NFE = steps·(1 + n_corrector) + denoise.
     """
 
     snr: float = option(0.16, help="signal-to-noise ratio r of the Langevin corrector", gt=0.0, le=1.0)
@@ -95,9 +104,12 @@ class PredictorCorrector(_CountingSampler):
     eps: float = _eps_option(1e-3)
     denoise: bool = option(True, help="return Tweedie's x̂₀ at t = ε (one more evaluation)")
 
+    #: steps when the caller gives none: 2 evaluations each (Song et al. 2021 use 1,000)
+    default_steps: ClassVar[int] = 50
+
     def sample_with_nfe(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
                         generator: torch.Generator | None = None, callback=None) -> tuple[torch.Tensor, int]:
-        K = default_steps(schedule, steps)
+        K = step_count(steps, self.default_steps)
         times = uniform_times(K, self.eps)
         score_fn = ScoreFunction(denoiser, schedule, cond)
         total = K + int(self.denoise)
@@ -106,8 +118,10 @@ class PredictorCorrector(_CountingSampler):
             t, s = float(times[k]), float(times[k + 1])
             beta_ts = 1.0 - score_fn.alpha_bar(t) / score_fn.alpha_bar(s)
             score, x0 = score_fn(x, t)
-            # predictor: reverse diffusion (App. E)
-            x = (2.0 - math.sqrt(1.0 - beta_ts)) * x + beta_ts * score + math.sqrt(beta_ts) * noise_like(x, generator)
+            # predictor: reverse diffusion (App. E); no noise on the last step, as in Euler–Maruyama
+            x = (2.0 - math.sqrt(1.0 - beta_ts)) * x + beta_ts * score
+            if k < K - 1:
+                x = x + math.sqrt(beta_ts) * noise_like(x, generator)
             # corrector: Langevin MCMC at s (Alg. 5)
             alpha_s = 1.0 - beta_ts
             for _ in range(self.n_corrector):

@@ -60,9 +60,9 @@ def uniform_times(steps: int, eps: float) -> np.ndarray:
     return np.linspace(1.0, eps, steps + 1, dtype=np.float64)
 
 
-def default_steps(schedule: Any, steps: int | None, fallback: int = 1000) -> int:
-    """``steps``, else the schedule's native T, else ``fallback``; at least 1."""
-    K = int(steps if steps is not None else (getattr(schedule, "grid_size", None) or fallback))
+def step_count(steps: int | None, default: int) -> int:
+    """``steps``, else the sampler's ``default``; at least 1."""
+    K = int(steps if steps is not None else default)
     if K < 1:
         raise OptionError(f"steps={K}: a sampler needs at least 1 step")
     return K

@@ -1,0 +1,60 @@
+"""Every registered sampler on the shipped model, x̂₀ clipping off: samples stay in the data's
+range and are the digit asked for; DDIM and the probability-flow ODE agree.
+
+The cheap form of the sampler table in docs/pretrained.md (benchmarks/shipped_samplers.py):
+one sample per digit, about 20 denoiser evaluations each, so that a change that breaks a sampler
+on a real model (not only on the exact oracles) fails here.
+"""
+
+import difftk
+import pytest
+import torch
+from difftk.checkpoint import load_for_sampling
+from difftk.generation import class_labels, generate
+from difftk_metrics.network import embed
+
+#: 20 steps, except the SDE solvers at their defaults (first order and stochastic, they need more:
+#: docs/pretrained.md shows where each breaks) and the ODE, which chooses its own
+CHEAP = {"pc": dict(steps=None), "ode": dict(steps=None), "euler-maruyama": dict(steps=None)}
+N = 10  # one sample per digit
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_for_sampling("mnist-cfg")
+
+
+def out_of_range(x: torch.Tensor) -> float:
+    return float((x.abs() > 1.05).double().mean())
+
+
+def accuracy(x: torch.Tensor, labels: torch.Tensor) -> float:
+    _, logits = embed(x.clamp(-1, 1))
+    return float((logits.argmax(dim=1) == labels).double().mean())
+
+
+@pytest.mark.parametrize("name", difftk.available("sampler"))
+def test_every_sampler_draws_in_range_digits_without_clipping(model, name):
+    sampler = difftk.create("sampler", name)
+    assert getattr(sampler, "clip_x0", None) is None  # off by default: nothing hides a broken sampler
+    options = CHEAP.get(name, dict(steps=20))
+    if name == "ode":  # adaptive: loose tolerances keep it near 20 evaluations
+        sampler = difftk.create("sampler", "ode", rtol=1e-2, atol=1e-2)
+    labels = class_labels(N, 10)
+    x = generate(model.denoiser, model.pipeline.schedule, sampler, model.data_shape, N, cond=labels, seed=0, **options)
+    assert torch.isfinite(x).all()
+    assert out_of_range(x) <= 0.02, f"{name}: {100 * out_of_range(x):.2f}% of pixels beyond ±1.05"
+    assert accuracy(x, labels) >= 0.9, f"{name}: accuracy {accuracy(x, labels):.2f} on the requested digits"
+
+
+def test_ddim_and_the_ode_agree_from_the_same_noise(model):
+    """DDIM (η = 0) is a first-order discretization of the probability-flow ODE (Song et al.
+    2020, §4.3): with enough steps both map x_T to the same image."""
+    labels = class_labels(4, 10)
+    x_T = torch.randn((4, *model.data_shape), generator=torch.Generator().manual_seed(5))
+    schedule = model.pipeline.schedule
+    with torch.inference_mode():
+        ddim = difftk.create("sampler", "ddim").sample(model.denoiser, schedule, x_T, steps=100, cond=labels)
+        ode = difftk.create("sampler", "ode").sample(model.denoiser, schedule, x_T, cond=labels)
+    rel = (ddim - ode).flatten(1).norm(dim=1) / ode.flatten(1).norm(dim=1)
+    assert float(rel.median()) <= 0.1, rel
