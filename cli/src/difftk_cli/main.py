@@ -51,14 +51,14 @@ cli.add_command(new_plugin)
 
 def main() -> None:
     """The ``difftk`` entry point: every error, click's own included, as one ``error:`` line."""
-    show_plugin_warnings()
     try:
+        show_plugin_warnings()
         code = cli.main(prog_name="difftk", standalone_mode=False)
     except click.UsageError as e:  # an unknown command or a bad option of the group itself
         fail(f"{e.format_message()} (see `{e.ctx.command_path if e.ctx else 'difftk'} --help`)")
     except click.ClickException as e:
         fail(e.format_message())
-    except click.Abort:
+    except (click.Abort, KeyboardInterrupt):  # Ctrl-C while plugins load or before a command runs
         err.print("[yellow]interrupted[/]")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

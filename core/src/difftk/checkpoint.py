@@ -22,6 +22,7 @@ atomically, so a crash mid-write leaves the previous checkpoint as it was.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +33,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from difftk.errors import DifftkError, SpecError
+from difftk.errors import DifftkError, OutputError, SpecError
 from difftk.fileio import atomic_write_bytes
 from difftk.generation import num_classes_of
 from difftk.pipeline import Pipeline, PipelineSpec, build
@@ -53,8 +54,13 @@ class CheckpointError(DifftkError):
 # --- writing --------------------------------------------------------------------------------------
 
 
-def save_checkpoint(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> Path:
+def save_checkpoint(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], *,
+                    replaces: str = "export") -> Path:
     """Write ``tensors`` and ``metadata`` as one safetensors file, atomically.
+
+    ``replaces`` says what may already be at ``path`` (:data:`difftk.fileio.REPLACES`): by
+    default an exported checkpoint but never a resumable training one; the training loop
+    passes ``"run"`` to rewrite its own.
 
     Tensors are moved to the CPU; tensors that share memory (tied weights) are copied, since
     safetensors stores each name's bytes separately.
@@ -74,10 +80,9 @@ def save_checkpoint(path: str | Path, tensors: Mapping[str, torch.Tensor], metad
         raise TypeError(f"checkpoint metadata must be strings; {bad[0]!r} is {type(meta[bad[0]]).__name__}")
     data = st_save(out, metadata=meta)
     try:
-        return atomic_write_bytes(Path(path), data)
-    except OSError as err:
-        raise CheckpointError(f"cannot write the checkpoint {path}: {err.strerror or err} "
-                              "(the previous checkpoint, if any, is unchanged)") from None
+        return atomic_write_bytes(Path(path), data, replaces=replaces)
+    except OutputError as err:
+        raise CheckpointError(f"{err} (the file there, if any, is unchanged)") from None
 
 
 def flatten_optimizer(state_dict: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -183,12 +188,62 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         spec = PipelineSpec.from_json(metadata["pipeline"], source=str(path))
     except SpecError as err:
         raise CheckpointError(f"{path}: the stored pipeline cannot be read: {err}") from None
-    return Checkpoint(
-        path=path, tensors=tensors, metadata=metadata, spec=spec, step=step,
-        dataset=_parse_json(path, "dataset", metadata["dataset"]),
-        train_config=_parse_json(path, "train_config", metadata["train_config"]),
-        plugins=_parse_json(path, "plugins", metadata["plugins"]),
-    )
+    if step < 0:
+        raise _corrupt(path, f"step is {step}, below 0")
+    dataset = _parse_json(path, "dataset", metadata["dataset"])
+    train_config = _parse_json(path, "train_config", metadata["train_config"])
+    plugin_versions = _parse_json(path, "plugins", metadata["plugins"])
+    check_metadata(path, dataset, train_config, plugin_versions)
+    return Checkpoint(path=path, tensors=tensors, metadata=metadata, spec=spec, step=step, dataset=dataset,
+                      train_config=train_config, plugins=plugin_versions)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_metadata(path: Path, dataset: Any, train_config: Any, plugin_versions: Any) -> None:
+    """Checkpoints are untrusted input: every metadata field that sampling or resuming reads is
+    checked for its type and range here, so a hand-edited or foreign file is one line, not a
+    traceback later."""
+    def bad(field: str, why: str) -> CheckpointError:
+        return CheckpointError(f"{path}: metadata {field} {why}; the file was edited or is not from difftk train")
+
+    if not isinstance(dataset, dict):
+        raise bad("'dataset'", f"is {type(dataset).__name__}, not an object")
+    if not isinstance(train_config, dict):
+        raise bad("'train_config'", f"is {type(train_config).__name__}, not an object")
+    if not isinstance(plugin_versions, dict) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in plugin_versions.items()):
+        raise bad("'plugins'", "must map plugin names to version strings")
+    kind = dataset.get("kind", "image")
+    if kind not in ("image", "points"):
+        raise bad("dataset.kind", f"is {kind!r}; expected 'image' or 'points'")
+    if "shape" in dataset:
+        shape = dataset["shape"]
+        if not isinstance(shape, list) or not shape or not all(_is_int(d) and 1 <= d <= 1 << 16 for d in shape):
+            raise bad("dataset.shape", f"is {shape!r}; expected a list of positive sizes")
+        if kind == "image" and len(shape) != 3:
+            raise bad("dataset.shape", f"is {shape!r}; an image is [channels, height, width]")
+        if kind == "points" and len(shape) != 1:
+            raise bad("dataset.shape", f"is {shape!r}; points are [dimensions]")
+    for key in ("size", "num_classes"):
+        if key in dataset and not (_is_int(dataset[key]) and dataset[key] >= 0):
+            raise bad(f"dataset.{key}", f"is {dataset[key]!r}; expected a whole number ≥ 0")
+    names = dataset.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise bad("dataset.class_names", f"is {names!r}; expected a list of strings")
+    if names and _is_int(dataset.get("num_classes")) and len(names) != dataset["num_classes"]:
+        raise bad("dataset.class_names", f"names {len(names)} classes but num_classes is {dataset['num_classes']}")
+    bounds = dataset.get("bounds")
+    if bounds is not None and not (isinstance(bounds, list) and len(bounds) == 4
+                                   and all(isinstance(b, int | float) and math.isfinite(b) for b in bounds)):
+        raise bad("dataset.bounds", f"is {bounds!r}; expected 4 finite numbers")
+    for key in ("name",):
+        if key in dataset and not isinstance(dataset[key], str):
+            raise bad(f"dataset.{key}", f"is {dataset[key]!r}; expected a string")
+    if "options" in dataset and not isinstance(dataset["options"], dict):
+        raise bad("dataset.options", "must be an object")
 
 
 def read_file(path: Path, missing: str) -> tuple[bytes, dict[str, str]]:
@@ -329,4 +384,29 @@ def load_for_sampling(path: str | Path, device: torch.device | str = "cpu") -> T
         raise CheckpointError(f"{ckpt.path}: the stored pipeline has no trainable denoiser")
     load_weights(pipeline.denoiser, ckpt.section("ema"), source=str(ckpt.path), what="EMA")
     denoiser = pipeline.denoiser.to(device).eval().requires_grad_(False)
+    _check_fits(ckpt, denoiser, device)
     return TrainedModel(pipeline=pipeline, denoiser=denoiser, checkpoint=ckpt)
+
+
+def _check_fits(ckpt: Checkpoint, denoiser: torch.nn.Module, device: torch.device | str) -> None:
+    """One denoiser call on a zero example of the recorded data shape: a shape (or a class count)
+    the network cannot take is a one-line error now, not a traceback in the middle of sampling."""
+    shape = tuple(ckpt.dataset["shape"])
+    x = torch.zeros((1, *shape), device=device)
+    classes = num_classes_of(denoiser)
+    cond = torch.zeros(1, dtype=torch.long, device=device) if classes else None
+    try:
+        with torch.inference_mode():
+            y = denoiser(x, torch.full((1,), 0.5, device=device), cond=cond)
+    except Exception as err:  # the network's own complaint, condensed to its first line
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{ckpt.path}: metadata dataset.shape {list(shape)} does not fit the stored network "
+                              f"({type(err).__name__}: {first[:160]})") from None
+    factor = 2 if getattr(denoiser, "learned_variance", False) else 1
+    expected = (1, factor * shape[0], *shape[1:])
+    if tuple(y.shape) != expected:
+        raise CheckpointError(f"{ckpt.path}: metadata dataset.shape {list(shape)} does not fit the stored network "
+                              f"(it returns {list(y.shape[1:])})")
+    names = ckpt.dataset.get("class_names") or []
+    if names and classes and len(names) != classes:
+        raise CheckpointError(f"{ckpt.path}: metadata names {len(names)} classes but the network has {classes}")

@@ -26,6 +26,10 @@ class PluginError(DifftkError):
     """A plugin that failed to load or to register (raised only in strict mode)."""
 
 
+class OutputError(DifftkError, OSError):
+    """An output path that cannot be written, or whose writing would destroy a checkpoint."""
+
+
 class SpecError(DifftkError, ValueError):
     """A pipeline file or checkpoint metadata that cannot be read as a pipeline."""
 

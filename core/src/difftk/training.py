@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fcntl
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -46,7 +48,7 @@ from difftk.checkpoint import (
 from difftk.data import ArrayDataset
 from difftk.errors import DifftkError, OptionError
 from difftk.fastpath import PRECISIONS, autocast, prepare, to_memory_format
-from difftk.fileio import atomic_write_text
+from difftk.fileio import atomic_write_text, short_path
 from difftk.fitting import describe_dataset, fit_to_data
 from difftk.generation import class_labels, generate, num_classes_of
 from difftk.images import picture, save_png
@@ -55,6 +57,10 @@ from difftk.pipeline import ComponentSpec, Pipeline, PipelineSpec
 
 #: the kinds that decide what is learned; a resumed run must keep them (the sampler may change)
 TRAINING_KINDS: tuple[str, ...] = ("schedule", "denoiser", "objective")
+
+
+#: the signals that stop a run cleanly: Ctrl-C, a job scheduler or `timeout`, a closed terminal
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 class TrainingError(DifftkError):
@@ -107,12 +113,32 @@ class TrainConfig:
 TrainConfig.component_label = "training"
 
 
+#: settings a resumed run cannot change without the checkpoint misstating how it was made: the seed
+#: (every RNG state comes from the checkpoint, so a new seed would be recorded but never used) and
+#: the starting weights of a fine-tuning run
+FIXED_ON_RESUME: tuple[str, ...] = ("seed", "init")
+
+
 def config_for_resume(saved: Mapping[str, Any], **overrides: Any) -> TrainConfig:
-    """The configuration a checkpoint was trained with, with the given (non-``None``) overrides."""
+    """The configuration a checkpoint was trained with, with the given (non-``None``) overrides.
+
+    Overrides of :data:`FIXED_ON_RESUME` that differ from the run's are refused.
+    """
     fields = attrs.fields_dict(TrainConfig)
     base = {k: v for k, v in saved.items() if k in fields}
+    for key in FIXED_ON_RESUME:
+        if overrides.get(key) is not None and key in base and overrides[key] != base[key]:
+            raise TrainingError(f"the run was trained with {key}={base[key]!r} and a resumed run keeps it: "
+                                f"drop the new {key} ({overrides[key]!r}), or start a new run in another --out")
     base.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**base)
+
+
+def changed_settings(saved: Mapping[str, Any], config: TrainConfig) -> list[str]:
+    """``name old → new`` for every setting a resumed run changes (``steps`` aside), to be said."""
+    now = attrs.asdict(config)
+    return [f"{k} {saved[k]!r} → {now[k]!r}" for k in now
+            if k != "steps" and k in saved and saved[k] != now[k]]
 
 
 # --- the pieces of training state -----------------------------------------------------------------
@@ -187,18 +213,64 @@ class RunPaths:
         found = [p.name for p in (self.checkpoint, self.log) if p.exists()]
         return found + (["samples/"] if self.samples.is_dir() and any(self.samples.iterdir()) else [])
 
-    def prepare(self, resume: bool) -> None:
-        """Refuse to start over an existing run (unless resuming) or to resume nothing."""
+    def prepare(self, resume: bool) -> str | None:
+        """Refuse to start over a run that has a checkpoint (unless resuming) or to resume nothing.
+
+        A run that stopped before its first checkpoint (a NaN, a full disk, a kill) holds only a
+        log and perhaps samples, and nothing to resume: it is started over. The return value
+        then says so, for the caller to show.
+        """
         if self.root.exists() and not self.root.is_dir():
             raise TrainingError(f"--out {self.root} is a file; give a directory for the run")
         found = self.existing()
-        if not resume and found:
-            raise TrainingError(f"{self.root} already holds a training run ({', '.join(found)}): "
-                                "add --resume to continue it, or choose another --out")
         if resume and not self.checkpoint.is_file():
             extra = f" (it holds {', '.join(found)}: a run stopped before its first checkpoint)" if found else ""
-            raise TrainingError(f"{self.root} has no {CHECKPOINT_NAME} to resume from{extra}: drop --resume, "
-                                "or choose another --out")
+            raise TrainingError(f"{self.root} has no {CHECKPOINT_NAME} to resume from{extra}: drop --resume to "
+                                "start it over, or choose another --out")
+        if not resume and self.checkpoint.exists():
+            raise TrainingError(f"{self.root} already holds a training run ({', '.join(found)}): "
+                                "add --resume to continue it, or choose another --out")
+        if not resume and found:
+            return (f"{self.root} holds {', '.join(found)} of a run that stopped before its first checkpoint: "
+                    "starting it over")
+        return None
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the run directory while a run writes it, so that a second
+        ``difftk train`` (or a ``--resume`` of a live run) is refused instead of racing it.
+
+        The lock is ``flock`` on ``DIR/.lock``, released by the kernel when the process dies, so
+        a killed run never leaves the directory locked. Once it is held, the temporary files a
+        killed writer left behind (``.checkpoint.safetensors.*.tmp``) are removed.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise TrainingError(f"--out {self.root} is a file; give a directory for the run")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise TrainingError(f"cannot create the run directory {short_path(self.root)}: {err.strerror or err}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise TrainingError(f"{self.root} is being written by another difftk train (pid {holder}): wait for it "
+                                "to finish, or choose another --out") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            for stray in self.root.glob(f".{CHECKPOINT_NAME}.*.tmp"):
+                stray.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+#: the lock file of a run directory (see :meth:`RunPaths.lock`)
+LOCK_NAME = ".lock"
 
 
 @attrs.frozen
@@ -210,6 +282,7 @@ class TrainResult:
     checkpoint: Path | None = None
     samples: tuple[Path, ...] = ()
     loss: float | None = None  # mean loss over the last log window
+    signal: int | None = None  # what stopped an interrupted run (SIGINT, SIGTERM or SIGHUP)
 
 
 class Reporter:
@@ -290,6 +363,7 @@ class Trainer:
         self.step = 0
         self.last_checkpoint: int | None = None
         self._stop_requested = False
+        self.stop_signal: int | None = None  # the signal that stopped the run, if one did
         self._updating = False  # inside the update of a step: the state is half old, half new
 
     # -- one step ------------------------------------------------------------------------------
@@ -453,7 +527,7 @@ class Trainer:
                 self.last_checkpoint = self.step
                 return self.paths.checkpoint
         tensors, metadata = self.state(rng)
-        path = save_checkpoint(self.paths.checkpoint, tensors, metadata)
+        path = save_checkpoint(self.paths.checkpoint, tensors, metadata, replaces="run")
         self.last_checkpoint = self.step
         return path
 
@@ -494,27 +568,31 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _catch_sigint(self) -> Iterator[None]:
-        """First Ctrl-C: finish the current step, save, stop. A second one interrupts at once."""
+    def _catch_stop_signals(self) -> Iterator[None]:
+        """The first Ctrl-C, SIGTERM (a scheduler, ``timeout``) or SIGHUP (a closed terminal):
+        finish the current step, save, stop. A second signal acts at once, as it would without us."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def handler(signum, frame):
             self._stop_requested = True
-            signal.signal(signal.SIGINT, previous)
+            self.stop_signal = signum
+            for sig, before in previous.items():
+                signal.signal(sig, before)
 
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, before in previous.items():
+                signal.signal(sig, before)
 
     def fit(self, reporter: Reporter | None = None) -> TrainResult:
         """Train from the current step to ``config.steps``.
 
-        Ctrl-C (or a ``KeyboardInterrupt`` raised before the update of a step) writes the
-        checkpoint of the last completed step and returns with ``interrupted=True``. A NaN or
+        Ctrl-C, SIGTERM or SIGHUP (or a ``KeyboardInterrupt`` raised before the update of a step)
+        writes the checkpoint of the last completed step and returns with ``interrupted=True``. A NaN or
         infinite loss raises :class:`TrainingError`; the checkpoint on disk is then the last
         good one, untouched.
         """
@@ -527,7 +605,7 @@ class Trainer:
         self._stop_requested = False
         reporter.start(self, total)
         try:
-            with self._catch_sigint():
+            with self._catch_stop_signals():
                 while self.step < total:
                     before = self.rng_state()
                     try:
@@ -573,7 +651,8 @@ class Trainer:
             if self.last_checkpoint != self.step:
                 reporter.wrote("checkpoint", self.save(rng), self.step)
             checkpoint = self.paths.checkpoint
-        return TrainResult(step=self.step, interrupted=True, checkpoint=checkpoint, samples=tuple(samples), loss=loss)
+        return TrainResult(step=self.step, interrupted=True, checkpoint=checkpoint, samples=tuple(samples), loss=loss,
+                           signal=self.stop_signal or signal.SIGINT)
 
     def _non_finite_message(self, bad: _NonFinite) -> str:
         where = f"the {bad.what} is {bad.value} at step {self.step + 1}: training stopped"
@@ -601,7 +680,7 @@ class Trainer:
                         kept.append(line + "\n")
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue
-            atomic_write_text(log, "".join(kept))
+            atomic_write_text(log, "".join(kept), replaces="run")
         log.parent.mkdir(parents=True, exist_ok=True)
         return log.open("a", encoding="utf-8")
 
@@ -643,6 +722,19 @@ def check_resumable(ckpt: Checkpoint, pipeline: Pipeline, dataset_info: Mapping[
                     if old.options_dict.get(k) != new.options_dict.get(k))
         raise TrainingError(f"{ckpt.path} was trained with {kind}.{diff}={old.options_dict.get(diff)!r}; the pipeline "
                             f"now sets {new.options_dict.get(diff)!r}: resume with the same pipeline")
+    old_g, new_g = ckpt.spec.get("guidance"), pipeline.spec.get("guidance")
+    if (old_g is None) != (new_g is None) or (old_g is not None and old_g.name != new_g.name):
+        said = f"guidance '{old_g.name}'" if old_g is not None else "no guidance"
+        raise TrainingError(f"{ckpt.path} was trained with {said}; the pipeline now has "
+                            f"{f'guidance {new_g.name!r}' if new_g is not None else 'no guidance'}: resume with the same "
+                            "pipeline (guidance such as cfg changes what is trained)")
+    if new_g is not None:  # options that shape training (cfg's label dropout) must not change; the scale may
+        keys = getattr(type(pipeline.guidance), "training_options", ())
+        old_o, new_o = _plain(old_g).options_dict, _plain(new_g).options_dict
+        diff = next((k for k in keys if old_o.get(k) != new_o.get(k)), None)
+        if diff is not None:
+            raise TrainingError(f"{ckpt.path} was trained with guidance.{diff}={old_o.get(diff)!r}; the pipeline now "
+                                f"sets {new_o.get(diff)!r}: resume with the same pipeline")
     saved = ckpt.dataset
     for key in ("name", "shape", "size", "num_classes"):
         if key in saved and saved[key] != dataset_info.get(key):
@@ -670,12 +762,20 @@ def train(spec: PipelineSpec | Pipeline, dataset: ArrayDataset, config: TrainCon
     """
     paths = RunPaths(Path(out)) if out is not None else None
     ranks = distributed.current()
-    if paths is not None:
-        if ranks.main:
-            paths.prepare(resume)
-        distributed.barrier(ranks)
-    elif resume:
+    if paths is None and resume:
         raise OptionError("resume needs the run directory (out)")
+    owner = paths is not None and ranks.main  # one process writes the run directory, and holds its lock
+    with paths.lock() if owner else contextlib.nullcontext():
+        if owner:
+            paths.prepare(resume)
+        if paths is not None:
+            distributed.barrier(ranks)
+        return _train_locked(spec, dataset, config, out=out, resume=resume, device=device, reporter=reporter,
+                             dataset_spec=dataset_spec, source=source, checkpoint=checkpoint, paths=paths)
+
+
+def _train_locked(spec, dataset, config, *, out, resume, device, reporter, dataset_spec, source, checkpoint,
+                  paths) -> TrainResult:
     device = resolve_device(device)
     if resume and checkpoint is None:
         checkpoint = read_checkpoint(paths.checkpoint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -15,13 +16,13 @@ from difftk.fastpath import PRECISIONS
 from difftk.fitting import load_dataset
 from difftk.pipeline import PipelineSpec
 from difftk.progress import RichTrainReporter
-from difftk.training import RunPaths, TrainConfig, resolve_device, resume_state
+from difftk.training import RunPaths, TrainConfig, changed_settings, resolve_device, resume_state
 from difftk.training import train as run_training
 from rich.markup import escape
 
 from difftk_cli.console import out
 
-#: exit status of a run stopped by Ctrl-C (after its checkpoint was written)
+#: exit status of a run stopped by Ctrl-C (after its checkpoint was written); 128 + N for signal N
 INTERRUPTED = 130
 
 
@@ -122,13 +123,18 @@ def _train(ctx, pipeline, data, name, path, steps, out_dir, resume, device, rank
     paths = RunPaths(Path(out_dir))
     if resume:
         checkpoint, config = resume_state(out_dir, **overrides)
+        changed = changed_settings(checkpoint.train_config, config)
+        if changed and ranks.main:
+            out.print(escape(f"resuming with changed settings: {'; '.join(changed)}"))
         if checkpoint.step >= config.steps:
             out.print(escape(f"{out_dir} is already at step {checkpoint.step:,} (--steps {config.steps:,}): "
                              "nothing to train; raise --steps to continue"))
             return
     else:
         if ranks.main:
-            paths.prepare(resume=False)
+            note = paths.prepare(resume=False)
+            if note:
+                out.print(escape(note))
         config = TrainConfig(**overrides)
     dataset, dataset_spec = load_dataset(name, path)
     result = run_training(spec, dataset, config, out=out_dir, resume=resume, device=device, source=pipeline,
@@ -136,9 +142,10 @@ def _train(ctx, pipeline, data, name, path, steps, out_dir, resume, device, rank
     if result.interrupted:
         again = shlex.join(["difftk", "train", pipeline, "--data", data, "--steps", str(config.steps),
                             "--out", out_dir, "--resume"])
-        out.print(f"interrupted at step {result.step:,}: checkpoint → {escape(str(paths.checkpoint))}")
+        by = signal.Signals(result.signal).name if result.signal else "SIGINT"
+        out.print(f"stopped by {by} at step {result.step:,}: checkpoint → {escape(str(paths.checkpoint))}")
         out.print(f"continue with: {escape(again)}")
-        sys.exit(INTERRUPTED)
+        sys.exit(128 + int(result.signal) if result.signal else INTERRUPTED)
     loss = f" (loss {result.loss:.4f})" if result.loss is not None else ""
     out.print(f"[bold green]done[/]: step {result.step:,}{loss}")
     out.print(f"  checkpoint: {escape(str(paths.checkpoint))}")

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import keyword
 import re
+import shutil
+import tempfile
+from importlib import metadata
 from pathlib import Path
 
-from difftk.errors import OptionError
+from difftk.errors import OptionError, OutputError
 
 KINDS = ("sampler", "schedule", "objective", "metric")
 NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -236,25 +239,60 @@ def _names(name: str) -> dict[str, str]:
             "cls": "".join(part.capitalize() for part in name.split("-"))}
 
 
+def check_name_free(name: str, kind: str) -> None:
+    """Refuse a plugin name whose distribution is installed or whose component name is taken:
+    installing the scaffold would replace that plugin, or the two would withdraw each other's name."""
+    names = _names(name)
+    try:
+        metadata.distribution(names["dist"])
+    except metadata.PackageNotFoundError:
+        pass
+    else:
+        raise OptionError(f"{name!r}: the distribution {names['dist']} is already installed; installing a new plugin of "
+                          "that name would replace it: choose another NAME")
+    from difftk import plugins
+
+    if name in plugins.host().registry.names(kind):
+        raise OptionError(f"{name!r}: a {kind} of that name is already registered (`difftk plugins`); two plugins "
+                          "claiming one name both lose it: choose another NAME")
+
+
 def scaffold(name: str, kind: str, out: Path) -> list[Path]:
-    """Write the package of plugin ``name`` registering one ``kind`` component into ``out``; return the files."""
+    """Write the package of plugin ``name`` registering one ``kind`` component into ``out``; return the files.
+
+    The files are written into a temporary directory beside ``out`` and moved into place at the
+    end, so a full or read-only disk leaves no half-written package.
+    """
     if kind not in KINDS:
         raise OptionError(f"--kind {kind!r}: new-plugin writes one of {', '.join(KINDS)}")
     names = _names(name)
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"{out} is a file: give -o a directory to write the package into")
     if out.exists() and any(out.iterdir()):
         raise OptionError(f"{out} exists and is not empty: choose another -o DIR or remove it")
+    check_name_free(name, kind)
     summary, suffix, component = COMPONENTS[kind]
     fields = {**names, "kind": kind, "summary": summary, "cls": names["cls"] + suffix}
-    package = out / "src" / names["package"]
-    files = {
-        out / "pyproject.toml": PYPROJECT.format(**fields),
-        out / "README.md": README.format(**fields),
-        package / "__init__.py": f'"""{names["dist"]}: {summary}."""\n',
-        package / "plugin.py": PLUGIN.format(**fields),
-        package / "component.py": component.format(**fields),
-        out / "tests" / f"test_{names['module']}.py": TEST_HEADER.format(**fields) + TESTS[kind].format(**fields),
+    relative = {
+        Path("pyproject.toml"): PYPROJECT.format(**fields),
+        Path("README.md"): README.format(**fields),
+        Path("src", names["package"], "__init__.py"): f'"""{names["dist"]}: {summary}."""\n',
+        Path("src", names["package"], "plugin.py"): PLUGIN.format(**fields),
+        Path("src", names["package"], "component.py"): component.format(**fields),
+        Path("tests", f"test_{names['module']}.py"): TEST_HEADER.format(**fields) + TESTS[kind].format(**fields),
     }
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return list(files)
+    staging = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        for path, text in relative.items():
+            (staging / path).parent.mkdir(parents=True, exist_ok=True)
+            (staging / path).write_text(text)
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        staging.rename(out)
+    except OSError as err:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(f"cannot write the package to {out}: {err.strerror or err} (nothing was left behind)") from None
+    return [out / path for path in relative]

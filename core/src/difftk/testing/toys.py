@@ -107,7 +107,7 @@ class FaultyConfig(TinyDenoiserConfig):
     """TinyDenoiser's options, plus dropout and the fault to inject."""
 
     dropout: float = option(0.1, help="dropout on the hidden layer (draws from torch's global RNG)", ge=0.0, lt=1.0)
-    fault: str = option("off", help="what happens at call fault_at", choices=("off", "nan", "inf", "interrupt", "sigint"))
+    fault: str = option("off", help="what happens at call fault_at", choices=("off", "nan", "inf", "interrupt", "sigint", "sigterm", "sighup"))
     fault_at: int = option(1, help="the training-mode call (1-based, counted per instance) that faults", ge=1)
 
 
@@ -116,7 +116,8 @@ class FaultyDenoiser(TinyDenoiser):
 
     ``nan``/``inf`` return a non-finite output; ``interrupt`` raises ``KeyboardInterrupt``
     in the middle of the forward pass; ``sigint`` sends this process SIGINT (what Ctrl-C
-    does) and carries on. Calls in eval mode or without gradients are not counted.
+    does), ``sigterm`` SIGTERM (a job scheduler, ``timeout``), ``sighup`` SIGHUP (a closed
+    terminal), and carries on. Calls in eval mode or without gradients are not counted.
     """
 
     Config = FaultyConfig
@@ -137,11 +138,11 @@ class FaultyDenoiser(TinyDenoiser):
                     return out * float(fault)
                 if fault == "interrupt":
                     raise KeyboardInterrupt
-                if fault == "sigint":
+                if fault in ("sigint", "sigterm", "sighup"):
                     import os
                     import signal
 
-                    os.kill(os.getpid(), signal.SIGINT)
+                    os.kill(os.getpid(), getattr(signal, fault.upper()))
         return out
 
 

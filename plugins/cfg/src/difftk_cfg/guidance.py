@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -25,6 +25,9 @@ class ClassifierFreeGuidance:
 
     scale: float = option(3.0, help="guidance weight w ≥ 0 of (1+w)·ε(x,c) − w·ε(x,∅); 0 = the conditional model", ge=0.0, le=1000.0)
     p_uncond: float = option(0.1, help="training: probability of replacing a label by the null class", ge=0.0, lt=1.0)
+
+    #: the options that change what is trained (a resumed run must keep them); ``scale`` only samples
+    training_options: ClassVar[tuple[str, ...]] = ("p_uncond",)
 
     def training_condition(self, cond: torch.Tensor, num_classes: int,
                            generator: torch.Generator | None) -> torch.Tensor:
