@@ -213,3 +213,44 @@ def test_a_shape_the_network_cannot_take_is_named(toy, tmp_path):
     line = one_line_error(run("sample", "e.safetensors", "-n", 2, "--steps", 2, "-o", "e.png"))
     assert "metadata dataset.shape [3, 8, 8] does not fit the stored network" in line
 
+
+
+def test_nan_weights_are_refused_with_one_line(toy, tmp_path):
+    from safetensors.torch import load_file, safe_open, save_file
+
+    compose()
+    assert train(steps=1).exit_code == 0
+    assert run("export", "run", "-o", "clean.safetensors").exit_code == 0
+    tensors = load_file("clean.safetensors")
+    with safe_open("clean.safetensors", "pt") as f:
+        meta = f.metadata()
+    first = next(k for k in tensors if k.startswith("ema/") and tensors[k].is_floating_point())
+    tensors[first].view(-1)[0] = float("nan")
+    save_file(tensors, "nan.safetensors", metadata=meta)
+    line = one_line_error(run("sample", "nan.safetensors", "-n", 2, "--steps", 2, "-o", "n.png"))
+    assert "1 of its" in line and "EMA weights are NaN or infinite" in line
+
+
+def test_a_batch_larger_than_the_data_is_one_line(toy):
+    compose()
+    line = one_line_error(train("--batch-size", 100000, steps=1))
+    assert "batch_size=100000 is more than the" in line and "examples of the data: use at most" in line
+
+
+def test_a_classifier_for_other_data_is_one_line():
+    import difftk
+    import torch
+    from difftk.errors import IncompatibleError
+    from difftk.testing import GaussianOracle
+
+    schedule = difftk.create("schedule", "linear", T=50)
+    oracle = GaussianOracle(schedule, shape=(1, 4, 4))
+    points = torch.nn.Linear(2, 3)  # logits for 2-D points, not 1×4×4 images
+    guided = difftk.create("guidance", "classifier", scale=1.0).wrap(oracle, schedule, classifier=lambda x, t: points(x))
+    x, t, y = torch.zeros(2, 1, 4, 4), torch.full((2,), 0.5), torch.zeros(2, dtype=torch.long)
+    with pytest.raises(IncompatibleError, match=r"cannot read this model's samples of shape \[1, 4, 4\]"):
+        guided(x, t, cond=y)
+    few = difftk.create("guidance", "classifier", scale=1.0).wrap(
+        oracle, schedule, classifier=lambda x, t: x.flatten(1)[:, :2])
+    with pytest.raises(IncompatibleError, match=r"gives \[2\] logits per sample, but guidance asks for class 5"):
+        few(x, t, cond=torch.full((2,), 5))

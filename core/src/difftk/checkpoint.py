@@ -382,7 +382,14 @@ def load_for_sampling(path: str | Path, device: torch.device | str = "cpu") -> T
     pipeline = build(ckpt.spec, source=str(ckpt.path))
     if pipeline.denoiser is None or not isinstance(pipeline.denoiser, torch.nn.Module):
         raise CheckpointError(f"{ckpt.path}: the stored pipeline has no trainable denoiser")
-    load_weights(pipeline.denoiser, ckpt.section("ema"), source=str(ckpt.path), what="EMA")
+    ema = ckpt.section("ema")
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in ema.values() if t.is_floating_point())
+    if bad:
+        total = sum(t.numel() for t in ema.values())
+        raise CheckpointError(f"{ckpt.path}: {bad:,} of its {total:,} EMA weights are NaN or infinite (the run diverged "
+                              "before this checkpoint was written): sample an earlier checkpoint, or retrain with a "
+                              "lower --lr")
+    load_weights(pipeline.denoiser, ema, source=str(ckpt.path), what="EMA")
     denoiser = pipeline.denoiser.to(device).eval().requires_grad_(False)
     _check_fits(ckpt, denoiser, device)
     return TrainedModel(pipeline=pipeline, denoiser=denoiser, checkpoint=ckpt)

@@ -8,6 +8,7 @@ checkpoint knows how it was made and what it needs.
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -287,8 +288,11 @@ def _check_names(given: Mapping[str, Any]) -> None:
         raise UnknownComponentError(problems[0])
     if problems:
         short = [p.split(" (")[0].removeprefix("unknown ") for p in problems]
+        limits = [f"{v}={os.environ[v]!r}" for v in ("DIFFTK_LOAD_PLUGINS", "DIFFTK_BLOCK_PLUGINS") if v in os.environ]
+        why = f"; {' and '.join(limits)} limits which plugins load" if limits else ""
         raise UnknownComponentError(
-            f"not installed: {', '.join(short)} (`difftk plugins` lists what is installed; install the plugins that provide them)"
+            f"not installed: {', '.join(short)} (`difftk plugins` lists what is installed; install the plugins that "
+            f"provide them{why})"
         )
 
 

@@ -73,7 +73,17 @@ class PluginHost:
         """Load every entry point of the ``difftk`` group that the environment allows."""
         only = _env_list("DIFFTK_LOAD_PLUGINS")
         blocked = set(_env_list("DIFFTK_BLOCK_PLUGINS") or [])
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        points = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        known = [ep.name for ep in points]
+        for variable, names in (("DIFFTK_LOAD_PLUGINS", only or []), ("DIFFTK_BLOCK_PLUGINS", blocked)):
+            unknown = sorted(set(names) - set(known))
+            if unknown:  # a typo would otherwise block (or fail to block) plugins without a word
+                message = (f"{variable} names {', '.join(repr(u) for u in unknown)}, which no installed plugin is "
+                           f"(installed: {', '.join(known) or 'none'})")
+                if self.strict:
+                    raise PluginError(message + " (strict mode)")
+                warnings.warn(message, PluginWarning, stacklevel=3)
+        for ep in points:
             if ep.name in self.records:
                 continue
             dist = getattr(ep, "dist", None)

@@ -7,6 +7,7 @@ Plugins never touch a dict: their ``difftk_register_components(register)`` hook 
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,9 @@ class Registry:
         names = self.names(kind)
         hint = did_you_mean(name, names)
         listing = f"installed: {', '.join(names)}" if names else "none installed"
+        limits = [f"{v}={os.environ[v]!r}" for v in ("DIFFTK_LOAD_PLUGINS", "DIFFTK_BLOCK_PLUGINS") if v in os.environ]
+        if limits:
+            listing += f", with {' and '.join(limits)} limiting which plugins load"
         raise UnknownComponentError(
             f"unknown {kind} '{name}'{hint} ({listing}; `difftk plugins` lists what each plugin provides)"
         )

@@ -784,6 +784,10 @@ def _train_locked(spec, dataset, config, *, out, resume, device, reporter, datas
     T = getattr(pipeline.schedule, "grid_size", None)
     if config.sample_steps is not None and T is not None and config.sample_steps > T:
         raise OptionError(f"sample_steps={config.sample_steps} is more than the schedule's T={T}: use at most {T}")
+    world = distributed.current().world
+    if config.batch_size * world > len(dataset):
+        raise OptionError(f"batch_size={config.batch_size}{f' × {world} processes' if world > 1 else ''} is more than the "
+                          f"{len(dataset):,} examples of the data: use at most {len(dataset) // world:,}")
     info = describe_dataset(dataset, dataset_spec)
     if checkpoint is not None:
         check_resumable(checkpoint, pipeline, info)

@@ -147,6 +147,17 @@ def test_truncated_image_file(mnist_dir, cut):
         assert "its header says 6×28×28 = 4,704 bytes of data, found 4,703" in message
 
 
+@pytest.mark.parametrize("count", [2**31, 2**32 - 1])
+def test_a_header_claiming_billions_of_images_is_truncated_not_negative(mnist_dir, count):
+    root, _ = mnist_dir()
+    file = root / "train-images-idx3-ubyte"
+    raw = bytearray(file.read_bytes())
+    raw[4:8] = count.to_bytes(4, "big")
+    file.write_bytes(bytes(raw))
+    message = load_error(root)
+    assert f"its header says {count}×28×28 = {count * 784:,} bytes of data, found 4,704" in message
+
+
 def test_trailing_bytes(mnist_dir):
     root, _ = mnist_dir()
     file = root / "t10k-labels-idx1-ubyte"

@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 import torch
 from difftk.diffusion import convert
-from difftk.errors import OptionError
+from difftk.errors import IncompatibleError, OptionError
 from difftk.generation import num_classes_of
 from difftk.options import option
 
@@ -69,7 +69,16 @@ class ClassifierGuidedDenoiser(torch.nn.Module):
         """∇ₓ log p_φ(y | x_t), computed with autograd even inside ``torch.inference_mode``."""
         with torch.inference_mode(False), torch.enable_grad():
             x = x_t.detach().clone().requires_grad_(True)
-            logits = self.classifier(x, t.detach().clone())
+            try:
+                logits = self.classifier(x, t.detach().clone())
+            except (RuntimeError, ValueError, IndexError) as err:  # a classifier for other data
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+                raise IncompatibleError(f"the classifier cannot read this model's samples of shape "
+                                        f"{list(x_t.shape[1:])} ({first}): train one on the model's data with "
+                                        "`difftk train-classifier`") from None
+            if logits.ndim != 2 or logits.shape[0] != x.shape[0] or int(y.max()) >= logits.shape[1]:
+                raise IncompatibleError(f"the classifier gives {list(logits.shape[1:])} logits per sample, but guidance "
+                                        f"asks for class {int(y.max())}: use a classifier of the model's classes")
             log_p = torch.log_softmax(logits.float(), dim=1).gather(1, y.detach().clone()[:, None]).sum()
             (grad,) = torch.autograd.grad(log_p, x)
         return grad.to(x_t.dtype)

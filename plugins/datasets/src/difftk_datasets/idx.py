@@ -9,6 +9,7 @@ files 0x00000801 (uint8, 1 dimension: N). Files may be gzipped.
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def read_idx(dataset: str, file: Path, ndim: int) -> np.ndarray:
     if len(raw) < header:
         raise DatasetError(f"{dataset}: {file} is truncated: {len(raw)} bytes, shorter than its {header}-byte IDX header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(shape, dtype=np.int64))
+    expected = math.prod(shape)  # exact: a header may claim more than int64 holds
     found_bytes = len(raw) - header
     if found_bytes != expected:
         dims = "×".join(map(str, shape))
