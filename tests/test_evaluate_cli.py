@@ -50,7 +50,7 @@ def test_sample_with_the_ode_prints_its_nfe(toy):
     ckpt = trained()
     result = run("sample", ckpt, "-n", 4, "-o", "s.png", "--sampler", "ode", "--set", "sampler.method=heun", "--steps", 5)
     assert result.exit_code == 0, result.output
-    assert "NFE 10 denoiser evaluations in 5 steps per batch of samples (1 batch)" in result.stdout
+    assert "NFE 9 denoiser evaluations in 5 steps per batch of samples (1 batch)" in result.stdout  # 4 Heun steps, then x̂₀
 
 
 def test_evaluate_errors_are_one_line(toy):

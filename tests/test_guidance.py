@@ -238,7 +238,7 @@ def compose(path, *extra):
 
 
 def train_cli(pipeline, out, data="toy-points"):
-    result = run("train", pipeline, "--data", data, "--steps", 3, "--out", out, "--sample-every", 0)
+    result = run("train", pipeline, "--data", data, "--steps", 3, "--out", out, "--sample-every", 0, "--batch-size", 8)
     assert result.exit_code == 0, result.output
 
 

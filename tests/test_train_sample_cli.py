@@ -155,7 +155,8 @@ def test_pipeline_problems_are_one_line(toy):
 @pytest.fixture
 def trained(toy):
     compose()
-    assert train(steps=2, data=_array_file("plain.safetensors", torch.zeros((4, 1, 8, 8), dtype=torch.uint8))).exit_code == 0
+    assert train("--batch-size", 4, steps=2,
+                 data=_array_file("plain.safetensors", torch.zeros((4, 1, 8, 8), dtype=torch.uint8))).exit_code == 0
     assert train(steps=2, out="labelled").exit_code == 0
     return Path("run/checkpoint.safetensors")
 

@@ -82,7 +82,7 @@ def save_checkpoint(path: str | Path, tensors: Mapping[str, torch.Tensor], metad
     try:
         return atomic_write_bytes(Path(path), data, replaces=replaces)
     except OutputError as err:
-        raise CheckpointError(f"{err} (the file there, if any, is unchanged)") from None
+        raise CheckpointError(f"{err} (the previous checkpoint, if any, is unchanged)") from None
 
 
 def flatten_optimizer(state_dict: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -114,6 +114,8 @@ def fit_to_data(pipeline: PipelineSpec | Pipeline, dataset: ArrayDataset, *,
     try:
         live = build(spec, source=source)
     except OptionError as err:
+        if not str(err).startswith(f"denoiser '{den.name}'") or not filled:
+            raise  # another component's own option (e.g. schedule T='abc'): not the data's doing
         given = ", ".join(f"{k}={v}" for k, v in filled.items())
         reason = str(err).removeprefix(f"denoiser '{den.name}': ")
         raise OptionError(f"{dataset.name} gives {given}, which denoiser '{den.name}' cannot take: {reason}") from None

@@ -246,6 +246,7 @@ class RunPaths:
         """
         if self.root.exists() and not self.root.is_dir():
             raise TrainingError(f"--out {self.root} is a file; give a directory for the run")
+        created = not self.root.exists()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -267,6 +268,9 @@ class RunPaths:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+            if created and [p.name for p in self.root.iterdir()] == [LOCK_NAME]:  # a run refused before it wrote
+                (self.root / LOCK_NAME).unlink(missing_ok=True)
+                self.root.rmdir()
 
 
 #: the lock file of a run directory (see :meth:`RunPaths.lock`)

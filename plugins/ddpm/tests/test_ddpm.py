@@ -63,7 +63,7 @@ def test_bad_options_are_one_line():
         difftk.create("schedule", "linear", beta_start=0.1, beta_end=0.01)
     with pytest.raises(OptionError, match="use T > 20"):
         difftk.create("schedule", "linear", T=10)
-    with pytest.raises(OptionError, match="choose from beta, beta_tilde"):
+    with pytest.raises(OptionError, match="choose from beta_tilde, beta"):
         difftk.create("sampler", "ancestral", variance="betta")
 
 

@@ -127,7 +127,7 @@ def test_respacing_every_step_is_the_schedules_own_process():
 # --- sampling with the exact denoiser ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("steps,variance", [(1000, "beta"), (100, "beta_tilde"), (50, "learned")])
+@pytest.mark.parametrize("steps,variance", [(1000, "beta"), (100, "beta_tilde"), (50, "beta")])
 def test_respaced_sampler_reproduces_gaussian_data(steps, variance):
     schedule = difftk.create("schedule", "cosine")
     mu, s, n = torch.tensor([1.0, -0.5, 0.25]), 0.5, 4000
@@ -137,6 +137,15 @@ def test_respaced_sampler_reproduces_gaussian_data(steps, variance):
         oracle, schedule, torch.randn(n, 3, generator=g, dtype=torch.float64), steps=steps, generator=g)
     assert torch.all((x.mean(0) - mu).abs() < 4.5 * s / math.sqrt(n))
     assert torch.all((x.std(0) - s).abs() < 4.5 * s / math.sqrt(2 * n) + 0.02 * s)
+
+
+def test_without_a_learned_variance_learned_means_beta_tilde():
+    schedule = difftk.create("schedule", "cosine")
+    oracle = GaussianOracle(schedule, mean=torch.tensor([1.0, -0.5]), std=0.5)
+    x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    draw = lambda variance: difftk.create("sampler", "respaced", variance=variance).sample(  # noqa: E731
+        oracle, schedule, x_T, steps=20, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(draw("learned"), draw("beta_tilde")) and not torch.equal(draw("learned"), draw("beta"))
 
 
 def test_respaced_passes_the_conformance_kit():

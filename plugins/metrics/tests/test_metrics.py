@@ -93,8 +93,8 @@ def fid(shipped, *, steps, scale=0.0, seed=0, n=200):
 
 def test_fid_orders_real_split_below_a_model_below_noise(shipped):
     """FID(real, real split) ≪ FID(real, model) ≪ FID(real, noise) at equal n = 200. The model is the
-    shipped one sampled with 3 DDIM steps (blurred digits); with 10+ steps it is as close to the
-    held-out digits as other real digits are (docs/metrics.md)."""
+    shipped one sampled with 1 DDIM step (x̂₀ at t = 1: a blurred average digit of the class); with
+    10+ steps it is as close to the held-out digits as other real digits are (docs/pretrained.md)."""
     _, data = shipped
     reference, _ = embed(data.batch(torch.arange(len(data)))[0])
     train = difftk.create("dataset", "mnist").load("train")
@@ -102,8 +102,8 @@ def test_fid_orders_real_split_below_a_model_below_noise(shipped):
     real, _ = embed(train.batch(torch.randperm(len(train), generator=g)[:200])[0])
     noise, _ = embed(torch.rand(200, 1, 28, 28, generator=g) * 2 - 1)
     fid_real, fid_noise = frechet_distance_of(real, reference), frechet_distance_of(noise, reference)
-    fid_model = fid(shipped, steps=3).value
-    assert 2 * fid_real < fid_model < fid_noise / 4, (fid_real, fid_model, fid_noise)
+    fid_model = fid(shipped, steps=1).value
+    assert 2 * fid_real < fid_model < fid_noise / 3, (fid_real, fid_model, fid_noise)
 
 
 def test_fid_is_deterministic_under_a_seed(shipped):
