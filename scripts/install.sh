@@ -9,6 +9,14 @@ PYTHON="${PYTHON:-python3}"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
+# Editable installs follow the code, so pip needs to run again only when what it installs from
+# changes: every pyproject.toml and this script. Their hash is kept in the environment.
+stamp="$VENV/.difftk-install"
+wanted=$(cat scripts/install.sh core/pyproject.toml cli/pyproject.toml plugins/*/pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] && [ -x "$VENV/bin/difftk" ]; then
+  echo "difftk is installed in $VENV and up to date: $("$VENV/bin/difftk" --version)"
+  exit 0
+fi
 PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 # torch first, pinned: the CPU build; an unpinned torch would pull the CUDA build.
 "${PIP[@]}" "torch==2.13.0"
@@ -17,4 +25,5 @@ for plugin in plugins/*/; do
   [ -f "$plugin/pyproject.toml" ] && args+=(-e "${plugin%/}")
 done
 "${PIP[@]}" "${args[@]}"
+echo "$wanted" > "$stamp"
 echo "installed difftk into $VENV: $("$VENV/bin/difftk" --version)"
