@@ -254,3 +254,28 @@ def test_a_classifier_for_other_data_is_one_line():
         oracle, schedule, classifier=lambda x, t: x.flatten(1)[:, :2])
     with pytest.raises(IncompatibleError, match=r"gives \[2\] logits per sample, but guidance asks for class 5"):
         few(x, t, cond=torch.full((2,), 5))
+
+
+def test_dataset_options_can_be_given_where_errors_send_the_user(toy, tmp_path):
+    """image-folder's image_size and holdout are set with --data-option, as its errors say."""
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i, size in enumerate((8, 9, 8, 8, 8, 8)):
+            Image.new("RGB", (size, size), (40 * i, 0, 0)).save(tmp_path / "imgs" / label / f"{i}.png")
+    compose()
+    line = one_line_error(run("train", "p.toml", "--data", "image-folder:imgs", "--steps", 1, "--out", "r0"))
+    assert "give --data-option image_size=N" in line
+    ok = run("train", "p.toml", "--data", "image-folder:imgs", "--data-option", "image_size=8", "--data-option",
+             "holdout=0.2", "--steps", 1, "--batch-size", 4, "--out", "r1", "--sample-every", 0)
+    assert ok.exit_code == 0, ok.output
+    assert "did you mean 'image_size'" in one_line_error(run("train", "p.toml", "--data", "image-folder:imgs",
+                                                             "--data-option", "image_sise=8", "--steps", 1, "--out", "r2"))
+    assert "must be KEY=VALUE" in one_line_error(run("train", "p.toml", "--data", "mnist", "--data-option", "8",
+                                                     "--steps", 1, "--out", "r3"))
+    line = one_line_error(run("evaluate", "r1", "--metric", "sliced-wasserstein", "--data", "image-folder:imgs",
+                              "--data-option", "image_size=8", "--data-option", "holdout=0.2"))
+    assert "image-folder holds" in line or "measures" in line  # the data given was loaded, and is images
+    assert "--data-option sets an option of --data" in one_line_error(
+        run("evaluate", "r1", "--metric", "fid", "--data-option", "image_size=8"))

@@ -8,6 +8,8 @@ that data it cannot take is a one-line error before training starts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +26,17 @@ from difftk.pipeline import ComponentSpec, Pipeline, PipelineSpec, build, compon
 DATA_OPTIONS: tuple[str, ...] = ("in_channels", "image_size", "num_classes")
 
 
-def load_dataset(name: str, path: str | None = None, split: str = "train") -> tuple[ArrayDataset, ComponentSpec]:
-    """Create dataset component ``name`` (with ``path`` if given), load ``split``, and describe it.
+def load_dataset(name: str, path: str | None = None, split: str = "train",
+                 options: Mapping[str, str] | None = None) -> tuple[ArrayDataset, ComponentSpec]:
+    """Create dataset component ``name`` (with ``path`` and the string ``options`` if given), load
+    ``split``, and describe it.
 
-    An unknown name gets the registry's did-you-mean; a dataset that does not read from a
-    path, a missing path and a failed load are one-line errors.
+    An unknown name or option gets the registry's did-you-mean; a dataset that does not read
+    from a path, a missing path and a failed load are one-line errors.
     """
     host = plugins.host()
     info = host.registry.get("dataset", name)
-    options = {}
+    options = dict(options or {})
     if path is not None:
         if "path" not in info.option_fields():
             raise OptionError(f"dataset '{name}' does not read from a path: use --data {name}")

@@ -53,7 +53,8 @@ class EvalContext:
         be loaded, or is not of ``kind`` (``"image"`` for 8-bit images, ``"points"``)."""
         if self.data is None:
             raise DifftkError(f"metric '{metric}' needs the held-out data, but the checkpoint's dataset cannot be "
-                              "loaded: install its dataset plugin or give the data's path again")
+                              "loaded: install its dataset plugin, or give the held-out data as --data NAME[:PATH] "
+                              "(with --data-option KEY=VALUE for its options)")
         if kind == "image" and self.data.kind != "image":
             raise DifftkError(f"metric '{metric}' measures 8-bit images; {self.data.name} holds "
                               f"{self.data.shape[0]}-D points")

@@ -92,7 +92,7 @@ def test_sixteen_bit_grey_png_is_scaled_to_eight_bits(tmp_path):
 def test_images_of_different_sizes_need_image_size(tmp_path):
     save_image(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
     save_image(tmp_path / "b.png", np.zeros((8, 9), np.uint8))
-    assert "b.png is 9×8 but" in error(tmp_path) and "set option image_size" in error(tmp_path)
+    assert "b.png is 9×8 but" in error(tmp_path) and "give --data-option image_size=N" in error(tmp_path)
 
 
 def test_no_images(tmp_path):

@@ -10,10 +10,12 @@ from difftk.checkpoint import load_for_sampling
 from difftk.errors import OptionError
 from difftk.evaluation import context_for, held_out_data, measure
 from difftk.fileio import atomic_write_text
+from difftk.fitting import load_dataset
 from difftk.training import resolve_device
 from rich.markup import escape
 
 from difftk_cli.commands.compose import parse_sets
+from difftk_cli.commands.train import DATA_OPTION, parse_data, parse_data_options
 from difftk_cli.console import out, warn
 
 
@@ -40,9 +42,13 @@ def split_sets(sets: tuple[str, ...], allowed: tuple[str, ...]) -> dict[str, dic
               help="Seed of every random draw of the metrics.")
 @click.option("--set", "sets", metavar="KIND.OPTION=VALUE", multiple=True,
               help="Set a metric, sampler or guidance option, e.g. metric.divergence=exact; repeatable.")
+@click.option("--data", "data_source", metavar="NAME[:PATH]",
+              help="Held-out data to measure against (its test split); default: the checkpoint's own dataset.")
+@DATA_OPTION
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def evaluate(checkpoint, metric_names, n, sampler, steps, guidance, scale, seed, sets, json_file, device) -> None:
+def evaluate(checkpoint, metric_names, n, sampler, steps, guidance, scale, seed, sets, data_source, data_options, json_file,
+             device) -> None:
     """Measure CHECKPOINT (its EMA weights) with each metric NAME and print value ± spread.
 
     Metrics see the checkpoint's pipeline, its denoiser and the test split of the data it was
@@ -75,7 +81,13 @@ def evaluate(checkpoint, metric_names, n, sampler, steps, guidance, scale, seed,
     model = load_for_sampling(checkpoint, device)
     for note in model.plugin_mismatches():
         warn(note)
-    data, why = held_out_data(model.checkpoint.dataset)
+    if data_source is not None:
+        name, path = parse_data(data_source)
+        data, why = load_dataset(name, path, split="test", options=parse_data_options(data_options))[0], None
+    else:
+        if data_options:
+            raise OptionError("--data-option sets an option of --data NAME[:PATH]: give --data as well")
+        data, why = held_out_data(model.checkpoint.dataset)
     if data is None:
         warn(f"no held-out data: {why}")
     context = context_for(model, data, sampler=sampler, sampler_options=options.get("sampler"), guidance=guidance,

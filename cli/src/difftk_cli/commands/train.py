@@ -36,6 +36,22 @@ def _given(ctx: click.Context, options: dict) -> dict:
     return {k: v for k, v in options.items() if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
 
 
+def parse_data_options(items: tuple[str, ...]) -> dict[str, str]:
+    """``("image_size=32", "holdout=0.1")`` -> ``{"image_size": "32", "holdout": "0.1"}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise OptionError(f"--data-option {item!r} must be KEY=VALUE, e.g. --data-option image_size=32")
+        out[key.strip()] = value.strip()
+    return out
+
+
+#: the dataset's own options, for datasets that have them (image-folder: image_size, channels, holdout)
+DATA_OPTION = click.option("--data-option", "data_options", metavar="KEY=VALUE", multiple=True,
+                           help="Set an option of the dataset, e.g. image_size=32 for image-folder; repeatable.")
+
+
 def parse_data(text: str) -> tuple[str, str | None]:
     """``mnist`` -> (mnist, None); ``cifar10:/data/cifar`` -> (cifar10, /data/cifar)."""
     name, sep, path = text.partition(":")
@@ -51,6 +67,7 @@ def parse_data(text: str) -> tuple[str, str | None]:
 @click.argument("pipeline", type=click.Path(dir_okay=False))
 @click.option("--data", required=True, metavar="NAME[:PATH]",
               help="Dataset to train on, with its path when it reads one (e.g. mnist, cifar10:/data/cifar).")
+@DATA_OPTION
 @click.option("--steps", type=click.IntRange(min=1), required=True, help="Train up to this many optimizer steps in total.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Run directory: checkpoint.safetensors, samples/step_XXXXXX.png, log.jsonl.")
@@ -85,7 +102,7 @@ def parse_data(text: str) -> tuple[str, str | None]:
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes to train in (torch.distributed DDP via torchrun): each takes B of a global batch of N×B.")
 @click.pass_context
-def train(ctx, pipeline, data, steps, out_dir, resume, device, nproc, **options) -> None:
+def train(ctx, pipeline, data, data_options, steps, out_dir, resume, device, nproc, **options) -> None:
     """Train PIPELINE (a TOML file from `difftk compose`) on a dataset.
 
     The denoiser's data options (in_channels, image_size, num_classes) are taken from the
@@ -109,12 +126,13 @@ def train(ctx, pipeline, data, steps, out_dir, resume, device, nproc, **options)
     name, path = parse_data(data)
     ranks, device = distributed.init(resolve_device(device))
     try:
-        _train(ctx, pipeline, data, name, path, steps, out_dir, resume, device, ranks, options)
+        _train(ctx, pipeline, data, name, path, parse_data_options(data_options), steps, out_dir, resume, device, ranks,
+               options)
     finally:
         distributed.finish()
 
 
-def _train(ctx, pipeline, data, name, path, steps, out_dir, resume, device, ranks, options) -> None:
+def _train(ctx, pipeline, data, name, path, data_options, steps, out_dir, resume, device, ranks, options) -> None:
     if not ranks.main:  # one console: rank 0 prints, the others train quietly
         out.quiet = True
     spec = PipelineSpec.load(pipeline)
@@ -136,12 +154,13 @@ def _train(ctx, pipeline, data, name, path, steps, out_dir, resume, device, rank
             if note:
                 out.print(escape(note))
         config = TrainConfig(**overrides)
-    dataset, dataset_spec = load_dataset(name, path)
+    dataset, dataset_spec = load_dataset(name, path, options=data_options)
     result = run_training(spec, dataset, config, out=out_dir, resume=resume, device=device, source=pipeline,
                           reporter=RichTrainReporter(out), dataset_spec=dataset_spec, checkpoint=checkpoint)
     if result.interrupted:
-        again = shlex.join(["difftk", "train", pipeline, "--data", data, "--steps", str(config.steps),
-                            "--out", out_dir, "--resume"])
+        again = shlex.join(["difftk", "train", pipeline, "--data", data,
+                            *[a for k, v in data_options.items() for a in ("--data-option", f"{k}={v}")],
+                            "--steps", str(config.steps), "--out", out_dir, "--resume"])
         by = signal.Signals(result.signal).name if result.signal else "SIGINT"
         out.print(f"stopped by {by} at step {result.step:,}: checkpoint → {escape(str(paths.checkpoint))}")
         out.print(f"continue with: {escape(again)}")

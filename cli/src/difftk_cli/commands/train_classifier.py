@@ -17,7 +17,7 @@ from difftk.training import resolve_device
 from rich.markup import escape
 
 from difftk_cli.commands.compose import parse_sets
-from difftk_cli.commands.train import parse_data
+from difftk_cli.commands.train import DATA_OPTION, parse_data, parse_data_options
 from difftk_cli.console import out
 
 
@@ -36,6 +36,7 @@ def _schedule_spec(source: str):
 @click.command("train-classifier")
 @click.argument("pipeline_or_checkpoint", metavar="PIPELINE_OR_CHECKPOINT", type=click.Path())
 @click.option("--data", required=True, metavar="NAME[:PATH]", help="Labelled dataset to train on (e.g. mnist).")
+@DATA_OPTION
 @click.option("--steps", type=click.IntRange(min=1), required=True, help="Optimizer steps.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), required=True, help="Write the classifier here (.safetensors).")
 @click.option("--model", metavar="NAME", help="Classifier component (default: the first for the data: noisy-cnn for images, noisy-mlp for points).")
@@ -44,7 +45,7 @@ def _schedule_spec(source: str):
 @click.option("--lr", type=click.FloatRange(min=0, max=1, min_open=True), default=1e-3, show_default=True, help="AdamW learning rate.")
 @click.option("--seed", type=click.IntRange(min=0, max=(1 << 32) - 1), default=0, show_default=True, help="Seed of the weights, data order and noise.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def train_classifier_command(pipeline_or_checkpoint, data, steps, out_file, model, sets, batch_size, lr, seed, device) -> None:
+def train_classifier_command(pipeline_or_checkpoint, data, data_options, steps, out_file, model, sets, batch_size, lr, seed, device) -> None:
     """Train a noise-aware classifier p(y | x_t, t) for classifier guidance (Dhariwal & Nichol 2021).
 
     Examples x₀ are noised to x_t with the schedule of PIPELINE_OR_CHECKPOINT (a pipeline TOML
@@ -62,10 +63,11 @@ def train_classifier_command(pipeline_or_checkpoint, data, steps, out_file, mode
     if unknown:
         raise OptionError(f"--set {unknown[0]}.…: only classifier options can be set here (e.g. classifier.base_channels=16)")
     name, path = parse_data(data)
+    data_options = parse_data_options(data_options)
     device = resolve_device(device)
     schedule_spec = _schedule_spec(pipeline_or_checkpoint)
     schedule = plugins.host().registry.get("schedule", schedule_spec.name).build(schedule_spec.options_dict)
-    dataset, dataset_spec = load_dataset(name, path)
+    dataset, dataset_spec = load_dataset(name, path, options=data_options)
     chosen = model or default_classifier(dataset.kind)
     torch.manual_seed(seed)
     classifier, spec = build_classifier(chosen, dataset, options.get("classifier"))
@@ -73,7 +75,7 @@ def train_classifier_command(pipeline_or_checkpoint, data, steps, out_file, mode
                             device=device)
     metrics = {"loss": loss}
     try:
-        test, _ = load_dataset(name, path, split="test")
+        test, _ = load_dataset(name, path, split="test", options=data_options)
     except DifftkError:  # a dataset without a test split: report the training loss only
         test = None
     if test is not None and test.labels is not None:

@@ -40,8 +40,8 @@ class ImageFolder:
         root = data_dir(self.NAME, self.path, "PNG or JPEG images")
         if split == "test" and self.holdout == 0:
             raise DatasetError(
-                f"{self.NAME}: holdout=0 leaves no test split: set option holdout (e.g. 0.1 keeps every 10th image "
-                "of each class for testing)"
+                f"{self.NAME}: holdout=0 leaves no test split: give --data-option holdout=0.1 (it keeps every 10th "
+                "image of each class for testing)"
             )
         groups = _scan(root)
         files: list[Path] = []
@@ -53,7 +53,7 @@ class ImageFolder:
         if not files:
             raise DatasetError(
                 f"{self.NAME}: holdout={self.holdout:g} holds out no image of {root} (a class needs at least "
-                f"{int(np.ceil(1 / self.holdout))} images to give one): raise holdout or add images"
+                f"{int(np.ceil(1 / self.holdout))} images to give one): raise it with --data-option holdout=… or add images"
             )
         data = np.stack(self._read_all(files))
         labelled = groups[0][0] is not None
@@ -73,7 +73,7 @@ class ImageFolder:
                 h0, w0 = arrays[0].shape[1:]
                 h, w = array.shape[1:]
                 raise DatasetError(
-                    f"{self.NAME}: {file} is {w}×{h} but {files[0]} is {w0}×{h0}: set option image_size "
+                    f"{self.NAME}: {file} is {w}×{h} but {files[0]} is {w0}×{h0}: give --data-option image_size=N "
                     "to crop and resize every image to one square size"
                 )
             arrays.append(array)
