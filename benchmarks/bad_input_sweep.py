@@ -159,6 +159,24 @@ def cases() -> list[tuple[str, list[str]]]:
                         ("my-s", ["--kind", "video"]), ("my-s", ["-o", "afile"]), ("my-s", ["-o", "run"]),
                         ("import", []), ("my-s", ["-o", "/proc/x"])):
         add("new-plugin", name, *extra)
+    # every bad checkpoint where another command takes one
+    for c in CHECKPOINTS:
+        add("train", *base, "--out", f"i{len(out)}", "--init", c)
+        add("compare", c, "--metric", "accuracy", "-n", 10, "-o", "cmp2")
+        add("train-classifier", c, "--data", "mnist", "--steps", 1, "--out", "c4.safetensors")
+    # every registered name misspelt, and every sampler pushed past its limits
+    import difftk
+
+    for kind in ("schedule", "sampler", "denoiser", "objective", "guidance"):
+        for name in difftk.available(kind):
+            argv = {"schedule": "linear", "sampler": "ddim"}
+            argv[kind] = name + "x"
+            add("compose", *[a for k, v in argv.items() for a in (f"--{k}", v)])
+    for name in difftk.available("sampler"):
+        add("sample", *good, "--sampler", name, "--set", "sampler.no_such_option=1")
+        add("sample", *good[:-2], "--sampler", name, "--steps", 100000)
+    for metric in difftk.available("metric"):
+        add("evaluate", "m.safetensors", "--metric", metric, "--set", "metric.no_such_option=1")
     for argv in (["nosuch"], ["--bogus"], ["plugins", "--jsn"], ["sample"], ["train"], ["compose", "--help", "--x"]):
         out.append((argv[0] if not argv[0].startswith("-") else "difftk", argv))
     return out

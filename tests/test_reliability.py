@@ -71,12 +71,19 @@ def test_an_export_may_replace_an_export_but_a_picture_may_not(toy):
     (["new-plugin", "ddim"], "the distribution difftk-ddim is already installed"),
     (["new-plugin", "ancestral", "-o", "fresh"], "a sampler of that name is already registered"),
     (["new-plugin", "mine", "-o", "afile"], "Directory 'afile' is a file"),
+    (["export", "mnist-cfg", "-o", "afile"], "an exported checkpoint is a .safetensors file"),
+    (["sample", "mnist-cfg", "--sampler", "", "-o", "x.png"], "an empty sampler name"),
 ])
 def test_bad_output_paths_are_one_line(toy, tmp_path, args, expect):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "adir").mkdir()
     assert expect in one_line_error(run(*args))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]  # nothing half-written left
+
+
+def test_a_run_directory_name_too_long_is_one_line(toy):
+    compose()
+    assert "File name too long" in one_line_error(train(out="x" * 5000))
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")

@@ -28,7 +28,22 @@ def warn(message: str) -> None:
 
 
 class Group(click.Group):
-    """A click group whose commands report every :class:`DifftkError` as one line."""
+    """A click group whose commands report every :class:`DifftkError` as one line, and whose own
+    parsing errors (an unknown command, a bad group option) use the same ``error:`` line."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            fail(f"{e.format_message()} (see `{e.ctx.command_path if e.ctx else 'difftk'} --help`)")
+        except click.ClickException as e:
+            fail(e.format_message())
+        except (click.Abort, KeyboardInterrupt):  # Ctrl-C while plugins load or before a command runs
+            err.print("[yellow]interrupted[/]")
+            sys.exit(130)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context):
         try:

@@ -18,7 +18,7 @@ from difftk_cli.commands.sample import sample
 from difftk_cli.commands.schedules import schedules
 from difftk_cli.commands.train import train
 from difftk_cli.commands.train_classifier import train_classifier_command
-from difftk_cli.console import Group, err, fail, show_plugin_warnings
+from difftk_cli.console import Group, show_plugin_warnings
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -50,15 +50,10 @@ cli.add_command(new_plugin)
 
 
 def main() -> None:
-    """The ``difftk`` entry point: every error, click's own included, as one ``error:`` line."""
+    """The ``difftk`` entry point: every error, click's own included, is one ``error:`` line
+    (:class:`~difftk_cli.console.Group`)."""
     try:
         show_plugin_warnings()
-        code = cli.main(prog_name="difftk", standalone_mode=False)
-    except click.UsageError as e:  # an unknown command or a bad option of the group itself
-        fail(f"{e.format_message()} (see `{e.ctx.command_path if e.ctx else 'difftk'} --help`)")
-    except click.ClickException as e:
-        fail(e.format_message())
-    except (click.Abort, KeyboardInterrupt):  # Ctrl-C while plugins load or before a command runs
-        err.print("[yellow]interrupted[/]")
+    except KeyboardInterrupt:
         sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    cli(prog_name="difftk")

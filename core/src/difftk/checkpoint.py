@@ -319,6 +319,8 @@ def export_for_sampling(source: str | Path, path: str | Path) -> tuple[Checkpoin
     Without the trained weights, the optimizer and the RNG states the file is about a quarter
     of the run's checkpoint; it cannot be resumed (metadata ``contents`` says so).
     """
+    if Path(path).suffix != ".safetensors":
+        raise CheckpointError(f"{path}: an exported checkpoint is a .safetensors file: give -o NAME.safetensors")
     ckpt = read_checkpoint(source)
     ema = ckpt.section("ema")
     if not ema:

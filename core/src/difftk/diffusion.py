@@ -100,16 +100,12 @@ def convert(prediction: str, output: torch.Tensor, to: str, x_t: torch.Tensor, a
     """Convert a denoiser output from parameterisation ``prediction`` to ``to`` (eps, x0, v or score)."""
     if prediction == to:
         return output
+    if to not in (*PREDICTIONS, "score"):
+        raise ValueError(f"unknown target {to!r}; expected eps, x0, v or score")
     eps, x0 = eps_and_x0(prediction, output, x_t, alpha_bar)
-    if to == "eps":
-        return eps
-    if to == "x0":
-        return x0
-    if to == "v":
-        return v_from_x0_eps(x0, eps, alpha_bar)
     if to == "score":
         return score_from_eps(eps, alpha_bar)
-    raise ValueError(f"unknown target {to!r}; expected eps, x0, v or score")
+    return target_of(to, x0, eps, alpha_bar)
 
 
 def target_of(to: str, x0: torch.Tensor, eps: torch.Tensor, alpha_bar: Any) -> torch.Tensor:

@@ -27,6 +27,8 @@ def make_component(kind: str, name: str | None, options: Mapping[str, Any] | Non
     """
     if name is None and base is None:
         raise OptionError(f"options are set for the {kind}, but the model's pipeline has none: add --{kind} NAME")
+    if name is not None and not name.strip():
+        raise OptionError(f"an empty {kind} name: give a registered one (`difftk plugins` lists them)")
     name = name or base.name
     info = plugins.host().registry.get(kind, name)
     merged: dict[str, Any] = dict(base.options_dict) if base is not None and base.name == name else {}

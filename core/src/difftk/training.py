@@ -220,9 +220,12 @@ class RunPaths:
         log and perhaps samples, and nothing to resume: it is started over. The return value
         then says so, for the caller to show.
         """
-        if self.root.exists() and not self.root.is_dir():
-            raise TrainingError(f"--out {self.root} is a file; give a directory for the run")
-        found = self.existing()
+        try:
+            if self.root.exists() and not self.root.is_dir():
+                raise TrainingError(f"--out {self.root} is a file; give a directory for the run")
+            found = self.existing()
+        except OSError as err:  # a name too long, a directory that cannot be listed
+            raise TrainingError(f"--out {short_path(self.root)}: {err.strerror or err}") from None
         if resume and not self.checkpoint.is_file():
             extra = f" (it holds {', '.join(found)}: a run stopped before its first checkpoint)" if found else ""
             raise TrainingError(f"{self.root} has no {CHECKPOINT_NAME} to resume from{extra}: drop --resume to "
@@ -244,9 +247,12 @@ class RunPaths:
         a killed run never leaves the directory locked. Once it is held, the temporary files a
         killed writer left behind (``.checkpoint.safetensors.*.tmp``) are removed.
         """
-        if self.root.exists() and not self.root.is_dir():
-            raise TrainingError(f"--out {self.root} is a file; give a directory for the run")
-        created = not self.root.exists()
+        try:
+            if self.root.exists() and not self.root.is_dir():
+                raise TrainingError(f"--out {self.root} is a file; give a directory for the run")
+            created = not self.root.exists()
+        except OSError as err:
+            raise TrainingError(f"--out {short_path(self.root)}: {err.strerror or err}") from None
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 from difftk import plugins
 from difftk.checkpoint import load_for_sampling
 from difftk.errors import OptionError
 from difftk.evaluation import context_for, held_out_data, measure
-from difftk.fileio import atomic_write_text
+from difftk.fileio import atomic_write_text, check_output
 from difftk.fitting import load_dataset
 from difftk.training import resolve_device
 from rich.markup import escape
@@ -64,6 +65,8 @@ def evaluate(checkpoint, metric_names, n, sampler, steps, guidance, scale, seed,
       difftk evaluate runs/cifar/checkpoint.safetensors --metric bpd-ode -n 256
       difftk evaluate runs/mnist --metric bpd-ode --set metric.divergence=gaussian --set metric.n_probes=4
     """
+    if json_file is not None:
+        check_output(Path(json_file))  # before measuring, so no work is lost to a bad path
     options = split_sets(sets, ("metric", "sampler", "guidance"))
     registry = plugins.host().registry
     fields = {name: registry.get("metric", name).option_fields() for name in metric_names}

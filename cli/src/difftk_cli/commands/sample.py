@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import click
 from click.core import ParameterSource
 from difftk.checkpoint import load_for_sampling
 from difftk.errors import IncompatibleError, OptionError
 from difftk.fastpath import PRECISIONS, autocast
+from difftk.fileio import check_output
 from difftk.generation import (
     TrajectoryRecorder,
     check_steps,
@@ -99,6 +101,9 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
       difftk sample runs/mnist/checkpoint.safetensors -o cfg.png --guidance cfg --scale 3
       difftk sample runs/mnist/checkpoint.safetensors -n 16 -o g7.png --guidance classifier --classifier clf.safetensors --label 7
     """
+    for path in (output, trajectory):  # before sampling, so no work is lost to a bad path
+        if path is not None:
+            check_output(Path(path))
     options = parse_sets(sets)
     for kind in options:
         if kind not in SAMPLING_KINDS:

@@ -11,6 +11,7 @@ from difftk import plugins
 from difftk.checkpoint import read_checkpoint, resolve_path
 from difftk.classifier import build_classifier, default_classifier, noisy_accuracy, save_classifier, train_classifier
 from difftk.errors import DifftkError, OptionError
+from difftk.fileio import check_output
 from difftk.fitting import describe_dataset, load_dataset
 from difftk.pipeline import PipelineSpec
 from difftk.training import resolve_device
@@ -62,6 +63,9 @@ def train_classifier_command(pipeline_or_checkpoint, data, data_options, steps, 
     unknown = [k for k in options if k != "classifier"]
     if unknown:
         raise OptionError(f"--set {unknown[0]}.…: only classifier options can be set here (e.g. classifier.base_channels=16)")
+    if Path(out_file).suffix != ".safetensors":
+        raise OptionError(f"--out {out_file}: a classifier is a .safetensors file: give --out NAME.safetensors")
+    check_output(Path(out_file), replaces="export")  # before training, so no work is lost to a bad path
     name, path = parse_data(data)
     data_options = parse_data_options(data_options)
     device = resolve_device(device)
