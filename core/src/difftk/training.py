@@ -543,14 +543,16 @@ class Trainer:
 
     # -- samples -------------------------------------------------------------------------------
 
+    @property
+    def grid_size(self) -> int:
+        """Samples per grid: ``num_samples``, else 64 images or 1024 points."""
+        return self.config.num_samples or (64 if self.dataset.kind == "image" else 1024)
+
     def grid_description(self) -> str:
         """What :meth:`sample_grid` draws, in words: how many samples, which sampler, how many steps."""
-        kind, cfg = self.dataset.kind, self.config
-        n = cfg.num_samples or (64 if kind == "image" else 1024)
-        sampler = self.pipeline.sampler
-        steps = cfg.sample_steps or getattr(sampler, "default_steps", None)
+        steps = self.config.sample_steps or getattr(self.pipeline.sampler, "default_steps", None)
         name = self.pipeline.spec["sampler"].name
-        return f"{n} samples, {name}" + (f", {steps} steps" if steps else "")
+        return f"{self.grid_size} samples, {name}" + (f", {steps} steps" if steps else "")
 
     def sample_grid(self) -> Path:
         """Draw samples with the EMA weights and the pipeline's sampler; write them as PNG.
@@ -559,8 +561,7 @@ class Trainer:
         compare), and torch's global RNG is left as it was.
         """
         assert self.paths is not None
-        kind, cfg = self.dataset.kind, self.config
-        n = cfg.num_samples or (64 if kind == "image" else 1024)
+        kind, cfg, n = self.dataset.kind, self.config, self.grid_size
         schedule = self.pipeline.schedule
         steps, sampler = cfg.sample_steps, self.pipeline.sampler
         guided = self.pipeline.guidance is not None and self.conditional  # guidance steers toward a class

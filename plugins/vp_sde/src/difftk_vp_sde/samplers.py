@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import attrs
 import torch
 import numpy as np
-from difftk.diffusion import convert, eps_and_x0
+from difftk.diffusion import eps_and_x0, v_from_x0_eps
 from difftk.options import option
 from difftk.sampling import denoiser_output, noise_like
 from difftk.schedules import SPACINGS, time_grid, time_of
@@ -172,8 +172,8 @@ class AngleVelocity:
         out, _ = denoiser_output(self.denoiser, x, t_batch, self.cond)
         self.nfe += 1
         prediction = self.denoiser.prediction
-        _, x0 = eps_and_x0(prediction, out, x, alpha_bar)
-        return convert(prediction, out, "v", x, alpha_bar), x0
+        eps, x0 = eps_and_x0(prediction, out, x, alpha_bar)
+        return (out if prediction == "v" else v_from_x0_eps(x0, eps, alpha_bar)), x0
 
 
 @attrs.frozen
@@ -211,11 +211,11 @@ class ProbabilityFlowODE(_CountingSampler):
             times = time_grid(schedule, steps, self.spacing, default=self.default_steps)
         phis = [flow.phi(float(t)) for t in times]
         extra = int(self.denoise)
-        state = {"steps": 0, "t": 1.0, "total": len(times) - 1 + extra}
+        state = {"steps": 0, "total": len(times) - 1 + extra}
 
         def on_step(index, phi, phi_next, x, x0, nfe):
             t, t_next = flow.time(phi), flow.time(phi_next)
-            state.update(steps=index + 1, t=t_next)
+            state["steps"] = index + 1
             if self.method == "rk45":  # the solver's step count is known only at the end: an estimate
                 state["total"] = estimated_total(index, phi_next, phis[-1], phi_next - phi) + extra
             if callback is not None:
