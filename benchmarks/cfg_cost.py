@@ -22,7 +22,7 @@ import time
 import attrs
 import difftk
 import torch
-from difftk.sampling import run_affine
+from difftk.sampling.steps import run_affine
 from difftk.testing import TinyDenoiser
 
 SMALL_UNET = dict(in_channels=1, image_size=28, base_channels=32, channel_mult=(1, 2), num_res_blocks=1,

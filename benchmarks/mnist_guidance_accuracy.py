@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import time
 
+import attrs
 import difftk
 import torch
 import torch.nn.functional as F
-from difftk.checkpoint import load_for_sampling
-from difftk.fitting import load_dataset
-from difftk.generation import generate, make_sampler
+from difftk.data.fitting import load_dataset
+from difftk.model import load
 from torch import nn
 
 
@@ -75,25 +75,21 @@ def main() -> None:
     judge, judge_acc = train_judge(args.judge_epochs, args.seed)
     print(f"judge: clean-data CNN trained on the mnist train split (4,500), test accuracy {judge_acc:.3f} "
           f"on 500 test digits ({time.time() - start:.0f} s)")
-    model = load_for_sampling(args.checkpoint)
-    sampler = make_sampler("ddim", base=model.pipeline.spec.get("sampler"))
-    schedule = model.pipeline.schedule
+    model = load(args.checkpoint)
+    sampler = model.sampler("ddim")
     labels = torch.arange(10).repeat_interleave(args.per_class)
     rows = []
 
-    def measure(what: str, scale: float, denoiser) -> None:
+    def measure(what: str, scale: float, guidance, source=model) -> None:
         t0 = time.time()
-        x = generate(denoiser, schedule, sampler, model.data_shape, len(labels), steps=args.steps, cond=labels,
-                     seed=args.seed)
+        x = source.sample(len(labels), sampler=sampler, steps=args.steps, guidance=guidance, labels=labels, seed=args.seed)
         rows.append((what, scale, accuracy(judge, x, labels), time.time() - t0))
         print(f"  {what:<22} scale {scale:>5g}: accuracy {rows[-1][2]:.3f} ({rows[-1][3]:.0f} s)", flush=True)
 
     for w in [float(s) for s in args.scales.split(",")]:
-        measure("cfg", w, difftk.create("guidance", "cfg", scale=w).wrap(model.denoiser, schedule))
+        measure("cfg", w, model.guidance("cfg", scale=w))
     if args.classifier:
-        from difftk.classifier import load_classifier
 
-        clf = load_classifier(args.classifier)
 
         class NullLabel(nn.Module):
             """The checkpoint's network with the null label: the unconditional model ε(x, ∅)."""
@@ -106,8 +102,8 @@ def main() -> None:
                 return self.inner(x_t, t, cond=None)
 
         for s in [float(v) for v in args.classifier_scales.split(",")]:
-            guided = difftk.create("guidance", "classifier", scale=s).wrap(NullLabel(model.denoiser), schedule, clf)
-            measure("classifier (on ε(x,∅))", s, guided)
+            guided = difftk.create("guidance", "classifier", scale=s, classifier=args.classifier)
+            measure("classifier (on ε(x,∅))", s, guided, attrs.evolve(model, denoiser=NullLabel(model.denoiser)))
     print(f"\n{len(labels)} samples ({args.per_class} per digit), ddim η=0, {args.steps} steps, seed {args.seed}; "
           f"judge test accuracy {judge_acc:.3f}")
     print("| guidance | scale | conditional accuracy |")

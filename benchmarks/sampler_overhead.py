@@ -19,7 +19,7 @@ import time
 import difftk
 import numpy as np
 import torch
-from difftk.schedules import alpha_bar_table, time_grid
+from difftk.maths.schedules import alpha_bar_table, time_grid
 
 
 class Free(torch.nn.Module):

@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import time
 
+import attrs
 import difftk
 import torch
-from difftk.checkpoint import load_for_sampling
-from difftk.evaluation import held_out_data
-from difftk.generation import class_labels, generate
-from difftk.stats import bootstrap_standard_error, frechet_distance, moments
+from difftk.evaluation.compare import held_out_data
+from difftk.maths.stats import bootstrap_standard_error, frechet_distance, moments
+from difftk.model import load
+from difftk.sampling.draw import class_labels
 from difftk_metrics.metrics import real_images
 from difftk_metrics.network import embed
 
@@ -72,17 +73,17 @@ def main() -> None:
     ap.add_argument("--agreement-only", action="store_true")
     args = ap.parse_args()
 
-    model = load_for_sampling(args.model)
+    model = load(args.model)
     schedule, shape = model.pipeline.schedule, model.data_shape
-    data, why = held_out_data(model.checkpoint.dataset)
+    data, why = held_out_data(model.data)
     if data is None:
         raise SystemExit(f"no held-out data: {why}")
     real_features, _ = embed(real_images(data))
     print(f"model {args.model}: step {model.checkpoint.step:,}, prediction {model.denoiser.prediction}, "
           f"schedule {model.pipeline.spec['schedule'].name}; n = {args.n}, unguided (w = 0), seed 0; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"reference: held-out digits against themselves are 0 out of range; real digits score accuracy "
-          f"0.986 and FID 103–140 at n = 500 (docs/metrics.md)")
+    print("reference: held-out digits against themselves are 0 out of range; real digits score accuracy "
+          "0.986 and FID 103–140 at n = 500 (docs/metrics.md)")
 
     names = [s for s in args.only.split(",") if s] or difftk.available("sampler")
     steps_for = dict(item.split("=") for item in args.steps.split(",") if item)
@@ -99,8 +100,8 @@ def main() -> None:
                 steps = int(steps_for[name]) if name in steps_for else None
                 counter = NFECounter(model.denoiser)
                 start = time.perf_counter()
-                x = generate(counter, schedule, sampler, shape, args.n, steps=steps, cond=labels, seed=0,
-                             batch_size=args.batch_size)
+                x = attrs.evolve(model, denoiser=counter).sample(args.n, sampler=sampler, steps=steps, guidance=False,
+                                                                 labels=labels, seed=0, batch_size=args.batch_size)
                 seconds = time.perf_counter() - start
                 batches = -(-args.n // args.batch_size)
                 nfe = counter.calls / batches

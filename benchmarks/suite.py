@@ -29,11 +29,13 @@ from pathlib import Path
 
 import difftk
 import torch
-from difftk.data import ArrayDataset
-from difftk.fastpath import autocast, prepare, to_memory_format
-from difftk.fitting import fit_to_data
-from difftk.generation import generate
-from difftk.training import TrainConfig, Trainer, resolve_device
+from difftk.data.arrays import ArrayDataset
+from difftk.data.fitting import fit_to_data
+from difftk.model import Model
+from difftk.runtime.device import resolve_device
+from difftk.runtime.fastpath import autocast, prepare, to_memory_format
+from difftk.training.config import TrainConfig
+from difftk.training.trainer import Trainer
 
 HERE = Path(__file__).parent
 CONFIGS = {
@@ -85,9 +87,12 @@ def sampling_rate(options: dict, batch: int, steps: int, repeats: int, device: t
     shape = (options["in_channels"], options["image_size"], options["image_size"])
     cond = torch.arange(batch) % 10
 
+    pipeline = difftk.compose(schedule=schedule, sampler=sampler)
+    sampled = Model(pipeline, net, {"kind": "image", "shape": list(shape)})
+
     def draw():
         with autocast(precision, device):
-            x = generate(net, schedule, sampler, shape, batch, steps=steps, cond=cond, device=device)
+            x = sampled.sample(batch, steps=steps, labels=cond)
         return to_memory_format(x, channels_last)
 
     return batch / _timed(draw, repeats, device)

@@ -18,8 +18,8 @@ import statistics
 
 import difftk
 import torch
+from difftk.maths.distances import sliced_wasserstein
 from difftk.testing import GaussianMixtureOracle
-from difftk.testing.distances import sliced_wasserstein
 
 MIX = dict(means=[[-2.0, 0.0], [1.5, 1.5], [1.0, -2.0]], stds=[0.3, 0.5, 0.4], weights=[0.5, 0.3, 0.2])
 

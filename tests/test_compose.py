@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 from difftk.errors import OptionError, SpecError, UnknownComponentError
-from difftk.pipeline import PipelineSpec, build
+from difftk.pipeline.compose import build
+from difftk.pipeline.spec import PipelineSpec
 from hypothesis import given
 from hypothesis import strategies as st
 

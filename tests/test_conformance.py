@@ -5,8 +5,8 @@ import difftk
 import numpy as np
 import pytest
 import torch
-from difftk import plugins
-from difftk.schedules import DiscreteSchedule
+from difftk.components import plugins
+from difftk.maths.schedules import DiscreteSchedule
 from difftk.testing import (
     ConformanceError,
     ReferenceLinearSchedule,
@@ -19,13 +19,13 @@ from difftk.testing.conformance import CHECKS
 
 
 def _registered(kind):
-    return [info.name for info in plugins.host().registry if info.kind == kind]
+    return [info.name for info in plugins.registry() if info.kind == kind]
 
 
 @pytest.mark.parametrize("name", _registered("schedule"))
 def test_schedules(name):
     check_schedule(difftk.create("schedule", name))
-    if "T" in plugins.host().registry.get("schedule", name).option_fields():  # a discrete schedule
+    if "T" in plugins.registry().get("schedule", name).option_fields():  # a discrete schedule
         check_schedule(difftk.create("schedule", name, T=250))
 
 
@@ -42,7 +42,7 @@ def test_objectives(name):
 
 def test_every_kind_with_components_is_covered():
     covered = {"schedule", "sampler", "objective"}
-    kinds = {info.kind for info in plugins.host().registry}
+    kinds = {info.kind for info in plugins.registry()}
     assert kinds <= covered | {"denoiser", "guidance", "classifier", "dataset", "metric"}
 
 

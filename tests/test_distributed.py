@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 import torch
-from difftk.checkpoint import read_checkpoint
+from difftk.checkpoint.files import read_checkpoint
 from safetensors.torch import load_file
 
 WORKER = textwrap.dedent('''
@@ -18,11 +18,14 @@ WORKER = textwrap.dedent('''
     import difftk
     import difftk.testing.toys as toys
     import torch
-    from difftk import distributed, plugins
-    from difftk.checkpoint import read_checkpoint
-    from difftk.fitting import describe_dataset, fit_to_data, load_dataset
-    from difftk.objectives import mean_flat
-    from difftk.training import TrainConfig, Trainer, check_resumable
+    from difftk.components import plugins
+    from difftk.runtime import distributed
+    from difftk.checkpoint.files import read_checkpoint
+    from difftk.data.fitting import describe_dataset, fit_to_data, load_dataset
+    from difftk.maths.objectives import mean_flat
+    from difftk.training.config import TrainConfig
+    from difftk.training.job import check_resumable
+    from difftk.training.trainer import Trainer
     from safetensors.torch import save_file
 
     @attrs.frozen

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-from difftk import hookspecs
-from difftk.registry import Registrar
+from difftk.components import hookspecs
+from difftk.components.registry import Registrar
 from difftk_cli.main import cli
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"

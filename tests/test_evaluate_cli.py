@@ -8,9 +8,11 @@ import difftk.testing.toys as toys
 import pytest
 import torch
 from cli_runner import one_line_error, run
-from difftk.data import ArrayDataset
+from difftk.components.protocols import Metric
+from difftk.data.arrays import ArrayDataset
 from difftk.errors import DifftkError
-from difftk.metrics import EvalContext, Metric, MetricResult
+from difftk.model import Model
+from difftk.evaluation.context import EvalContext, MetricResult
 from difftk.testing import GaussianOracle
 from difftk_vp_sde.likelihood import bits_per_dim, dequantize
 
@@ -78,8 +80,8 @@ def test_bpd_ode_is_a_metric_and_matches_the_analytic_density():
     data = ArrayDataset(u, name="gauss-images")
     metric = difftk.create("metric", "bpd-ode", n=16, divergence="exact")
     assert isinstance(metric, Metric)
-    context = EvalContext(pipeline=SimpleNamespace(schedule=schedule), denoiser=GaussianOracle(schedule, 0.0, s, (1, 2, 2)),
-                          data=data, seed=3)
+    model = Model(SimpleNamespace(schedule=schedule), GaussianOracle(schedule, 0.0, s, (1, 2, 2)), data)
+    context = EvalContext(model=model, data=data, seed=3)
     result = metric.evaluate(context)
     assert isinstance(result, MetricResult) and result.n == 16 and result.unit == "bits/dim" and result.spread > 0
     g = torch.Generator().manual_seed(context.seed)
@@ -87,4 +89,4 @@ def test_bpd_ode_is_a_metric_and_matches_the_analytic_density():
     log_p = (-0.5 * (x / s) ** 2 - 0.5 * math.log(2 * math.pi * s**2)).flatten(1).sum(1)
     assert result.value == pytest.approx(float(bits_per_dim(log_p, 4).mean()), rel=0.01)
     with pytest.raises(DifftkError, match="needs the held-out data"):
-        metric.evaluate(EvalContext(pipeline=context.pipeline, denoiser=context.denoiser, data=None))
+        metric.evaluate(EvalContext(model=model, data=None))

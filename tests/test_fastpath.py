@@ -5,9 +5,10 @@ import difftk
 import difftk.testing.toys as toys
 import pytest
 import torch
-from difftk.fastpath import autocast, prepare, resolve_precision, to_memory_format
-from difftk.fitting import fit_to_data, load_dataset
-from difftk.training import TrainConfig, Trainer
+from difftk.data.fitting import fit_to_data, load_dataset
+from difftk.runtime.fastpath import autocast, prepare, resolve_precision, to_memory_format
+from difftk.training.config import TrainConfig
+from difftk.training.trainer import Trainer
 
 TINY_UNET = dict(base_channels=8, norm_groups=4, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(14,),
                  dropout=0.0, num_classes=10)

@@ -9,7 +9,7 @@ import sys
 import time
 
 import torch
-from difftk.checkpoint import read_checkpoint
+from difftk.checkpoint.files import read_checkpoint
 
 DIFFTK = os.path.join(os.path.dirname(sys.executable), "difftk")
 MAX_KILLS = 4

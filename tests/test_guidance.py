@@ -10,12 +10,13 @@ import difftk.testing.toys as toys
 import pytest
 import torch
 from cli_runner import one_line_error, run
-from difftk.classifier import load_classifier, save_classifier
 from difftk.errors import DifftkError, IncompatibleError, OptionError
-from difftk.generation import generate
-from difftk.pipeline import ComponentSpec
+from difftk.pipeline.spec import ComponentSpec
+from difftk.sampling.draw import generate
 from difftk.testing import GaussianMixtureOracle, TinyDenoiser, check_guidance
-from difftk.training import TrainConfig, train
+from difftk.training.classifier import load_classifier, save_classifier
+from difftk.training.config import TrainConfig
+from difftk.training.job import train
 from difftk_classifier_guidance.networks import NoisyMLP
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -194,13 +195,13 @@ def _spec(p_uncond):
 
 
 def _points():
-    from difftk.fitting import load_dataset
+    from difftk.data.fitting import load_dataset
 
     return load_dataset("toy-points")[0].subset(torch.arange(24))
 
 
 def _weights(path):
-    from difftk.checkpoint import read_checkpoint
+    from difftk.checkpoint.files import read_checkpoint
 
     return read_checkpoint(path).tensors
 
@@ -215,7 +216,7 @@ def test_the_engine_applies_label_dropout_and_resumes_exactly(toy, tmp_path):
     config = dict(batch_size=8, warmup=2, checkpoint_every=100, sample_every=0, seed=5)
     train(_spec(0.5), _points(), TrainConfig(steps=8, **config), out=tmp_path / "whole")
     train(_spec(0.5), _points(), TrainConfig(steps=3, **config), out=tmp_path / "part")
-    from difftk.training import resume_state
+    from difftk.training.job import resume_state
 
     ckpt, cfg8 = resume_state(tmp_path / "part", steps=8)
     train(_spec(0.5), _points(), cfg8, out=tmp_path / "part", resume=True, checkpoint=ckpt)

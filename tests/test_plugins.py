@@ -5,10 +5,10 @@ from importlib import metadata
 import attrs
 import difftk
 import pytest
-from difftk import plugins
+from difftk.components import plugins
+from difftk.components.plugins import PluginWarning
 from difftk.errors import IncompatibleError, PluginError, UnknownComponentError
 from difftk.options import option
-from difftk.plugins import PluginWarning
 from difftk.testing import plugin_host
 
 
@@ -39,7 +39,7 @@ def test_builtin_plugins_load_through_entry_points():
     assert difftk.available("schedule") == sorted(difftk.available("schedule"))
     pm = difftk.plugin_manager()
     assert pm.has_plugin("ddpm") and pm.has_plugin("ddim")
-    assert plugins.host().records["ddpm"].version == metadata.version("difftk-ddpm")
+    assert plugins.records()["ddpm"].version == metadata.version("difftk-ddpm")
 
 
 def test_a_plugin_defined_in_a_test(register_plugin):

@@ -6,10 +6,10 @@ import difftk.testing.toys as toys
 import pytest
 import torch
 from cli_runner import one_line_error, run
-from difftk import plugins
-from difftk.checkpoint import SAMPLING_CONTENTS, load_for_sampling, read_checkpoint, resolve_path
+from difftk.checkpoint.files import SAMPLING_CONTENTS, read_checkpoint, resolve_path
+from difftk.components import plugins
 from difftk.errors import UnknownComponentError
-from difftk.generation import generate
+from difftk.model import load
 from PIL import Image
 
 MAX_SHIPPED_BYTES = 20 * 1000 * 1000
@@ -21,7 +21,7 @@ MAX_SHIPPED_BYTES = 20 * 1000 * 1000
 
 
 def test_mnist_cfg_is_shipped_small_and_says_how_it_was_made():
-    shipped = plugins.host().registry.checkpoint("mnist-cfg")
+    shipped = plugins.registry().checkpoint("mnist-cfg")
     assert shipped.plugin == "pretrained" and shipped.path.stat().st_size <= MAX_SHIPPED_BYTES
     ckpt = read_checkpoint("mnist-cfg")
     assert ckpt.metadata["contents"] == SAMPLING_CONTENTS and not ckpt.section("model") and not ckpt.section("optim")
@@ -35,11 +35,9 @@ def test_mnist_cfg_is_shipped_small_and_says_how_it_was_made():
 def test_mnist_cfg_draws_the_requested_digit_shapes():
     """Ten cfg-guided DDIM steps, x̂₀ not clipped, give a bright digit-sized blob on a dark
     ground, with the same seed the same images, and different labels different images."""
-    model = load_for_sampling("mnist-cfg")
-    guided = difftk.create("guidance", "cfg", scale=3.0).wrap(model.denoiser, model.pipeline.schedule)
-    sampler = difftk.create("sampler", "ddim")
-    draw = lambda label: generate(guided, model.pipeline.schedule, sampler, model.data_shape, 2, steps=10,  # noqa: E731
-                                  cond=torch.tensor([label, label]), seed=7)
+    model = load("mnist-cfg")
+    draw = lambda label: model.sample(2, sampler="ddim", steps=10, guidance="cfg", scale=3.0,  # noqa: E731
+                                      labels=[label, label], seed=7)
     ones, ones_again, zeros = draw(1), draw(1), draw(0)
     assert ones.shape == (2, 1, 28, 28) and torch.equal(ones, ones_again)
     assert (ones > 0).float().mean() < 0.35  # mostly background: a stroke, not noise

@@ -8,9 +8,10 @@ import struct
 import difftk.testing.toys as toys
 import pytest
 from cli_runner import one_line_error, run
-from difftk.checkpoint import read_checkpoint
-from difftk.training import RunPaths
-from hypothesis import HealthCheck, given, settings, strategies as st
+from difftk.checkpoint.files import read_checkpoint
+from difftk.training.rundir import RunPaths
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 @pytest.fixture
@@ -154,7 +155,7 @@ def test_resume_refuses_a_new_seed_and_says_what_else_changed(toy):
     assert train(steps=2).exit_code == 0
     resume = ("train", "p.toml", "--data", "toy-images", "--steps", 3, "--out", "run", "--resume")
     line = one_line_error(run(*resume, "--seed", 7))
-    assert "trained with seed=0 and a resumed run keeps it" in line
+    assert "trained with --seed 0 and a resumed run keeps it" in line
     result = run(*resume, "--lr", "1e-4", "--batch-size", 16)
     assert result.exit_code == 0, result.output
     assert "resuming with changed settings: batch_size 64 → 16; lr 0.0002 → 0.0001" in result.stdout
@@ -241,7 +242,7 @@ def test_nan_weights_are_refused_with_one_line(toy, tmp_path):
 def test_a_batch_larger_than_the_data_is_one_line(toy):
     compose()
     line = one_line_error(train("--batch-size", 100000, steps=1))
-    assert "batch_size=100000 is more than the" in line and "examples of the data: use at most" in line
+    assert "--batch-size 100000 is more than the" in line and "examples of the data: use at most" in line
 
 
 def test_a_classifier_for_other_data_is_one_line():

@@ -9,8 +9,8 @@ on a real model (not only on the exact oracles) fails here.
 import difftk
 import pytest
 import torch
-from difftk.checkpoint import load_for_sampling
-from difftk.generation import class_labels, generate
+from difftk.model import load
+from difftk.sampling.draw import class_labels
 from difftk_metrics.network import embed
 
 #: 20 steps, except the SDE solvers at their defaults (first order and stochastic, they need more:
@@ -21,7 +21,7 @@ N = 10  # one sample per digit
 
 @pytest.fixture(scope="module")
 def model():
-    return load_for_sampling("mnist-cfg")
+    return load("mnist-cfg")
 
 
 def out_of_range(x: torch.Tensor) -> float:
@@ -41,7 +41,7 @@ def test_every_sampler_draws_in_range_digits_without_clipping(model, name):
     if name == "ode":  # adaptive: loose tolerances keep it near 20 evaluations
         sampler = difftk.create("sampler", "ode", rtol=1e-2, atol=1e-2)
     labels = class_labels(N, 10)
-    x = generate(model.denoiser, model.pipeline.schedule, sampler, model.data_shape, N, cond=labels, seed=0, **options)
+    x = model.sample(N, sampler=sampler, guidance=False, labels=labels, seed=0, **options)
     assert torch.isfinite(x).all()
     assert out_of_range(x) <= 0.02, f"{name}: {100 * out_of_range(x):.2f}% of pixels beyond ±1.05"
     assert accuracy(x, labels) >= 0.9, f"{name}: accuracy {accuracy(x, labels):.2f} on the requested digits"

@@ -8,7 +8,7 @@ import difftk.testing.toys as toys
 import pytest
 import torch
 from cli_runner import one_line_error, run
-from difftk.checkpoint import read_checkpoint
+from difftk.checkpoint.files import read_checkpoint
 from difftk.testing import plugin_host
 from PIL import Image
 from safetensors.torch import save_file
@@ -85,7 +85,7 @@ def test_existing_run_is_not_overwritten(toy, tmp_path):
     assert train(steps=2).exit_code == 0
     before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
     line = one_line_error(train(steps=4))
-    assert "run already holds a training run (checkpoint.safetensors, log.jsonl, samples/): add --resume" in line
+    assert "run already holds a training run (checkpoint.safetensors, log.jsonl, samples/): continue it with --resume" in line
     assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
 
 
@@ -165,7 +165,7 @@ def trained(toy):
     (["--label", "3"], "--label 3: the model is unconditional"),
     (["--steps", "51"], "--steps 51 is more than the model's schedule has (T=50): use --steps 1..50"),
     (["--sampler", "ddimm"], "unknown sampler 'ddimm'; did you mean 'ddim'?"),
-    (["--set", "denoiser.hidden=3"], "only sampler and guidance options can change when sampling"),
+    (["--set", "denoiser.hidden=3"], "only sampler and guidance options can be set here (the rest is fixed by the checkpoint)"),
     (["--set", "sampler.eta=3"], "sampler 'ddim': option eta=3.0 is out of range: expected 0 ≤ eta ≤ 1"),
     (["-n", "0"], "Invalid value for '-n' / '--num': 0 is not in the range 1<=x<=1000000."),
 ])

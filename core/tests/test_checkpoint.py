@@ -7,19 +7,20 @@ import difftk
 import difftk.testing.toys as toys
 import pytest
 import torch
-from difftk.checkpoint import (
+from difftk.checkpoint.files import (
     CheckpointError,
     flatten_optimizer,
-    load_for_sampling,
     read_checkpoint,
     save_checkpoint,
     unflatten_optimizer,
 )
+from difftk.data.fitting import load_dataset
 from difftk.errors import UnknownComponentError
-from difftk.fitting import load_dataset
-from difftk.pipeline import PipelineSpec
+from difftk.model import load
+from difftk.pipeline.spec import PipelineSpec
 from difftk.testing import plugin_host
-from difftk.training import TrainConfig, train
+from difftk.training.config import TrainConfig
+from difftk.training.job import train
 from safetensors.torch import save as st_save
 
 
@@ -52,7 +53,7 @@ def test_checkpoint_records_how_it_was_made(run):
 
 
 def test_load_for_sampling_gives_the_ema_weights_in_eval_mode(run):
-    model = load_for_sampling(run)
+    model = load(run)
     ema = read_checkpoint(run).section("ema")
     assert not model.denoiser.training
     assert not any(p.requires_grad for p in model.denoiser.parameters())
@@ -116,7 +117,7 @@ def test_a_checkpoint_needing_a_missing_plugin_names_it(run):
     with plugin_host() as host:  # the installed plugins only: no "toys"
         assert "toys" not in host.records
         with pytest.raises(UnknownComponentError) as err:
-            load_for_sampling(run)
+            load(run)
     assert str(err.value) == f"{run} needs denoiser 'tiny' from plugin 'toys', which is not installed"
 
 
@@ -125,11 +126,11 @@ def test_weights_that_do_not_fit_are_one_line(run, tmp_path):
     tensors = {k: v for k, v in ckpt.tensors.items() if k != "ema/net.0.weight"}
     path = save_checkpoint(tmp_path / "holed.safetensors", tensors, ckpt.metadata)
     with pytest.raises(CheckpointError, match=r"the EMA weights do not fit denoiser 'tiny' \(missing net.0.weight\)"):
-        load_for_sampling(path)
+        load(path)
     tensors = {**ckpt.tensors, "ema/net.0.weight": torch.zeros(3, 3)}
     path = save_checkpoint(tmp_path / "shaped.safetensors", tensors, ckpt.metadata)
     with pytest.raises(CheckpointError, match="the EMA weights do not fit denoiser 'tiny': size mismatch for net.0.weight"):
-        load_for_sampling(path)
+        load(path)
 
 
 def test_checkpoint_files_are_replaced_atomically(tmp_path, monkeypatch):

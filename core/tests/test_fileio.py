@@ -2,7 +2,7 @@
 
 import os
 
-from difftk.fileio import atomic_write_text
+from difftk.runtime.files import atomic_write_text
 
 
 def test_atomic_writes_get_the_usual_file_mode(tmp_path):

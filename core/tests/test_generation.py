@@ -8,20 +8,16 @@ import difftk
 import numpy as np
 import pytest
 import torch
-from difftk.data import to_uint8_images
+from difftk.data.arrays import to_uint8_images
+from difftk.data.images import PAD, grid_shape, image_grid, save_png, scatter_plot, trajectory_strip
 from difftk.errors import OptionError
-from difftk.generation import (
-    TrajectoryRecorder,
-    check_steps,
-    class_labels,
-    generate,
-    make_component,
-    make_sampler,
-    trajectory_indices,
-)
-from difftk.images import PAD, grid_shape, image_grid, save_png, scatter_plot, trajectory_strip
+from difftk.maths.schedules import step_count
+from difftk.pipeline.compose import build_component
+from difftk.sampling.draw import class_labels, generate
+from difftk.sampling.trajectory import TrajectoryRecorder, trajectory_indices
 from difftk.testing import GaussianOracle, ReferenceLinearSchedule
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 
@@ -73,7 +69,7 @@ def test_class_labels_cycle_or_repeat_and_are_checked():
     assert class_labels(2, 2, label="vertical", class_names=("horizontal", "vertical")).tolist() == [1, 1]
     with pytest.raises(OptionError, match="the model is unconditional"):
         class_labels(2, 0, label=1)
-    with pytest.raises(OptionError, match="--label 10 is out of range: the model has classes 0..9"):
+    with pytest.raises(OptionError, match="label=10 is out of range: the model has classes 0..9"):
         class_labels(2, 10, label=10)
     with pytest.raises(OptionError, match="did you mean 'vertical'"):
         class_labels(2, 2, label="vertcal", class_names=("horizontal", "vertical"))
@@ -81,28 +77,28 @@ def test_class_labels_cycle_or_repeat_and_are_checked():
 
 def test_clipping_is_off_unless_the_user_sets_it():
     """What `difftk compose` prints is what runs: no hidden x̂₀ clamp for image data."""
-    assert make_sampler("ddim").clip_x0 is None
-    assert make_sampler("ddim", {"clip_x0": "1"}).clip_x0 == 1.0
-    assert make_sampler("ddim", {"clip_x0": "none"}).clip_x0 is None
+    assert build_component("sampler", "ddim").clip_x0 is None
+    assert build_component("sampler", "ddim", {"clip_x0": "1"}).clip_x0 == 1.0
+    assert build_component("sampler", "ddim", {"clip_x0": "none"}).clip_x0 is None
 
 
 def test_sampler_options_override_the_pipelines_own():
     base = difftk.compose(schedule="linear", sampler={"name": "ddim", "options": {"eta": 0.5}}).spec["sampler"]
-    assert make_sampler(None, {}, base=base).eta == 0.5
-    assert make_sampler(None, {"eta": "0.25"}, base=base).eta == 0.25
-    assert attrs.asdict(make_sampler("ancestral", base=base)) == attrs.asdict(
+    assert build_component("sampler", None, {}, base=base).eta == 0.5
+    assert build_component("sampler", None, {"eta": "0.25"}, base=base).eta == 0.25
+    assert attrs.asdict(build_component("sampler", "ancestral", base=base)) == attrs.asdict(
         difftk.create("sampler", "ancestral"))  # another sampler starts from its own defaults
     with pytest.raises(OptionError, match="has no option 'etta'; did you mean 'eta'"):
-        make_sampler(None, {"etta": "1"}, base=base)
-    with pytest.raises(OptionError, match="the model's pipeline has none: add --guidance NAME"):
-        make_component("guidance", None, {"scale": "2"})
+        build_component("sampler", None, {"etta": "1"}, base=base)
+    with pytest.raises(OptionError, match="the model's pipeline has none: give guidance=NAME"):
+        build_component("guidance", None, {"scale": "2"})
 
 
 def test_steps_beyond_the_schedule_are_one_line():
     schedule = ReferenceLinearSchedule(T=50)
-    check_steps(schedule, 50)
-    with pytest.raises(OptionError, match=r"--steps 51 is more than the model's schedule has \(T=50\): use --steps 1..50"):
-        check_steps(schedule, 51)
+    assert step_count(schedule, 50) == 50 and step_count(schedule, None, default=100) == 50
+    with pytest.raises(OptionError, match=r"steps=51 is more than the model's schedule has \(T=50\): use steps=1..50"):
+        step_count(schedule, 51)
 
 
 @given(st.integers(1, 300), st.integers(1, 12))

@@ -7,11 +7,16 @@ import difftk
 import difftk.testing.toys as toys
 import pytest
 import torch
-from difftk.checkpoint import read_checkpoint
+from difftk.checkpoint.files import read_checkpoint
+from difftk.data.fitting import fit_to_data, load_dataset
 from difftk.errors import DifftkError, IncompatibleError, OptionError
-from difftk.fitting import fit_to_data, load_dataset
-from difftk.training import BatchOrder, RunPaths, TrainConfig, Trainer, TrainingError, resume_state, train
-from hypothesis import given, strategies as st
+from difftk.training.config import TrainConfig, TrainingError
+from difftk.training.job import resume_state, train
+from difftk.training.order import BatchOrder
+from difftk.training.rundir import RunPaths
+from difftk.training.trainer import Trainer
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 @pytest.fixture
@@ -136,7 +141,7 @@ def test_run_directory_is_never_overwritten(toy, tmp_path):
     out = tmp_path / "run"
     train(spec(), points(), config(steps=2), out=out)
     before = (out / "checkpoint.safetensors").read_bytes()
-    with pytest.raises(TrainingError, match="already holds a training run .* add --resume"):
+    with pytest.raises(TrainingError, match="already holds a training run .* continue it with resume=True"):
         train(spec(), points(), config(steps=4), out=out)
     assert (out / "checkpoint.safetensors").read_bytes() == before
     with pytest.raises(TrainingError, match="no checkpoint.safetensors to resume from"):
@@ -174,7 +179,7 @@ def test_data_options_are_filled_and_checked(toy):
         fit_to_data(spec("sized"), ten)
     with pytest.raises(IncompatibleError, match="takes images .* holds 2-D points"):
         fit_to_data(spec("sized"), points())
-    wide = difftk.data.ArrayDataset(torch.zeros((2, 1, 4, 8), dtype=torch.uint8))
+    wide = difftk.data.arrays.ArrayDataset(torch.zeros((2, 1, 4, 8), dtype=torch.uint8))
     with pytest.raises(IncompatibleError, match="takes square images"):
         fit_to_data(spec("sized"), wide)
 
@@ -249,7 +254,7 @@ def test_batch_order_covers_each_epoch_once_and_restores(size, batch, k, seed):
 def test_dataset_errors(toy):
     with pytest.raises(DifftkError, match="unknown dataset 'toy-pts'; did you mean 'toy-points'"):
         load_dataset("toy-pts")
-    with pytest.raises(OptionError, match="does not read from a path: use --data toy-points"):
+    with pytest.raises(OptionError, match="does not read from a path: use data=toy-points"):
         load_dataset("toy-points", "/somewhere")
     with pytest.raises(DifftkError, match="/missing.safetensors does not exist"):
         load_dataset("array-file", "/missing.safetensors")

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).parent / "src"))
 
 import difftk  # noqa: E402
 import torch  # noqa: E402
+from difftk.maths.distances import sliced_wasserstein  # noqa: E402
 from difftk.testing import GaussianMixtureOracle  # noqa: E402
-from difftk.testing.distances import sliced_wasserstein  # noqa: E402
 from difftk_fast_samplers.samplers import DPMSolverPP2M, EDMHeun  # noqa: E402
 
 MEANS = torch.tensor([[-2.0, 0.0], [2.0, 1.0], [0.0, -2.0]])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 
@@ -27,6 +28,26 @@ def warn(message: str) -> None:
     err.print(f"[yellow]warning:[/] {escape(message)}")
 
 
+#: library parameters that are command-line flags of the same name: ``steps=60`` in a library
+#: error reads ``--steps 60`` on the command line
+FLAGS: tuple[str, ...] = ("steps", "label", "device", "out", "nproc", "data", "classifier", "seed", "init", "lr",
+                          "scale", "sampler", "guidance", "schedule", "denoiser", "objective", "batch_size")
+#: the kinds whose options ``--set KIND.OPTION=VALUE`` sets
+SET_KINDS: tuple[str, ...] = ("schedule", "sampler", "guidance", "denoiser", "objective", "metric", "classifier")
+_RESUME = re.compile(r"(?<![\w.-])resume=True\b")
+_SET = re.compile(r"(?<![\w.-])((?:" + "|".join(SET_KINDS) + r")\.[a-z_]+=)")
+_FLAG = re.compile(r"(?<![\w.-])(" + "|".join(FLAGS) + r")=(?!=)")
+
+
+def in_cli_terms(message: str) -> str:
+    """A library error in the words of the command line: ``resume=True`` → ``--resume``,
+    ``sampler.eta=VALUE`` → ``--set sampler.eta=VALUE``, ``steps=60`` → ``--steps 60``.
+    Library errors name the library's parameters; this is the one place they become flags."""
+    message = _RESUME.sub("--resume", message)
+    message = _SET.sub(r"--set \1", message)
+    return _FLAG.sub(lambda m: f"--{m[1].replace('_', '-')} ", message)
+
+
 class Group(click.Group):
     """A click group whose commands report every :class:`DifftkError` as one line, and whose own
     parsing errors (an unknown command, a bad group option) use the same ``error:`` line."""
@@ -49,7 +70,7 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except DifftkError as e:
-            fail(str(e))
+            fail(in_cli_terms(str(e)))
         except click.UsageError as e:  # a bad or missing option of a command: one line too
             fail(f"{e.format_message()} (see `{e.ctx.command_path if e.ctx else 'difftk'} --help`)")
         except KeyboardInterrupt:
@@ -59,7 +80,7 @@ class Group(click.Group):
 
 def show_plugin_warnings() -> None:
     """Print a skipped plugin as one yellow line instead of Python's two-line warning."""
-    from difftk.plugins import PluginWarning
+    from difftk.components.plugins import PluginWarning
 
     original = warnings.showwarning
 

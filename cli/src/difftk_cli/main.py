@@ -32,7 +32,7 @@ def cli(strict_plugins: bool) -> None:
     """
     if strict_plugins:
         os.environ["DIFFTK_STRICT_PLUGINS"] = "1"
-        from difftk import plugins as _plugins
+        from difftk.components import plugins as _plugins
 
         _plugins.reset()
 

@@ -21,7 +21,7 @@ def _pyplot():
 def _save(fig: Any, path: str | Path) -> Path:
     import io
 
-    from difftk.fileio import atomic_write_bytes
+    from difftk.runtime.files import atomic_write_bytes
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")

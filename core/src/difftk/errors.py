@@ -34,6 +34,10 @@ class SpecError(DifftkError, ValueError):
     """A pipeline file or checkpoint metadata that cannot be read as a pipeline."""
 
 
+class CheckpointError(DifftkError):
+    """A checkpoint that cannot be read, or that does not fit what it is loaded into."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice, or ``""`` when none is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

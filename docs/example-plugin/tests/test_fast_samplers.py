@@ -5,8 +5,8 @@ import math
 import difftk
 import pytest
 import torch
+from difftk.maths.distances import sliced_wasserstein
 from difftk.testing import GaussianMixtureOracle, GaussianOracle, check_sampler
-from difftk.testing.distances import sliced_wasserstein
 
 
 @pytest.mark.parametrize("name", ["dpm-solver-2m", "heun"])

@@ -1,4 +1,4 @@
-"""Every dataset the plugin registers keeps the Dataset contract (difftk.data.Dataset)."""
+"""Every dataset the plugin registers keeps the Dataset contract (difftk.components.protocols.Dataset)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 from datasets_formats import save_image
-from difftk.data import ArrayDataset, Dataset
+from difftk.components.plugins import host
+from difftk.components.protocols import Dataset
+from difftk.data.arrays import ArrayDataset
 from difftk.errors import DifftkError
-from difftk.plugins import host
 from difftk_datasets import SPLITS
 
 

@@ -10,7 +10,8 @@ from datasets_formats import save_image
 from difftk.errors import OptionError
 from difftk_datasets import DatasetError
 from difftk_datasets.image_folder import held_out
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 

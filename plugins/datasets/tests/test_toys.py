@@ -8,7 +8,8 @@ import difftk
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 TOYS = ("gaussian-mixture", "two-moons", "swiss-roll")
 

@@ -4,11 +4,12 @@ import difftk
 import numpy as np
 import pytest
 import torch
-from difftk.diffusion import posterior
-from difftk.sampling import affine_from_x0_form
-from difftk.schedules import time_grid
+from difftk.maths.diffusion import posterior
+from difftk.maths.schedules import time_grid
+from difftk.sampling.steps import affine_from_x0_form
 from difftk.testing import GaussianOracle, ReferenceLinearSchedule
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 class ZeroEps(torch.nn.Module):

@@ -6,10 +6,11 @@ import difftk
 import numpy as np
 import pytest
 import torch
-from difftk.diffusion import posterior
 from difftk.errors import OptionError
+from difftk.maths.diffusion import posterior
 from difftk.testing import GaussianOracle
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def test_linear_T1000_is_exactly_the_paper_linspace():

@@ -9,15 +9,16 @@ import difftk.testing.toys as toys
 import numpy as np
 import pytest
 import torch
-from difftk.checkpoint import read_checkpoint
-from difftk.diffusion import posterior
+from difftk.checkpoint.files import read_checkpoint
+from difftk.data.fitting import load_dataset
 from difftk.errors import IncompatibleError
-from difftk.fitting import load_dataset
-from difftk.likelihood import discretized_gaussian_log_likelihood, normal_kl, prior_kl
+from difftk.maths.diffusion import posterior
+from difftk.maths.likelihood import discretized_gaussian_log_likelihood, normal_kl, prior_kl
+from difftk.maths.schedules import time_grid
 from difftk.options import option
-from difftk.schedules import time_grid
 from difftk.testing import GaussianOracle, check_objective, check_sampler
-from difftk.training import TrainConfig, resume_state, train
+from difftk.training.config import TrainConfig
+from difftk.training.job import resume_state, train
 from difftk_iddpm.metric import vlb_bits
 from difftk_iddpm.process import learned_log_variance, process
 from hypothesis import example, given, settings

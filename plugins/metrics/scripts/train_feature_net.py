@@ -15,7 +15,7 @@ import time
 import difftk
 import torch
 import torch.nn.functional as F
-from difftk.fileio import atomic_write_bytes
+from difftk.runtime.files import atomic_write_bytes
 from difftk_metrics.network import WEIGHTS, MnistFeatureNet
 from safetensors.torch import save
 

@@ -8,12 +8,13 @@ import difftk
 import pytest
 import torch
 import torch.nn.functional as F
+from difftk.components.plugins import host
 from difftk.errors import OptionError
-from difftk.plugins import host
 from difftk.testing import check_denoiser
 from difftk_unet_attn import UNetAttn, UNetAttnConfig, fast_cpu_conv
 from difftk_unet_attn.layers import AttentionBlock, timestep_embedding
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 #: A network small enough for a test to run it many times: levels 28 and 14, attention at 14.
 TINY = dict(base_channels=16, norm_groups=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(14,),
@@ -262,7 +263,8 @@ def test_it_trains():
 
 
 def test_in_a_pipeline_round_trips_through_toml_and_samples():
-    from difftk.pipeline import PipelineSpec, build
+    from difftk.pipeline.compose import build
+    from difftk.pipeline.spec import PipelineSpec
 
     pipe = difftk.compose(schedule={"name": "linear", "options": {"T": 100}}, sampler="ddim",
                           denoiser={"name": "unet-attn", "options": {**TINY, "num_classes": 3}}, objective="simple")

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 from difftk.errors import DifftkError, OptionError
-from difftk.schedules import ContinuousSchedule, Discretization, DiscreteSchedule, beta_of
+from difftk.maths.distances import sliced_wasserstein
+from difftk.maths.schedules import ContinuousSchedule, DiscreteSchedule, Discretization, beta_of
 from difftk.testing import ConformanceError, GaussianMixtureOracle, GaussianOracle, check_schedule
-from difftk.testing.distances import sliced_wasserstein
 from difftk_vp_sde.likelihood import bits_per_dim, dequantize, ode_log_likelihood
 from difftk_vp_sde.sde import NFEStepInfo
-from hypothesis import example, given, strategies as st
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 # --- the schedule ---------------------------------------------------------------------------------
 

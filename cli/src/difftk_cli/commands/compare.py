@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 from difftk.errors import OptionError
-from difftk.evaluation import compare as run_grid
-from difftk.evaluation import write_csv
-from difftk.training import resolve_device
+from difftk.evaluation.compare import compare as run_grid
+from difftk.evaluation.compare import write_csv
+from difftk.runtime.device import resolve_device
 from rich.markup import escape
 from rich.table import Table
 
-from difftk_cli.commands.evaluate import split_sets
 from difftk_cli.console import out, warn
+from difftk_cli.options import metric_options, parse_sets
 from difftk_cli.plots import plot_grid
 
 
@@ -55,7 +55,7 @@ def compare(checkpoints, metric_names, samplers, steps, guidance, scales, n, set
       difftk compare mnist-cfg --metric fid --metric accuracy --steps 10,25,50 --scale 0,1,3 --guidance cfg -n 200 -o cmp
       difftk compare runs/linear runs/cosine --metric fid --sampler ddim,ancestral --steps 50,200 -o schedules
     """
-    options = split_sets(sets, ("metric",)).get("metric", {})
+    options = parse_sets(sets, ("metric",)).get("metric", {})
     if n is not None:
         options["n"] = str(n)
     scale_values = _list(scales, float, "scale")
@@ -64,12 +64,7 @@ def compare(checkpoints, metric_names, samplers, steps, guidance, scales, n, set
     grid = dict(samplers=_list(samplers, str, "sampler"), steps=_list(steps, int, "steps"), scales=scale_values)
     cells = len(checkpoints) * len(grid["samplers"]) * len(grid["steps"]) * len(grid["scales"]) * len(metric_names)
     out.print(f"comparing {cells} measurements")
-    from difftk import plugins
-
-    per_metric = {}
-    for name in metric_names:
-        fields = plugins.host().registry.get("metric", name).option_fields()
-        per_metric[name] = {k: v for k, v in options.items() if k in fields}
+    per_metric = metric_options(metric_names, options, n_flag=n is not None)
 
     def show(row) -> None:
         r = row.result

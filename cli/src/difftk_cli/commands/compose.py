@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import click
-from difftk.errors import OptionError
-from difftk.pipeline import PIPELINE_KINDS, Pipeline, PipelineSpec, compose as compose_pipeline
+from difftk.pipeline.compose import Pipeline
+from difftk.pipeline.compose import compose as compose_pipeline
+from difftk.pipeline.spec import PIPELINE_KINDS, PipelineSpec
 from rich.markup import escape
 from rich.tree import Tree
 
 from difftk_cli.console import out
-
-
-def parse_sets(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    """``("sampler.eta=0.5",)`` -> ``{"sampler": {"eta": "0.5"}}`` with one-line errors."""
-    options: dict[str, dict[str, str]] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        kind, dot, name = key.partition(".")
-        if not sep or not dot or not kind or not name:
-            raise OptionError(f"--set {pair!r} is not KIND.OPTION=VALUE (e.g. --set sampler.eta=0.5)")
-        options.setdefault(kind.strip(), {})[name.strip()] = value.strip()
-    return options
+from difftk_cli.options import parse_sets
 
 
 def pipeline_tree(pipeline: Pipeline, title: str = "pipeline") -> Tree:

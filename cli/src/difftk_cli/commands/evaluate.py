@@ -6,28 +6,16 @@ import json
 from pathlib import Path
 
 import click
-from difftk import plugins
-from difftk.checkpoint import load_for_sampling
+import difftk
+from difftk.data.fitting import load_dataset
 from difftk.errors import OptionError
-from difftk.evaluation import context_for, held_out_data, measure
-from difftk.fileio import atomic_write_text, check_output
-from difftk.fitting import load_dataset
-from difftk.training import resolve_device
+from difftk.evaluation.compare import context_for, held_out_data, measure
+from difftk.runtime.device import resolve_device
+from difftk.runtime.files import atomic_write_text, check_output
 from rich.markup import escape
 
-from difftk_cli.commands.compose import parse_sets
-from difftk_cli.commands.train import DATA_OPTION, parse_data, parse_data_options
 from difftk_cli.console import out, warn
-
-
-def split_sets(sets: tuple[str, ...], allowed: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    """``--set`` pairs by kind, refusing kinds this command cannot change."""
-    options = parse_sets(sets)
-    for kind in options:
-        if kind not in allowed:
-            raise OptionError(f"--set {kind}.…: only {', '.join(allowed)} options can be set here "
-                              f"(e.g. --set {allowed[0]}.n=128)")
-    return options
+from difftk_cli.options import DATA_OPTION, metric_options, parse_data, parse_data_options, parse_sets
 
 
 @click.command()
@@ -67,21 +55,12 @@ def evaluate(checkpoint, metric_names, n, sampler, steps, guidance, scale, seed,
     """
     if json_file is not None:
         check_output(Path(json_file))  # before measuring, so no work is lost to a bad path
-    options = split_sets(sets, ("metric", "sampler", "guidance"))
-    registry = plugins.host().registry
-    fields = {name: registry.get("metric", name).option_fields() for name in metric_names}
+    options = parse_sets(sets, ("metric", "sampler", "guidance"))
     metric_sets = dict(options.get("metric", {}), **({"n": str(n)} if n is not None else {}))
-    for key in metric_sets:
-        if not any(key in f for f in fields.values()):
-            what = "-n" if key == "n" and n is not None else f"--set metric.{key}"
-            known = "; ".join(f"{m}: {', '.join(f) or 'none'}" for m, f in fields.items())
-            raise OptionError(f"{what}: no metric among {', '.join(metric_names)} has option {key} (options: {known})")
-    per_metric = {name: {k: v for k, v in metric_sets.items() if k in fields[name]} for name in metric_names}
-    for name, given in per_metric.items():
-        registry.get("metric", name).build(given, from_strings=True)  # every option checked before any work
+    per_metric = metric_options(metric_names, metric_sets, n_flag=n is not None)
     guide = {**options.get("guidance", {}), **({"scale": str(scale)} if scale is not None else {})}
     device = resolve_device(device)
-    model = load_for_sampling(checkpoint, device)
+    model = difftk.load(checkpoint, device)
     for note in model.plugin_mismatches():
         warn(note)
     if data_source is not None:
@@ -90,11 +69,11 @@ def evaluate(checkpoint, metric_names, n, sampler, steps, guidance, scale, seed,
     else:
         if data_options:
             raise OptionError("--data-option sets an option of --data NAME[:PATH]: give --data as well")
-        data, why = held_out_data(model.checkpoint.dataset)
+        data, why = held_out_data(model.data)
     if data is None:
         warn(f"no held-out data: {why}")
     context = context_for(model, data, sampler=sampler, sampler_options=options.get("sampler"), guidance=guidance,
-                          guidance_options=guide, steps=steps, seed=seed, device=device)
+                          guidance_options=guide, steps=steps, seed=seed)
     results = []
     for name in metric_names:
         result = measure(name, per_metric[name], context)
@@ -105,7 +84,7 @@ def evaluate(checkpoint, metric_names, n, sampler, steps, guidance, scale, seed,
         if result.caveat:
             warn(result.caveat)
     if json_file:
-        record = {"checkpoint": str(model.checkpoint.path), "step": model.checkpoint.step, "seed": seed,
+        record = {"checkpoint": str(model.checkpoint.path), "step": model.step, "seed": seed,
                   "sampler": sampler or model.pipeline.spec["sampler"].name, "steps": steps,
                   "guidance": guidance or (model.pipeline.spec["guidance"].name if "guidance" in model.pipeline.spec else None),
                   "scale": scale,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import click
-from difftk.checkpoint import export_for_sampling
+from difftk.checkpoint.files import export_for_sampling
 from rich.markup import escape
 
 from difftk_cli.console import out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import click
-from difftk import plugins as plugin_host
+from difftk.components import plugins as plugin_host
 from rich.markup import escape
 from rich.table import Table
 

@@ -1,4 +1,4 @@
-"""`difftk sample`: draw samples from a checkpoint with any registered sampler."""
+"""`difftk sample`: draw samples from a trained model with any registered sampler."""
 
 from __future__ import annotations
 
@@ -6,48 +6,26 @@ import math
 from pathlib import Path
 
 import click
+import difftk
 from click.core import ParameterSource
-from difftk.checkpoint import load_for_sampling
-from difftk.errors import IncompatibleError, OptionError
-from difftk.fastpath import PRECISIONS, autocast
-from difftk.fileio import check_output
-from difftk.generation import (
-    TrajectoryRecorder,
-    check_steps,
-    class_labels,
-    class_rows,
-    generate,
-    make_component,
-    make_sampler,
-    num_classes_of,
-)
-from difftk.images import grid_shape, picture, save_png, trajectory_strip
-from difftk.pipeline import PipelineSpec, component_options
-from difftk.progress import SamplingProgress
-from difftk.training import resolve_device
+from difftk.components.protocols import num_classes_of
+from difftk.data.images import grid_shape, picture, save_png, trajectory_strip
+from difftk.errors import OptionError
+from difftk.pipeline.compose import spec_of
+from difftk.pipeline.spec import PipelineSpec, component_options
+from difftk.runtime.device import resolve_device
+from difftk.runtime.fastpath import PRECISIONS, autocast
+from difftk.runtime.files import check_output
+from difftk.sampling.draw import class_rows
+from difftk.sampling.trajectory import TrajectoryRecorder
 from rich.markup import escape
 
-from difftk_cli.commands.compose import parse_sets
 from difftk_cli.console import out, warn
+from difftk_cli.options import parse_sets
+from difftk_cli.progress import SamplingProgress
 
 #: the kinds --set may change at sampling time; the rest is fixed by the checkpoint
 SAMPLING_KINDS = ("sampler", "guidance")
-
-
-def sampling_spec(path: str, model_spec: PipelineSpec) -> PipelineSpec:
-    """The pipeline in ``path`` checked against the model's: the schedule must be the one the
-    model learned (the noise process is part of what it was trained on); sampler and guidance
-    come from the file, anything it leaves out from the model's own pipeline."""
-    spec = PipelineSpec.load(path)
-    mine, theirs = spec.get("schedule"), model_spec.get("schedule")
-    if mine is not None and theirs is not None and (mine.name, mine.options_dict) != (theirs.name, theirs.options_dict):
-        said = ", ".join(f"{k}={v!r}" for k, v in theirs.options)
-        raise IncompatibleError(f"{path} has schedule '{mine.name}' but the model was trained with '{theirs.name}' "
-                                f"({said}): compose with --schedule {theirs.name}, since a model samples with the "
-                                "schedule it learned")
-    merged = dict(model_spec.components)
-    merged.update({kind: spec[kind] for kind in SAMPLING_KINDS if kind in spec})
-    return PipelineSpec(tuple(merged.items()))
 
 
 def _options_text(component) -> str:
@@ -104,36 +82,29 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
     for path in (output, trajectory):  # before sampling, so no work is lost to a bad path
         if path is not None:
             check_output(Path(path))
-    options = parse_sets(sets)
-    for kind in options:
-        if kind not in SAMPLING_KINDS:
-            raise OptionError(f"--set {kind}.…: only sampler and guidance options can change when sampling "
-                              "(the rest is fixed by the checkpoint)")
+    options = parse_sets(sets, SAMPLING_KINDS, why=" (the rest is fixed by the checkpoint)")
     device = resolve_device(device)
-    model = load_for_sampling(checkpoint, device)
+    model = difftk.load(checkpoint, device)
     for note in model.plugin_mismatches():
         warn(note)
-    spec, kind = model.pipeline.spec, model.data_kind
-    given = sampling_spec(pipeline_file, spec) if pipeline_file else spec
-    chosen = make_sampler(sampler, options.get("sampler"), base=given.get("sampler"))
-    denoiser, guided = model.denoiser, guidance is not None or "guidance" in options or given.get("guidance") is not None
+    if pipeline_file:
+        model = model.using(PipelineSpec.load(pipeline_file), source=pipeline_file)
+    kind = model.data_kind
+    chosen = model.sampler(sampler, options.get("sampler"))
+    guided = guidance is not None or "guidance" in options or model.pipeline.guidance is not None
     if not guided and (scale is not None or classifier_file is not None):
         raise OptionError(f"--{'scale' if scale is not None else 'classifier'} needs --guidance NAME (cfg or classifier)")
+    wrapper, denoiser = None, model.denoiser
     if guided:
-        given_options = {**options.get("guidance", {}), **({"scale": str(scale)} if scale is not None else {}),
-                         **({"classifier": classifier_file} if classifier_file is not None else {})}
-        wrapper = make_component("guidance", guidance, given_options, base=given.get("guidance"))
-        check_trained = getattr(wrapper, "check_trained", None)
-        if check_trained is not None:
-            check_trained(spec)
-        denoiser = wrapper.wrap(denoiser, model.pipeline.schedule)
+        given_options = {**options.get("guidance", {}), **({"classifier": classifier_file} if classifier_file else {})}
+        denoiser, wrapper = model.guided(guidance, given_options, scale=scale)
     num_classes = num_classes_of(denoiser)
-    if guided and label is None and num_classes:
+    if wrapper is not None and label is None and num_classes:
         if ctx.get_parameter_source("n") is ParameterSource.DEFAULT:
             n = num_classes * num_classes
         cond = class_rows(n, num_classes, grid_shape(n)[1])
     else:
-        cond = class_labels(n, num_classes, label, model.class_names)
+        cond = model.labels(n, label, denoiser)
     recorder = TrajectoryRecorder(keep=4 if kind == "image" else None) if trajectory else None
 
     nfe: dict[int, tuple[int, int]] = {}  # (denoiser evaluations, steps) per batch, from samplers that report them
@@ -145,16 +116,15 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
         if recorder is not None:
             recorder(batch, info)
 
-    check_steps(model.pipeline.schedule, steps)
     batches = math.ceil(n / batch_size)
     with SamplingProgress(batches, console=out) as progress, autocast(precision, device):
-        x = generate(denoiser, model.pipeline.schedule, chosen, model.data_shape, n, steps=steps, cond=cond,
-                     seed=seed, device=device, batch_size=batch_size, callback=callback)
-    bounds = model.checkpoint.dataset.get("bounds")
+        x = model.sample(n, sampler=chosen, steps=steps, guidance=wrapper if wrapper is not None else False,
+                         labels=cond, seed=seed, batch_size=batch_size, callback=callback)
+    bounds = model.data.get("bounds")
     save_png(picture(x, kind, bounds), output)
-    name = sampler or given["sampler"].name
+    name = spec_of("sampler", chosen).name
     layout = "{}×{} grid".format(*grid_shape(n)) if kind == "image" else "scatter plot"
-    rows = guided and label is None and num_classes
+    rows = wrapper is not None and label is None and num_classes
     if label is not None:
         cls = f", class {label}"
     elif cond is not None:
@@ -165,9 +135,9 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
         cls = f", {span} {'one per row' if rows else 'in turn'}" if len(drawn) > 1 else f", {span}"
     else:
         cls = ""
-    if guided:
+    if wrapper is not None:
         cls += f"; guidance {_options_text(wrapper)}"
-    out.print(escape(f"wrote {output}: {n} samples ({layout}) from step {model.checkpoint.step:,}; "
+    out.print(escape(f"wrote {output}: {n} samples ({layout}) from step {model.step:,}; "
                      f"sampler {name} ({_options_text(chosen)}), {progress.steps} steps, seed {seed}{cls}"))
     if nfe:  # an adaptive sampler's step count is known only at the end: report what each batch used
         span = lambda v: f"{min(v):,}" + (f"–{max(v):,}" if max(v) != min(v) else "")  # noqa: E731

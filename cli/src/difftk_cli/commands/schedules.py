@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 import numpy as np
 import torch
-from difftk import plugins
+from difftk.components import plugins
+from difftk.maths.schedules import log_snr
 from rich.markup import escape
 from rich.table import Table
 
@@ -14,15 +15,16 @@ from difftk_cli.plots import plot_schedules
 
 
 def curves(points: int = 500) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """t, ᾱ(t) and log-SNR λ(t) = log ᾱ − log(1 − ᾱ) of every registered schedule (default options)."""
+    """t, ᾱ(t) and log-SNR λ(t) = log ᾱ − log(1 − ᾱ) (:func:`difftk.maths.schedules.log_snr`) of every
+    registered schedule (default options)."""
     t = torch.linspace(0.0, 1.0, points, dtype=torch.float64)
     out_curves = {}
-    for info in plugins.host().registry:
+    for info in plugins.registry():
         if info.kind != "schedule":
             continue
         schedule = info.build()
         ab = schedule.alpha_bar(t).to(torch.float64)
-        out_curves[info.name] = (t.numpy(), ab.numpy(), (torch.log(ab) - torch.log1p(-ab)).numpy())
+        out_curves[info.name] = (t.numpy(), ab.numpy(), log_snr(schedule, t).numpy())
     return out_curves
 
 
@@ -43,7 +45,7 @@ def schedules(plot_file) -> None:
     for t in (0.25, 0.5, 0.75, 1.0):
         table.add_column(f"ᾱ({t:g})", justify="right")
     table.add_column("log-SNR range", justify="right")
-    registry = plugins.host().registry
+    registry = plugins.registry()
     for name, (t, ab, snr) in data.items():
         info = registry.get("schedule", name)
         at = [ab[np.abs(t - v).argmin()] for v in (0.25, 0.5, 0.75, 1.0)]

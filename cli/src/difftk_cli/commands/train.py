@@ -10,17 +10,20 @@ from pathlib import Path
 import attrs
 import click
 from click.core import ParameterSource
-from difftk import distributed
-from difftk.errors import OptionError
-from difftk.fastpath import PRECISIONS
-from difftk.fitting import load_dataset
-from difftk.pipeline import PipelineSpec
-from difftk.progress import RichTrainReporter
-from difftk.training import RunPaths, TrainConfig, changed_settings, resolve_device, resume_state
-from difftk.training import train as run_training
+from difftk.data.fitting import load_dataset
+from difftk.pipeline.spec import PipelineSpec
+from difftk.runtime import distributed
+from difftk.runtime.device import resolve_device
+from difftk.runtime.fastpath import PRECISIONS
+from difftk.training.config import TrainConfig, changed_settings
+from difftk.training.job import resume_state
+from difftk.training.job import train as run_training
+from difftk.training.rundir import RunPaths
 from rich.markup import escape
 
 from difftk_cli.console import out
+from difftk_cli.options import DATA_OPTION, parse_data, parse_data_options
+from difftk_cli.progress import RichTrainReporter
 
 #: exit status of a run stopped by Ctrl-C (after its checkpoint was written); 128 + N for signal N
 INTERRUPTED = 130
@@ -34,33 +37,6 @@ def _default(name: str):
 def _given(ctx: click.Context, options: dict) -> dict:
     """The options the user gave on the command line (on --resume the rest keep the run's values)."""
     return {k: v for k, v in options.items() if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
-
-
-def parse_data_options(items: tuple[str, ...]) -> dict[str, str]:
-    """``("image_size=32", "holdout=0.1")`` -> ``{"image_size": "32", "holdout": "0.1"}``."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise OptionError(f"--data-option {item!r} must be KEY=VALUE, e.g. --data-option image_size=32")
-        out[key.strip()] = value.strip()
-    return out
-
-
-#: the dataset's own options, for datasets that have them (image-folder: image_size, channels, holdout)
-DATA_OPTION = click.option("--data-option", "data_options", metavar="KEY=VALUE", multiple=True,
-                           help="Set an option of the dataset, e.g. image_size=32 for image-folder; repeatable.")
-
-
-def parse_data(text: str) -> tuple[str, str | None]:
-    """``mnist`` -> (mnist, None); ``cifar10:/data/cifar`` -> (cifar10, /data/cifar)."""
-    name, sep, path = text.partition(":")
-    name = name.strip()
-    if not name:
-        raise OptionError(f"--data {text!r} names no dataset: use --data NAME or NAME:PATH (e.g. --data mnist)")
-    if sep and not path.strip():
-        raise OptionError(f"--data {text!r} has an empty path after ':': use --data {name} or {name}:PATH")
-    return name, path.strip() or None
 
 
 @click.command()
@@ -149,10 +125,6 @@ def _train(ctx, pipeline, data, name, path, data_options, steps, out_dir, resume
                              "nothing to train; raise --steps to continue"))
             return
     else:
-        if ranks.main:
-            note = paths.prepare(resume=False)
-            if note:
-                out.print(escape(note))
         config = TrainConfig(**overrides)
     dataset, dataset_spec = load_dataset(name, path, options=data_options)
     result = run_training(spec, dataset, config, out=out_dir, resume=resume, device=device, source=pipeline,

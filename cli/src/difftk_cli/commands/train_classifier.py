@@ -7,19 +7,24 @@ from pathlib import Path
 
 import click
 import torch
-from difftk import plugins
-from difftk.checkpoint import read_checkpoint, resolve_path
-from difftk.classifier import build_classifier, default_classifier, noisy_accuracy, save_classifier, train_classifier
+from difftk.checkpoint.files import read_checkpoint, resolve_path
+from difftk.data.fitting import describe_dataset, load_dataset
 from difftk.errors import DifftkError, OptionError
-from difftk.fileio import check_output
-from difftk.fitting import describe_dataset, load_dataset
-from difftk.pipeline import PipelineSpec
-from difftk.training import resolve_device
+from difftk.pipeline.compose import build_component
+from difftk.pipeline.spec import PipelineSpec
+from difftk.runtime.device import resolve_device
+from difftk.runtime.files import check_output
+from difftk.training.classifier import (
+    build_classifier,
+    default_classifier,
+    noisy_accuracy,
+    save_classifier,
+    train_classifier,
+)
 from rich.markup import escape
 
-from difftk_cli.commands.compose import parse_sets
-from difftk_cli.commands.train import DATA_OPTION, parse_data, parse_data_options
 from difftk_cli.console import out
+from difftk_cli.options import DATA_OPTION, parse_data, parse_data_options, parse_sets
 
 
 def _schedule_spec(source: str):
@@ -59,10 +64,7 @@ def train_classifier_command(pipeline_or_checkpoint, data, data_options, steps, 
       difftk train-classifier runs/mnist/checkpoint.safetensors --data mnist --steps 1000 --out clf.safetensors
       difftk sample runs/mnist -o g.png --guidance classifier --classifier clf.safetensors --scale 2
     """
-    options = parse_sets(sets)
-    unknown = [k for k in options if k != "classifier"]
-    if unknown:
-        raise OptionError(f"--set {unknown[0]}.…: only classifier options can be set here (e.g. classifier.base_channels=16)")
+    options = parse_sets(sets, ("classifier",), why=" (e.g. classifier.base_channels=16)")
     if Path(out_file).suffix != ".safetensors":
         raise OptionError(f"--out {out_file}: a classifier is a .safetensors file: give --out NAME.safetensors")
     check_output(Path(out_file), replaces="export")  # before training, so no work is lost to a bad path
@@ -70,7 +72,7 @@ def train_classifier_command(pipeline_or_checkpoint, data, data_options, steps, 
     data_options = parse_data_options(data_options)
     device = resolve_device(device)
     schedule_spec = _schedule_spec(pipeline_or_checkpoint)
-    schedule = plugins.host().registry.get("schedule", schedule_spec.name).build(schedule_spec.options_dict)
+    schedule = build_component("schedule", None, None, base=schedule_spec)
     dataset, dataset_spec = load_dataset(name, path, options=data_options)
     chosen = model or default_classifier(dataset.kind)
     torch.manual_seed(seed)

@@ -71,8 +71,9 @@ COMPONENTS = {
 import attrs
 import numpy as np
 from difftk.options import option
-from difftk.sampling import SPACINGS, AffineSteps, run_affine
-from difftk.schedules import alpha_bar_table, time_grid
+from difftk.maths.schedules import SPACINGS
+from difftk.sampling.steps import AffineSteps, run_affine
+from difftk.maths.schedules import alpha_bar_table, time_grid
 
 
 @attrs.frozen
@@ -93,7 +94,7 @@ class {cls}:
 import attrs
 import torch
 from difftk.options import option
-from difftk.schedules import ContinuousSchedule
+from difftk.maths.schedules import ContinuousSchedule
 
 
 @attrs.frozen
@@ -117,10 +118,10 @@ class {cls}(ContinuousSchedule):
 
 import attrs
 import torch
-from difftk.diffusion import q_sample
-from difftk.objectives import mean_flat, sample_times
+from difftk.maths.diffusion import q_sample
+from difftk.maths.objectives import mean_flat, sample_times
 from difftk.options import option
-from difftk.sampling import predict
+from difftk.sampling.steps import predict
 
 
 @attrs.frozen
@@ -144,7 +145,7 @@ class {cls}:
 import attrs
 import torch
 from difftk.errors import DifftkError
-from difftk.metrics import EvalContext, MetricResult
+from difftk.evaluation.context import EvalContext, MetricResult
 from difftk.options import option
 
 
@@ -202,8 +203,9 @@ def test_a_huge_gamma_is_l_simple():
     assert torch.allclose(mine, simple, rtol=1e-5)
 ''',
     "metric": '''def test_is_small_for_the_exact_model_and_grows_with_a_shift():
-    from difftk.data import ArrayDataset
-    from difftk.metrics import EvalContext
+    from difftk.data.arrays import ArrayDataset
+    from difftk.evaluation.context import EvalContext
+    from difftk.model import Model
 
     schedule = difftk.create("schedule", "linear")
     oracle = GaussianOracle(schedule, mean=1.0, std=0.5, shape=(2,))
@@ -212,7 +214,7 @@ def test_a_huge_gamma_is_l_simple():
 
     def value(shift):
         data = ArrayDataset((oracle.sample(2000, generator=torch.Generator().manual_seed(3)) + shift).float())
-        context = EvalContext(pipeline=pipeline, denoiser=oracle, data=data, steps=50)
+        context = EvalContext(model=Model(pipeline, oracle, data), data=data, steps=50)
         return difftk.create("metric", "{name}", n=1000).evaluate(context).value
 
     assert value(0.0) < 0.1 < value(1.0)
@@ -250,9 +252,9 @@ def check_name_free(name: str, kind: str) -> None:
     else:
         raise OptionError(f"{name!r}: the distribution {names['dist']} is already installed; installing a new plugin of "
                           "that name would replace it: choose another NAME")
-    from difftk import plugins
+    from difftk.components import plugins
 
-    if name in plugins.host().registry.names(kind):
+    if name in plugins.registry().names(kind):
         raise OptionError(f"{name!r}: a {kind} of that name is already registered (`difftk plugins`); two plugins "
                           "claiming one name both lose it: choose another NAME")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from difftk import plugins
+from difftk.components import plugins
 from difftk.testing.conformance import (
     CHECKS,
     ConformanceError,

@@ -1,6 +1,9 @@
-"""Contract checks, one per protocol, for plugin authors and for our own components.
+"""Contract checks, one per protocol of :mod:`difftk.components.protocols`, for plugin authors and
+for our own components.
 
-Each ``check_*`` raises :class:`ConformanceError` naming the property that failed and the input
+Each check first holds the class to its protocol's methods and parameters (what registration
+checks, :func:`difftk.components.protocols.protocol_problem`), then tests the behaviour the
+protocol's docstring promises on real inputs. Each ``check_*`` raises :class:`ConformanceError` naming the property that failed and the input
 it failed for, e.g. ``schedule 'bad': ᾱ must be non-increasing, but ᾱ(0.5) = 0.3 < ᾱ(0.501) = 0.31``.
 """
 
@@ -12,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from difftk.diffusion import PREDICTIONS
-from difftk.schedules import Discretization
+from difftk.components.protocols import protocol_problem
+from difftk.maths.diffusion import PREDICTIONS
+from difftk.maths.schedules import Discretization
 from difftk.testing.oracles import GaussianOracle
 from difftk.testing.reference import ReferenceLinearSchedule, TinyDenoiser
 
@@ -29,6 +33,13 @@ def _label(component: Any, default: str) -> str:
 
 def _fail(component: Any, kind: str, message: str) -> None:
     raise ConformanceError(f"{_label(component, kind + ' ' + type(component).__name__)}: {message}")
+
+
+def _check_protocol(component: Any, kind: str) -> None:
+    """The class has the methods of ``kind``'s protocol, with the parameters its callers pass."""
+    problem = protocol_problem(kind, type(component))
+    if problem is not None:
+        _fail(component, kind, problem)
 
 
 # --- schedules ----------------------------------------------------------------------------------
@@ -51,6 +62,7 @@ def check_schedule(schedule: Any, *, points: int = 2001, discretize_steps: tuple
     L = −log ᾱ(1), checked at T = 1000 as well. The bound is first order in 1/T, as any
     consistent discretization of the rate is; its constant covers the leading error
     ½Σβ_i² ≈ (1/2T)∫β² ≈ (2/3)L²/T of a linear rate three times (see :data:`CONTINUOUS_LOG_TOLERANCE`)."""
+    _check_protocol(schedule, "schedule")
     def fail(msg: str) -> None:
         _fail(schedule, "schedule", msg)
 
@@ -114,6 +126,7 @@ def check_schedule(schedule: Any, *, points: int = 2001, discretize_steps: tuple
 def check_denoiser(denoiser: Any, shape: tuple[int, ...], *, num_classes: int = 0) -> None:
     """``denoiser(x_t, t, cond)`` returns x_t's shape (twice the channels with a learned
     variance), finite values, for float t of shape [B], with and without ``cond``."""
+    _check_protocol(denoiser, "denoiser")
     def fail(msg: str) -> None:
         _fail(denoiser, "denoiser", msg)
 
@@ -140,6 +153,7 @@ def check_denoiser(denoiser: Any, shape: tuple[int, ...], *, num_classes: int = 
 def check_objective(objective: Any, schedule: Any | None = None, *, shape: tuple[int, ...] = (4, 1, 4, 4)) -> None:
     """``loss`` returns a finite [B] tensor, gives gradients to the denoiser's parameters and
     is reproducible under a seeded generator."""
+    _check_protocol(objective, "objective")
     def fail(msg: str) -> None:
         _fail(objective, "objective", msg)
 
@@ -170,6 +184,7 @@ def check_objective(objective: Any, schedule: Any | None = None, *, shape: tuple
 def check_sampler(sampler: Any, schedule: Any | None = None, *, shape: tuple[int, ...] = (8, 2), steps: int = 10) -> None:
     """``sample`` returns x_T's shape and dtype, finite values, the same result for the same
     seeded generator, and calls ``callback`` once per step with decreasing times."""
+    _check_protocol(sampler, "sampler")
     def fail(msg: str) -> None:
         _fail(sampler, "sampler", msg)
 
@@ -202,6 +217,7 @@ def check_guidance(guidance: Any, schedule: Any | None = None, *, denoiser: Any 
                    shape: tuple[int, ...] = (4, 2)) -> None:
     """``wrap(denoiser, schedule)`` returns a denoiser with a valid ``prediction`` whose output
     has the wrapped denoiser's shape."""
+    _check_protocol(guidance, "guidance")
     schedule = schedule or ReferenceLinearSchedule()
     if denoiser is None:
         denoiser = GaussianOracle(schedule, mean=0.0, std=1.0, shape=shape[1:])

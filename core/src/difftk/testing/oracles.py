@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from difftk.diffusion import convert, expand
+from difftk.maths.diffusion import convert, expand
 
 
 def _as_tensor(value, dtype=torch.float64) -> torch.Tensor:

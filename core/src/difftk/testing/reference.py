@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from difftk.maths.schedules import ContinuousSchedule, DiscreteSchedule
 from difftk.options import option
-from difftk.schedules import ContinuousSchedule, DiscreteSchedule
 
 
 @attrs.frozen

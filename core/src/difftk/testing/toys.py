@@ -27,9 +27,9 @@ from pathlib import Path
 import attrs
 import torch
 
-from difftk.data import ArrayDataset
+from difftk.components.hookspecs import hookimpl
+from difftk.data.arrays import ArrayDataset
 from difftk.errors import DifftkError
-from difftk.hookspecs import hookimpl
 from difftk.options import option, option_error
 from difftk.testing.reference import TinyDenoiser, TinyDenoiserConfig
 

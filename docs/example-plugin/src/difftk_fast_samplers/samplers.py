@@ -1,7 +1,7 @@
 """Two second-order solvers of the probability-flow ODE, on any difftk schedule.
 
-Both walk the decreasing grid t_0 = 1 > t_1 > … > t_K = 0 of ``difftk.schedules.time_grid`` and
-ask the denoiser for x̂₀ (``difftk.sampling.predict``), so they work with ε-, x₀- or v-networks,
+Both walk the decreasing grid t_0 = 1 > t_1 > … > t_K = 0 of ``difftk.maths.schedules.time_grid`` and
+ask the denoiser for x̂₀ (``difftk.sampling.steps.predict``), so they work with ε-, x₀- or v-networks,
 guidance wrappers and every registered schedule. Notation of the papers: α_t = √ᾱ(t),
 σ_t = √(1 − ᾱ(t)), λ_t = log(α_t/σ_t) (DPM-Solver); σ = σ_t/α_t, x̃ = x/α_t (EDM).
 """
@@ -12,9 +12,9 @@ import math
 
 import attrs
 import numpy as np
+from difftk.maths.schedules import SPACINGS, alpha_bar_table, time_grid
 from difftk.options import option
-from difftk.sampling import SPACINGS, StepInfo, batch_times, predict
-from difftk.schedules import alpha_bar_table, time_grid
+from difftk.sampling.steps import StepInfo, batch_times, predict
 
 #: the step spacings these samplers offer: difftk's, and uniform in log-SNR (DPM-Solver's "logSNR")
 GRID_SPACINGS = (*SPACINGS, "logsnr")

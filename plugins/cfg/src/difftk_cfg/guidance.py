@@ -6,8 +6,8 @@ from typing import Any, ClassVar
 
 import attrs
 import torch
+from difftk.components.protocols import num_classes_of
 from difftk.errors import IncompatibleError, OptionError
-from difftk.generation import num_classes_of
 from difftk.options import option
 
 
@@ -78,7 +78,7 @@ class CFGDenoiser(torch.nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         if cond is None:
-            raise OptionError("guidance 'cfg' needs class labels to guide toward: give --label L "
+            raise OptionError("guidance 'cfg' needs class labels to guide toward: give label=L "
                               f"(0..{self.num_classes - 1}) or leave it out for one row per class")
         if self.scale == 0.0:
             return self.inner(x_t, t, cond=cond)

@@ -6,9 +6,9 @@ from typing import Any
 
 import attrs
 import torch
-from difftk.diffusion import convert
+from difftk.components.protocols import num_classes_of
 from difftk.errors import IncompatibleError, OptionError
-from difftk.generation import num_classes_of
+from difftk.maths.diffusion import convert, eps_from_score
 from difftk.options import option
 
 
@@ -38,9 +38,9 @@ class ClassifierGuidance:
         """The guided denoiser; ``classifier`` (an object) takes the place of the file option."""
         if classifier is None:
             if self.classifier is None:
-                raise OptionError("guidance 'classifier' needs a classifier checkpoint: give --classifier FILE "
+                raise OptionError("guidance 'classifier' needs a classifier checkpoint: give classifier=FILE "
                                   "(make one with `difftk train-classifier`)")
-            from difftk.classifier import load_classifier
+            from difftk.training.classifier import load_classifier
 
             device = next((p.device for p in getattr(denoiser, "parameters", lambda: iter(()))()), torch.device("cpu"))
             classifier = load_classifier(self.classifier, device)
@@ -85,7 +85,7 @@ class ClassifierGuidedDenoiser(torch.nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         if cond is None:
-            raise OptionError("guidance 'classifier' needs class labels to guide toward: give --label L "
+            raise OptionError("guidance 'classifier' needs class labels to guide toward: give label=L "
                               f"(0..{self.num_classes - 1}) or leave it out for one row per class")
         out = self.inner(x_t, t, cond=cond if self.conditional else None)
         if self.scale == 0.0:
@@ -93,7 +93,9 @@ class ClassifierGuidedDenoiser(torch.nn.Module):
         pred, var = out.chunk(2, dim=1) if self.learned_variance else (out, None)
         alpha_bar = self.schedule.alpha_bar(t.to(torch.float64))
         eps = convert(self.prediction, pred, "eps", x_t, alpha_bar)
-        sigma = (1 - alpha_bar).sqrt().to(x_t.dtype).view(-1, *([1] * (x_t.ndim - 1)))
-        eps = eps - self.scale * sigma * self.log_prob_grad(x_t, t, cond)  # eq. 14
+        # eq. 14: ε̃ = −√(1−ᾱ)·(∇log p_t(x) + s·∇log p_φ(y|x_t)) = ε̂ + s·(the classifier's score as an ε),
+        # converted in float64 (1 − ᾱ is ~1e-4 near t = 0)
+        grad = self.log_prob_grad(x_t, t, cond).to(torch.float64)
+        eps = eps + self.scale * eps_from_score(grad, alpha_bar).to(x_t.dtype)
         pred = convert("eps", eps, self.prediction, x_t, alpha_bar)
         return torch.cat([pred, var], dim=1) if var is not None else pred

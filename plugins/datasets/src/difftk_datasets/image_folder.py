@@ -8,7 +8,7 @@ from typing import ClassVar
 import attrs
 import numpy as np
 import torch
-from difftk.data import ArrayDataset
+from difftk.data.arrays import ArrayDataset
 from difftk.options import option
 from PIL import Image, ImageOps, UnidentifiedImageError
 

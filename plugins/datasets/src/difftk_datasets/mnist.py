@@ -9,7 +9,7 @@ from typing import ClassVar
 import attrs
 import numpy as np
 import torch
-from difftk.data import ArrayDataset
+from difftk.data.arrays import ArrayDataset
 from difftk.options import option
 
 from difftk_datasets.common import DatasetError, check_split, data_dir

@@ -13,7 +13,7 @@ from typing import ClassVar
 import attrs
 import numpy as np
 import torch
-from difftk.data import ArrayDataset
+from difftk.data.arrays import ArrayDataset
 from difftk.options import option
 
 from difftk_datasets.common import SPLITS, check_split

@@ -7,8 +7,9 @@ from typing import ClassVar
 import attrs
 import numpy as np
 import torch
+from difftk.maths.diffusion import q_sample, x0_from_eps
 from difftk.options import option
-from difftk.sampling import AffineSampler, AffineSteps, predict
+from difftk.sampling.steps import AffineSampler, AffineSteps, batch_time, predict
 
 
 def ddim_sigma(eta, alpha_bar_s, alpha_bar_t):
@@ -51,8 +52,7 @@ class DDIMSampler(AffineSampler):
             # ε̂ at the start of the step (at s=0 the model is queried at its first grid time)
             t_eval = s if s > 0 else t
             ab_eval = float(ab[k] if s > 0 else ab[k + 1])
-            t_vec = torch.full((x.shape[0],), float(t_eval), dtype=x.dtype, device=x.device)
-            pred = predict(denoiser, x, t_vec, ab_eval, cond)
-            x0_hat = (x - (1 - ab[k]) ** 0.5 * pred.eps) / ab[k] ** 0.5
-            x = ab[k + 1] ** 0.5 * x0_hat + (1 - ab[k + 1]) ** 0.5 * pred.eps
+            eps = predict(denoiser, x, batch_time(t_eval, x), ab_eval, cond).eps
+            # x̂₀ read at the current point's ᾱ (x itself at s = 0), then x_t = √ᾱ_t·x̂₀ + √(1−ᾱ_t)·ε̂
+            x = q_sample(x0_from_eps(x, eps, ab[k]), ab[k + 1], eps)
         return x

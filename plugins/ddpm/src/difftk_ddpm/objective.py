@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import attrs
 import torch
-from difftk.diffusion import PREDICTIONS, convert, q_sample, target_of
-from difftk.objectives import mean_flat, sample_times
+from difftk.maths.diffusion import PREDICTIONS, convert, q_sample, target_of
+from difftk.maths.objectives import mean_flat, sample_times
 from difftk.options import option
-from difftk.sampling import denoiser_output
+from difftk.sampling.steps import denoiser_output
 
 
 @attrs.frozen

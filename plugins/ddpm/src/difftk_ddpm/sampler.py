@@ -6,9 +6,9 @@ from typing import ClassVar
 
 import attrs
 import numpy as np
-from difftk.diffusion import posterior
+from difftk.maths.diffusion import posterior
 from difftk.options import option
-from difftk.sampling import AffineSampler, AffineSteps
+from difftk.sampling.steps import AffineSampler, AffineSteps
 
 
 @attrs.frozen

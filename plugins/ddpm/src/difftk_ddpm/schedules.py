@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import attrs
 import numpy as np
+from difftk.maths.schedules import DiscreteSchedule
 from difftk.options import option, option_error
-from difftk.schedules import DiscreteSchedule
 
 
 @attrs.frozen

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import attrs
 import torch
-from difftk.diffusion import q_sample
-from difftk.likelihood import mean_bits, prior_kl
-from difftk.metrics import EvalContext, MetricResult, mean_and_standard_error
+from difftk.evaluation.context import EvalContext, MetricResult, mean_and_standard_error
+from difftk.maths.diffusion import q_sample
+from difftk.maths.likelihood import mean_bits, prior_kl
 from difftk.options import option
-from difftk.sampling import predict
+from difftk.sampling.steps import predict
 
 from difftk_iddpm.process import process
 from difftk_iddpm.sampler import VARIANCES

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import attrs
 import torch
-from difftk.diffusion import q_sample
 from difftk.errors import IncompatibleError
-from difftk.objectives import mean_flat
+from difftk.maths.diffusion import q_sample
+from difftk.maths.objectives import mean_flat
 from difftk.options import option
-from difftk.sampling import predict
+from difftk.sampling.steps import predict
 
 from difftk_iddpm.process import process
 from difftk_iddpm.vlb import step_term

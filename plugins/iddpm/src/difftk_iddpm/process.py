@@ -13,8 +13,8 @@ from typing import Any
 import attrs
 import numpy as np
 import torch
-from difftk.diffusion import Posterior, expand, posterior
-from difftk.schedules import Discretization, alpha_bar_table, time_grid
+from difftk.maths.diffusion import Posterior, expand, posterior
+from difftk.maths.schedules import Discretization, alpha_bar_table, time_grid
 
 #: the number of steps a continuous schedule is discretized to for training and the bound
 CONTINUOUS_T = 1000

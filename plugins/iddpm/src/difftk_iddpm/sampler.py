@@ -7,8 +7,9 @@ from typing import ClassVar
 import attrs
 import numpy as np
 import torch
+from difftk.maths.schedules import SPACINGS
 from difftk.options import option
-from difftk.sampling import SPACINGS, StepInfo, batch_times, noise_like, predict
+from difftk.sampling.steps import StepInfo, batch_times, noise_like, predict
 
 from difftk_iddpm.process import learned_log_variance, process
 

@@ -6,8 +6,8 @@ import math
 
 import attrs
 import numpy as np
+from difftk.maths.schedules import DiscreteSchedule
 from difftk.options import option
-from difftk.schedules import DiscreteSchedule
 
 
 def cosine_f(t: np.ndarray, s: float) -> np.ndarray:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import attrs
 import torch
 from difftk.errors import DifftkError
-from difftk.metrics import EvalContext, MetricResult
+from difftk.evaluation.context import EvalContext, MetricResult
+from difftk.maths.distances import sliced_wasserstein
+from difftk.maths.stats import bootstrap_standard_error, frechet_distance, moments
 from difftk.options import option
-from difftk.stats import bootstrap_standard_error, frechet_distance, moments
-from difftk.testing.distances import sliced_wasserstein
 
 from difftk_metrics.network import FEATURES, check_shape, embed
 

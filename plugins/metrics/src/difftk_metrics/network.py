@@ -9,7 +9,7 @@ import functools
 from pathlib import Path
 
 import torch
-from difftk.checkpoint import load_weights
+from difftk.checkpoint.files import load_weights
 from difftk.errors import DifftkError
 from safetensors.torch import load_file
 from torch import nn

@@ -18,8 +18,8 @@ from typing import Any
 import attrs
 import torch
 from difftk.errors import DifftkError
+from difftk.maths.ode import dopri5, fixed_steps
 
-from difftk_vp_sde.integrate import dopri5, fixed_steps
 from difftk_vp_sde.samplers import flow_drift
 from difftk_vp_sde.sde import ScoreFunction, uniform_times
 

@@ -6,8 +6,8 @@ import math
 
 import attrs
 import torch
-from difftk.generation import num_classes_of
-from difftk.metrics import EvalContext, MetricResult, mean_and_standard_error
+from difftk.components.protocols import num_classes_of
+from difftk.evaluation.context import EvalContext, MetricResult, mean_and_standard_error
 from difftk.options import option
 
 from difftk_vp_sde.likelihood import DIVERGENCES, bits_per_dim, dequantize, ode_log_likelihood

@@ -8,19 +8,20 @@ evaluations (NFE): ``sample_with_nfe`` returns (x, nfe) and every step's callbac
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any, ClassVar
 
 import attrs
-import torch
 import numpy as np
-from difftk.diffusion import eps_and_x0, v_from_x0_eps
+import torch
+from difftk.maths.diffusion import eps_and_x0, posterior, v_from_x0_eps
+from difftk.maths.ode import dopri5, estimated_total, fixed_steps
+from difftk.maths.schedules import SPACINGS, step_count, time_grid, time_of
 from difftk.options import option
-from difftk.sampling import denoiser_output, noise_like
-from difftk.schedules import SPACINGS, time_grid, time_of
+from difftk.sampling.steps import batch_time, denoiser_output, noise_like
 
-from difftk_vp_sde.integrate import dopri5, estimated_total, fixed_steps
-from difftk_vp_sde.sde import NFEStepInfo, ScoreFunction, per_example_norm, step_count, uniform_times
+from difftk_vp_sde.sde import NFEStepInfo, ScoreFunction, per_example_norm, uniform_times
 
 
 def _eps_option(default: float) -> Any:
@@ -44,8 +45,42 @@ class _CountingSampler:
         return self.sample_with_nfe(denoiser, schedule, x_T, steps, cond, generator, callback)[0]
 
 
+class _ReverseSDESampler(_CountingSampler, abc.ABC):
+    """The loop the fixed-step samplers of the reverse SDE share; each supplies only its :meth:`_step`.
+
+    K steps (:func:`difftk.maths.schedules.step_count`) between the uniform times 1 = t_0 > … > t_K = ε,
+    each reported to the callback with the NFE so far; with ``denoise``, Tweedie's x̂₀ at ε
+    (:func:`_denoise`) as one more step. Subclasses have the options ``eps`` and ``denoise``.
+    """
+
+    eps: float
+    denoise: bool
+    default_steps: ClassVar[int]
+
+    @abc.abstractmethod
+    def _step(self, score_fn: ScoreFunction, x: torch.Tensor, t: float, s: float, last: bool,
+              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_s from x_t (s < t) and x̂₀ at t; ``last`` is the step to ε (it adds no noise)."""
+
+    def sample_with_nfe(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
+                        generator: torch.Generator | None = None, callback=None) -> tuple[torch.Tensor, int]:
+        K = step_count(schedule, steps, self.default_steps)
+        times = uniform_times(K, self.eps)
+        score_fn = ScoreFunction(denoiser, schedule, cond)
+        total = K + int(self.denoise)
+        x = x_T
+        for k in range(K):
+            t, s = float(times[k]), float(times[k + 1])
+            x, x0 = self._step(score_fn, x, t, s, k == K - 1, generator)
+            if callback is not None:
+                callback(NFEStepInfo(index=k, total=total, t=t, t_next=s, x=x, x0=x0, nfe=score_fn.nfe))
+        if self.denoise:
+            x = _denoise(score_fn, x, self.eps, K, total, callback)
+        return x, score_fn.nfe
+
+
 @attrs.frozen
-class EulerMaruyama(_CountingSampler):
+class EulerMaruyama(_ReverseSDESampler):
     """Euler–Maruyama on the reverse VP SDE dx = [−½β x − β∇log p_t(x)] dt + √β dw̄ (Song et al. 2021, eq. 6 and 11).
 
     ``steps`` uniform steps from t = 1 to t = ε, the last without noise (its variance β·dt would
@@ -60,36 +95,26 @@ class EulerMaruyama(_CountingSampler):
     #: in range and the requested digit, docs/pretrained.md)
     default_steps: ClassVar[int] = 100
 
-    def sample_with_nfe(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
-                        generator: torch.Generator | None = None, callback=None) -> tuple[torch.Tensor, int]:
-        K = step_count(steps, self.default_steps)
-        times = uniform_times(K, self.eps)
-        score_fn = ScoreFunction(denoiser, schedule, cond)
-        total = K + int(self.denoise)
-        x = x_T
-        for k in range(K):
-            t, s = float(times[k]), float(times[k + 1])
-            dt = t - s
-            beta = score_fn.beta(t)
-            score, x0 = score_fn(x, t)
-            # x_s = x_t − [f − g²∇log p]·dt + g·√dt·z, with f = −½βx and g² = β; the last step adds no
-            # noise (as DDPM's Algorithm 2 and the mean step of Song et al.'s code): x̂₀ at ε removes only σ(ε)
-            x = x + (0.5 * beta * x + beta * score) * dt
-            if k < K - 1:
-                x = x + math.sqrt(beta * dt) * noise_like(x, generator)
-            if callback is not None:
-                callback(NFEStepInfo(index=k, total=total, t=t, t_next=s, x=x, x0=x0, nfe=score_fn.nfe))
-        if self.denoise:
-            x = _denoise(score_fn, x, self.eps, K, total, callback)
-        return x, score_fn.nfe
+    def _step(self, score_fn: ScoreFunction, x: torch.Tensor, t: float, s: float, last: bool,
+              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        dt = t - s
+        beta = score_fn.beta(t)
+        score, x0 = score_fn(x, t)
+        # x_s = x_t − [f − g²∇log p]·dt + g·√dt·z, with f = −½βx and g² = β; the last step adds no
+        # noise (as DDPM's Algorithm 2 and the mean step of Song et al.'s code): x̂₀ at ε removes only σ(ε)
+        x = x + (0.5 * beta * x + beta * score) * dt
+        if not last:
+            x = x + math.sqrt(beta * dt) * noise_like(x, generator)
+        return x, x0
 
 
 @attrs.frozen
-class PredictorCorrector(_CountingSampler):
+class PredictorCorrector(_ReverseSDESampler):
     """Predictor–corrector sampling of the VP SDE (Song et al. 2021, Alg. 1; the VP versions in App. G, Alg. 3 and 5).
 
     Predictor: reverse diffusion, x_s = (2 − √(1−β_{t|s}))·x_t + β_{t|s}·∇log p_t(x_t) + √β_{t|s}·z
-    (the reverse-diffusion sampler of App. E), with β_{t|s} = 1 − ᾱ_t/ᾱ_s the step's discrete β. Corrector:
+    (the reverse-diffusion sampler of App. E), with β_{t|s} = 1 − ᾱ_t/ᾱ_s the step's discrete β
+    (:func:`difftk.maths.diffusion.posterior`). Corrector:
     ``n_corrector`` Langevin steps at s, x ← x + ϵ·∇log p_s(x) + √(2ϵ)·z with
     ϵ = 2α_s(r‖z‖/‖∇log p_s‖)², α_s = 1 − β_{t|s}, r = ``snr`` (Alg. 5). As in the reference
     code, ‖z‖ and ‖∇log p_s‖ are per-example norms averaged over the batch: per-example
@@ -107,34 +132,23 @@ class PredictorCorrector(_CountingSampler):
     #: steps when the caller gives none: 2 evaluations each (Song et al. 2021 use 1,000)
     default_steps: ClassVar[int] = 50
 
-    def sample_with_nfe(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
-                        generator: torch.Generator | None = None, callback=None) -> tuple[torch.Tensor, int]:
-        K = step_count(steps, self.default_steps)
-        times = uniform_times(K, self.eps)
-        score_fn = ScoreFunction(denoiser, schedule, cond)
-        total = K + int(self.denoise)
-        x = x_T
-        for k in range(K):
-            t, s = float(times[k]), float(times[k + 1])
-            beta_ts = 1.0 - score_fn.alpha_bar(t) / score_fn.alpha_bar(s)
-            score, x0 = score_fn(x, t)
-            # predictor: reverse diffusion (App. E); no noise on the last step, as in Euler–Maruyama
-            x = (2.0 - math.sqrt(1.0 - beta_ts)) * x + beta_ts * score
-            if k < K - 1:
-                x = x + math.sqrt(beta_ts) * noise_like(x, generator)
-            # corrector: Langevin MCMC at s (Alg. 5)
-            alpha_s = 1.0 - beta_ts
-            for _ in range(self.n_corrector):
-                grad, _ = score_fn(x, s)
-                z = noise_like(x, generator)
-                ratio = float(per_example_norm(z).mean()) / max(float(per_example_norm(grad).mean()), 1e-30)
-                step = 2.0 * alpha_s * (self.snr * ratio) ** 2
-                x = x + step * grad + math.sqrt(2.0 * step) * z
-            if callback is not None:
-                callback(NFEStepInfo(index=k, total=total, t=t, t_next=s, x=x, x0=x0, nfe=score_fn.nfe))
-        if self.denoise:
-            x = _denoise(score_fn, x, self.eps, K, total, callback)
-        return x, score_fn.nfe
+    def _step(self, score_fn: ScoreFunction, x: torch.Tensor, t: float, s: float, last: bool,
+              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        beta_ts = posterior(score_fn.alpha_bar(s), score_fn.alpha_bar(t)).beta
+        score, x0 = score_fn(x, t)
+        # predictor: reverse diffusion (App. E); no noise on the last step, as in Euler–Maruyama
+        x = (2.0 - math.sqrt(1.0 - beta_ts)) * x + beta_ts * score
+        if not last:
+            x = x + math.sqrt(beta_ts) * noise_like(x, generator)
+        # corrector: Langevin MCMC at s (Alg. 5)
+        alpha_s = 1.0 - beta_ts
+        for _ in range(self.n_corrector):
+            grad, _ = score_fn(x, s)
+            z = noise_like(x, generator)
+            ratio = float(per_example_norm(z).mean()) / max(float(per_example_norm(grad).mean()), 1e-30)
+            size = 2.0 * alpha_s * (self.snr * ratio) ** 2
+            x = x + size * grad + math.sqrt(2.0 * size) * z
+        return x, x0
 
 
 def flow_drift(score_fn: ScoreFunction, x: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,8 +182,7 @@ class AngleVelocity:
 
     def __call__(self, phi: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         alpha_bar = math.cos(phi) ** 2
-        t_batch = torch.full((x.shape[0],), self.time(phi), dtype=x.dtype, device=x.device)
-        out, _ = denoiser_output(self.denoiser, x, t_batch, self.cond)
+        out, _ = denoiser_output(self.denoiser, x, batch_time(self.time(phi), x), self.cond)
         self.nfe += 1
         prediction = self.denoiser.prediction
         eps, x0 = eps_and_x0(prediction, out, x, alpha_bar)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import attrs
 import numpy as np
 import torch
+from difftk.maths.schedules import ContinuousSchedule, Discretization, ScheduleBase
 from difftk.options import option, option_error
-from difftk.schedules import ContinuousSchedule, Discretization, ScheduleBase
 
 
 @attrs.frozen

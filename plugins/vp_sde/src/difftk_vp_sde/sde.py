@@ -2,9 +2,9 @@
 
 The forward SDE is dx = −½β(t)x dt + √β(t) dw (Song et al. 2021, eq. 11), the reverse SDE
 dx = [−½β(t)x − β(t)∇log p_t(x)] dt + √β(t) dw̄ (eq. 6), and the score comes from any
-denoiser through ∇log p_t(x) = −ε̂/√(1−ᾱ(t)) (:func:`difftk.diffusion.score_from_eps`).
+denoiser through ∇log p_t(x) = −ε̂/√(1−ᾱ(t)) (:func:`difftk.maths.diffusion.score_from_eps`).
 Every schedule works through its continuous view: ᾱ(t) and β(t) = −d log ᾱ/dt
-(:func:`difftk.schedules.beta_of`).
+(:func:`difftk.maths.schedules.beta_of`).
 """
 
 from __future__ import annotations
@@ -14,15 +14,14 @@ from typing import Any
 import attrs
 import numpy as np
 import torch
-from difftk.diffusion import score_from_eps
-from difftk.errors import OptionError
-from difftk.sampling import StepInfo, predict
-from difftk.schedules import beta_of
+from difftk.maths.diffusion import score_from_eps
+from difftk.maths.schedules import beta_of
+from difftk.sampling.steps import StepInfo, batch_time, predict
 
 
 @attrs.frozen
 class NFEStepInfo(StepInfo):
-    """:class:`~difftk.sampling.StepInfo` plus ``nfe``: denoiser evaluations so far in this call."""
+    """:class:`~difftk.sampling.steps.StepInfo` plus ``nfe``: denoiser evaluations so far in this call."""
 
     nfe: int = 0
 
@@ -49,8 +48,7 @@ class ScoreFunction:
     def __call__(self, x: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(∇log p_t(x), x̂₀(x, t)), both shaped and typed like ``x``."""
         alpha_bar = self.alpha_bar(t)
-        t_batch = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
-        pred = predict(self.denoiser, x, t_batch, alpha_bar, self.cond)
+        pred = predict(self.denoiser, x, batch_time(t, x), alpha_bar, self.cond)
         self.nfe += 1
         return score_from_eps(pred.eps, alpha_bar), pred.x0
 
@@ -58,14 +56,6 @@ class ScoreFunction:
 def uniform_times(steps: int, eps: float) -> np.ndarray:
     """t_0 = 1 > t_1 > … > t_K = ε, evenly spaced: the grid of the fixed-step samplers (float64)."""
     return np.linspace(1.0, eps, steps + 1, dtype=np.float64)
-
-
-def step_count(steps: int | None, default: int) -> int:
-    """``steps``, else the sampler's ``default``; at least 1."""
-    K = int(steps if steps is not None else default)
-    if K < 1:
-        raise OptionError(f"steps={K}: a sampler needs at least 1 step")
-    return K
 
 
 def per_example_norm(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,219 @@
+"""The five parts of a diffusion model, as protocols. The core knows no concrete algorithm.
+
+Conventions shared by every protocol: time is continuous, t ∈ [0, 1] (t=0 data, t=1 noise),
+given to networks as a float tensor of shape [B]; the process is variance preserving,
+x_t = √ᾱ(t)·x₀ + √(1−ᾱ(t))·ε. Components are frozen attrs classes whose fields are their
+options (a denoiser is an ``nn.Module`` carrying a frozen attrs ``Config``).
+:mod:`difftk.testing` checks each contract below.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from difftk.maths.schedules import Discretization
+
+
+@runtime_checkable
+class NoiseSchedule(Protocol):
+    """ᾱ(t): how much signal is left at time t.
+
+    Contract: ``alpha_bar(t)`` returns a tensor of ``t``'s shape and dtype with values in
+    (0, 1], non-increasing in t, ᾱ(0) ≈ 1 and ᾱ(1) ≈ 0. ``discretize(T)`` returns T float64
+    values ``betas`` in (0, 1) and ``alphas_cumprod`` = cumprod(1 − betas) equal to
+    ᾱ(i/T); a discrete schedule reproduces its paper's β exactly on its own grid.
+    """
+
+    def alpha_bar(self, t: torch.Tensor) -> torch.Tensor: ...
+
+    def discretize(self, T: int) -> Discretization: ...
+
+
+@runtime_checkable
+class Denoiser(Protocol):
+    """The network: predicts ε, x₀ or v from (x_t, t, cond).
+
+    Contract: ``denoiser(x_t, t, cond=None)`` with x_t of shape [B, ...] and t of shape [B]
+    returns a tensor shaped like x_t (twice the channels when ``learned_variance`` is true:
+    the second half is the interpolation v of Nichol & Dhariwal 2021). ``prediction`` is one
+    of ``"eps"``, ``"x0"``, ``"v"``. ``cond`` is an integer class tensor [B] or ``None``.
+    """
+
+    prediction: str
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """The training loss.
+
+    Contract: ``loss(denoiser, schedule, x0, cond=None, generator=None)`` returns a
+    per-example loss of shape [B], finite, differentiable with respect to the denoiser's
+    parameters, and reproducible under a seeded ``generator``. An objective that keeps state
+    across steps (a loss history for importance sampling of t) also defines ``state_dict()``
+    -> dict of tensors and ``load_state_dict(state)``; the training engine stores that state in
+    every checkpoint, so a resumed run continues exactly.
+    """
+
+    def loss(self, denoiser: Denoiser, schedule: NoiseSchedule, x0: torch.Tensor,
+             cond: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """Turns noise into data with a denoiser.
+
+    Contract: ``sample(denoiser, schedule, x_T, steps=…, cond=None, generator=None,
+    callback=None)`` returns a tensor of x_T's shape, dtype and device; with the same seeded
+    ``generator`` it returns the same result. Samplers are stateless: the step grid is
+    derived inside ``sample`` from ``schedule`` and ``steps``. ``callback``, if given, is
+    called after every step with a :class:`difftk.sampling.steps.StepInfo`.
+    """
+
+    def sample(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None,
+               cond: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               callback: Callable[[Any], None] | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Guidance(Protocol):
+    """Steers a denoiser toward a condition.
+
+    Contract: ``wrap(denoiser, schedule)`` returns a new :class:`Denoiser` (samplers never
+    know guidance exists); at zero guidance strength it equals the wrapped denoiser.
+    """
+
+    def wrap(self, denoiser: Denoiser, schedule: NoiseSchedule) -> Denoiser: ...
+
+
+class TrainingCondition(Protocol):
+    """An optional Guidance method the training engine calls on every batch's labels.
+
+    ``training_condition(cond, num_classes, generator)`` returns the labels the denoiser is
+    trained on, e.g. with a fraction replaced by the null class ``num_classes`` (label
+    dropout, Ho & Salimans 2022, Algorithm 1). It must draw only from ``generator`` (the
+    objective's, whose state every checkpoint stores), so a resumed run stays exact.
+    """
+
+    def training_condition(self, cond: torch.Tensor, num_classes: int,
+                           generator: torch.Generator | None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """A noise-aware classifier: logits of p(y | x_t) from (x_t, t) (Dhariwal & Nichol 2021, §4).
+
+    Contract: ``classifier(x_t, t)`` with x_t of shape [B, ...] and t of shape [B] in [0, 1]
+    returns logits of shape [B, num_classes]; the attribute ``num_classes`` says K.
+    """
+
+    num_classes: int
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """A dataset component: its options say where the data is; ``load()`` reads it.
+
+    Contract: ``load(split)`` returns a :class:`difftk.data.arrays.ArrayDataset`, or raises a
+    one-line :class:`~difftk.errors.DifftkError` naming a missing path or a wrong format.
+    ``split`` is ``"train"`` or ``"test"``.
+    """
+
+    def load(self, split: str = "train") -> Any: ...
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """Contract: ``evaluate(context)`` returns a :class:`difftk.evaluation.context.MetricResult`,
+    deterministic for a given ``context.seed``, and raises a one-line
+    :class:`~difftk.errors.DifftkError` when the model or data cannot be measured by it (e.g.
+    bits/dim of 2-D points). ``context`` is a :class:`difftk.evaluation.context.EvalContext`.
+    """
+
+    def evaluate(self, context: Any) -> Any: ...
+
+
+#: the protocol each component kind is checked against when a plugin registers it
+PROTOCOLS: dict[str, type] = {
+    "schedule": NoiseSchedule,
+    "denoiser": Denoiser,
+    "objective": Objective,
+    "sampler": Sampler,
+    "guidance": Guidance,
+    "classifier": Classifier,
+    "dataset": Dataset,
+    "metric": Metric,
+}
+
+
+def num_classes_of(denoiser: Any) -> int:
+    """Classes a denoiser is conditioned on: its ``num_classes`` attribute or option (0 = none)."""
+    value = getattr(denoiser, "num_classes", None)
+    if value is None:
+        value = getattr(getattr(denoiser, "config", None), "num_classes", 0)
+    return int(value or 0)
+
+
+# --- checking a class against its kind's protocol, at registration --------------------------------
+
+
+def _methods(protocol: type) -> list[str]:
+    """The methods a protocol asks for: its own callables, ``__call__`` included."""
+    own = [name for name, value in vars(protocol).items() if callable(value) and (not name.startswith("_") or name == "__call__")]
+    return [name for name in own if name not in ("_is_protocol", "_is_runtime_protocol")]
+
+
+def _signature_text(function: Any) -> str:
+    parameters = list(inspect.signature(function).parameters.values())[1:]  # without self
+    return ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}" for p in parameters)
+
+
+def protocol_problem(kind: str, cls: type) -> str | None:
+    """Why ``cls`` cannot be a ``kind`` component, or ``None`` when it has every method of the
+    kind's protocol (:data:`PROTOCOLS`) with the parameters callers pass.
+
+    Callers pass a protocol method's required parameters by position and those with a default by
+    keyword (``sampler.sample(denoiser, schedule, x_T, steps=…, cond=…)``), so an implementation
+    must take as many positional parameters (or ``*args``) and name every keyword one (or take
+    ``**kwargs``). A denoiser or classifier is an ``nn.Module``: its ``__call__`` is ``forward``.
+    """
+    protocol = PROTOCOLS.get(kind)
+    if protocol is None:
+        return None
+    for name in _methods(protocol):
+        wanted = getattr(protocol, name)
+        target = name
+        if name == "__call__" and isinstance(cls, type) and issubclass(cls, torch.nn.Module):
+            target = "forward"
+        found = getattr(cls, target, None)
+        shown = f"{name if target == name else target}({_signature_text(wanted)})"
+        if found is None or not callable(found) or (target == "forward" and found is torch.nn.Module.forward):
+            return f"it has no method {shown} ({protocol.__name__} protocol)"
+        if name == "__call__" and target == name and found is type.__call__:
+            return f"it has no method {shown} ({protocol.__name__} protocol)"
+        try:
+            have = list(inspect.signature(found).parameters.values())[1:]
+        except (TypeError, ValueError):  # a builtin or C callable: nothing to inspect
+            continue
+        want = list(inspect.signature(wanted).parameters.values())[1:]
+        varargs = any(p.kind is p.VAR_POSITIONAL for p in have)
+        varkw = any(p.kind is p.VAR_KEYWORD for p in have)
+        positional = [p for p in have if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        required = [p for p in want if p.default is inspect.Parameter.empty]
+        if len(positional) < len(required) and not varargs:
+            return f"its {target}() takes {len(positional)} argument(s); the {protocol.__name__} protocol passes {shown}"
+        names = {p.name for p in have if p.kind is not p.POSITIONAL_ONLY}
+        for p in want:
+            if p.default is not inspect.Parameter.empty and p.name not in names and not varkw:
+                return f"its {target}() has no keyword parameter '{p.name}'; the {protocol.__name__} protocol passes {shown}"
+        extra = [p.name for p in positional[len(required):] if p.default is inspect.Parameter.empty]
+        if extra:
+            return f"its {target}() requires {', '.join(extra)}, which the {protocol.__name__} protocol never passes"
+    return None

@@ -1,0 +1,152 @@
+"""Fitting a pipeline to a dataset: read the data, fill the denoiser's data options, check the fit.
+
+A pipeline file says which denoiser to train, not how big the data is. Before the model is
+built, the options that describe the data — whichever of :data:`DATA_OPTIONS` the denoiser
+has — are taken from the dataset, and the built denoiser is called once on two examples, so
+that data it cannot take is a one-line error before training starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from difftk.components import plugins
+from difftk.components.protocols import num_classes_of
+from difftk.data.arrays import ArrayDataset
+from difftk.data.images import point_bounds
+from difftk.errors import DifftkError, IncompatibleError, OptionError
+from difftk.pipeline.compose import Pipeline, build, build_component, spec_of
+from difftk.pipeline.spec import ComponentSpec, PipelineSpec
+
+#: denoiser options that describe the data, filled from the dataset before the model is built
+DATA_OPTIONS: tuple[str, ...] = ("in_channels", "image_size", "num_classes")
+
+
+def load_dataset(name: str, path: str | None = None, split: str = "train",
+                 options: Mapping[str, str] | None = None) -> tuple[ArrayDataset, ComponentSpec]:
+    """Create dataset component ``name`` (with ``path`` and the string ``options`` if given), load
+    ``split``, and describe it.
+
+    An unknown name or option gets the registry's did-you-mean; a dataset that does not read
+    from a path, a missing path and a failed load are one-line errors.
+    """
+    info = plugins.registry().get("dataset", name)
+    options = dict(options or {})
+    if path is not None:
+        if "path" not in info.option_fields():
+            raise OptionError(f"dataset '{name}' does not read from a path: use data={name}")
+        options["path"] = path
+    component = build_component("dataset", name, options)
+    try:
+        data = component.load(split)
+    except DifftkError:
+        raise
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        raise DifftkError(f"dataset '{name}' cannot be read: {err.strerror or err}{where}") from None
+    except Exception as err:
+        raise DifftkError(f"dataset '{name}' failed to load: {type(err).__name__}: {' '.join(str(err).split())}") from None
+    if not isinstance(data, ArrayDataset):
+        raise IncompatibleError(f"dataset '{name}' returned a {type(data).__name__}, not a difftk.data.arrays.ArrayDataset")
+    return data, spec_of("dataset", component)
+
+
+def describe_dataset(dataset: ArrayDataset, spec: ComponentSpec | None = None) -> dict[str, Any]:
+    """What a checkpoint records about its data: enough to sample and to check a resume."""
+    info: dict[str, Any] = {
+        "name": spec.name if spec is not None else dataset.name,
+        "kind": dataset.kind, "shape": list(dataset.shape), "size": len(dataset),
+        "num_classes": dataset.num_classes, "class_names": list(dataset.class_names),
+    }
+    if spec is not None:
+        info["options"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in spec.options}
+        if spec.plugin:
+            info["plugin"] = spec.plugin
+    if dataset.kind == "points":
+        info["bounds"] = list(point_bounds(dataset.data))
+    return info
+
+
+def data_options(denoiser: ComponentSpec, dataset: ArrayDataset) -> dict[str, int]:
+    """The values of :data:`DATA_OPTIONS` the denoiser has, read from the dataset."""
+    fields = plugins.registry().get("denoiser", denoiser.name).option_fields()
+    label = f"denoiser '{denoiser.name}'"
+    shape = dataset.shape
+    out: dict[str, int] = {}
+    if dataset.kind == "image":
+        C, H, W = shape
+        if "in_channels" in fields:
+            out["in_channels"] = C
+        if "image_size" in fields:
+            if H != W:
+                raise IncompatibleError(f"{label} takes square images, but {dataset.name} has {H}×{W} images")
+            out["image_size"] = H
+    else:
+        if "image_size" in fields:
+            raise IncompatibleError(f"{label} takes images (it has an image_size option), but {dataset.name} holds "
+                                    f"{shape[0]}-D points: use a denoiser for vectors")
+        if "in_channels" in fields:
+            out["in_channels"] = shape[0]
+    if "num_classes" in fields:
+        out["num_classes"] = dataset.num_classes
+    return out
+
+
+def fit_to_data(pipeline: PipelineSpec | Pipeline, dataset: ArrayDataset, *,
+                source: str = "pipeline") -> tuple[Pipeline, dict[str, int]]:
+    """Build ``pipeline`` with the denoiser's data options taken from ``dataset``.
+
+    Returns the live pipeline and the options that were filled. The denoiser is then called
+    once on two examples, so that data it cannot take (an image size its architecture does
+    not allow) is a one-line error here rather than a traceback in the first step.
+    """
+    spec = pipeline.spec if isinstance(pipeline, Pipeline) else pipeline
+    for kind in ("denoiser", "objective"):
+        if kind not in spec:
+            raise OptionError(f"{source} has no {kind}, so it cannot be trained: compose it with {kind}=NAME")
+    den = spec["denoiser"]
+    filled = data_options(den, dataset)
+    new = ComponentSpec(den.name, {**den.options_dict, **filled}, den.plugin, den.version)
+    spec = PipelineSpec({**dict(spec.components), "denoiser": new})
+    try:
+        live = build(spec, source=source)
+    except OptionError as err:
+        if not str(err).startswith(f"denoiser '{den.name}'") or not filled:
+            raise  # another component's own option (e.g. schedule T='abc'): not the data's doing
+        given = ", ".join(f"{k}={v}" for k, v in filled.items())
+        reason = str(err).removeprefix(f"denoiser '{den.name}': ")
+        raise OptionError(f"{dataset.name} gives {given}, which denoiser '{den.name}' cannot take: {reason}") from None
+    if not isinstance(live.denoiser, torch.nn.Module) or not any(True for _ in live.denoiser.parameters()):
+        raise IncompatibleError(f"denoiser '{den.name}' has no trainable parameters (it must be a torch.nn.Module)")
+    _probe(live.denoiser, dataset, den.name)
+    return live, filled
+
+
+def _probe(denoiser: torch.nn.Module, dataset: ArrayDataset, name: str) -> None:
+    """Call the denoiser once on the CPU (eval mode, no gradients) and check the output shape."""
+    x, y = dataset.batch(torch.arange(min(2, len(dataset))))
+    t = torch.full((len(x),), 0.5)
+    cond = y if num_classes_of(denoiser) > 0 and y is not None else None
+    was_training = denoiser.training
+    denoiser.eval()
+    try:
+        with torch.no_grad():
+            out = denoiser(x, t, cond=cond)
+    except DifftkError:
+        raise
+    except Exception as err:
+        reason = " ".join(str(err).split())[:200]
+        raise IncompatibleError(f"denoiser '{name}' cannot take {dataset.name} examples of shape "
+                                f"{tuple(dataset.shape)}: {type(err).__name__}: {reason}") from None
+    finally:
+        denoiser.train(was_training)
+    expect = list(x.shape)
+    if getattr(denoiser, "learned_variance", False):
+        expect[1] *= 2
+    if list(out.shape) != expect:
+        raise IncompatibleError(f"denoiser '{name}' returned shape {tuple(out.shape)} for {dataset.name} examples "
+                                f"of shape {tuple(x.shape)}; expected {tuple(expect)}")

@@ -1,0 +1,261 @@
+"""The trained model: what :func:`difftk.load` returns, and the one way anything draws samples.
+
+A :class:`Model` is a pipeline, its denoiser (the EMA weights, in eval mode) and the
+description of the data it was trained on. ``difftk sample``, ``difftk evaluate`` and
+``compare``, every metric (through :class:`difftk.evaluation.context.EvalContext`) and the
+trainer's sample grids all call :meth:`Model.sample`; the batch loop it runs
+(:func:`difftk.sampling.draw.generate`) is called from nowhere else.
+
+Rules that hold on every path, because they are written only here:
+
+- the schedule is the model's own (the noise process is part of what it learned), so any
+  registered sampler samples any model;
+- ``guidance=None`` means the pipeline's own guidance, applied when the model is
+  class-conditional; a guidance given by name (or ``scale``/options) is always applied;
+  ``guidance=False`` samples unguided;
+- a conditional model draws labels 0, 1, …, C−1, 0, … unless ``labels`` says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from difftk.checkpoint.files import Checkpoint, load_weights, read_checkpoint
+from difftk.components.protocols import num_classes_of
+from difftk.errors import CheckpointError, OptionError
+from difftk.pipeline.compose import Pipeline, build, build_component
+from difftk.pipeline.spec import PipelineSpec
+from difftk.sampling.draw import class_labels, generate, parse_label
+from difftk.sampling.steps import StepInfo
+
+
+@attrs.frozen(eq=False)
+class Model:
+    """A pipeline with its trained denoiser, ready to sample.
+
+    :param pipeline: the live pipeline (schedule, sampler, guidance, … as trained).
+    :param denoiser: the network to sample with (a checkpoint's EMA weights), in eval mode.
+    :param data: the description of the training data, as checkpoints store it (``kind``,
+        ``shape``, ``num_classes``, ``class_names``, ``bounds``, ``name``, ``options``).
+    :param checkpoint: the checkpoint it was read from; ``None`` for a model being trained.
+    """
+
+    pipeline: Pipeline
+    denoiser: torch.nn.Module
+    data: Mapping[str, Any] = attrs.field(converter=lambda d: describe(d))
+    checkpoint: Checkpoint | None = None
+
+    @classmethod
+    def load(cls, source: str | Path, device: torch.device | str = "cpu") -> Model:
+        """:func:`load`."""
+        return load(source, device)
+
+    # -- what it is ----------------------------------------------------------------------------
+
+    @property
+    def schedule(self) -> Any:
+        """The noise schedule the model was trained with (and samples with)."""
+        return self.pipeline.schedule
+
+    @property
+    def device(self) -> torch.device:
+        """Where the denoiser's weights are."""
+        parameters = getattr(self.denoiser, "parameters", None)
+        first = next(iter(parameters()), None) if callable(parameters) else None
+        return first.device if first is not None else torch.device("cpu")
+
+    @property
+    def data_kind(self) -> str:
+        """``"image"`` or ``"points"``: what the model was trained on."""
+        return self.data.get("kind", "image")
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        """The shape of one example, e.g. (1, 28, 28)."""
+        return tuple(self.data["shape"])
+
+    @property
+    def num_classes(self) -> int:
+        """Classes the denoiser is conditioned on (0 when unconditional)."""
+        return num_classes_of(self.denoiser)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.data.get("class_names") or ())
+
+    @property
+    def step(self) -> int | None:
+        """The training step of the checkpoint (``None`` for a model being trained)."""
+        return self.checkpoint.step if self.checkpoint is not None else None
+
+    def plugin_mismatches(self) -> list[str]:
+        """Plugins whose installed version differs from the one the checkpoint was made with."""
+        from difftk.components import plugins
+
+        if self.checkpoint is None:
+            return []
+        notes = []
+        for name, version in sorted(self.checkpoint.plugins.items()):
+            record = plugins.records().get(name)
+            if record is not None and version and record.version and record.version != version:
+                notes.append(f"plugin '{name}' is {record.version}; the checkpoint was made with {version}")
+        return notes
+
+    def using(self, spec: PipelineSpec, *, source: str = "pipeline") -> Model:
+        """This model sampled with the sampler and guidance of ``spec`` (a pipeline file's); the
+        schedule, if ``spec`` has one, must be the model's (the noise process is part of what the
+        model learned), and whatever ``spec`` leaves out stays the model's."""
+        merged = spec.sampling_part(self.pipeline.spec, source=source)
+        sampler = build_component("sampler", None, None, base=merged["sampler"])
+        guidance = build_component("guidance", None, None, base=merged["guidance"]) if "guidance" in merged else None
+        pipeline = attrs.evolve(self.pipeline, spec=merged, sampler=sampler, guidance=guidance)
+        return attrs.evolve(self, pipeline=pipeline)
+
+    # -- how it samples --------------------------------------------------------------------------
+
+    def sampler(self, sampler: Any = None, options: Mapping[str, Any] | None = None) -> Any:
+        """The sampler ``sampler`` (a registered name, an instance, or ``None`` for the pipeline's)
+        with ``options`` (values or command-line strings) over the pipeline's own when the name is its."""
+        if sampler is not None and not isinstance(sampler, str):
+            if options:
+                raise OptionError("sampler options cannot be applied to a sampler given as an instance")
+            return sampler
+        if sampler is None and not options:
+            return self.pipeline.sampler
+        return build_component("sampler", sampler, options, base=self.pipeline.spec.get("sampler"))
+
+    def guidance(self, guidance: Any = None, options: Mapping[str, Any] | None = None, *,
+                 scale: float | None = None) -> Any:
+        """The guidance to sample with: ``None`` and nothing set gives the pipeline's own (or
+        ``None``); ``False`` gives none; a name (or options, or ``scale``) builds one over the
+        pipeline's options. A guidance that needs something of training (cfg: the null class)
+        checks that the model had it."""
+        if guidance is False:
+            if scale is not None or options:
+                raise OptionError("guidance=False samples unguided: drop scale and the guidance options")
+            return None
+        if guidance is not None and not isinstance(guidance, str):
+            wrapper = guidance
+        elif guidance is None and scale is None and not options:
+            return self.pipeline.guidance
+        else:
+            merged = {**(options or {}), **({"scale": scale} if scale is not None else {})}
+            wrapper = build_component("guidance", guidance, merged, base=self.pipeline.spec.get("guidance"))
+        check = getattr(wrapper, "check_trained", None)
+        if check is not None:
+            check(self.pipeline.spec)
+        return wrapper
+
+    def guided(self, guidance: Any = None, options: Mapping[str, Any] | None = None, *,
+               scale: float | None = None) -> tuple[Any, Any]:
+        """(the denoiser to sample, the guidance wrapped around it or ``None``), by the rule of
+        the module docstring: the pipeline's own guidance steers class-conditional models only."""
+        explicit = guidance is not None or scale is not None or bool(options)
+        wrapper = self.guidance(guidance, options, scale=scale)
+        if wrapper is None or (not explicit and self.num_classes == 0):
+            return self.denoiser, None
+        return wrapper.wrap(self.denoiser, self.schedule), wrapper
+
+    def labels(self, n: int, labels: Any = None, denoiser: Any = None) -> torch.Tensor | None:
+        """The class labels of ``n`` samples from ``denoiser`` (default: the model's): 0, 1, …,
+        C−1, 0, … when ``labels`` is ``None``; all one class for an index or a class name; or
+        one per sample from a sequence. ``None`` for an unconditional model."""
+        classes = num_classes_of(denoiser if denoiser is not None else self.denoiser)
+        if labels is None or isinstance(labels, int | str):
+            return class_labels(n, classes, labels, self.class_names)
+        given = torch.as_tensor(labels, dtype=torch.long).flatten().cpu()
+        if given.numel() != n:
+            raise OptionError(f"labels has {given.numel()} entries for {n} samples: give one per sample, or one class")
+        for value in sorted(set(given.tolist())):
+            parse_label(value, classes, self.class_names)  # the range check, with its message
+        return given
+
+    def sample(self, n: int, *, sampler: Any = None, steps: int | None = None, guidance: Any = None,
+               scale: float | None = None, labels: Any = None, seed: int = 0, batch_size: int | None = None,
+               callback: Callable[[int, StepInfo], None] | None = None,
+               guidance_options: Mapping[str, Any] | None = None, **sampler_options: Any) -> torch.Tensor:
+        """``n`` samples [n, *shape], float32 on the CPU.
+
+        :param sampler: a registered name or an instance; ``None``: the pipeline's.
+        :param steps: sampler steps; ``None``: the sampler's default.
+        :param guidance: ``None`` (the pipeline's), ``False`` (none), a name or an instance.
+        :param scale: the guidance scale (cfg's w, classifier guidance's s).
+        :param labels: ``None`` (every class in turn), a class index or name, or one per sample.
+        :param seed: seeds x_T and the sampler's noise: the same seed, the same samples.
+        :param batch_size: samples drawn at once (``None``: all ``n``).
+        :param callback: ``callback(batch, info)`` after every step of every batch.
+        :param guidance_options: more guidance options (e.g. ``classifier`` for classifier guidance).
+        :param sampler_options: the sampler's options, e.g. ``eta=0.5``.
+        """
+        chosen = self.sampler(sampler, sampler_options)
+        denoiser, _ = self.guided(guidance, guidance_options, scale=scale)
+        cond = self.labels(n, labels, denoiser)
+        return generate(denoiser, self.schedule, chosen, self.data_shape, n, steps=steps, cond=cond, seed=seed,
+                        device=self.device, batch_size=batch_size, callback=callback)
+
+
+def describe(data: Any) -> dict[str, Any]:
+    """The data description a :class:`Model` keeps: a mapping as checkpoints store it, or one made
+    from an :class:`~difftk.data.arrays.ArrayDataset` (its kind, example shape and name)."""
+    if isinstance(data, Mapping):
+        return dict(data)
+    shape, kind = getattr(data, "shape", None), getattr(data, "kind", None)
+    if shape is None or kind is None:
+        raise TypeError(f"a model's data is a description (a mapping) or a dataset, not {type(data).__name__}")
+    return {"kind": kind, "shape": list(shape), "name": getattr(data, "name", "")}
+
+
+def load(source: str | Path, device: torch.device | str = "cpu") -> Model:
+    """The trained model in ``source``: a checkpoint file, a run directory, or the name of a model a
+    plugin ships (``difftk plugins`` lists them). Its pipeline is built and the EMA weights loaded
+    into the denoiser (eval mode, on ``device``).
+
+    A component whose plugin is not installed is named (``… needs denoiser 'unet-attn' from
+    plugin 'unet_attn' 0.1.0, which is not installed``).
+    """
+    ckpt = read_checkpoint(source)
+    if "shape" not in ckpt.dataset:
+        raise CheckpointError(f"{ckpt.path}: metadata 'dataset' lacks the data shape")
+    pipeline = build(ckpt.spec, source=str(ckpt.path))
+    if pipeline.denoiser is None or not isinstance(pipeline.denoiser, torch.nn.Module):
+        raise CheckpointError(f"{ckpt.path}: the stored pipeline has no trainable denoiser")
+    ema = ckpt.section("ema")
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in ema.values() if t.is_floating_point())
+    if bad:
+        total = sum(t.numel() for t in ema.values())
+        raise CheckpointError(f"{ckpt.path}: {bad:,} of its {total:,} EMA weights are NaN or infinite (the run diverged "
+                              "before this checkpoint was written): sample an earlier checkpoint, or retrain with a "
+                              "lower learning rate")
+    load_weights(pipeline.denoiser, ema, source=str(ckpt.path), what="EMA")
+    denoiser = pipeline.denoiser.to(device).eval().requires_grad_(False)
+    _check_fits(ckpt, denoiser, device)
+    return Model(pipeline=pipeline, denoiser=denoiser, data=ckpt.dataset, checkpoint=ckpt)
+
+
+def _check_fits(ckpt: Checkpoint, denoiser: torch.nn.Module, device: torch.device | str) -> None:
+    """One denoiser call on a zero example of the recorded data shape: a shape (or a class count)
+    the network cannot take is a one-line error now, not a traceback in the middle of sampling."""
+    shape = tuple(ckpt.dataset["shape"])
+    x = torch.zeros((1, *shape), device=device)
+    classes = num_classes_of(denoiser)
+    cond = torch.zeros(1, dtype=torch.long, device=device) if classes else None
+    try:
+        with torch.inference_mode():
+            y = denoiser(x, torch.full((1,), 0.5, device=device), cond=cond)
+    except Exception as err:  # the network's own complaint, condensed to its first line
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{ckpt.path}: metadata dataset.shape {list(shape)} does not fit the stored network "
+                              f"({type(err).__name__}: {first[:160]})") from None
+    factor = 2 if getattr(denoiser, "learned_variance", False) else 1
+    expected = (1, factor * shape[0], *shape[1:])
+    if tuple(y.shape) != expected:
+        raise CheckpointError(f"{ckpt.path}: metadata dataset.shape {list(shape)} does not fit the stored network "
+                              f"(it returns {list(y.shape[1:])})")
+    names = ckpt.dataset.get("class_names") or []
+    if names and classes and len(names) != classes:
+        raise CheckpointError(f"{ckpt.path}: metadata names {len(names)} classes but the network has {classes}")

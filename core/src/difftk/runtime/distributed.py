@@ -1,0 +1,133 @@
+"""Multi-process data-parallel training on torch.distributed (DDP), launched by torchrun.
+
+Each process (rank) trains on its shard of every global batch: all ranks draw the same shuffled
+global batch of N×B indices and rank r takes the r-th slice of B. DistributedDataParallel
+all-reduces (averages) the gradients, so every rank takes the same optimizer step and keeps the
+same weights and EMA; only rank 0 writes checkpoints, sample grids and the log. The objective's
+noise has one generator per rank (rank 0's is the single-process one); a checkpoint stores all
+of them, so ``--resume`` with the same number of processes continues exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import attrs
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from difftk.errors import OptionError
+
+#: how far apart the ranks' noise seeds are
+NOISE_SEED_STRIDE = 1_000_003
+
+
+@attrs.frozen
+class Ranks:
+    """This process's rank and the number of processes (1 when not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def current() -> Ranks:
+    """The ranks of the initialised process group, or a single process."""
+    if dist.is_available() and dist.is_initialized():
+        return Ranks(dist.get_rank(), dist.get_world_size())
+    return Ranks()
+
+
+def launched() -> bool:
+    """Whether this process was started by torchrun for a group of more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init(device: torch.device) -> tuple[Ranks, torch.device]:
+    """Join the process group torchrun set up (gloo on the CPU, nccl on GPUs; one GPU per rank)."""
+    if not launched() or dist.is_initialized():
+        return current(), device
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise OptionError(f"process {local} has no GPU: {torch.cuda.device_count()} visible, so use "
+                              f"nproc={torch.cuda.device_count()} or device=cpu")
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return current(), device
+
+
+def finish() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class DistributedDenoiser(DistributedDataParallel):
+    """DDP around a denoiser that still answers ``prediction``, ``learned_variance``, ``num_classes``…"""
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
+def mean_over_ranks(value: float, ranks: Ranks) -> float:
+    """The mean of a float over the ranks (itself for one process)."""
+    if not ranks.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t) / ranks.world
+
+
+def any_rank(flag: bool, ranks: Ranks) -> bool:
+    """True on every rank if ``flag`` is true on any (e.g. a stop request)."""
+    if not ranks.distributed:
+        return flag
+    t = torch.tensor([int(flag)])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t)
+
+
+def gather_states(state: torch.Tensor, ranks: Ranks) -> list[torch.Tensor]:
+    """Every rank's copy of a same-sized uint8 state tensor (generator states), in rank order."""
+    if not ranks.distributed:
+        return [state]
+    out = [torch.empty_like(state) for _ in range(ranks.world)]
+    dist.all_gather(out, state.contiguous())
+    return out
+
+
+def barrier(ranks: Ranks) -> None:
+    if ranks.distributed:
+        dist.barrier()
+
+
+def launch(nproc: int, argv: Sequence[str]) -> int:
+    """Run ``python -m difftk_cli ARGV`` in ``nproc`` processes under torch's own launcher (torchrun)."""
+    from torch.distributed.run import main as torchrun
+
+    if nproc > (os.cpu_count() or 1) and not torch.cuda.is_available():
+        raise OptionError(f"nproc={nproc} is more than this machine's {os.cpu_count()} CPU cores: use at most "
+                          f"{os.cpu_count()}")
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    try:
+        torchrun(["--standalone", f"--nproc-per-node={nproc}", "-m", "difftk_cli", *argv])
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    except Exception as err:  # a rank failed: torchrun has printed its error
+        print(f"error: {type(err).__name__}: {' '.join(str(err).split())[:300]}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,80 @@
+"""The batch loop that turns noise into samples, and the class labels samples are drawn for.
+
+:func:`generate` is called by :meth:`difftk.model.Model.sample` only: every path that draws
+samples (the CLI, evaluation, metrics, the trainer's grids) goes through the model object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from difftk.errors import OptionError, did_you_mean
+from difftk.sampling.steps import StepInfo
+
+
+def class_labels(n: int, num_classes: int, label: int | str | None = None,
+                 class_names: Sequence[str] = ()) -> torch.Tensor | None:
+    """Conditioning labels for ``n`` samples: all ``label``, or 0, 1, …, C−1, 0, … when none
+    is given (a grid of C columns then shows one class per column); ``None`` for an
+    unconditional model."""
+    if label is None:
+        return torch.arange(n) % num_classes if num_classes > 0 else None
+    index = parse_label(label, num_classes, class_names)
+    return torch.full((n,), index, dtype=torch.long)
+
+
+def class_rows(n: int, num_classes: int, columns: int) -> torch.Tensor:
+    """Labels for a grid of ``columns`` columns in which row r holds class r mod C."""
+    return (torch.arange(n) // columns) % num_classes
+
+
+def parse_label(label: int | str, num_classes: int, class_names: Sequence[str] = ()) -> int:
+    """A class index from an index or a class name, checked against the model's classes."""
+    if num_classes <= 0:
+        raise OptionError(f"label={label}: the model is unconditional (trained without class labels)")
+    names = list(class_names)
+    text = str(label).strip()
+    if text.lstrip("-").isdigit():
+        index = int(text)
+    elif text in names:
+        index = names.index(text)
+    else:
+        known = f" or a class name ({', '.join(names)})" if names else ""
+        raise OptionError(f"label={text!r} is not a class index 0..{num_classes - 1}{known}{did_you_mean(text, names)}")
+    if not 0 <= index < num_classes:
+        raise OptionError(f"label={index} is out of range: the model has classes 0..{num_classes - 1}")
+    return index
+
+
+
+
+
+
+
+
+@torch.inference_mode()
+def generate(denoiser: Any, schedule: Any, sampler: Any, shape: Sequence[int], n: int, *,
+             steps: int | None = None, cond: torch.Tensor | None = None, seed: int = 0,
+             device: torch.device | str = "cpu", batch_size: int | None = None,
+             callback: Callable[[int, StepInfo], None] | None = None) -> torch.Tensor:
+    """``n`` samples of one example ``shape`` on the CPU (float32), drawn in batches.
+
+    x_T ~ N(0, I) and the sampler's noise come from one generator seeded with ``seed`` on
+    ``device``, so a seed gives the same samples every time. ``callback(batch, info)`` is
+    called after every step of every batch.
+    """
+    device = torch.device(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    batch_size = batch_size or n
+    out = []
+    for b, start in enumerate(range(0, n, batch_size)):
+        size = min(batch_size, n - start)
+        x_T = torch.randn((size, *shape), generator=generator, device=device)
+        c = cond[start:start + size].to(device) if cond is not None else None
+        step_cb = (lambda info, b=b: callback(b, info)) if callback is not None else None
+        x = sampler.sample(denoiser, schedule, x_T, steps=steps, cond=c, generator=generator, callback=step_cb)
+        out.append(x.float().cpu())
+    return torch.cat(out)

@@ -1,0 +1,169 @@
+"""Noise-aware classifiers: training them on noised data, and their safetensors files.
+
+Classifier guidance (Dhariwal & Nichol 2021, §4.1) needs p(y | x_t) at every noise level: the
+classifier is trained with cross-entropy on x_t = √ᾱ(t)·x₀ + √(1−ᾱ(t))·ε at times t drawn as
+the objectives draw them (:func:`difftk.maths.objectives.sample_times`), with the schedule of the
+diffusion model it will guide. A classifier component (kind ``classifier``) is a
+``torch.nn.Module`` with an attrs ``Config``; ``classifier(x_t, t)`` returns logits [B, K].
+
+A classifier file is one safetensors file — weights under ``classifier/…`` and string
+metadata — written atomically; never pickle. The metadata records ``format``
+(``difftk-classifier``), ``classifier`` and ``schedule`` (component specs as JSON, with plugin
+and version), ``dataset``, ``step``, ``metrics`` and ``difftk_version``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load as st_load
+
+from difftk.checkpoint.files import load_weights, read_file, save_checkpoint
+from difftk.components import plugins
+from difftk.data.arrays import ArrayDataset
+from difftk.errors import CheckpointError, IncompatibleError, OptionError
+from difftk.maths.diffusion import q_sample
+from difftk.maths.objectives import sample_times
+from difftk.pipeline.compose import build_component, spec_of
+from difftk.pipeline.spec import ComponentSpec
+from difftk.training.order import BatchOrder
+from difftk.version import __version__
+
+FORMAT = "difftk-classifier"
+FORMAT_VERSION = 1
+
+
+def default_classifier(data_kind: str) -> str:
+    """The first registered classifier whose ``data_kinds`` include ``data_kind`` (image or points)."""
+    registry = plugins.registry()
+    names = registry.names("classifier")
+    fits = [n for n in names if data_kind in getattr(registry.get("classifier", n).cls, "data_kinds", ("image", "points"))]
+    if not fits:
+        listing = ", ".join(names) or "none installed"
+        raise OptionError(f"no classifier for {data_kind} data is installed ({listing}): "
+                          "install difftk-classifier-guidance or give classifier=NAME")
+    return fits[0]
+
+
+def build_classifier(name: str, dataset: ArrayDataset, options: dict[str, Any] | None = None) -> tuple[torch.nn.Module, ComponentSpec]:
+    """Create classifier ``name`` with its data options (in_channels, image_size, num_classes) read from ``dataset``."""
+    info = plugins.registry().get("classifier", name)
+    fields = info.option_fields()
+    filled: dict[str, Any] = {}
+    if dataset.kind == "image":
+        C, H, _ = dataset.shape
+        filled.update({k: v for k, v in (("in_channels", C), ("image_size", H)) if k in fields})
+    elif "in_channels" in fields:
+        filled["in_channels"] = dataset.shape[0]
+    if "num_classes" in fields:
+        filled["num_classes"] = dataset.num_classes
+    model = build_component("classifier", name, {**(options or {}), **filled})
+    return model, spec_of("classifier", model)
+
+
+def classifier_loss(classifier: torch.nn.Module, schedule: Any, x0: torch.Tensor, y: torch.Tensor,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-example cross-entropy −log p_φ(y | x_t) on x_t ~ q(x_t | x₀) at training times t
+    (Dhariwal & Nichol 2021, §4.1: the classifier is trained on noisy images)."""
+    t = sample_times(schedule, x0.shape[0], generator, x0.device)
+    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    alpha_bar = schedule.alpha_bar(t.to(torch.float64)).to(x0.dtype)
+    x_t = q_sample(x0, alpha_bar, eps)
+    return F.cross_entropy(classifier(x_t, t.to(x0.dtype)), y, reduction="none")
+
+
+@torch.no_grad()
+def noisy_accuracy(classifier: torch.nn.Module, schedule: Any, dataset: ArrayDataset, *, t_max: float = 1.0,
+                   seed: int = 0, batch_size: int = 500, device: torch.device | str = "cpu") -> float:
+    """Accuracy on ``dataset`` noised at t ~ U(0, t_max] (t = 0 exactly when t_max = 0: clean data)."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    was_training = classifier.training
+    classifier.eval()
+    correct = 0
+    for start in range(0, len(dataset), batch_size):
+        x0, y = dataset.batch(torch.arange(start, min(start + batch_size, len(dataset))), device)
+        t = t_max * (1.0 - torch.rand(x0.shape[0], generator=g, device=device))
+        ab = schedule.alpha_bar(t.to(torch.float64)).to(x0.dtype)
+        x_t = q_sample(x0, ab, torch.randn(x0.shape, generator=g, device=device))
+        correct += int((classifier(x_t, t).argmax(1) == y).sum())
+    classifier.train(was_training)
+    return correct / len(dataset)
+
+
+def train_classifier(classifier: torch.nn.Module, schedule: Any, dataset: ArrayDataset, *, steps: int,
+                     batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.05, seed: int = 0,
+                     device: torch.device | str = "cpu",
+                     callback: Callable[[int, float], None] | None = None) -> float:
+    """Train ``classifier`` in place with AdamW on the noised cross-entropy; returns the last loss.
+
+    The data order and the noise draw from generators seeded with ``seed + 1`` and ``seed + 2``
+    (the weights from torch's global RNG, seeded by the caller), so a seed gives the same file.
+    """
+
+    if dataset.labels is None or dataset.num_classes < 2:
+        raise IncompatibleError(f"{dataset.name} has no class labels: a classifier needs labelled data")
+    device = torch.device(device)
+    classifier.to(device).train()
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=weight_decay)
+    order = BatchOrder(len(dataset), batch_size, seed + 1)
+    noise = torch.Generator(device=device).manual_seed(seed + 2)
+    value = float("nan")
+    for step in range(1, steps + 1):
+        x0, y = dataset.batch(order.next(), device)
+        loss = classifier_loss(classifier, schedule, x0, y, noise).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(classifier.parameters(), 1.0)
+        optimizer.step()
+        value = loss.item()
+        if callback is not None:
+            callback(step, value)
+    classifier.eval()
+    return value
+
+
+def save_classifier(path: str | Path, classifier: torch.nn.Module, spec: ComponentSpec, *,
+                    schedule: ComponentSpec | None, dataset: dict[str, Any], step: int,
+                    metrics: dict[str, float] | None = None) -> Path:
+    """Write the classifier's weights and how it was made as one safetensors file, atomically."""
+    tensors = {f"classifier/{k}": v for k, v in classifier.state_dict().items()}
+    metadata = {
+        "format": FORMAT, "format_version": str(FORMAT_VERSION), "difftk_version": __version__,
+        "classifier": json.dumps(spec.to_dict()), "schedule": json.dumps(schedule.to_dict() if schedule else None),
+        "dataset": json.dumps(dataset, sort_keys=True), "step": str(step),
+        "metrics": json.dumps(metrics or {}, sort_keys=True),
+    }
+    return save_checkpoint(path, tensors, metadata)
+
+
+def read_classifier_metadata(path: str | Path) -> tuple[dict[str, str], bytes]:
+    """The metadata of a classifier file and its bytes; one-line errors for anything else."""
+    path = Path(path)
+    data, metadata = read_file(path, "no such classifier file (make one with `difftk train-classifier`)")
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a difftk classifier file (format {metadata.get('format', 'none')!r}): "
+                              "make one with `difftk train-classifier`")
+    return metadata, data
+
+
+def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Build the classifier a file describes, load its weights, and return it in eval mode
+    without gradients for its parameters (guidance differentiates with respect to x_t only)."""
+    metadata, data = read_classifier_metadata(path)
+    spec = json.loads(metadata["classifier"])
+    registry = plugins.registry()
+    info = registry.get("classifier", spec["name"])
+    classifier = info.build(spec.get("options", {}))
+    try:
+        tensors = st_load(data)
+    except Exception as err:
+        raise CheckpointError(f"{path} is corrupt: {' '.join(str(err).split())}") from None
+    state = {k.removeprefix("classifier/"): v for k, v in tensors.items() if k.startswith("classifier/")}
+    load_weights(classifier, state, source=str(path), what="classifier")
+    classifier.schedule_spec = json.loads(metadata.get("schedule", "null"))
+    return classifier.to(device).eval().requires_grad_(False)

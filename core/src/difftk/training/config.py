@@ -1,0 +1,93 @@
+"""How to train: the :class:`TrainConfig` (optimizer, learning-rate warm-up, EMA, what to write
+when), and the rules for changing it when a run is resumed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from difftk.errors import DifftkError
+from difftk.options import option
+from difftk.runtime.fastpath import PRECISIONS
+
+
+class TrainingError(DifftkError):
+    """Training cannot go on (a non-finite loss) or cannot start (a run directory in the way)."""
+
+
+@attrs.frozen
+class TrainConfig:
+    """How to train: optimizer, schedule of the learning rate, EMA, and what to write when.
+
+    Defaults follow Ho et al. 2020 (App. B: Adam, lr 2e-4, no weight decay; their released
+    code also clips the gradient norm to 1 and warms the learning rate up linearly, over 5000
+    steps). Two are shortened for runs of thousands rather than hundreds of thousands of
+    steps: 100 warm-up steps, and an EMA decay of 0.999 instead of 0.9999.
+    """
+
+    steps: int = option(help="optimizer steps to train in total (a resumed run continues up to it)", ge=1)
+    batch_size: int = option(64, help="examples per step", ge=1, le=1 << 20)
+    lr: float = option(2e-4, help="AdamW learning rate after warm-up", gt=0.0, le=1.0)
+    weight_decay: float = option(0.0, help="AdamW decoupled weight decay", ge=0.0, le=1.0)
+    warmup: int = option(100, help="steps of linear learning-rate warm-up from lr/warmup to lr", ge=0)
+    grad_clip: float | None = option(1.0, help="clip the global gradient norm to this; none = off", gt=0.0, optional=True)
+    ema_decay: float = option(0.999, help="EMA decay per step (warmed up as min(decay, (1+s)/(10+s)))", ge=0.0, lt=1.0)
+    seed: int = option(0, help="seed of the weights, the data order, the noise and the sample grids", ge=0, lt=1 << 32)
+    checkpoint_every: int = option(1000, help="write the checkpoint every K steps (and at the end)", ge=1)
+    sample_every: int = option(1000, help="write a sample grid every K steps (and at the end); 0 = never", ge=0)
+    sample_steps: int | None = option(None, help="sampler steps for the sample grids (at most the schedule's T); "
+                                      "none = the sampler's default", ge=1, optional=True)
+    num_samples: int | None = option(None, help="samples per grid; none = 64 images or 1024 points", ge=1, optional=True)
+    log_every: int = option(50, help="append the mean loss to log.jsonl every K steps", ge=1)
+    precision: str = option("auto", help="auto (bf16 on CUDA, else fp32), fp32, tf32 or bf16 autocast", choices=PRECISIONS)
+    channels_last: bool = option(False, help="keep image weights and batches in channels-last memory format")
+    compile: bool = option(False, help="train the denoiser through torch.compile")
+    init: str | None = option(None, help="start from the EMA weights of this checkpoint (fine-tuning); none = random",
+                              optional=True)
+
+    def to_json(self) -> str:
+        return json.dumps(attrs.asdict(self), sort_keys=True)
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimizer step ``step`` (1-based): linear warm-up, then constant."""
+        return self.lr * min(1.0, step / self.warmup) if self.warmup else self.lr
+
+    def ema_decay_at(self, step: int) -> float:
+        """EMA decay after ``step`` updates: min(decay, (1+s)/(10+s)), the warm-up of TensorFlow's
+        ``ExponentialMovingAverage(num_updates=s)``, so short runs do not average in their init."""
+        return min(self.ema_decay, (1 + step) / (10 + step))
+
+
+TrainConfig.component_label = "training"
+
+
+#: settings a resumed run cannot change without the checkpoint misstating how it was made: the seed
+#: (every RNG state comes from the checkpoint, so a new seed would be recorded but never used) and
+#: the starting weights of a fine-tuning run
+FIXED_ON_RESUME: tuple[str, ...] = ("seed", "init")
+
+
+def config_for_resume(saved: Mapping[str, Any], **overrides: Any) -> TrainConfig:
+    """The configuration a checkpoint was trained with, with the given (non-``None``) overrides.
+
+    Overrides of :data:`FIXED_ON_RESUME` that differ from the run's are refused.
+    """
+    fields = attrs.fields_dict(TrainConfig)
+    base = {k: v for k, v in saved.items() if k in fields}
+    for key in FIXED_ON_RESUME:
+        if overrides.get(key) is not None and key in base and overrides[key] != base[key]:
+            raise TrainingError(f"the run was trained with {key}={base[key]!r} and a resumed run keeps it: "
+                                f"drop the new {key} ({overrides[key]!r}), or start a new run with another out=DIR")
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**base)
+
+
+def changed_settings(saved: Mapping[str, Any], config: TrainConfig) -> list[str]:
+    """``name old → new`` for every setting a resumed run changes (``steps`` aside), to be said."""
+    now = attrs.asdict(config)
+    return [f"{k} {saved[k]!r} → {now[k]!r}" for k in now
+            if k != "steps" and k in saved and saved[k] != now[k]]

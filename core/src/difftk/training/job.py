@@ -1,0 +1,131 @@
+"""The whole training job: fit the pipeline to the data, check a resume, build the trainer, run it.
+
+:func:`train` is what ``difftk train`` calls; every check passes before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from difftk.checkpoint.files import (
+    Checkpoint,
+    read_checkpoint,
+)
+from difftk.data.arrays import ArrayDataset
+from difftk.data.fitting import describe_dataset, fit_to_data
+from difftk.errors import OptionError
+from difftk.pipeline.compose import Pipeline
+from difftk.pipeline.spec import ComponentSpec, PipelineSpec
+from difftk.runtime import distributed
+from difftk.runtime.device import resolve_device
+from difftk.training.config import TrainConfig, TrainingError, config_for_resume
+from difftk.training.rundir import RunPaths
+from difftk.training.trainer import Reporter, Trainer, TrainResult
+
+#: the kinds that decide what is learned; a resumed run must keep them (the sampler may change)
+TRAINING_KINDS: tuple[str, ...] = ("schedule", "denoiser", "objective")
+
+
+def _plain(spec: ComponentSpec | None) -> ComponentSpec | None:
+    """``spec`` with list values as tuples: JSON and TOML give lists where options hold tuples."""
+    if spec is None:
+        return None
+    return ComponentSpec(spec.name, {k: tuple(v) if isinstance(v, list) else v for k, v in spec.options})
+
+
+def check_resumable(ckpt: Checkpoint, pipeline: Pipeline, dataset_info: Mapping[str, Any]) -> None:
+    """A resumed run must learn the same thing: same schedule, denoiser, objective and data."""
+    for kind in TRAINING_KINDS:
+        old, new = _plain(ckpt.spec.get(kind)), _plain(pipeline.spec.get(kind))
+        if old == new:
+            continue
+        if old is None or new is None or old.name != new.name:
+            said = f"{kind} '{old.name}'" if old is not None else f"no {kind}"
+            raise TrainingError(f"{ckpt.path} was trained with {said}; the pipeline now has "
+                                f"{f'{kind} {new.name!r}' if new is not None else f'no {kind}'}: resume with the same pipeline")
+        diff = next(k for k in {**old.options_dict, **new.options_dict}
+                    if old.options_dict.get(k) != new.options_dict.get(k))
+        raise TrainingError(f"{ckpt.path} was trained with {kind}.{diff}={old.options_dict.get(diff)!r}; the pipeline "
+                            f"now sets {new.options_dict.get(diff)!r}: resume with the same pipeline")
+    old_g, new_g = ckpt.spec.get("guidance"), pipeline.spec.get("guidance")
+    if (old_g is None) != (new_g is None) or (old_g is not None and old_g.name != new_g.name):
+        said = f"guidance '{old_g.name}'" if old_g is not None else "no guidance"
+        raise TrainingError(f"{ckpt.path} was trained with {said}; the pipeline now has "
+                            f"{f'guidance {new_g.name!r}' if new_g is not None else 'no guidance'}: resume with the same "
+                            "pipeline (guidance such as cfg changes what is trained)")
+    if new_g is not None:  # options that shape training (cfg's label dropout) must not change; the scale may
+        keys = getattr(type(pipeline.guidance), "training_options", ())
+        old_o, new_o = _plain(old_g).options_dict, _plain(new_g).options_dict
+        diff = next((k for k in keys if old_o.get(k) != new_o.get(k)), None)
+        if diff is not None:
+            raise TrainingError(f"{ckpt.path} was trained with guidance.{diff}={old_o.get(diff)!r}; the pipeline now "
+                                f"sets {new_o.get(diff)!r}: resume with the same pipeline")
+    saved = ckpt.dataset
+    for key in ("name", "shape", "size", "num_classes"):
+        if key in saved and saved[key] != dataset_info.get(key):
+            raise TrainingError(f"{ckpt.path} was trained on {saved.get('name')} with {key}={saved[key]}; "
+                                f"this data has {key}={dataset_info.get(key)}: resume with the same data=NAME")
+
+
+def resume_state(out: str | Path, **overrides: Any) -> tuple[Checkpoint, TrainConfig]:
+    """The checkpoint of the run in ``out`` and its configuration with ``overrides`` applied."""
+    paths = RunPaths(Path(out))
+    paths.prepare(resume=True)
+    ckpt = read_checkpoint(paths.checkpoint)
+    return ckpt, config_for_resume(ckpt.train_config, **overrides)
+
+
+def train(spec: PipelineSpec | Pipeline, dataset: ArrayDataset, config: TrainConfig, *,
+          out: str | Path | None = None, resume: bool = False, device: str | torch.device | None = None,
+          reporter: Reporter | None = None, dataset_spec: ComponentSpec | None = None,
+          source: str = "pipeline", checkpoint: Checkpoint | None = None) -> TrainResult:
+    """Fit the pipeline to the data, train it, and write the run to ``out``.
+
+    With ``resume`` the run in ``out`` continues from its checkpoint (read here unless given
+    as ``checkpoint``); otherwise ``out`` must not hold a run yet. Nothing is written before
+    every check has passed.
+    """
+    paths = RunPaths(Path(out)) if out is not None else None
+    ranks = distributed.current()
+    if paths is None and resume:
+        raise OptionError("resume needs the run directory (out)")
+    owner = paths is not None and ranks.main  # one process writes the run directory, and holds its lock
+    with paths.lock() if owner else contextlib.nullcontext():
+        if owner:
+            note = paths.prepare(resume)
+            if note and reporter is not None:  # a run dead before its first checkpoint, started over
+                reporter.note(note)
+        if paths is not None:
+            distributed.barrier(ranks)
+        return _train_locked(spec, dataset, config, out=out, resume=resume, device=device, reporter=reporter,
+                             dataset_spec=dataset_spec, source=source, checkpoint=checkpoint, paths=paths)
+
+
+def _train_locked(spec, dataset, config, *, out, resume, device, reporter, dataset_spec, source, checkpoint,
+                  paths) -> TrainResult:
+    device = resolve_device(device)
+    if resume and checkpoint is None:
+        checkpoint = read_checkpoint(paths.checkpoint)
+    torch.manual_seed(config.seed)
+    pipeline, filled = fit_to_data(spec, dataset, source=source)
+    T = getattr(pipeline.schedule, "grid_size", None)
+    if config.sample_steps is not None and T is not None and config.sample_steps > T:
+        raise OptionError(f"sample_steps={config.sample_steps} is more than the schedule's T={T}: use at most {T}")
+    world = distributed.current().world
+    if config.batch_size * world > len(dataset):
+        raise OptionError(f"batch_size={config.batch_size}{f' × {world} processes' if world > 1 else ''} is more than the "
+                          f"{len(dataset):,} examples of the data: use at most {len(dataset) // world:,}")
+    info = describe_dataset(dataset, dataset_spec)
+    if checkpoint is not None:
+        check_resumable(checkpoint, pipeline, info)
+    trainer = Trainer(pipeline, dataset, config, device=device, out=out, dataset_info=info, filled=filled)
+    if checkpoint is not None:
+        trainer.load_state(checkpoint)
+    elif config.init is not None:
+        trainer.warm_start(read_checkpoint(config.init))
+    return trainer.fit(reporter)

@@ -1,0 +1,135 @@
+"""The run directory: where a training run writes its checkpoint, sample grids and loss log,
+the checks before it starts, and the lock that keeps a second writer out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+
+from difftk.checkpoint.files import (
+    CHECKPOINT_NAME,
+)
+from difftk.runtime.files import atomic_write_text, short_path
+from difftk.training.config import TrainingError
+
+#: the lock file of a run directory (see :meth:`RunPaths.lock`)
+LOCK_NAME = ".lock"
+
+
+@attrs.frozen
+class RunPaths:
+    """Where a training run writes: its latest checkpoint, sample grids and loss log."""
+
+    root: Path
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / CHECKPOINT_NAME
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.jsonl"
+
+    def sample_path(self, step: int) -> Path:
+        return self.samples / f"step_{step:06d}.png"
+
+    def existing(self) -> list[str]:
+        """The run files already present, e.g. ``["checkpoint.safetensors", "samples/"]``."""
+        found = [p.name for p in (self.checkpoint, self.log) if p.exists()]
+        return found + (["samples/"] if self.samples.is_dir() and any(self.samples.iterdir()) else [])
+
+    def prepare(self, resume: bool) -> str | None:
+        """Refuse to start over a run that has a checkpoint (unless resuming) or to resume nothing.
+
+        A run that stopped before its first checkpoint (a NaN, a full disk, a kill) holds only a
+        log and perhaps samples, and nothing to resume: it is started over. The return value
+        then says so, for the caller to show.
+        """
+        try:
+            if self.root.exists() and not self.root.is_dir():
+                raise TrainingError(f"out={self.root} is a file; give a directory for the run")
+            found = self.existing()
+        except OSError as err:  # a name too long, a directory that cannot be listed
+            raise TrainingError(f"out={short_path(self.root)}: {err.strerror or err}") from None
+        if resume and not self.checkpoint.is_file():
+            extra = f" (it holds {', '.join(found)}: a run stopped before its first checkpoint)" if found else ""
+            raise TrainingError(f"{self.root} has no {CHECKPOINT_NAME} to resume from{extra}: drop resume=True to "
+                                "start it over, or choose another out=DIR")
+        if not resume and self.checkpoint.exists():
+            raise TrainingError(f"{self.root} already holds a training run ({', '.join(found)}): "
+                                "continue it with resume=True, or choose another out=DIR")
+        if not resume and found:
+            return (f"{self.root} holds {', '.join(found)} of a run that stopped before its first checkpoint: "
+                    "starting it over")
+        return None
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the run directory while a run writes it, so that a second
+        ``difftk train`` (or a ``--resume`` of a live run) is refused instead of racing it.
+
+        The lock is ``flock`` on ``DIR/.lock``, released by the kernel when the process dies, so
+        a killed run never leaves the directory locked. Once it is held, the temporary files a
+        killed writer left behind (``.checkpoint.safetensors.*.tmp``) are removed.
+        """
+        try:
+            if self.root.exists() and not self.root.is_dir():
+                raise TrainingError(f"out={self.root} is a file; give a directory for the run")
+            created = not self.root.exists()
+        except OSError as err:
+            raise TrainingError(f"out={short_path(self.root)}: {err.strerror or err}") from None
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise TrainingError(f"cannot create the run directory {short_path(self.root)}: {err.strerror or err}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise TrainingError(f"{self.root} is being written by another difftk train (pid {holder}): wait for it "
+                                "to finish, or choose another out=DIR") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            for stray in self.root.glob(f".{CHECKPOINT_NAME}.*.tmp"):
+                stray.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            if created and [p.name for p in self.root.iterdir()] == [LOCK_NAME]:  # a run refused before it wrote
+                (self.root / LOCK_NAME).unlink(missing_ok=True)
+                self.root.rmdir()
+
+    def open_log(self, step: int):
+        """Open log.jsonl for appending, first dropping the records after ``step`` (those of a
+        run resumed from an earlier checkpoint than its last log line)."""
+        log = self.log
+        try:
+            if log.exists():
+                kept = []
+                for line in log.read_text(encoding="utf-8").splitlines():
+                    try:
+                        if json.loads(line)["step"] <= step:
+                            kept.append(line + "\n")
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        continue
+                atomic_write_text(log, "".join(kept), replaces="run")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            return log.open("a", encoding="utf-8")
+        except OSError as err:
+            raise TrainingError(f"cannot write to {self.root}: {err.strerror or err}") from None
+

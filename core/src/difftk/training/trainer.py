@@ -1,0 +1,314 @@
+"""The training loop: AdamW with warm-up and gradient clipping, an EMA of the weights, periodic
+sample grids and checkpoints, and a resume that continues bit for bit.
+
+One step (Ho et al. 2020, Algorithm 1): draw a batch x₀ (and its labels for a class-
+conditional denoiser), ask the pipeline's objective for the per-example loss, average it,
+take one AdamW step (Loshchilov & Hutter 2019) on the clipped gradient, and move the EMA
+toward the new weights. Samples are drawn with the EMA weights, as in Ho et al. 2020 (App. B,
+decay 0.9999) and every diffusion model since.
+
+Reproducibility: every source of randomness has its own state, and a checkpoint stores them
+all — the order of the data (its own ``torch.Generator``), the objective's t and ε (another
+generator, on the training device), and torch's global RNG (weight initialisation, dropout).
+A run stopped at step k and resumed therefore ends with exactly the weights, EMA and optimizer
+state of an uninterrupted run, on the same device and torch build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import signal
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from difftk.components.protocols import num_classes_of
+from difftk.data.arrays import ArrayDataset
+from difftk.data.fitting import describe_dataset
+from difftk.data.images import picture, save_png
+from difftk.errors import OptionError
+from difftk.model import Model
+from difftk.pipeline.compose import Pipeline
+from difftk.runtime import distributed
+from difftk.runtime.fastpath import autocast, prepare, to_memory_format
+from difftk.training.config import TrainConfig, TrainingError
+from difftk.training.order import BatchOrder
+from difftk.training.rundir import RunPaths
+from difftk.training.signals import catch_stop_signals
+from difftk.training.state import CheckpointState
+
+
+@attrs.frozen
+class TrainResult:
+    """How a call to :meth:`Trainer.fit` ended."""
+
+    step: int
+    interrupted: bool = False
+    checkpoint: Path | None = None
+    samples: tuple[Path, ...] = ()
+    loss: float | None = None  # mean loss over the last log window
+    signal: int | None = None  # what stopped an interrupted run (SIGINT, SIGTERM or SIGHUP)
+
+
+class Reporter:
+    """What the training loop tells the outside world; the default says nothing.
+
+    :class:`difftk_cli.progress.RichTrainReporter` draws a progress bar with the loss, it/s and
+    ETA from these calls.
+    """
+
+    def start(self, trainer: Trainer, total: int) -> None:
+        """Training begins at ``trainer.step`` and runs to ``total``."""
+
+    def update(self, step: int, loss: float, lr: float) -> None:
+        """Step ``step`` finished with ``loss`` at learning rate ``lr``."""
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        """A log record (what log.jsonl gets): step, mean loss of the window, lr, grad norm."""
+
+    def wrote(self, what: str, path: Path, step: int) -> None:
+        """A file was written: ``what`` is ``"checkpoint"`` or ``"samples"``."""
+
+    def note(self, text: str) -> None:
+        """Something the loop is about to do that takes a while (drawing a sample grid)."""
+
+    def stop(self) -> None:
+        """Training ended (normally, interrupted, or with an error)."""
+
+
+class _NonFinite(Exception):
+    def __init__(self, what: str, value: float) -> None:
+        super().__init__(what)
+        self.what, self.value = what, value
+
+
+# --- the trainer ----------------------------------------------------------------------------------
+
+
+class Trainer(CheckpointState):
+    """The state of one training run and the loop that advances it.
+
+    :param pipeline: a live pipeline with a denoiser (an ``nn.Module``) and an objective, e.g.
+        from :func:`fit_to_data`.
+    :param dataset: the training data.
+    :param config: a :class:`TrainConfig`.
+    :param device: where to train; the forward pass and loss run under ``config.precision``
+        (bf16 autocast on CUDA by default).
+    :param out: the run directory (checkpoints, samples, log); ``None`` writes nothing.
+    :param dataset_info: what to record about the data (:func:`describe_dataset`).
+    :param filled: the denoiser options :func:`fit_to_data` took from the data (for reports).
+
+    The global torch RNG is seeded with ``config.seed`` by :func:`train` before the denoiser
+    is built; the trainer seeds its own generators: the data order with ``seed + 1`` and the
+    objective's noise with ``seed + 2``.
+    """
+
+    def __init__(self, pipeline: Pipeline, dataset: ArrayDataset, config: TrainConfig, *,
+                 device: torch.device | str = "cpu", out: str | Path | None = None,
+                 dataset_info: Mapping[str, Any] | None = None, filled: Mapping[str, int] | None = None) -> None:
+        if pipeline.denoiser is None or pipeline.objective is None:
+            raise OptionError("training needs a pipeline with a denoiser and an objective")
+        self.pipeline, self.dataset, self.config = pipeline, dataset, config
+        self.device = torch.device(device)
+        self.paths = RunPaths(Path(out)) if out is not None else None
+        self.dataset_info = dict(dataset_info or describe_dataset(dataset))
+        self.model = pipeline.denoiser.to(self.device).train()
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        # several processes (torchrun): each takes its slice of one global batch of N×B, DDP averages the gradients
+        self.ranks = distributed.current()
+        net = prepare(self.model, channels_last=config.channels_last, compile=config.compile)
+        self.net = distributed.DistributedDenoiser(net) if self.ranks.distributed else net
+        self.order = BatchOrder(len(dataset), config.batch_size * self.ranks.world, config.seed + 1)
+        noise_seed = config.seed + 2 + distributed.NOISE_SEED_STRIDE * self.ranks.rank
+        self.noise = torch.Generator(device=self.device).manual_seed(noise_seed)
+        self.conditional = num_classes_of(self.model) > 0 and dataset.labels is not None
+        self.filled = dict(filled or {})
+        self.step = 0
+        self.last_checkpoint: int | None = None
+        self._stop_requested = False
+        self.stop_signal: int | None = None  # the signal that stopped the run, if one did
+        self._updating = False  # inside the update of a step: the state is half old, half new
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return autocast(self.config.precision, self.device)
+
+    def train_step(self) -> tuple[float, float | None]:
+        """One optimizer step; returns the batch's mean loss and the gradient norm before clipping.
+
+        Raises :class:`_NonFinite` *before* touching the weights when the loss or the
+        gradient norm is NaN or infinite, so the state stays that of the last good step.
+        """
+        index = self.order.next()
+        B = self.config.batch_size
+        x0, y = self.dataset.batch(index[self.ranks.rank * B:(self.ranks.rank + 1) * B], self.device)
+        x0 = to_memory_format(x0, self.config.channels_last)
+        cond = y if self.conditional else None
+        relabel = getattr(self.pipeline.guidance, "training_condition", None)
+        if cond is not None and relabel is not None:  # e.g. cfg's label dropout, from the checkpointed generator
+            cond = relabel(cond, num_classes_of(self.model), self.noise)
+        with self._autocast():
+            loss = self.pipeline.objective.loss(self.net, self.pipeline.schedule, x0, cond=cond,
+                                                generator=self.noise).float().mean()
+        value = distributed.mean_over_ranks(loss.item(), self.ranks)  # every rank decides alike on a NaN
+        if not math.isfinite(value):
+            raise _NonFinite("loss", value)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = None
+        if self.config.grad_clip is not None:
+            norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip))
+            if not math.isfinite(norm):
+                raise _NonFinite("gradient norm", norm)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr_at(self.step + 1)
+        self._updating = True
+        self.optimizer.step()
+        self.step += 1
+        self._update_ema()
+        self._updating = False
+        return value, norm
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """θ_ema ← d·θ_ema + (1−d)·θ (Polyak averaging; Ho et al. 2020, App. B); buffers are copied."""
+        decay = self.config.ema_decay_at(self.step)
+        ema_params = list(self.ema.parameters())
+        torch._foreach_lerp_(ema_params, [p.detach() for p in self.model.parameters()], 1.0 - decay)
+        for ema_b, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
+            ema_b.copy_(b)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    # -- samples -------------------------------------------------------------------------------
+
+    @property
+    def grid_size(self) -> int:
+        """Samples per grid: ``num_samples``, else 64 images or 1024 points."""
+        return self.config.num_samples or (64 if self.dataset.kind == "image" else 1024)
+
+    def grid_description(self) -> str:
+        """What :meth:`sample_grid` draws, in words: how many samples, which sampler, how many steps."""
+        steps = self.config.sample_steps or getattr(self.pipeline.sampler, "default_steps", None)
+        name = self.pipeline.spec["sampler"].name
+        return f"{self.grid_size} samples, {name}" + (f", {steps} steps" if steps else "")
+
+    def sample_grid(self) -> Path:
+        """Draw samples with the EMA weights through :meth:`difftk.model.Model.sample` (the
+        pipeline's sampler, and its guidance for a class-conditional model); write them as PNG.
+
+        The grid's noise is seeded with ``config.seed`` (the same at every step, so grids
+        compare), and torch's global RNG is left as it was.
+        """
+        assert self.paths is not None
+        model = Model(pipeline=self.pipeline, denoiser=self.ema, data=self.dataset_info)
+        devices = []
+        if self.device.type == "cuda":
+            devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=devices):
+            x = model.sample(self.grid_size, steps=self.config.sample_steps, seed=self.config.seed)
+        return save_png(picture(x, self.dataset.kind, self.dataset_info.get("bounds")), self.paths.sample_path(self.step))
+
+    def _on_stop_signal(self, signum: int) -> None:
+        self._stop_requested = True
+        self.stop_signal = signum
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def fit(self, reporter: Reporter | None = None) -> TrainResult:
+        """Train from the current step to ``config.steps``.
+
+        Ctrl-C, SIGTERM or SIGHUP (or a ``KeyboardInterrupt`` raised before the update of a step)
+        writes the checkpoint of the last completed step and returns with ``interrupted=True``. A NaN or
+        infinite loss raises :class:`TrainingError`; the checkpoint on disk is then the last
+        good one, untouched.
+        """
+        reporter = reporter if reporter is not None and self.ranks.main else Reporter()
+        cfg, total = self.config, self.config.steps
+        samples: list[Path] = []
+        window: list[float] = []
+        mean_loss: float | None = None
+        log = self.paths.open_log(self.step) if self.paths is not None and self.ranks.main else None
+        self._stop_requested = False
+        reporter.start(self, total)
+        try:
+            with catch_stop_signals(self._on_stop_signal):
+                while self.step < total:
+                    before = self.rng_state()
+                    try:
+                        loss, norm = self.train_step()
+                    except KeyboardInterrupt:
+                        if self._updating:  # no consistent state to save; the last checkpoint stays
+                            raise
+                        return self._interrupted(reporter, samples, mean_loss, before)
+                    except _NonFinite as bad:
+                        raise TrainingError(self._non_finite_message(bad)) from None
+                    s = self.step
+                    window.append(loss)
+                    reporter.update(s, loss, cfg.lr_at(s))
+                    if s % cfg.log_every == 0 or s == total:
+                        mean_loss = sum(window) / len(window)
+                        record = {"step": s, "loss": mean_loss, "lr": cfg.lr_at(s), "grad_norm": norm,
+                                  "time": round(time.time(), 3)}
+                        window.clear()
+                        if log is not None:
+                            log.write(json.dumps(record) + "\n")
+                            log.flush()
+                        reporter.log(record)
+                    if self.paths is not None:
+                        if cfg.sample_every and (s % cfg.sample_every == 0 or s == total) and self.ranks.main:
+                            reporter.note(f"step {s:,}: drawing the sample grid ({self.grid_description()})")
+                            samples.append(self.sample_grid())
+                            reporter.wrote("samples", samples[-1], s)
+                        if s % cfg.checkpoint_every == 0 or s == total:
+                            reporter.wrote("checkpoint", self.save(), s)
+                    if distributed.any_rank(self._stop_requested, self.ranks):  # all ranks stop at one step
+                        return self._interrupted(reporter, samples, mean_loss, None)
+        finally:
+            if log is not None:
+                log.close()
+            reporter.stop()
+        checkpoint = self.paths.checkpoint if self.paths is not None else None
+        return TrainResult(step=self.step, checkpoint=checkpoint, samples=tuple(samples), loss=mean_loss)
+
+    def _interrupted(self, reporter: Reporter, samples: list[Path], loss: float | None,
+                     rng: Mapping[str, Any] | None) -> TrainResult:
+        checkpoint = None
+        if self.paths is not None:
+            if self.last_checkpoint != self.step:
+                reporter.wrote("checkpoint", self.save(rng), self.step)
+            checkpoint = self.paths.checkpoint
+        return TrainResult(step=self.step, interrupted=True, checkpoint=checkpoint, samples=tuple(samples), loss=loss,
+                           signal=self.stop_signal or signal.SIGINT)
+
+    def _non_finite_message(self, bad: _NonFinite) -> str:
+        where = f"the {bad.what} is {bad.value} at step {self.step + 1}: training stopped"
+        if self.paths is not None and self.last_checkpoint is not None:
+            kept = f"{self.paths.checkpoint} (step {self.last_checkpoint}) is kept"
+        else:
+            kept = "no checkpoint was written yet"
+        return f"{where}; {kept} — try a lower lr or a longer warmup"
+
+# --- the whole job --------------------------------------------------------------------------------
+
+
+
+
+
+
+
+
+
+
+
+

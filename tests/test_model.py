@@ -1,0 +1,215 @@
+"""The trained-model object: `difftk.load(...)` and `Model.sample`, the one way anything draws samples."""
+
+import sys
+from pathlib import Path
+
+import difftk
+import difftk.model
+import difftk.testing.toys as toys
+import pytest
+import torch
+from cli_runner import run
+from difftk.errors import OptionError
+from difftk.evaluation.compare import compare, context_for, held_out_data
+from difftk.model import Model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def toy(register_plugin, tmp_path, monkeypatch):
+    assert register_plugin(toys, "toys")
+    monkeypatch.chdir(tmp_path)
+    args = ["compose", "--schedule", "linear", "--sampler", "ddim", "--denoiser", "tiny", "--objective", "simple",
+            "--set", "schedule.T=50", "-o", "p.toml"]
+    assert run(*args).exit_code == 0
+
+
+def train(data: str, steps: int = 3, *extra) -> None:
+    result = run("train", "p.toml", "--data", data, "--steps", steps, "--out", "run", "--sample-steps", 4, *extra)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture
+def model():
+    return difftk.load("mnist-cfg")
+
+
+# --- what the object is ------------------------------------------------------------------------------------------
+
+
+def test_load_gives_the_pipeline_schedule_and_eval_mode_denoiser(model):
+    assert isinstance(model, Model) and model.schedule is model.pipeline.schedule
+    assert not model.denoiser.training and model.data_shape == (1, 28, 28) and model.num_classes == 10
+    assert model.step == model.checkpoint.step > 0 and model.data_kind == "image"
+
+
+def test_sample_is_float32_on_the_cpu_seeded_and_batched(model):
+    x = model.sample(3, sampler="ddim", steps=4, seed=5)
+    assert x.shape == (3, 1, 28, 28) and x.dtype == torch.float32 and x.device.type == "cpu"
+    assert torch.equal(x, model.sample(3, sampler="ddim", steps=4, seed=5, batch_size=3))
+    assert not torch.equal(x, model.sample(3, sampler="ddim", steps=4, seed=6))
+
+
+def test_labels_are_every_class_in_turn_one_class_or_one_per_sample(model):
+    assert model.labels(12).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    assert model.labels(3, 7).tolist() == [7, 7, 7]
+    assert model.labels(2, [4, 2]).tolist() == [4, 2]
+    with pytest.raises(OptionError, match="labels has 1 entries for 2 samples"):
+        model.labels(2, [4])
+    with pytest.raises(OptionError, match="label=10 is out of range"):
+        model.labels(2, [10, 1])
+
+
+def test_guidance_none_is_the_pipelines_false_is_none_and_a_scale_builds_one(model):
+    assert model.pipeline.guidance is not None  # mnist-cfg is trained for cfg
+    denoiser, wrapper = model.guided()
+    assert wrapper is model.pipeline.guidance and denoiser is not model.denoiser
+    assert model.guided(False) == (model.denoiser, None)
+    _, scaled = model.guided(scale=5.0)
+    assert scaled.scale == 5.0 and scaled.p_uncond == model.pipeline.guidance.p_uncond
+    unguided = model.sample(2, sampler="ddim", steps=3, guidance=False, labels=[1, 1])
+    guided = model.sample(2, sampler="ddim", steps=3, scale=5.0, labels=[1, 1])
+    assert not torch.equal(unguided, guided)
+    with pytest.raises(OptionError, match="guidance=False samples unguided"):
+        model.guidance(False, scale=1.0)
+
+
+def test_sampler_options_go_to_the_sampler(model):
+    assert model.sampler("ddim", {"eta": "0.5"}).eta == 0.5
+    assert model.sampler() is model.pipeline.sampler
+    a = model.sample(2, sampler="ddim", steps=3, eta=1.0, seed=1)
+    b = model.sample(2, sampler="ddim", steps=3, eta=0.0, seed=1)
+    assert not torch.equal(a, b)
+
+
+# --- every path that draws samples goes through Model.sample -------------------------------------------------------
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Counts Model.sample calls, and fails any sampler loop or batch loop that runs outside one."""
+    calls, depth = [], [0]
+    original = Model.sample
+
+    def sample(self, *args, **kwargs):
+        calls.append(kwargs.get("sampler"))
+        depth[0] += 1
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            depth[0] -= 1
+
+    def guarded(function):
+        def inner(*args, **kwargs):
+            assert depth[0] == 1, f"{function.__qualname__} ran outside Model.sample"
+            return function(*args, **kwargs)
+        return inner
+
+    monkeypatch.setattr(Model, "sample", sample)
+    monkeypatch.setattr(difftk.model, "generate", guarded(difftk.model.generate))
+    for info in difftk.registry():
+        if info.kind == "sampler":
+            monkeypatch.setattr(info.cls, "sample", guarded(info.cls.sample))
+    return calls
+
+
+def test_difftk_sample_draws_through_the_model(toy, spy):
+    train("toy-images", 2, "--sample-every", 0)
+    spy.clear()
+    assert run("sample", "run", "-n", 4, "-o", "g.png", "--sampler", "ancestral", "--steps", 3).exit_code == 0
+    assert len(spy) == 1
+
+
+def test_the_trainers_sample_grids_draw_through_the_model(toy, spy):
+    train("toy-images", 2, "--sample-every", 1)
+    assert len(spy) == 2  # one grid per step
+
+
+def test_evaluate_and_compare_draw_through_the_model(toy, spy):
+    train("toy-points", 2, "--sample-every", 0)
+    spy.clear()
+    result = run("evaluate", "run", "--metric", "sliced-wasserstein", "-n", 50, "--steps", 3)
+    assert result.exit_code == 0, result.output
+    assert len(spy) == 1
+    spy.clear()
+    rows = compare(["run"], ["sliced-wasserstein"], samplers=["ddim", "ancestral"], steps=[3],
+                   metric_options={"sliced-wasserstein": {"n": "40"}})
+    assert len(rows) == 2 and len(spy) == 2
+    spy.clear()
+    loaded = difftk.load("run")
+    context = context_for(loaded, held_out_data(loaded.data)[0], sampler="ddim", steps=3)
+    assert context.samples(8).shape == (8, 2) and len(spy) == 1
+
+
+def test_the_sampler_name_passes_through_at_most_five_files_to_the_sampler_loop(toy, monkeypatch):
+    """`difftk sample --sampler NAME`: the name travels down the call stack that builds the sampler,
+    and the sampler down the stack that reaches its loop. The repository files on those two stacks
+    whose frames hold the name or the sampler number at most five (the loop's own file aside)."""
+    train("toy-images", 1, "--sample-every", 0)
+    name = "ancestral"
+    cls = difftk.registry().get("sampler", name).cls
+    stacks = []
+
+    def holds_it(value) -> bool:
+        if isinstance(value, str):
+            return value == name
+        if isinstance(value, cls):
+            return True
+        return isinstance(value, dict) and any(v == name or isinstance(v, cls) for v in value.values())
+
+    def record():
+        frame, files = sys._getframe(2), set()
+        while frame is not None:
+            path = Path(frame.f_code.co_filename).resolve()
+            if REPO in path.parents and ".venv" not in path.parts and any(holds_it(v) for v in frame.f_locals.values()):
+                files.add(path.relative_to(REPO))
+            frame = frame.f_back
+        stacks.append(files)
+
+    init, sample = cls.__init__, cls.sample
+
+    def spy_init(self, *args, **kwargs):
+        record()
+        init(self, *args, **kwargs)
+
+    def spy_sample(self, *args, **kwargs):
+        record()
+        return sample(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "__init__", spy_init)
+    monkeypatch.setattr(cls, "sample", spy_sample)
+    result = run("sample", "run", "-n", 2, "-o", "g.png", "--sampler", name, "--steps", 2)
+    assert result.exit_code == 0, result.output
+    loop = Path(sys.modules[sample.__module__].__file__).resolve().relative_to(REPO)
+    on_the_way = sorted(str(f) for f in set().union(*stacks) - {loop, Path("tests/test_model.py")})
+    assert len(stacks) == 2 and "cli/src/difftk_cli/commands/sample.py" in on_the_way, stacks
+    assert len(on_the_way) <= 5, on_the_way
+
+
+# --- library errors in library terms; the CLI says them as flags ----------------------------------------------------
+
+
+def test_library_errors_name_parameters_and_the_cli_names_flags(model, tmp_path):
+    from cli_runner import one_line_error
+
+    with pytest.raises(OptionError, match=r"steps=5000 is more than the model's schedule has \(T=1000\): use steps=1\.\.1000"):
+        model.sample(1, sampler="ddim", steps=5000)
+    line = one_line_error(run("sample", "mnist-cfg", "-n", 1, "--steps", 5000, "-o", tmp_path / "x.png"))
+    assert "--steps 5000 is more than the model's schedule has (T=1000): use --steps 1..1000" in line
+    with pytest.raises(OptionError, match="label=12 is out of range"):
+        model.sample(1, labels=12)
+    assert "--label 12 is out of range" in one_line_error(run("sample", "mnist-cfg", "--label", 12, "-o", tmp_path / "x.png"))
+
+
+@pytest.mark.parametrize(("library", "cli"), [
+    ("steps=60 is more than it has: use steps=1..50", "--steps 60 is more than it has: use --steps 1..50"),
+    ("continue it with resume=True, or choose another out=DIR", "continue it with --resume, or choose another --out DIR"),
+    ("set it with sampler.eta=VALUE", "set it with --set sampler.eta=VALUE"),
+    ("batch_size=9 is more than the 4 examples", "--batch-size 9 is more than the 4 examples"),
+    ("sample_steps=60 is more than T=50; eta=0.5 stays", "sample_steps=60 is more than T=50; eta=0.5 stays"),
+])
+def test_in_cli_terms_translates_only_the_flags(library, cli):
+    from difftk_cli.console import in_cli_terms
+
+    assert in_cli_terms(library) == cli
