@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.errors import OptionError, did_you_mean
 from difftk.sampling.steps import StepInfo
 
@@ -56,7 +57,7 @@ def parse_label(label: int | str, num_classes: int, class_names: Sequence[str] =
 
 
 @torch.inference_mode()
-def generate(denoiser: Any, schedule: Any, sampler: Any, shape: Sequence[int], n: int, *,
+def generate(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Any, shape: Sequence[int], n: int, *,
              steps: int | None = None, cond: torch.Tensor | None = None, seed: int = 0,
              device: torch.device | str = "cpu", batch_size: int | None = None,
              callback: Callable[[int, StepInfo], None] | None = None) -> torch.Tensor:

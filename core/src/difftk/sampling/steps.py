@@ -9,6 +9,7 @@ import attrs
 import numpy as np
 import torch
 
+from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.maths.diffusion import eps_and_x0, eps_from_x0, x0_from_eps
 from difftk.maths.schedules import SPACINGS, alpha_bar_table, time_grid
 from difftk.options import option
@@ -49,7 +50,7 @@ class StepInfo:
     x0: torch.Tensor  # the denoiser's estimate of x₀ at t
 
 
-def denoiser_output(denoiser: Any, x_t: torch.Tensor, t: torch.Tensor,
+def denoiser_output(denoiser: Denoiser, x_t: torch.Tensor, t: torch.Tensor,
                     cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The denoiser's prediction in its own parameterisation, and the variance interpolation
     output of a learned-variance model (``None`` otherwise)."""
@@ -60,7 +61,7 @@ def denoiser_output(denoiser: Any, x_t: torch.Tensor, t: torch.Tensor,
     return out, None
 
 
-def predict(denoiser: Any, x_t: torch.Tensor, t: torch.Tensor, alpha_bar: Any,
+def predict(denoiser: Denoiser, x_t: torch.Tensor, t: torch.Tensor, alpha_bar: Any,
             cond: torch.Tensor | None = None, clip_x0: float | None = None) -> Prediction:
     """Call ``denoiser`` and express its output as ε̂ and x̂₀.
 
@@ -132,7 +133,7 @@ def _per_step(value: Any, K: int) -> list[float]:
     return [float(v) for v in np.broadcast_to(np.asarray(value, dtype=np.float64), (K,))]
 
 
-def run_affine(denoiser: Any, x: torch.Tensor, plan: AffineSteps, *, cond: torch.Tensor | None = None,
+def run_affine(denoiser: Denoiser, x: torch.Tensor, plan: AffineSteps, *, cond: torch.Tensor | None = None,
                generator: torch.Generator | None = None, callback: Any = None,
                clip_x0: float | None = None) -> torch.Tensor:
     """Run an :class:`AffineSteps` plan from x = x_{t_0}; the loop does only tensor arithmetic."""
@@ -168,15 +169,15 @@ class AffineSampler(abc.ABC):
     default_steps: ClassVar[int] = 50
 
     @abc.abstractmethod
-    def plan(self, schedule: Any, steps: int | None) -> AffineSteps:
+    def plan(self, schedule: NoiseSchedule, steps: int | None) -> AffineSteps:
         """The float64 coefficients of every step on the grid ``self.grid(schedule, steps)``."""
 
-    def grid(self, schedule: Any, steps: int | None) -> tuple[Any, Any]:
+    def grid(self, schedule: NoiseSchedule, steps: int | None) -> tuple[Any, Any]:
         """Times t_K > … > t_1 > 0 visited (with the final 0) and ᾱ at them, float64."""
         times = np.append(time_grid(schedule, steps, self.spacing, default=self.default_steps), 0.0)
         return times, alpha_bar_table(schedule, times)
 
-    def sample(self, denoiser: Any, schedule: Any, x_T: torch.Tensor, steps: int | None = None, cond: Any = None,
+    def sample(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None, cond: Any = None,
                generator: torch.Generator | None = None, callback: Any = None) -> torch.Tensor:
         return run_affine(denoiser, x_T, self.plan(schedule, steps), cond=cond, generator=generator,
                           callback=callback, clip_x0=self.clip_x0)

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import attrs
 import torch
-from difftk.components.protocols import num_classes_of
+from difftk.components.protocols import Denoiser, NoiseSchedule, num_classes_of
 from difftk.errors import IncompatibleError, OptionError
 from difftk.options import option
 
@@ -49,7 +49,7 @@ class ClassifierFreeGuidance:
                                     "trained without cfg in its pipeline (p_uncond=0): retrain with "
                                     "`difftk compose ... --guidance cfg`, or use --guidance classifier")
 
-    def wrap(self, denoiser: Any, schedule: Any) -> CFGDenoiser:
+    def wrap(self, denoiser: Denoiser, schedule: NoiseSchedule) -> CFGDenoiser:
         """The guided denoiser (the schedule is not needed: the rule is the same at every t)."""
         if num_classes_of(denoiser) <= 0:
             raise IncompatibleError("guidance 'cfg' needs a class-conditional denoiser, but this one is unconditional "
@@ -68,7 +68,7 @@ class CFGDenoiser(torch.nn.Module):
     denoiser once, with the labels, and returns its output unchanged.
     """
 
-    def __init__(self, denoiser: Any, scale: float) -> None:
+    def __init__(self, denoiser: Denoiser, scale: float) -> None:
         super().__init__()
         self.inner = denoiser
         self.scale = float(scale)

@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 import torch
-from difftk.components.protocols import num_classes_of
+from difftk.components.protocols import Denoiser, NoiseSchedule, num_classes_of
 from difftk.errors import IncompatibleError, OptionError
 from difftk.maths.diffusion import convert, eps_from_score
 from difftk.options import option
@@ -34,7 +34,7 @@ class ClassifierGuidance:
     scale: float = option(1.0, help="guidance scale s ≥ 0 of ε − s·√(1−ᾱ)·∇ log p(y|x_t); 0 = the denoiser", ge=0.0, le=1000.0)
     classifier: str | None = option(None, help="the noise-aware classifier file (from `difftk train-classifier`)", optional=True)
 
-    def wrap(self, denoiser: Any, schedule: Any, classifier: Any = None) -> ClassifierGuidedDenoiser:
+    def wrap(self, denoiser: Denoiser, schedule: NoiseSchedule, classifier: Any = None) -> ClassifierGuidedDenoiser:
         """The guided denoiser; ``classifier`` (an object) takes the place of the file option."""
         if classifier is None:
             if self.classifier is None:
@@ -56,7 +56,7 @@ class ClassifierGuidedDenoiser(torch.nn.Module):
     output is returned unchanged and the classifier is not called.
     """
 
-    def __init__(self, denoiser: Any, schedule: Any, classifier: Any, scale: float) -> None:
+    def __init__(self, denoiser: Denoiser, schedule: NoiseSchedule, classifier: Any, scale: float) -> None:
         super().__init__()
         self.inner, self.schedule, self.classifier = denoiser, schedule, classifier
         self.scale = float(scale)

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 import numpy as np
 import torch
+from difftk.components.protocols import NoiseSchedule
 from difftk.maths.diffusion import Posterior, expand, posterior
 from difftk.maths.schedules import Discretization, alpha_bar_table, time_grid
 
@@ -70,7 +71,7 @@ class Process:
 
 
 @functools.lru_cache(maxsize=32)
-def process(schedule: Any, steps: int | None = None, spacing: str = "linspace", default: int | None = None) -> Process:
+def process(schedule: NoiseSchedule, steps: int | None = None, spacing: str = "linspace", default: int | None = None) -> Process:
     """The process on ``steps`` grid times of ``schedule`` chosen by ``spacing``; without ``steps``
     ``default`` of them (at most T), else all T (a continuous schedule is discretized to
     :data:`CONTINUOUS_T` steps)."""

@@ -7,6 +7,7 @@ from typing import ClassVar
 import attrs
 import numpy as np
 import torch
+from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.maths.schedules import SPACINGS
 from difftk.options import option
 from difftk.sampling.steps import StepInfo, batch_times, noise_like, predict
@@ -36,7 +37,7 @@ class RespacedSampler:
     #: quality at 100 steps
     default_steps: ClassVar[int] = 100
 
-    def sample(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
+    def sample(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
                generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
         p = process(schedule, steps, self.spacing, default=self.default_steps)
         K = p.K

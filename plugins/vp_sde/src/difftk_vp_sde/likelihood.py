@@ -13,10 +13,10 @@ held fixed along the path (Grathwohl et al. 2019, eq. 7).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import attrs
 import torch
+from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.errors import DifftkError
 from difftk.maths.ode import dopri5, fixed_steps
 
@@ -42,7 +42,7 @@ def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * flat.pow(2).sum(1) - 0.5 * flat.shape[1] * math.log(2 * math.pi)
 
 
-def _model_dtype(denoiser: Any) -> torch.dtype:
+def _model_dtype(denoiser: Denoiser) -> torch.dtype:
     param = next(iter(denoiser.parameters()), None) if hasattr(denoiser, "parameters") else None
     return param.dtype if param is not None else torch.float64
 
@@ -61,7 +61,7 @@ def probes(kind: str, n: int, shape: tuple[int, ...], generator: torch.Generator
     return v.to(device=device, dtype=dtype)
 
 
-def ode_log_likelihood(denoiser: Any, schedule: Any, x: torch.Tensor, *, cond: torch.Tensor | None = None,
+def ode_log_likelihood(denoiser: Denoiser, schedule: NoiseSchedule, x: torch.Tensor, *, cond: torch.Tensor | None = None,
                        divergence: str = "exact", n_probes: int = 1, eps: float = 1e-5, method: str = "rk45",
                        rtol: float = 1e-5, atol: float = 1e-5, steps: int = 100,
                        generator: torch.Generator | None = None) -> ODELikelihood:

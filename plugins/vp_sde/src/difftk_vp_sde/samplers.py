@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 import torch
+from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.maths.diffusion import eps_and_x0, posterior, v_from_x0_eps
 from difftk.maths.ode import dopri5, estimated_total, fixed_steps
 from difftk.maths.schedules import SPACINGS, step_count, time_grid, time_of
@@ -40,7 +41,7 @@ def _denoise(score_fn: ScoreFunction, x: torch.Tensor, eps: float, index: int, t
 class _CountingSampler:
     """Samplers whose ``sample_with_nfe`` also returns the number of denoiser evaluations used."""
 
-    def sample(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
+    def sample(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
                generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
         return self.sample_with_nfe(denoiser, schedule, x_T, steps, cond, generator, callback)[0]
 
@@ -62,7 +63,7 @@ class _ReverseSDESampler(_CountingSampler, abc.ABC):
               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """x_s from x_t (s < t) and x̂₀ at t; ``last`` is the step to ε (it adds no noise)."""
 
-    def sample_with_nfe(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
+    def sample_with_nfe(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
                         generator: torch.Generator | None = None, callback=None) -> tuple[torch.Tensor, int]:
         K = step_count(schedule, steps, self.default_steps)
         times = uniform_times(K, self.eps)
@@ -168,7 +169,7 @@ class AngleVelocity:
     every schedule. ``__call__(phi, x)`` returns (v̂, x̂₀) and counts evaluations in ``nfe``.
     """
 
-    def __init__(self, denoiser: Any, schedule: Any, cond: torch.Tensor | None = None) -> None:
+    def __init__(self, denoiser: Denoiser, schedule: NoiseSchedule, cond: torch.Tensor | None = None) -> None:
         self.denoiser, self.schedule, self.cond = denoiser, schedule, cond
         self.nfe = 0
 
@@ -215,7 +216,7 @@ class ProbabilityFlowODE(_CountingSampler):
     default_steps: ClassVar[int] = 50
     adaptive: ClassVar[bool] = True
 
-    def sample_with_nfe(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
+    def sample_with_nfe(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
                         generator: torch.Generator | None = None, callback=None) -> tuple[torch.Tensor, int]:
         flow = AngleVelocity(denoiser, schedule, cond)
         if self.method == "rk45":

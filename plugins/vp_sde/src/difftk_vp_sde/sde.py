@@ -9,11 +9,10 @@ Every schedule works through its continuous view: ᾱ(t) and β(t) = −d log �
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 import numpy as np
 import torch
+from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.maths.diffusion import score_from_eps
 from difftk.maths.schedules import beta_of
 from difftk.sampling.steps import StepInfo, batch_time, predict
@@ -33,7 +32,7 @@ class ScoreFunction:
     of denoiser calls made through this object.
     """
 
-    def __init__(self, denoiser: Any, schedule: Any, cond: torch.Tensor | None = None) -> None:
+    def __init__(self, denoiser: Denoiser, schedule: NoiseSchedule, cond: torch.Tensor | None = None) -> None:
         self.denoiser, self.schedule, self.cond = denoiser, schedule, cond
         self.nfe = 0
 
