@@ -49,7 +49,7 @@ def test_train_then_sample_images(toy, tmp_path):
     result = run("sample", "run/checkpoint.safetensors", "-n", 10, "-o", "grid.png", "--steps", 5,
                  "--label", "vertical", "--trajectory", "traj.png")
     assert result.exit_code == 0, result.output
-    assert "wrote grid.png: 10 samples (3×4 grid) from step 6; sampler ddim (spacing=linspace, clip_x0=None" in result.stdout
+    assert "wrote grid.png: 10 samples (3×4 grid) from step 6; sampler ddim (spacing=linspace, times=None, clip_x0=None" in result.stdout
     assert png_size("grid.png") == (2 + 4 * 10, 2 + 3 * 10)
     assert "wrote traj.png: predicted x₀ at t = 1.00" in result.stdout
     assert png_size("traj.png")[0] == 5 * 48  # 5 steps, each column enlarged to 48 px
@@ -57,7 +57,7 @@ def test_train_then_sample_images(toy, tmp_path):
     result = run("sample", "run", "-n", 4, "-o", "anc.png", "--sampler", "ancestral", "--steps", 5,
                  "--set", "sampler.variance=beta_tilde", "--set", "sampler.clip_x0=none")
     assert result.exit_code == 0, result.output
-    assert "sampler ancestral (spacing=linspace, clip_x0=None, variance=beta_tilde)" in result.stdout
+    assert "sampler ancestral (spacing=linspace, times=None, clip_x0=None, variance=beta_tilde)" in result.stdout
 
 
 def test_train_then_sample_points(toy):

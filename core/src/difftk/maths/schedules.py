@@ -11,6 +11,7 @@ T·(−log(1−β_i)) on (t_{i−1}, t_i], which is the VP-SDE drift of the same
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -204,11 +205,13 @@ def step_count(schedule: object, steps: int | None, default: int | None = None) 
     return K
 
 
-def time_grid(schedule: object, steps: int | None, spacing: str = "linspace", default: int | None = None) -> np.ndarray:
+def time_grid(schedule: object, steps: int | None, spacing: str = "linspace", default: int | None = None,
+              times: Sequence[float] | None = None) -> np.ndarray:
     """The decreasing times t_K > … > t_1 a sampler visits, in float64.
 
     K is ``steps``; without it the sampler's ``default`` (at most the schedule's T), else T
-    (1000 on a continuous schedule).
+    (1000 on a continuous schedule). ``times`` gives the grid explicitly (then ``steps`` must be
+    ``None`` or its length), used exactly as given.
 
     On a discrete schedule of T steps the times are grid points i/T, chosen by ``spacing``:
 
@@ -217,27 +220,75 @@ def time_grid(schedule: object, steps: int | None, spacing: str = "linspace", de
     ``leading``   i = 1 + k·⌊T/K⌋, k = 0..K−1 — the DDIM paper's spacing;
     ``trailing``  i = round(T − k·T/K), k = 0..K−1 — always starts at t = 1.
 
-    On a continuous schedule t_k = k/K (all spacings agree). The step taken from t_k always
-    goes to the *next element of this grid* (t_0 = 0 after the last), never to a time
-    computed by another formula.
+    On a continuous schedule t_k = k/K for those three. ``karras`` spaces the noise levels
+    σ = √((1−ᾱ)/ᾱ) with ρ = 7 between σ(1) and σ_min (Karras et al. 2022, eq. 5) and maps them
+    back to times through the schedule's inverse of ᾱ; σ_min is σ(1/T) on a discrete schedule
+    (its least trained noise) and 0.002 (their Table 1) on a continuous one. The step taken from
+    t_k always goes to the *next element of this grid* (t_0 = 0 after the last), never to a
+    time computed by another formula.
     """
+    if times is not None:
+        return explicit_times(times, steps)
     T = getattr(schedule, "grid_size", None)
     K = step_count(schedule, steps, default)
+    if spacing == "karras":
+        return _karras_times(schedule, K, T)
+    if spacing not in SPACINGS:
+        raise OptionError(f"unknown spacing {spacing!r}; expected {', '.join(SPACINGS)}")
     if T is None:
         return np.arange(K, 0, -1, dtype=np.float64) / K
     if spacing == "linspace":
         idx = np.round(np.linspace(T, 1, K)).astype(np.int64)
     elif spacing == "leading":
         idx = 1 + np.arange(K, dtype=np.int64) * (T // K)
-    elif spacing == "trailing":
+    else:  # trailing
         idx = np.round(T - np.arange(K) * (T / K)).astype(np.int64)
-    else:
-        raise OptionError(f"unknown spacing {spacing!r}; expected linspace, leading or trailing")
-    idx = np.unique(idx)[::-1]
-    return idx.astype(np.float64) / T
+    return np.sort(idx)[::-1].astype(np.float64) / T  # K ≤ T keeps the K indices distinct
 
 
-SPACINGS: tuple[str, ...] = ("linspace", "leading", "trailing")
+SPACINGS: tuple[str, ...] = ("linspace", "leading", "trailing", "karras")
+#: ρ of Karras et al. 2022, eq. 5, and their σ_min for a continuous schedule (Table 1)
+KARRAS_RHO, KARRAS_SIGMA_MIN = 7.0, 0.002
+
+
+def karras_sigmas(sigma_min: float, sigma_max: float, K: int, rho: float = KARRAS_RHO) -> np.ndarray:
+    """σ_i = (σ_max^{1/ρ} + i/(K−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, i = 0..K−1 (Karras et al. 2022,
+    eq. 5, without the final σ = 0), decreasing from σ_max to σ_min; [σ_max] for K = 1."""
+    if K == 1:
+        return np.array([sigma_max], dtype=np.float64)
+    ramp = np.linspace(0.0, 1.0, K, dtype=np.float64)
+    return (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+
+
+def _karras_times(schedule: object, K: int, T: int | None) -> np.ndarray:
+    ends = alpha_bar_table(schedule, np.array([1.0, 1.0 / T if T else 0.0]))
+    sigma_max = float(np.sqrt((1 - ends[0]) / ends[0]))
+    sigma_min = float(np.sqrt((1 - ends[1]) / ends[1])) if T else KARRAS_SIGMA_MIN
+    if not np.isfinite(sigma_max):
+        raise OptionError("spacing='karras' needs a finite σ(1) = √((1−ᾱ(1))/ᾱ(1)); this schedule reaches pure noise "
+                          "(ᾱ(1) = 0): use linspace or trailing")
+    sigmas = karras_sigmas(sigma_min, sigma_max, K)
+    times = time_of(schedule, torch.from_numpy(1.0 / (1.0 + sigmas**2))).numpy().astype(np.float64)
+    times[0] = 1.0
+    if np.any(np.diff(times) >= 0):
+        raise OptionError(f"spacing='karras' with steps={K} gives repeated times on this schedule: use fewer steps")
+    return times
+
+
+def explicit_times(times: Sequence[float], steps: int | None = None) -> np.ndarray:
+    """A grid given as times t_K > … > t_1 in (0, 1], checked: strictly decreasing (no repeated
+    or zero-length step) and, when ``steps`` is given, exactly that many."""
+    grid = np.asarray(list(times), dtype=np.float64)
+    said = "times=[" + ", ".join(f"{v:g}" for v in grid[:6]) + (", …" if len(grid) > 6 else "") + "]"
+    if grid.ndim != 1 or grid.size == 0:
+        raise OptionError(f"{said} must list at least one time")
+    if not np.all(np.isfinite(grid)) or grid.min() <= 0.0 or grid.max() > 1.0:
+        raise OptionError(f"{said}: every time must lie in (0, 1] (t = 0 is data; the last step goes there)")
+    if np.any(np.diff(grid) >= 0):
+        raise OptionError(f"{said} must be strictly decreasing: each step goes from one time to the next")
+    if steps is not None and steps != grid.size:
+        raise OptionError(f"steps={steps} but {said} lists {grid.size} times: give one or the other")
+    return grid
 
 
 def alpha_bar_table(schedule: object, times: np.ndarray) -> np.ndarray:

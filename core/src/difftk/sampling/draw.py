@@ -13,6 +13,7 @@ import torch
 
 from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.errors import OptionError, did_you_mean
+from difftk.sampling.noise import ExampleNoise
 from difftk.sampling.steps import StepInfo
 
 
@@ -63,19 +64,20 @@ def generate(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Any, shape: S
              callback: Callable[[int, StepInfo], None] | None = None) -> torch.Tensor:
     """``n`` samples of one example ``shape`` on the CPU (float32), drawn in batches.
 
-    x_T ~ N(0, I) and the sampler's noise come from one generator seeded with ``seed`` on
-    ``device``, so a seed gives the same samples every time. ``callback(batch, info)`` is
-    called after every step of every batch.
+    Sample i's x_T and its share of the sampler's noise come from its own stream
+    (:class:`~difftk.sampling.noise.ExampleNoise`, seeded by ``seed`` and i), so a seed gives
+    the same sample i every time, whatever the batch size. ``callback(batch, info)`` is called
+    after every step of every batch.
     """
     device = torch.device(device)
-    generator = torch.Generator(device=device).manual_seed(seed)
     batch_size = batch_size or n
     out = []
     for b, start in enumerate(range(0, n, batch_size)):
         size = min(batch_size, n - start)
-        x_T = torch.randn((size, *shape), generator=generator, device=device)
+        noise = ExampleNoise(seed, range(start, start + size), device)
+        x_T = noise.randn((size, *shape), device=device)
         c = cond[start:start + size].to(device) if cond is not None else None
         step_cb = (lambda info, b=b: callback(b, info)) if callback is not None else None
-        x = sampler.sample(denoiser, schedule, x_T, steps=steps, cond=c, generator=generator, callback=step_cb)
+        x = sampler.sample(denoiser, schedule, x_T, steps=steps, cond=c, generator=noise, callback=step_cb)
         out.append(x.float().cpu())
     return torch.cat(out)

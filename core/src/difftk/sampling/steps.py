@@ -13,6 +13,7 @@ from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.maths.diffusion import eps_and_x0, eps_from_x0, x0_from_eps
 from difftk.maths.schedules import SPACINGS, alpha_bar_table, time_grid
 from difftk.options import option
+from difftk.sampling.noise import ExampleNoise
 
 
 class Prediction:
@@ -93,6 +94,8 @@ def batch_times(times: Any, x: torch.Tensor) -> list[torch.Tensor]:
 
 def noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Standard normal noise of x's shape, dtype and device, from ``generator`` if given."""
+    if isinstance(generator, ExampleNoise):  # one stream per example: batch-size invariant
+        return generator.randn(tuple(x.shape), dtype=x.dtype, device=x.device)
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
@@ -157,16 +160,36 @@ def run_affine(denoiser: Denoiser, x: torch.Tensor, plan: AffineSteps, *, cond: 
     return x
 
 
-@attrs.frozen
-class AffineSampler(abc.ABC):
-    """Base of samplers whose steps are affine (:class:`AffineSteps`): subclasses add their
-    options and implement ``plan(schedule, steps)``; ``sample`` runs the plan."""
+def times_option() -> Any:
+    """The ``times`` option every fixed-grid sampler has: the grid itself, overriding steps and spacing."""
+    return option(None, help="the grid itself, t_K > … > t_1 in (0, 1], e.g. 1,0.5,0.2 (steps and spacing are then "
+                  "unused); none = by spacing", gt=0.0, le=1.0, optional=True)
 
-    spacing: str = option("linspace", help="which grid times K < T steps visit", choices=SPACINGS)
-    clip_x0: float | None = option(None, help="clamp x̂₀ to ±clip_x0 (1.0 for data in [−1, 1]); none = off", gt=0.0, optional=True)
+
+@attrs.frozen
+class GridSampler(abc.ABC):
+    """Base of samplers that step on the core's time grid (:func:`difftk.maths.schedules.time_grid`):
+    the options ``spacing`` (linspace, leading, trailing or karras) and ``times`` (an explicit
+    grid), and :meth:`time_grid`, so every such sampler takes every grid the same way."""
+
+    spacing: str = option("linspace", help="which times the steps visit: linspace, leading, trailing, or karras "
+                          "(σ spaced with ρ = 7)", choices=SPACINGS)
+    times: tuple[float, ...] | None = times_option()
 
     #: steps when the caller gives none (at most the schedule's T); each sampler states its own
     default_steps: ClassVar[int] = 50
+
+    def time_grid(self, schedule: NoiseSchedule, steps: int | None) -> np.ndarray:
+        """t_K > … > t_1, float64: ``times`` if given, else ``steps`` (or :attr:`default_steps`) by ``spacing``."""
+        return time_grid(schedule, steps, self.spacing, default=self.default_steps, times=self.times)
+
+
+@attrs.frozen
+class AffineSampler(GridSampler):
+    """Base of samplers whose steps are affine (:class:`AffineSteps`): subclasses add their
+    options and implement ``plan(schedule, steps)``; ``sample`` runs the plan."""
+
+    clip_x0: float | None = option(None, help="clamp x̂₀ to ±clip_x0 (1.0 for data in [−1, 1]); none = off", gt=0.0, optional=True)
 
     @abc.abstractmethod
     def plan(self, schedule: NoiseSchedule, steps: int | None) -> AffineSteps:
@@ -174,7 +197,7 @@ class AffineSampler(abc.ABC):
 
     def grid(self, schedule: NoiseSchedule, steps: int | None) -> tuple[Any, Any]:
         """Times t_K > … > t_1 > 0 visited (with the final 0) and ᾱ at them, float64."""
-        times = np.append(time_grid(schedule, steps, self.spacing, default=self.default_steps), 0.0)
+        times = np.append(self.time_grid(schedule, steps), 0.0)
         return times, alpha_bar_table(schedule, times)
 
     def sample(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None, cond: Any = None,

@@ -71,11 +71,12 @@ class Process:
 
 
 @functools.lru_cache(maxsize=32)
-def process(schedule: NoiseSchedule, steps: int | None = None, spacing: str = "linspace", default: int | None = None) -> Process:
+def process(schedule: NoiseSchedule, steps: int | None = None, spacing: str = "linspace", default: int | None = None,
+            times: tuple[float, ...] | None = None) -> Process:
     """The process on ``steps`` grid times of ``schedule`` chosen by ``spacing``; without ``steps``
     ``default`` of them (at most T), else all T (a continuous schedule is discretized to
-    :data:`CONTINUOUS_T` steps)."""
+    :data:`CONTINUOUS_T` steps); ``times`` gives the grid explicitly."""
     T = getattr(schedule, "grid_size", None)
-    times = time_grid(schedule, steps, spacing, default=default or T or CONTINUOUS_T)[::-1].copy()
+    times = time_grid(schedule, steps, spacing, default=default or T or CONTINUOUS_T, times=times)[::-1].copy()
     disc = Discretization.from_alphas_cumprod(alpha_bar_table(schedule, times))
     return Process(times=times, disc=disc, post=posterior(disc.alphas_cumprod_prev, disc.alphas_cumprod))

@@ -10,7 +10,7 @@ import torch
 from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.maths.schedules import SPACINGS
 from difftk.options import option
-from difftk.sampling.steps import StepInfo, batch_times, noise_like, predict
+from difftk.sampling.steps import StepInfo, batch_times, noise_like, predict, times_option
 
 from difftk_iddpm.process import learned_log_variance, process
 
@@ -31,6 +31,7 @@ class RespacedSampler:
 
     variance: str = option("learned", help="Σ: the model's learned variance (β̃ when it has none), or β, or β̃", choices=VARIANCES)
     spacing: str = option("linspace", help="which grid times K < T steps keep", choices=SPACINGS)
+    times: tuple[float, ...] | None = times_option()
     clip_x0: float | None = option(None, help="clamp x̂₀ to ±clip_x0 (1.0 for data in [−1, 1]); none = off", gt=0.0, optional=True)
 
     #: steps when the caller gives none: Nichol & Dhariwal 2021 (Fig. 8) find a learned Σ near its full-T
@@ -39,7 +40,7 @@ class RespacedSampler:
 
     def sample(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
                generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
-        p = process(schedule, steps, self.spacing, default=self.default_steps)
+        p = process(schedule, steps, self.spacing, default=self.default_steps, times=self.times)
         K = p.K
         learned = self.variance == "learned" and getattr(denoiser, "learned_variance", False)
         fixed = p.log_beta if self.variance == "beta" else p.log_beta_tilde

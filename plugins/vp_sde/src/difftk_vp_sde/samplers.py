@@ -20,7 +20,7 @@ from difftk.maths.diffusion import eps_and_x0, posterior, v_from_x0_eps
 from difftk.maths.ode import dopri5, estimated_total, fixed_steps
 from difftk.maths.schedules import SPACINGS, step_count, time_grid, time_of
 from difftk.options import option
-from difftk.sampling.steps import batch_time, denoiser_output, noise_like
+from difftk.sampling.steps import batch_time, denoiser_output, noise_like, times_option
 
 from difftk_vp_sde.sde import NFEStepInfo, ScoreFunction, per_example_norm, uniform_times
 
@@ -117,16 +117,23 @@ class PredictorCorrector(_ReverseSDESampler):
     (the reverse-diffusion sampler of App. E), with β_{t|s} = 1 − ᾱ_t/ᾱ_s the step's discrete β
     (:func:`difftk.maths.diffusion.posterior`). Corrector:
     ``n_corrector`` Langevin steps at s, x ← x + ϵ·∇log p_s(x) + √(2ϵ)·z with
-    ϵ = 2α_s(r‖z‖/‖∇log p_s‖)², α_s = 1 − β_{t|s}, r = ``snr`` (Alg. 5). As in the reference
-    code, ‖z‖ and ‖∇log p_s‖ are per-example norms averaged over the batch: per-example
-    ratios blow up for examples where the score nearly vanishes (in low dimension they make
-    the sample spread ~2.5× too wide on a 2-D Gaussian), so a sample depends on the batch
-    through that one step size. The last predictor step adds no noise (see :class:`EulerMaruyama`).
-    NFE = steps·(1 + n_corrector) + denoise.
+    ϵ = 2α_s(r‖z‖/‖∇log p_s‖)², α_s = 1 − β_{t|s}, r = ``snr`` (Alg. 5).
+
+    ``step_size`` says how the ratio ‖z‖/‖∇log p_s‖ is taken. ``noise`` (the default) uses its
+    value in expectation at the bound ‖∇log p_s‖² ≤ d/(1−ᾱ_s) — the Fisher information of p_s is
+    at most that of the Gaussian N(·, (1−ᾱ_s)I) it is smoothed with (Stam 1959) — so
+    ϵ = 2α_s·r²·(1−ᾱ_s): never larger than the reference's step in expectation, and the same
+    for every example, so a sample does not depend on the others in its batch. ``batch`` is the
+    reference code's: per-example norms averaged over the batch (per-example ratios blow up
+    where the score nearly vanishes: ~2.5× too wide a spread on a 2-D Gaussian), which ties every
+    sample to its batch through that one step size. The last predictor step adds no noise (see
+    :class:`EulerMaruyama`). NFE = steps·(1 + n_corrector) + denoise.
     """
 
     snr: float = option(0.16, help="signal-to-noise ratio r of the Langevin corrector", gt=0.0, le=1.0)
     n_corrector: int = option(1, help="Langevin corrector steps after each predictor step", ge=0, le=100)
+    step_size: str = option("noise", help="the corrector's ratio ‖z‖/‖∇log p‖: at its noise-level bound (per "
+                            "example) or from the batch's norms (the reference code)", choices=("noise", "batch"))
     eps: float = _eps_option(1e-3)
     denoise: bool = option(True, help="return Tweedie's x̂₀ at t = ε (one more evaluation)")
 
@@ -146,8 +153,11 @@ class PredictorCorrector(_ReverseSDESampler):
         for _ in range(self.n_corrector):
             grad, _ = score_fn(x, s)
             z = noise_like(x, generator)
-            ratio = float(per_example_norm(z).mean()) / max(float(per_example_norm(grad).mean()), 1e-30)
-            size = 2.0 * alpha_s * (self.snr * ratio) ** 2
+            if self.step_size == "noise":
+                ratio_squared = 1.0 - score_fn.alpha_bar(s)
+            else:
+                ratio_squared = (float(per_example_norm(z).mean()) / max(float(per_example_norm(grad).mean()), 1e-30)) ** 2
+            size = 2.0 * alpha_s * self.snr**2 * ratio_squared
             x = x + size * grad + math.sqrt(2.0 * size) * z
         return x, x0
 
@@ -210,6 +220,7 @@ class ProbabilityFlowODE(_CountingSampler):
     eps: float = _eps_option(1e-3)
     denoise: bool = option(True, help="end with x̂₀ at the last time (the step to t = 0; one more evaluation)")
     spacing: str = option("linspace", help="which grid times euler/heun visit", choices=SPACINGS)
+    times: tuple[float, ...] | None = times_option()
     max_steps: int = option(100_000, help="give up after this many rk45 steps", ge=1)
 
     #: the step count without --steps, for euler and heun (rk45, the default, chooses its own)
@@ -222,7 +233,7 @@ class ProbabilityFlowODE(_CountingSampler):
         if self.method == "rk45":
             times = np.array([1.0, self.eps])
         else:
-            times = time_grid(schedule, steps, self.spacing, default=self.default_steps)
+            times = time_grid(schedule, steps, self.spacing, default=self.default_steps, times=self.times)
         phis = [flow.phi(float(t)) for t in times]
         extra = int(self.denoise)
         state = {"steps": 0, "total": len(times) - 1 + extra}
