@@ -18,7 +18,7 @@ Rules that hold on every path, because they are written only here:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from difftk.errors import CheckpointError, OptionError
 from difftk.pipeline.compose import Pipeline, build, build_component
 from difftk.pipeline.spec import PipelineSpec
 from difftk.sampling.draw import class_labels, generate, parse_label
+from difftk.sampling.edit import Edit, snap_strength
 from difftk.sampling.steps import StepInfo
 
 
@@ -92,6 +93,18 @@ class Model:
     def step(self) -> int | None:
         """The training step of the checkpoint (``None`` for a model being trained)."""
         return self.checkpoint.step if self.checkpoint is not None else None
+
+    def examples(self, split: str, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Examples ``indices`` of the ``split`` ("train" or "test") of the data the model was trained
+        on, as float32 (images in [−1, 1]), with their labels: real images to edit."""
+        name = self.data.get("name")
+        if not name:
+            raise CheckpointError("the model does not name its dataset: give the image to edit as a file")
+        dataset = build_component("dataset", name, dict(self.data.get("options") or {}), from_strings=False).load(split)
+        bad = [i for i in indices if not 0 <= i < len(dataset)]
+        if bad:
+            raise OptionError(f"example {bad[0]} is out of range: the {split} split of {name} has 0..{len(dataset) - 1}")
+        return dataset.batch(torch.tensor(list(indices), dtype=torch.long))
 
     def plugin_mismatches(self) -> list[str]:
         """Plugins whose installed version differs from the one the checkpoint was made with."""
@@ -178,7 +191,8 @@ class Model:
     def sample(self, n: int, *, sampler: Any = None, steps: int | None = None, guidance: Any = None,
                scale: float | None = None, labels: Any = None, seed: int = 0, batch_size: int | None = None,
                callback: Callable[[int, StepInfo], None] | None = None,
-               guidance_options: Mapping[str, Any] | None = None, **sampler_options: Any) -> torch.Tensor:
+               guidance_options: Mapping[str, Any] | None = None, init: torch.Tensor | None = None,
+               strength: float | None = None, mask: torch.Tensor | None = None, **sampler_options: Any) -> torch.Tensor:
         """``n`` samples [n, *shape], float32 on the CPU.
 
         :param sampler: a registered name or an instance; ``None``: the pipeline's.
@@ -190,13 +204,51 @@ class Model:
         :param batch_size: samples drawn at once (``None``: all ``n``).
         :param callback: ``callback(batch, info)`` after every step of every batch.
         :param guidance_options: more guidance options (e.g. ``classifier`` for classifier guidance).
+        :param init: images to edit, [n or 1, *shape] in the data's range: noised to ``strength``
+            and sampled back (SDEdit, Meng et al. 2022); with ``mask``, inpainted.
+        :param strength: s ∈ (0, 1], the time ``init`` is noised to (1: from noise); ``None`` = 1.
+        :param mask: [n or 1, 1 or C, *spatial], 1 where pixels are generated, 0 where ``init`` is kept.
         :param sampler_options: the sampler's options, e.g. ``eta=0.5``.
+
+        Any sampler edits: :mod:`difftk.sampling.edit` hands it a truncated clock and a denoiser.
         """
         chosen = self.sampler(sampler, sampler_options)
         denoiser, _ = self.guided(guidance, guidance_options, scale=scale)
         cond = self.labels(n, labels, denoiser)
+        edit = self.edit(n, init, strength, mask)
+        T = getattr(self.schedule, "grid_size", None)
+        if edit is not None and T is not None and steps is not None and edit.strength is not None:
+            below = round(snap_strength(self.schedule, edit.strength) * T)
+            if steps > below:
+                raise OptionError(f"steps={steps} is more than the {below} steps of the schedule below strength={edit.strength:g} "
+                                  f"(T={T}): use steps=1..{below}, or a larger strength")
         return generate(denoiser, self.schedule, chosen, self.data_shape, n, steps=steps, cond=cond, seed=seed,
-                        device=self.device, batch_size=batch_size, callback=callback)
+                        device=self.device, batch_size=batch_size, callback=callback, edit=edit)
+
+    def edit(self, n: int, init: torch.Tensor | None, strength: float | None, mask: torch.Tensor | None) -> Edit | None:
+        """The :class:`~difftk.sampling.edit.Edit` of ``init`` (checked against the model's data), or ``None``."""
+        if init is None:
+            if strength is not None or mask is not None:
+                raise OptionError(f"{'strength' if strength is not None else 'mask'} needs the image to edit: give init")
+            return None
+        init = torch.as_tensor(init, dtype=torch.float32)
+        if init.ndim == len(self.data_shape):
+            init = init.unsqueeze(0)
+        if tuple(init.shape[1:]) != self.data_shape or init.shape[0] not in (1, n):
+            raise OptionError(f"init of shape {list(init.shape)} does not fit the model's examples {list(self.data_shape)} "
+                              f"(give 1 or {n} of them)")
+        if mask is not None:
+            mask = torch.as_tensor(mask, dtype=torch.float32)
+            while mask.ndim < init.ndim:
+                mask = mask.unsqueeze(0)
+            try:
+                torch.broadcast_shapes(mask.shape[1:], init.shape[1:])
+            except RuntimeError:
+                raise OptionError(f"mask of shape {list(mask.shape)} does not fit the images {list(init.shape)}") from None
+            if mask.shape[0] not in (1, n):
+                raise OptionError(f"mask has {mask.shape[0]} rows for {n} samples: give 1 or {n}")
+        snap_strength(self.schedule, strength if strength is not None else 1.0)  # the range check, before any work
+        return Edit(init=init, strength=strength, mask=mask)
 
 
 def describe(data: Any) -> dict[str, Any]:

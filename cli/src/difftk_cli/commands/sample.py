@@ -9,7 +9,7 @@ import click
 import difftk
 from click.core import ParameterSource
 from difftk.components.protocols import num_classes_of
-from difftk.data.images import grid_shape, picture, save_png, trajectory_strip
+from difftk.data.images import grid_shape, load_image, load_mask, picture, save_png, trajectory_strip
 from difftk.errors import OptionError
 from difftk.pipeline.compose import spec_of
 from difftk.pipeline.spec import PipelineSpec, component_options
@@ -17,6 +17,7 @@ from difftk.runtime.device import resolve_device
 from difftk.runtime.fastpath import PRECISIONS, autocast
 from difftk.runtime.files import check_output
 from difftk.sampling.draw import class_rows
+from difftk.sampling.edit import snap_strength
 from difftk.sampling.trajectory import TrajectoryRecorder
 from rich.markup import escape
 
@@ -26,6 +27,25 @@ from difftk_cli.progress import SamplingProgress
 
 #: the kinds --set may change at sampling time; the rest is fixed by the checkpoint
 SAMPLING_KINDS = ("sampler", "guidance")
+
+
+def _init(model, source: str | None, strength: float | None, mask: str | None):
+    """The image to edit (from a file or the model's own data), how it is edited in words, and its
+    class when the model's data says it."""
+    if source is None:
+        if strength is not None or mask is not None:
+            raise OptionError(f"--{'strength' if strength is not None else 'mask'} edits an image: give it with --init")
+        return None, "", None
+    split, sep, index = source.partition(":")
+    if sep and split in ("train", "test") and index.strip().isdigit() and not Path(source).exists():
+        init, labels = model.examples(split, [int(index)])
+        label = int(labels[0]) if labels is not None and model.num_classes else None
+        said = f"{split} example {int(index)}" + (f" (class {label})" if label is not None else "")
+    else:
+        init, said, label = load_image(source, model.data_shape), source, None
+    s = snap_strength(model.schedule, strength if strength is not None else 1.0)
+    how = f"inpainting {mask} of" if mask else "SDEdit of"
+    return init, f"{how} {said} from t = {s:g}", label
 
 
 def _options_text(component) -> str:
@@ -48,6 +68,12 @@ def _options_text(component) -> str:
 @click.option("--pipeline", "pipeline_file", type=click.Path(dir_okay=False),
               help="Take the sampler and guidance from this pipeline (from `difftk compose`); its schedule must be the model's.")
 @click.option("--seed", type=click.IntRange(min=0, max=(1 << 63) - 1), default=0, show_default=True, help="Seed of the noise.")
+@click.option("--init", "init_source", metavar="IMAGE|train:K|test:K",
+              help="Edit a real image: an image file of the model's size, or example K of its training or test split.")
+@click.option("--strength", type=click.FloatRange(0, 1, min_open=True),
+              help="SDEdit: noise --init to this time and sample back (1 = from noise); default 1 with --mask.")
+@click.option("--mask", "mask_source", metavar="MASK|left|right|top|bottom",
+              help="Inpaint --init: generate where the mask image is white (or that half), keep the rest.")
 @click.option("--trajectory", type=click.Path(dir_okay=False), help="Also write the predicted x₀ at several t as a PNG strip.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Samples drawn at once.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
@@ -55,7 +81,7 @@ def _options_text(component) -> str:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.pass_context
 def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, classifier_file, label, pipeline_file, seed,
-           trajectory, batch_size, precision, device) -> None:
+           init_source, strength, mask_source, trajectory, batch_size, precision, device) -> None:
     """Draw N samples from CHECKPOINT with its EMA weights and write them as a PNG grid.
 
     CHECKPOINT is a checkpoint file, a run directory, or the name of a model a plugin ships
@@ -78,6 +104,8 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
       difftk sample runs/mnist/checkpoint.safetensors -n 8 -o g.png --sampler ddim --set sampler.eta=1.0 --trajectory t.png
       difftk sample runs/mnist/checkpoint.safetensors -o cfg.png --guidance cfg --scale 3
       difftk sample runs/mnist/checkpoint.safetensors -n 16 -o g7.png --guidance classifier --classifier clf.safetensors --label 7
+      difftk sample mnist-cfg -n 8 -o edit.png --init train:4 --strength 0.5 --label 9
+      difftk sample mnist-cfg -n 8 -o fill.png --init test:0 --mask right
     """
     for path in (output, trajectory):  # before sampling, so no work is lost to a bad path
         if path is not None:
@@ -99,6 +127,10 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
         given_options = {**options.get("guidance", {}), **({"classifier": classifier_file} if classifier_file else {})}
         denoiser, wrapper = model.guided(guidance, given_options, scale=scale)
     num_classes = num_classes_of(denoiser)
+    init, what, init_label = _init(model, init_source, strength, mask_source)
+    mask = load_mask(mask_source, model.data_shape) if mask_source else None
+    if label is None and init_label is not None:  # an edit of a real digit keeps its class unless told otherwise
+        label = init_label
     if wrapper is not None and label is None and num_classes:
         if ctx.get_parameter_source("n") is ParameterSource.DEFAULT:
             n = num_classes * num_classes
@@ -119,7 +151,8 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
     batches = math.ceil(n / batch_size)
     with SamplingProgress(batches, console=out) as progress, autocast(precision, device):
         x = model.sample(n, sampler=chosen, steps=steps, guidance=wrapper if wrapper is not None else False,
-                         labels=cond, seed=seed, batch_size=batch_size, callback=callback)
+                         labels=cond, seed=seed, batch_size=batch_size, callback=callback, init=init,
+                         strength=strength, mask=mask)
     bounds = model.data.get("bounds")
     save_png(picture(x, kind, bounds), output)
     name = spec_of("sampler", chosen).name
@@ -137,6 +170,8 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
         cls = ""
     if wrapper is not None:
         cls += f"; guidance {_options_text(wrapper)}"
+    if init is not None:
+        cls += f"; {what}"
     out.print(escape(f"wrote {output}: {n} samples ({layout}) from step {model.step:,}; "
                      f"sampler {name} ({_options_text(chosen)}), {progress.steps} steps, seed {seed}{cls}"))
     if nfe:  # an adaptive sampler's step count is known only at the end: report what each batch used

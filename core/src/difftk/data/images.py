@@ -145,3 +145,44 @@ def save_png(image: Image.Image, path: str | Path) -> Path:
         return atomic_write_bytes(Path(path), buf.getvalue())
     except OSError as err:
         raise DifftkError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def load_image(path: str | Path, shape: Sequence[int]) -> torch.Tensor:
+    """The image file at ``path`` as [1, C, H, W] float32 in [−1, 1] for examples of ``shape``
+    (C, H, W): converted to grey or RGB as C says; its size must be H×W (one-line error otherwise)."""
+    C, H, W = shape
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if C == 1 else "RGB")
+    except FileNotFoundError:
+        raise DifftkError(f"{path}: no such image file") from None
+    except OSError as err:
+        raise DifftkError(f"{path} is not an image (PNG, JPEG, …): {err}") from None
+    if image.size != (W, H):
+        raise DifftkError(f"{path} is {image.width}×{image.height}; the model's examples are {W}×{H}: resize it first")
+    array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(H, W, -1).permute(2, 0, 1)
+    return (array.to(torch.float32) / 127.5 - 1.0).unsqueeze(0)
+
+
+#: the named masks: which half of the image is generated (1); the rest is kept
+HALVES: tuple[str, ...] = ("left", "right", "top", "bottom")
+
+
+def load_mask(source: str | Path, shape: Sequence[int]) -> torch.Tensor:
+    """A mask [1, 1, H, W] of 0 (keep) and 1 (generate) for examples of ``shape``: a named half
+    (:data:`HALVES`: that half is generated) or an image file whose white pixels (≥ 128) are generated."""
+    _, H, W = shape
+    if str(source) in HALVES:
+        mask = torch.zeros(1, 1, H, W)
+        side = str(source)
+        if side == "left":
+            mask[..., : W // 2] = 1
+        elif side == "right":
+            mask[..., W // 2:] = 1
+        elif side == "top":
+            mask[..., : H // 2, :] = 1
+        else:
+            mask[..., H // 2:, :] = 1
+        return mask
+    grey = load_image(source, (1, H, W))
+    return (grey >= 0.0).to(torch.float32)  # ≥ 128 of 255

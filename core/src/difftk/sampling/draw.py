@@ -13,6 +13,7 @@ import torch
 
 from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.errors import OptionError, did_you_mean
+from difftk.sampling.edit import Edit
 from difftk.sampling.noise import ExampleNoise
 from difftk.sampling.steps import StepInfo
 
@@ -61,13 +62,14 @@ def parse_label(label: int | str, num_classes: int, class_names: Sequence[str] =
 def generate(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Any, shape: Sequence[int], n: int, *,
              steps: int | None = None, cond: torch.Tensor | None = None, seed: int = 0,
              device: torch.device | str = "cpu", batch_size: int | None = None,
-             callback: Callable[[int, StepInfo], None] | None = None) -> torch.Tensor:
+             callback: Callable[[int, StepInfo], None] | None = None, edit: Edit | None = None) -> torch.Tensor:
     """``n`` samples of one example ``shape`` on the CPU (float32), drawn in batches.
 
     Sample i's x_T and its share of the sampler's noise come from its own stream
     (:class:`~difftk.sampling.noise.ExampleNoise`, seeded by ``seed`` and i), so a seed gives
     the same sample i every time, whatever the batch size. ``callback(batch, info)`` is called
-    after every step of every batch.
+    after every step of every batch. With ``edit`` the samples start from noised images
+    (SDEdit) and may keep part of them (inpainting): :class:`~difftk.sampling.edit.Edit`.
     """
     device = torch.device(device)
     batch_size = batch_size or n
@@ -78,6 +80,9 @@ def generate(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Any, shape: S
         x_T = noise.randn((size, *shape), device=device)
         c = cond[start:start + size].to(device) if cond is not None else None
         step_cb = (lambda info, b=b: callback(b, info)) if callback is not None else None
-        x = sampler.sample(denoiser, schedule, x_T, steps=steps, cond=c, generator=noise, callback=step_cb)
+        net, clock = denoiser, schedule
+        if edit is not None:
+            net, clock, x_T = edit.for_batch(denoiser, schedule, start, x_T)
+        x = sampler.sample(net, clock, x_T, steps=steps, cond=c, generator=noise, callback=step_cb)
         out.append(x.float().cpu())
     return torch.cat(out)

@@ -195,6 +195,10 @@ class AffineSampler(GridSampler):
     def plan(self, schedule: NoiseSchedule, steps: int | None) -> AffineSteps:
         """The float64 coefficients of every step on the grid ``self.grid(schedule, steps)``."""
 
+    def nfe(self, steps: int | None, schedule: NoiseSchedule) -> int:
+        """Denoiser evaluations of :meth:`sample`: one per step."""
+        return len(self.time_grid(schedule, steps))
+
     def grid(self, schedule: NoiseSchedule, steps: int | None) -> tuple[Any, Any]:
         """Times t_K > … > t_1 > 0 visited (with the final 0) and ᾱ at them, float64."""
         times = np.append(self.time_grid(schedule, steps), 0.0)

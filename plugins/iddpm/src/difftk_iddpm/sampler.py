@@ -38,6 +38,10 @@ class RespacedSampler:
     #: quality at 100 steps
     default_steps: ClassVar[int] = 100
 
+    def nfe(self, steps: int | None, schedule: NoiseSchedule) -> int:
+        """Denoiser evaluations of :meth:`sample`: one per kept step."""
+        return process(schedule, steps, self.spacing, default=self.default_steps, times=self.times).K
+
     def sample(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
                generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
         p = process(schedule, steps, self.spacing, default=self.default_steps, times=self.times)

@@ -58,6 +58,13 @@ class _ReverseSDESampler(_CountingSampler, abc.ABC):
     denoise: bool
     default_steps: ClassVar[int]
 
+    #: denoiser evaluations per step
+    evaluations_per_step: ClassVar[int] = 1
+
+    def nfe(self, steps: int | None, schedule: NoiseSchedule) -> int:
+        """Denoiser evaluations of :meth:`sample`: per step, and one more with ``denoise``."""
+        return step_count(schedule, steps, self.default_steps) * self.evaluations_per_step + int(self.denoise)
+
     @abc.abstractmethod
     def _step(self, score_fn: ScoreFunction, x: torch.Tensor, t: float, s: float, last: bool,
               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,6 +146,10 @@ class PredictorCorrector(_ReverseSDESampler):
 
     #: steps when the caller gives none: 2 evaluations each (Song et al. 2021 use 1,000)
     default_steps: ClassVar[int] = 50
+
+    @property
+    def evaluations_per_step(self) -> int:  # type: ignore[override]
+        return 1 + self.n_corrector
 
     def _step(self, score_fn: ScoreFunction, x: torch.Tensor, t: float, s: float, last: bool,
               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,6 +237,14 @@ class ProbabilityFlowODE(_CountingSampler):
     #: the step count without --steps, for euler and heun (rk45, the default, chooses its own)
     default_steps: ClassVar[int] = 50
     adaptive: ClassVar[bool] = True
+
+    def nfe(self, steps: int | None, schedule: NoiseSchedule) -> int | None:
+        """Denoiser evaluations of :meth:`sample`: ``None`` for rk45 (the solver chooses); Euler one per
+        step between grid times, Heun two; one more with ``denoise``."""
+        if self.method == "rk45":
+            return None
+        intervals = len(time_grid(schedule, steps, self.spacing, default=self.default_steps, times=self.times)) - 1
+        return intervals * (2 if self.method == "heun" else 1) + int(self.denoise)
 
     def sample_with_nfe(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
                         generator: torch.Generator | None = None, callback=None) -> tuple[torch.Tensor, int]:
