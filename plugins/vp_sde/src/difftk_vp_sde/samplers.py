@@ -18,11 +18,11 @@ import torch
 from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.maths.diffusion import eps_and_x0, posterior, v_from_x0_eps
 from difftk.maths.ode import dopri5, estimated_total, fixed_steps
-from difftk.maths.schedules import SPACINGS, step_count, time_grid, time_of
+from difftk.maths.schedules import SPACINGS, time_grid, time_of
 from difftk.options import option
-from difftk.sampling.steps import batch_time, denoiser_output, noise_like, times_option
+from difftk.sampling.steps import GridSampler, batch_time, denoiser_output, noise_like, times_option
 
-from difftk_vp_sde.sde import NFEStepInfo, ScoreFunction, per_example_norm, uniform_times
+from difftk_vp_sde.sde import NFEStepInfo, ScoreFunction, per_example_norm
 
 
 def _eps_option(default: float) -> Any:
@@ -46,24 +46,29 @@ class _CountingSampler:
         return self.sample_with_nfe(denoiser, schedule, x_T, steps, cond, generator, callback)[0]
 
 
-class _ReverseSDESampler(_CountingSampler, abc.ABC):
+@attrs.frozen
+class _ReverseSDESampler(GridSampler, _CountingSampler):
     """The loop the fixed-step samplers of the reverse SDE share; each supplies only its :meth:`_step`.
 
-    K steps (:func:`difftk.maths.schedules.step_count`) between the uniform times 1 = t_0 > … > t_K = ε,
-    each reported to the callback with the NFE so far; with ``denoise``, Tweedie's x̂₀ at ε
-    (:func:`_denoise`) as one more step. Subclasses have the options ``eps`` and ``denoise``.
+    The times are the core grid t_K = 1 > … > t_1 (:meth:`GridSampler.time_grid`: any spacing, or
+    explicit ``times``) followed by the last time ε: K steps, each to the next time, each reported
+    to the callback with the NFE so far; with ``denoise``, Tweedie's x̂₀ at ε (:func:`_denoise`) as
+    one more step. Subclasses have the options ``eps`` and ``denoise``.
     """
 
-    eps: float
-    denoise: bool
     default_steps: ClassVar[int]
 
     #: denoiser evaluations per step
     evaluations_per_step: ClassVar[int] = 1
 
+    def times_to_eps(self, schedule: NoiseSchedule, steps: int | None) -> np.ndarray:
+        """The grid's times and then ε (unless the grid already ends at or below it)."""
+        grid = self.time_grid(schedule, steps)
+        return np.append(grid, self.eps) if grid[-1] > self.eps else grid
+
     def nfe(self, steps: int | None, schedule: NoiseSchedule) -> int:
         """Denoiser evaluations of :meth:`sample`: per step, and one more with ``denoise``."""
-        return step_count(schedule, steps, self.default_steps) * self.evaluations_per_step + int(self.denoise)
+        return (len(self.times_to_eps(schedule, steps)) - 1) * self.evaluations_per_step + int(self.denoise)
 
     @abc.abstractmethod
     def _step(self, score_fn: ScoreFunction, x: torch.Tensor, t: float, s: float, last: bool,
@@ -72,8 +77,8 @@ class _ReverseSDESampler(_CountingSampler, abc.ABC):
 
     def sample_with_nfe(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None, cond=None,
                         generator: torch.Generator | None = None, callback=None) -> tuple[torch.Tensor, int]:
-        K = step_count(schedule, steps, self.default_steps)
-        times = uniform_times(K, self.eps)
+        times = self.times_to_eps(schedule, steps)
+        K = len(times) - 1
         score_fn = ScoreFunction(denoiser, schedule, cond)
         total = K + int(self.denoise)
         x = x_T
@@ -83,7 +88,7 @@ class _ReverseSDESampler(_CountingSampler, abc.ABC):
             if callback is not None:
                 callback(NFEStepInfo(index=k, total=total, t=t, t_next=s, x=x, x0=x0, nfe=score_fn.nfe))
         if self.denoise:
-            x = _denoise(score_fn, x, self.eps, K, total, callback)
+            x = _denoise(score_fn, x, float(times[-1]), K, total, callback)
         return x, score_fn.nfe
 
 
@@ -91,7 +96,7 @@ class _ReverseSDESampler(_CountingSampler, abc.ABC):
 class EulerMaruyama(_ReverseSDESampler):
     """Euler–Maruyama on the reverse VP SDE dx = [−½β x − β∇log p_t(x)] dt + √β dw̄ (Song et al. 2021, eq. 6 and 11).
 
-    ``steps`` uniform steps from t = 1 to t = ε, the last without noise (its variance β·dt would
+    ``steps`` steps on the core grid from t = 1 and then to t = ε, the last without noise (its variance β·dt would
     be far above σ(ε)², which is all the final x̂₀ removes); with ``denoise`` the result is
     Tweedie's x̂₀ at t = ε (one more evaluation). NFE = steps + denoise.
     """
