@@ -155,3 +155,57 @@ def test_time_grid_continuous_and_errors():
     with pytest.raises(ValueError, match="is more than the model.s schedule has"):
         time_grid(ReferenceLinearSchedule(T=30), 31)
 
+
+
+# --- spacing="logsnr": steps uniform in λ = log(α/σ) (DPM-Solver's logSNR grid) ------------------
+
+
+def _half_log_snr(schedule, times):
+    ab = schedule.alpha_bar(torch.as_tensor(np.asarray(times, dtype=np.float64))).numpy()
+    return 0.5 * (np.log(ab) - np.log1p(-ab))
+
+
+@st.composite
+def grid_sizes_and_steps(draw, max_T: int = 1000) -> tuple[int, int]:
+    """(T, K): a discrete schedule of T ∈ [21, max_T] steps (the reference schedule's range) and K ∈ [1, T]."""
+    T = draw(st.integers(21, max_T))
+    return T, draw(st.integers(1, T))
+
+
+@given(grid_sizes_and_steps())
+@example((1000, 1000))  # every grid point
+@example((1000, 100))  # many targets snap onto the first few points, where λ changes fastest
+@example((21, 21))
+@example((1000, 12))  # few steps: each is the grid point nearest its target
+@example((100, 5))
+@example((30, 1))
+def test_logsnr_grid_on_a_discrete_schedule_has_exactly_the_steps_asked(T_and_K):
+    """K distinct grid points i/T, decreasing from t = 1 to t = 1/T: no repeated or zero-length step,
+    exactly K of them, for every K ≤ T; where the λ-spacing is at least twice the widest gap between
+    neighbouring grid points no two targets compete, and each point is the one nearest its target in λ."""
+    T, K = T_and_K
+    s = ReferenceLinearSchedule(T=T)
+    times = time_grid(s, K, "logsnr")
+    assert len(times) == K and np.all(np.diff(times) < 0)
+    assert np.allclose(times * T, np.round(times * T), rtol=0, atol=1e-9), "times must be grid points"
+    assert times[0] == 1.0 and (K == 1 or times[-1] == 1.0 / T)
+    lam_grid = _half_log_snr(s, np.arange(1, T + 1) / T)
+    if K > 1 and (lam_grid[0] - lam_grid[-1]) / (K - 1) >= 2 * np.max(-np.diff(lam_grid)):
+        target = np.linspace(lam_grid[-1], lam_grid[0], K)  # from t = 1 to t = 1/T
+        chosen = np.round(times * T).astype(int) - 1
+        nearest = np.abs(lam_grid[None, :] - target[:, None]).argmin(axis=1)
+        np.testing.assert_allclose(np.abs(lam_grid[chosen] - target), np.abs(lam_grid[nearest] - target), atol=1e-12)
+
+
+@given(st.integers(1, 300))
+@example(1)
+@example(2)
+def test_logsnr_grid_on_a_continuous_schedule_is_exactly_uniform_in_lambda(K):
+    """t_k = t(λ_k) for λ evenly spaced from λ(1) to −log 0.002 (the σ_min of karras), through the
+    schedule's inverse of ᾱ: strictly decreasing, K of them, from t = 1."""
+    s = ReferenceVPSchedule()
+    times = time_grid(s, K, "logsnr")
+    assert len(times) == K and times[0] == 1.0 and np.all(np.diff(times) < 0) and times[-1] > 0
+    if K > 1:
+        lam = _half_log_snr(s, times)
+        np.testing.assert_allclose(lam, np.linspace(lam[0], -math.log(0.002), K), rtol=0, atol=1e-8)

@@ -223,7 +223,10 @@ def time_grid(schedule: object, steps: int | None, spacing: str = "linspace", de
     On a continuous schedule t_k = k/K for those three. ``karras`` spaces the noise levels
     σ = √((1−ᾱ)/ᾱ) with ρ = 7 between σ(1) and σ_min (Karras et al. 2022, eq. 5) and maps them
     back to times through the schedule's inverse of ᾱ; σ_min is σ(1/T) on a discrete schedule
-    (its least trained noise) and 0.002 (their Table 1) on a continuous one. The step taken from
+    (its least trained noise) and 0.002 (their Table 1) on a continuous one. ``logsnr`` spaces
+    λ = log(α/σ) = −log σ evenly between the same two ends (DPM-Solver's "logSNR" steps, Lu et al.
+    2022; the limit ρ → ∞ of karras): exactly, through the inverse of ᾱ, on a continuous
+    schedule, and snapped to distinct grid points on a discrete one (:func:`logsnr_times`). The step taken from
     t_k always goes to the *next element of this grid* (t_0 = 0 after the last), never to a
     time computed by another formula.
     """
@@ -233,6 +236,8 @@ def time_grid(schedule: object, steps: int | None, spacing: str = "linspace", de
     K = step_count(schedule, steps, default)
     if spacing == "karras":
         return _karras_times(schedule, K, T)
+    if spacing == "logsnr":
+        return logsnr_times(schedule, K, T)
     if spacing not in SPACINGS:
         raise OptionError(f"unknown spacing {spacing!r}; expected {', '.join(SPACINGS)}")
     if T is None:
@@ -246,7 +251,7 @@ def time_grid(schedule: object, steps: int | None, spacing: str = "linspace", de
     return np.sort(idx)[::-1].astype(np.float64) / T  # K ≤ T keeps the K indices distinct
 
 
-SPACINGS: tuple[str, ...] = ("linspace", "leading", "trailing", "karras")
+SPACINGS: tuple[str, ...] = ("linspace", "leading", "trailing", "karras", "logsnr")
 #: ρ of Karras et al. 2022, eq. 5, and their σ_min for a continuous schedule (Table 1)
 KARRAS_RHO, KARRAS_SIGMA_MIN = 7.0, 0.002
 
@@ -273,6 +278,36 @@ def _karras_times(schedule: object, K: int, T: int | None) -> np.ndarray:
     if np.any(np.diff(times) >= 0):
         raise OptionError(f"spacing='karras' with steps={K} gives repeated times on this schedule: use fewer steps")
     return times
+
+
+def logsnr_times(schedule: object, K: int, T: int | None) -> np.ndarray:
+    """K times from t = 1 with λ = log(α/σ) evenly spaced up to λ(1/T) (discrete) or −log σ_min (continuous,
+    σ_min = 0.002 as for karras): Lu et al. 2022, §3.3, steps uniform in logSNR. Continuous: exact, through
+    the inverse of ᾱ. Discrete: each λ_k snapped to the grid point of nearest λ; where two snap to one
+    point the later moves to the next free point towards t = 1, so the K ≤ T points are distinct and
+    include t = 1 and t = 1/T."""
+    if K == 1:
+        return np.array([1.0])
+    if T is None:  # log_snr is 2λ: evenly spaced in one is evenly spaced in the other
+        top, end = float(log_snr(schedule, torch.ones(1, dtype=torch.float64))[0]), -2.0 * np.log(KARRAS_SIGMA_MIN)
+        if not -np.inf < top < end:
+            raise OptionError(f"spacing='logsnr' needs ᾱ(1) > 0 and σ(1) above {KARRAS_SIGMA_MIN}: use linspace or trailing")
+        lam = np.linspace(top, end, K)
+        times = time_of(schedule, torch.from_numpy(1.0 / (1.0 + np.exp(-lam)))).numpy().astype(np.float64)
+        times[0] = 1.0
+        if np.any(np.diff(times) >= 0):
+            raise OptionError(f"spacing='logsnr' with steps={K} gives repeated times on this schedule: use fewer steps")
+        return times
+    lam = log_snr(schedule, torch.arange(1, T + 1, dtype=torch.float64) / T).numpy()  # decreasing in i = 1..T
+    if not np.isfinite(lam[-1]):
+        raise OptionError("spacing='logsnr' needs ᾱ(1) > 0; this schedule reaches pure noise: use linspace or trailing")
+    target = np.linspace(lam[0], lam[-1], K)
+    j = np.clip(np.searchsorted(-lam, -target), 1, T - 1)  # lam[j−1] ≥ target ≥ lam[j]
+    idx = np.where(lam[j - 1] - target <= target - lam[j], j, j + 1)  # grid numbers i, non-decreasing in k
+    idx = np.minimum(idx, T - K + 1 + np.arange(K))  # room for the points still to come
+    for n in range(1, K):
+        idx[n] = max(idx[n], idx[n - 1] + 1)
+    return idx[::-1].astype(np.float64) / T
 
 
 def explicit_times(times: Sequence[float], steps: int | None = None) -> np.ndarray:

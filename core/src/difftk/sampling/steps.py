@@ -172,8 +172,8 @@ class GridSampler(abc.ABC):
     the options ``spacing`` (linspace, leading, trailing or karras) and ``times`` (an explicit
     grid), and :meth:`time_grid`, so every such sampler takes every grid the same way."""
 
-    spacing: str = option("linspace", help="which times the steps visit: linspace, leading, trailing, or karras "
-                          "(σ spaced with ρ = 7)", choices=SPACINGS)
+    spacing: str = option("linspace", help="which times the steps visit: linspace, leading, trailing, karras (σ "
+                          "spaced with ρ = 7) or logsnr (evenly in log-SNR)", choices=SPACINGS)
     times: tuple[float, ...] | None = times_option()
 
     #: steps when the caller gives none (at most the schedule's T); each sampler states its own
