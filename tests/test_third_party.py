@@ -85,9 +85,11 @@ def test_installed_plugins_appear_and_broken_ones_are_named_with_the_reason(site
     result = difftk(site, "plugins", "--json")
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert rows["fast_samplers"]["status"] == "loaded"
-    assert rows["fast_samplers"]["components"] == {"sampler": ["dpm-solver-2m", "heun"]}
-    assert rows["fast_samplers"]["distribution"] == "difftk-fast-samplers" and rows["fast_samplers"]["version"] == "0.1.0"
+    assert rows["laplace_schedule"]["status"] == "loaded"
+    assert rows["laplace_schedule"]["components"] == {"schedule": ["laplace"]}
+    assert rows["laplace_schedule"]["distribution"] == "difftk-laplace-schedule"
+    assert rows["laplace_schedule"]["version"] == "0.1.0"
+    assert all(not row["conflicts"] for row in rows.values())  # no component name is claimed twice
     assert rows["snr_linear"]["components"] == {"schedule": ["snr-linear"]}
     assert rows["my_sampler"]["components"] == {"sampler": ["my-sampler"]}
     assert rows["broken_import"]["status"] == "skipped" and "import failed: ModuleNotFoundError" in rows["broken_import"]["error"]
@@ -99,13 +101,14 @@ def test_installed_plugins_appear_and_broken_ones_are_named_with_the_reason(site
 
 
 def test_installed_components_work_in_compose_and_sample_shipped_models(site, tmp_path):
-    result = difftk(site, "compose", "--schedule", "snr-linear", "--sampler", "dpm-solver-2m", "-o", str(tmp_path / "p.toml"))
+    result = difftk(site, "compose", "--schedule", "laplace", "--set", "schedule.b=1", "--sampler", "my-sampler",
+                    "-o", str(tmp_path / "p.toml"))
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "p.toml").read_text()
-    assert 'plugin = "fast_samplers"' in text and 'plugin = "snr_linear"' in text
-    sample = difftk(site, "sample", "mnist-cfg", "--sampler", "heun", "--steps", "3", "-n", "4", "-o", str(tmp_path / "d.png"))
+    assert 'plugin = "laplace_schedule"' in text and 'plugin = "my_sampler"' in text and "b = 1.0" in text
+    sample = difftk(site, "sample", "mnist-cfg", "--sampler", "my-sampler", "--steps", "3", "-n", "4", "-o", str(tmp_path / "d.png"))
     assert sample.returncode == 0, sample.stderr
-    assert "sampler heun" in sample.stdout
+    assert "sampler my-sampler" in sample.stdout
 
 
 def test_strict_mode_fails_in_one_line_and_blocking_the_broken_plugins_makes_it_pass(site):
@@ -116,13 +119,13 @@ def test_strict_mode_fails_in_one_line_and_blocking_the_broken_plugins_makes_it_
     blocked = difftk(site, "--strict-plugins", "plugins", "--json", DIFFTK_BLOCK_PLUGINS=",".join(BROKEN))
     assert blocked.returncode == 0, blocked.stderr
     rows = {row["name"]: row["status"] for row in json.loads(blocked.stdout)}
-    assert all(rows[name] == "blocked" for name in BROKEN) and rows["fast_samplers"] == "loaded"
+    assert all(rows[name] == "blocked" for name in BROKEN) and rows["laplace_schedule"] == "loaded"
 
 
 def test_load_plugins_switch_loads_only_the_named_ones(site):
-    result = difftk(site, "plugins", "--json", DIFFTK_LOAD_PLUGINS="ddpm,fast_samplers")
+    result = difftk(site, "plugins", "--json", DIFFTK_LOAD_PLUGINS="ddpm,laplace_schedule")
     rows = {row["name"]: row["status"] for row in json.loads(result.stdout)}
-    assert {n for n, s in rows.items() if s == "loaded"} == {"ddpm", "fast_samplers"}
+    assert {n for n, s in rows.items() if s == "loaded"} == {"ddpm", "laplace_schedule"}
     assert rows["broken_hook"] == "blocked" and result.stderr.strip() == ""
 
 
