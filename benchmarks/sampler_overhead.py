@@ -19,7 +19,8 @@ import time
 import difftk
 import numpy as np
 import torch
-from difftk.maths.schedules import alpha_bar_table, time_grid
+from difftk.maths.grids import time_grid
+from difftk.maths.schedules import alpha_bar_table
 
 
 class Free(torch.nn.Module):

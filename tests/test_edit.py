@@ -6,7 +6,8 @@ import pytest
 import torch
 from cli_runner import one_line_error, run
 from difftk.errors import OptionError
-from difftk.maths.schedules import beta_of, time_grid
+from difftk.maths.grids import time_grid
+from difftk.maths.schedules import beta_of
 from difftk.sampling.edit import TruncatedSchedule, snap_strength
 from hypothesis import given, settings
 from hypothesis import strategies as st

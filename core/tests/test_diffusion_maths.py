@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 from difftk.maths import diffusion as D
-from difftk.maths.schedules import Discretization, time_grid
+from difftk.maths.grids import time_grid
+from difftk.maths.schedules import Discretization
 from difftk.testing import ReferenceLinearSchedule, ReferenceVPSchedule
 from difftk.testing import strategies as dst
 from hypothesis import example, given

@@ -11,7 +11,7 @@ import torch
 from difftk.data.arrays import to_uint8_images
 from difftk.data.images import PAD, grid_shape, image_grid, save_png, scatter_plot, trajectory_strip
 from difftk.errors import OptionError
-from difftk.maths.schedules import step_count
+from difftk.maths.grids import step_count
 from difftk.pipeline.compose import build_component
 from difftk.sampling.draw import class_labels, generate
 from difftk.sampling.trajectory import TrajectoryRecorder, trajectory_indices

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from difftk.errors import OptionError
-from difftk.maths.schedules import SPACINGS, KARRAS_SIGMA_MIN, karras_sigmas, time_grid
+from difftk.maths.grids import KARRAS_SIGMA_MIN, SPACINGS, karras_sigmas, time_grid
 from difftk.testing.reference import ReferenceLinearSchedule, ReferenceVPSchedule
 from hypothesis import example, given, settings
 from hypothesis import strategies as st

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from difftk.maths.diffusion import posterior
-from difftk.maths.schedules import time_grid
+from difftk.maths.grids import time_grid
 from difftk.sampling.steps import affine_from_x0_form
 from difftk.testing import GaussianOracle, ReferenceLinearSchedule
 from hypothesis import given

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 from difftk.maths.diffusion import posterior
+from difftk.maths.grids import time_grid
 from difftk.maths.ode import dopri5
-from difftk.maths.schedules import alpha_bar_table, beta_of, time_grid
+from difftk.maths.schedules import alpha_bar_table, beta_of
 from difftk.sampling.draw import generate
 from difftk.sampling.noise import ExampleNoise
 from difftk.sampling.steps import batch_time, predict

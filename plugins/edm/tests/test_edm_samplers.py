@@ -12,7 +12,8 @@ import difftk
 import numpy as np
 import pytest
 import torch
-from difftk.maths.schedules import SPACINGS, ContinuousSchedule, alpha_bar_table, time_grid
+from difftk.maths.grids import SPACINGS, time_grid
+from difftk.maths.schedules import ContinuousSchedule, alpha_bar_table
 from difftk.sampling.draw import generate
 from difftk.testing import (
     GaussianMixtureOracle,

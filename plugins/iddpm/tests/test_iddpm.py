@@ -13,8 +13,8 @@ from difftk.checkpoint.files import read_checkpoint
 from difftk.data.fitting import load_dataset
 from difftk.errors import IncompatibleError
 from difftk.maths.diffusion import posterior
+from difftk.maths.grids import time_grid
 from difftk.maths.likelihood import discretized_gaussian_log_likelihood, normal_kl, prior_kl
-from difftk.maths.schedules import time_grid
 from difftk.options import option
 from difftk.testing import GaussianOracle, check_objective, check_sampler
 from difftk.training.config import TrainConfig

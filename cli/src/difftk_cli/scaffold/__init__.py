@@ -71,9 +71,10 @@ COMPONENTS = {
 import attrs
 import numpy as np
 from difftk.options import option
-from difftk.maths.schedules import SPACINGS
+from difftk.maths.grids import SPACINGS
 from difftk.sampling.steps import AffineSteps, run_affine
-from difftk.maths.schedules import alpha_bar_table, time_grid
+from difftk.maths.schedules import alpha_bar_table
+from difftk.maths.grids import time_grid
 
 
 @attrs.frozen

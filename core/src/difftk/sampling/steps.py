@@ -11,7 +11,8 @@ import torch
 
 from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.maths.diffusion import eps_and_x0, eps_from_x0, x0_from_eps
-from difftk.maths.schedules import SPACINGS, alpha_bar_table, time_grid
+from difftk.maths.grids import SPACINGS, time_grid
+from difftk.maths.schedules import alpha_bar_table
 from difftk.options import option
 from difftk.sampling.noise import ExampleNoise
 
@@ -168,7 +169,7 @@ def times_option() -> Any:
 
 @attrs.frozen
 class GridSampler(abc.ABC):
-    """Base of samplers that step on the core's time grid (:func:`difftk.maths.schedules.time_grid`):
+    """Base of samplers that step on the core's time grid (:func:`difftk.maths.grids.time_grid`):
     the options ``spacing`` (linspace, leading, trailing or karras) and ``times`` (an explicit
     grid), and :meth:`time_grid`, so every such sampler takes every grid the same way."""
 

@@ -16,7 +16,8 @@ import attrs
 import numpy as np
 import torch
 from difftk.components.protocols import Denoiser, NoiseSchedule
-from difftk.maths.schedules import SPACINGS, alpha_bar_table, explicit_times, karras_sigmas, time_of
+from difftk.maths.grids import SPACINGS, explicit_times, karras_sigmas
+from difftk.maths.schedules import alpha_bar_table, time_of
 from difftk.options import option, option_error
 from difftk.sampling.steps import GridSampler, StepInfo, noise_like, predict
 

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from difftk.components.protocols import NoiseSchedule
 from difftk.maths.diffusion import Posterior, expand, posterior
-from difftk.maths.schedules import Discretization, alpha_bar_table, time_grid
+from difftk.maths.grids import time_grid
+from difftk.maths.schedules import Discretization, alpha_bar_table
 
 #: the number of steps a continuous schedule is discretized to for training and the bound
 CONTINUOUS_T = 1000

@@ -8,7 +8,7 @@ import attrs
 import numpy as np
 import torch
 from difftk.components.protocols import Denoiser, NoiseSchedule
-from difftk.maths.schedules import SPACINGS
+from difftk.maths.grids import SPACINGS
 from difftk.options import option
 from difftk.sampling.steps import StepInfo, batch_times, noise_like, predict, times_option
 

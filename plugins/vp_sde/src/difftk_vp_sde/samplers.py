@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.maths.diffusion import eps_and_x0, posterior, v_from_x0_eps
+from difftk.maths.grids import SPACINGS, time_grid
 from difftk.maths.ode import dopri5, estimated_total, fixed_steps
-from difftk.maths.schedules import SPACINGS, time_grid, time_of
+from difftk.maths.schedules import time_of
 from difftk.options import option
 from difftk.sampling.steps import GridSampler, batch_time, denoiser_output, noise_like, times_option
 
