@@ -1,0 +1,1 @@
+"""UniPC (Zhao et al. 2023) for difftk."""
