@@ -68,8 +68,8 @@ class Recording(torch.nn.Module):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(1, 40), st.sampled_from(["linspace", "leading", "trailing", "karras"]), st.sampled_from([2, 3]),
-       st.booleans(), st.booleans())
+@given(st.integers(1, 40), st.sampled_from(["linspace", "leading", "trailing", "karras", "logsnr"]),
+       st.sampled_from([2, 3]), st.booleans(), st.booleans())
 def test_every_step_goes_to_the_next_time_of_the_core_grid(steps, spacing, order, corrector, discrete):
     """The denoiser is asked once per grid time, in order (NFE = steps = nfe()), and the callback
     reports each step from one grid time to the next, the last one to t = 0 with x = x̂₀."""

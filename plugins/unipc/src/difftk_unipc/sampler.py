@@ -70,7 +70,8 @@ class UniPCSampler(GridSampler):
     """
 
     spacing: str = option("trailing", help="which times the steps visit: trailing (from t = 1 in steps of T/K, the "
-                          "last near 1/K, as the reference code), linspace (down to 1/T), leading, or karras", choices=SPACINGS)
+                          "last near 1/K, as the reference grids), linspace (down to 1/T), leading, karras or logsnr",
+                          choices=SPACINGS)
     order: int = option(2, help="p of UniP-p/UniC-p: 2 (guided sampling, the paper's and diffusers' default) or 3 "
                         "(unconditional)", ge=2, le=3)
     variant: str = option("bh2", help="B(h) of the updates: bh1 = h, bh2 = 1 − e^{−h}", choices=VARIANTS)
