@@ -16,6 +16,7 @@ from difftk.sampling.noise import ExampleNoise
 from difftk.sampling.steps import batch_time, predict
 from difftk.testing import GaussianMixtureOracle, GaussianOracle, check_sampler
 from difftk.testing import strategies as dst
+from difftk.testing.reference import WithLearnedVariance
 from difftk_dpm_solver.samplers import ode_step, sde_step
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -435,18 +436,6 @@ def test_sde_samples_the_data_distribution(schedule_name):
     torch.testing.assert_close(x.std(0), torch.tensor([0.5, 0.5]), rtol=0, atol=0.03)
 
 
-class LearnedVariance(torch.nn.Module):
-    """An oracle with extra variance channels, as improved-DDPM models output them (ignored by these ODEs)."""
-
-    learned_variance = True
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner, self.prediction = inner, inner.prediction
-
-    def forward(self, x, t, cond=None):
-        out = self.inner(x, t, cond=cond)
-        return torch.cat([out, torch.full_like(out, 0.3)], dim=1)
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
@@ -456,7 +445,7 @@ def test_learned_variance_channels_are_left_to_predict(name):
     x_T = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     sampler = difftk.create("sampler", name)
     plain = sampler.sample(oracle, s, x_T, steps=12, generator=ExampleNoise(0, range(3)))
-    learned = sampler.sample(LearnedVariance(oracle), s, x_T, steps=12, generator=ExampleNoise(0, range(3)))
+    learned = sampler.sample(WithLearnedVariance(oracle), s, x_T, steps=12, generator=ExampleNoise(0, range(3)))
     assert learned.shape == x_T.shape
     torch.testing.assert_close(learned, plain, rtol=0, atol=0)
 

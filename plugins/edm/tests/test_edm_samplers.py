@@ -22,6 +22,7 @@ from difftk.testing import (
     ReferenceVPSchedule,
     check_sampler,
 )
+from difftk.testing.reference import WithLearnedVariance
 from difftk_edm.frame import sigma_of
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -57,18 +58,6 @@ class Counted(torch.nn.Module):
         return self.inner(x, t, cond=cond)
 
 
-class WithVariance(torch.nn.Module):
-    """A learned-variance denoiser: the prediction channels, then variance channels the samplers must ignore."""
-
-    learned_variance = True
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner, self.prediction = inner, inner.prediction
-
-    def forward(self, x, t, cond=None):
-        out = self.inner(x, t, cond=cond)
-        return torch.cat([out, torch.full_like(out, 1e6)], dim=1)
 
 
 # --- conformance, defaults, NFE ---------------------------------------------------------------------
@@ -299,7 +288,7 @@ def test_learned_variance_channels_are_ignored(name):
     x_T = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     sampler = difftk.create("sampler", name)
     plain = sampler.sample(oracle, schedule, x_T, steps=8, generator=torch.Generator().manual_seed(1))
-    spied = sampler.sample(WithVariance(oracle), schedule, x_T, steps=8, generator=torch.Generator().manual_seed(1))
+    spied = sampler.sample(WithLearnedVariance(oracle, fill=1e6), schedule, x_T, steps=8, generator=torch.Generator().manual_seed(1))
     assert torch.equal(plain, spied)
 
 

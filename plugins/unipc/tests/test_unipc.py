@@ -19,6 +19,7 @@ from difftk.testing import (
     ReferenceVPSchedule,
     check_sampler,
 )
+from difftk.testing.reference import WithLearnedVariance
 from difftk_unipc.coefficients import phi, update
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -340,18 +341,6 @@ def test_cfg_guidance_wrapper_is_sampled_like_any_denoiser():
     assert errors[1] < 3e-3 and errors[0] / errors[1] > 8, errors
 
 
-class LearnedVariance(torch.nn.Module):
-    """The oracle with an interpolation channel v appended (Nichol & Dhariwal 2021): samplers must ignore it."""
-
-    learned_variance = True
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner, self.prediction = inner, inner.prediction
-
-    def forward(self, x, t, cond=None):
-        out = self.inner(x, t, cond=cond)
-        return torch.cat([out, torch.full_like(out, 0.3)], dim=1)
 
 
 @pytest.mark.parametrize("order", [2, 3])
@@ -363,7 +352,7 @@ def test_every_parameterisation_samples_the_same(order):
     for prediction in ("eps", "x0", "v"):
         oracle = GaussianOracle(schedule, mean=0.2, std=0.6, shape=(1, 4), prediction=prediction)
         outs[prediction] = unipc(order=order).sample(oracle, schedule, x_T, steps=12)
-        outs[prediction + "+lv"] = unipc(order=order).sample(LearnedVariance(oracle), schedule, x_T, steps=12)
+        outs[prediction + "+lv"] = unipc(order=order).sample(WithLearnedVariance(oracle), schedule, x_T, steps=12)
     for name, out in outs.items():
         torch.testing.assert_close(out, outs["eps"], atol=1e-10, rtol=0, msg=name)
 

@@ -76,3 +76,21 @@ class TinyDenoiser(nn.Module):
         if self.label is not None and cond is not None:
             c = self.label(cond).view(-1, *([1] * (h.ndim - 1))).expand_as(tt)
         return self.net(torch.cat([h, tt, c], dim=-1)).movedim(-1, 1)
+
+
+class WithLearnedVariance(nn.Module):
+    """``inner`` with variance channels appended, set to ``fill`` (a learned-variance denoiser as
+    improved-DDPM models are, Nichol & Dhariwal 2021): a sampler that takes no learned variance
+    must ignore them, and sample exactly as from ``inner``."""
+
+    learned_variance = True
+
+    def __init__(self, inner: nn.Module, fill: float = 0.3) -> None:
+        super().__init__()
+        self.inner, self.fill = inner, float(fill)
+        self.prediction = inner.prediction
+        self.num_classes = getattr(inner, "num_classes", 0)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.inner(x, t, cond=cond)
+        return torch.cat([out, torch.full_like(out, self.fill)], dim=1)
