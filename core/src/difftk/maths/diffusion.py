@@ -13,7 +13,14 @@ from typing import Any
 import attrs
 import torch
 
-PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v")
+#: What a denoiser may predict: ε, x₀, v (Salimans & Ho 2022), ``flow`` — the rectified-flow
+#: velocity u = ε − x₀ (Lipman et al. 2023; Liu et al. 2023), and ``edm`` — the network output F
+#: of Karras et al. 2022's preconditioning, x̂₀ = c_skip·x_EDM + c_out·F (σ_data = 0.5, their
+#: Table 1). Each is a function of (x₀, ε, ᾱ) alone, so every one converts to every other.
+PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v", "flow", "edm")
+
+#: σ_data of the ``edm`` parameterisation (Karras et al. 2022, Table 1: data in [−1, 1])
+EDM_SIGMA_DATA = 0.5
 
 
 def expand(a: Any, x: torch.Tensor) -> Any:
@@ -85,6 +92,30 @@ def eps_from_score(score: torch.Tensor, alpha_bar: Any) -> torch.Tensor:
     return -score * _sqrt(1 - expand(alpha_bar, score))
 
 
+def flow_from_x0_eps(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """u = ε − x₀: the velocity d/dτ of the straight path (1−τ)·x₀ + τ·ε (Liu et al. 2023, eq. 1)."""
+    return eps - x0
+
+
+def _flow_frame(alpha_bar: Any) -> tuple[Any, Any]:
+    """α = √ᾱ and σ = √(1−ᾱ): the VP state is x = α·x₀ + σ·ε, the flow state x/(α+σ)."""
+    return _sqrt(alpha_bar), _sqrt(1 - alpha_bar)
+
+
+def eps_x0_from_flow(x_t: torch.Tensor, u: torch.Tensor, alpha_bar: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """ε = (x_t + α·u)/(α+σ) and x₀ = (x_t − σ·u)/(α+σ), solving x_t = α·x₀ + σ·ε, u = ε − x₀."""
+    a, s = _flow_frame(expand(alpha_bar, x_t))
+    return (x_t + a * u) / (a + s), (x_t - s * u) / (a + s)
+
+
+def edm_coefficients(alpha_bar: Any, sigma_data: float = EDM_SIGMA_DATA) -> tuple[Any, Any]:
+    """(a, b) with x̂₀ = a·x_t + b·F for the VP state x_t: Karras et al. 2022, Table 1, with
+    σ_EDM² = (1−ᾱ)/ᾱ and x_EDM = x_t/√ᾱ, so a = c_skip/√ᾱ = σ_d²·√ᾱ/D and b = c_out = √(1−ᾱ)·σ_d/√D,
+    D = 1 − ᾱ + ᾱ·σ_d² (finite at ᾱ = 0, where x̂₀ = σ_d·F)."""
+    d = 1 - alpha_bar + alpha_bar * sigma_data**2
+    return sigma_data**2 * _sqrt(alpha_bar) / d, _sqrt(1 - alpha_bar) * sigma_data / _sqrt(d)
+
+
 def eps_and_x0(prediction: str, output: torch.Tensor, x_t: torch.Tensor, alpha_bar: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Both ε̂ and x̂₀ from a denoiser output in parameterisation ``prediction``."""
     if prediction == "eps":
@@ -93,30 +124,63 @@ def eps_and_x0(prediction: str, output: torch.Tensor, x_t: torch.Tensor, alpha_b
         return eps_from_x0(x_t, output, alpha_bar), output
     if prediction == "v":
         return eps_from_v(x_t, output, alpha_bar), x0_from_v(x_t, output, alpha_bar)
+    if prediction == "flow":
+        return eps_x0_from_flow(x_t, output, alpha_bar)
+    if prediction == "edm":
+        a, b = edm_coefficients(expand(alpha_bar, x_t))
+        x0 = a * x_t + b * output
+        return eps_from_x0(x_t, x0, alpha_bar), x0
     raise ValueError(f"unknown prediction {prediction!r}; expected one of {', '.join(PREDICTIONS)}")
 
 
 def convert(prediction: str, output: torch.Tensor, to: str, x_t: torch.Tensor, alpha_bar: Any) -> torch.Tensor:
-    """Convert a denoiser output from parameterisation ``prediction`` to ``to`` (eps, x0, v or score)."""
+    """Convert a denoiser output from parameterisation ``prediction`` to ``to`` (one of
+    :data:`PREDICTIONS`, or score)."""
     if prediction == to:
         return output
     if to not in (*PREDICTIONS, "score"):
-        raise ValueError(f"unknown target {to!r}; expected eps, x0, v or score")
+        raise ValueError(f"unknown target {to!r}; expected {', '.join(PREDICTIONS)} or score")
     eps, x0 = eps_and_x0(prediction, output, x_t, alpha_bar)
     if to == "score":
         return score_from_eps(eps, alpha_bar)
+    if to == "edm":  # F = (x₀ − a·x_t)/b needs x_t itself
+        a, b = edm_coefficients(expand(alpha_bar, x_t))
+        return (x0 - a * x_t) / b
     return target_of(to, x0, eps, alpha_bar)
 
 
 def target_of(to: str, x0: torch.Tensor, eps: torch.Tensor, alpha_bar: Any) -> torch.Tensor:
-    """What a denoiser predicting ``to`` (eps, x0 or v) should output for x_t = √ᾱ·x₀ + √(1−ᾱ)·ε."""
+    """What a denoiser predicting ``to`` should output for x_t = √ᾱ·x₀ + √(1−ᾱ)·ε."""
     if to == "eps":
         return eps
     if to == "x0":
         return x0
     if to == "v":
         return v_from_x0_eps(x0, eps, alpha_bar)
+    if to == "flow":
+        return flow_from_x0_eps(x0, eps)
+    if to == "edm":
+        a, b = edm_coefficients(expand(alpha_bar, x0))
+        return (x0 - a * q_sample(x0, alpha_bar, eps)) / b
     raise ValueError(f"unknown target {to!r}; expected one of {', '.join(PREDICTIONS)}")
+
+
+def error_gain(prediction: str, alpha_bar: Any) -> Any:
+    """‖δy‖²/‖δx̂₀‖²: how a squared error in x̂₀ grows when written in parameterisation y at fixed
+    x_t (SNR = ᾱ/(1−ᾱ)): ε: SNR; x₀: 1; v: SNR + 1 = 1/σ²; flow: ((α+σ)/σ)² = (1 + √SNR)²;
+    edm: 1/c_out². A weighting stated on x₀ errors is divided by it to act on y's errors."""
+    a, s = _flow_frame(alpha_bar)
+    if prediction == "eps":
+        return alpha_bar / (1 - alpha_bar)
+    if prediction == "x0":
+        return alpha_bar * 0 + 1
+    if prediction == "v":
+        return 1 / (1 - alpha_bar)
+    if prediction == "flow":
+        return ((a + s) / s) ** 2
+    if prediction == "edm":
+        return 1 / edm_coefficients(alpha_bar)[1] ** 2
+    raise ValueError(f"unknown prediction {prediction!r}; expected one of {', '.join(PREDICTIONS)}")
 
 
 # --- the posterior q(x_s | x_t, x₀), s < t ----------------------------------------------------

@@ -17,6 +17,7 @@ import attrs
 import numpy as np
 import torch
 
+from difftk.maths.terminal import rescale_alphas_cumprod, rescaled_method
 from difftk.options import option
 
 
@@ -120,15 +121,25 @@ class ScheduleBase(abc.ABC):
         return Discretization.from_alphas_cumprod(self.alpha_bar(t).numpy())
 
 
+def zero_terminal_snr_option() -> Any:
+    """The ``zero_terminal_snr`` option every schedule has (Lin et al. 2024, Alg. 1)."""
+    return option(False, help="rescale √ᾱ so that ᾱ(1) = 0, pure noise at t = 1 (Lin et al. 2024); pair it with "
+                  "prediction v, flow or edm, since an ε-model cannot tell x₀ from pure noise")
+
+
 @attrs.frozen
 class DiscreteSchedule(ScheduleBase):
     """A schedule defined by the paper's β_1..β_T; subclasses implement :meth:`paper_betas`.
 
     ᾱ is exact on the grid t_i = i/T and log-linear in between; :meth:`discretize` with the
     native T returns the paper's β exactly, and with another K samples ᾱ on the grid i/K.
+    With ``zero_terminal_snr`` the β are those of Lin et al. 2024, Alg. 1 (β_T = 1, ᾱ_T = 0);
+    on the last interval, where log ᾱ would reach −∞, √ᾱ is interpolated linearly instead.
     """
 
     T: int = option(1000, help="number of diffusion steps of the discrete schedule", ge=2, le=1_000_000)
+    zero_terminal_snr: bool = zero_terminal_snr_option()
+    _betas: np.ndarray = attrs.field(init=False, eq=False, repr=False)
     _log_ab: torch.Tensor = attrs.field(init=False, eq=False, repr=False)
     _rate: torch.Tensor = attrs.field(init=False, eq=False, repr=False)
 
@@ -136,13 +147,24 @@ class DiscreteSchedule(ScheduleBase):
         betas = np.asarray(self.paper_betas(), dtype=np.float64)
         if betas.shape != (self.T,) or not np.all((betas > 0) & (betas < 1)):
             raise ValueError(f"{type(self).__name__}.paper_betas() must return {self.T} values in (0, 1)")
-        log_ab = np.concatenate([[0.0], np.cumsum(np.log1p(-betas))])
+        if self.zero_terminal_snr:
+            betas = np.array(Discretization.from_alphas_cumprod(rescale_alphas_cumprod(np.cumprod(1.0 - betas))).betas)
+            betas[-1] = 1.0  # exactly: ᾱ_T = 0
+        with np.errstate(divide="ignore"):
+            log_ab = np.concatenate([[0.0], np.cumsum(np.log1p(-betas))])
+            rate = -np.log1p(-betas) * self.T
+        object.__setattr__(self, "_betas", _readonly(betas))
         object.__setattr__(self, "_log_ab", torch.from_numpy(log_ab))
-        object.__setattr__(self, "_rate", torch.from_numpy(-np.log1p(-betas) * self.T))
+        object.__setattr__(self, "_rate", torch.from_numpy(rate))
 
     @property
     def grid_size(self) -> int:  # type: ignore[override]
         return self.T
+
+    @property
+    def terminal_zero(self) -> bool:
+        """Whether ᾱ_T = 0 (pure noise at t = 1)."""
+        return bool(self._betas[-1] == 1.0)
 
     @abc.abstractmethod
     def paper_betas(self) -> np.ndarray:
@@ -161,46 +183,69 @@ class DiscreteSchedule(ScheduleBase):
         log_ab = self._log_ab.to(x.device)
         i0 = torch.clamp(torch.floor(x), max=self.T - 1).long()
         w = x - i0
+        if self.terminal_zero:  # last interval: √ᾱ linear from √ᾱ_{T−1} to 0
+            last = x > self.T - 1
+            w = torch.where(last, torch.zeros_like(w), w)
+            inner = torch.exp(log_ab[i0] * (1 - w) + log_ab[torch.clamp(i0 + 1, max=self.T - 1)] * w)
+            tail = torch.exp(log_ab[self.T - 1]) * (self.T - x) ** 2
+            return torch.where(last, tail, inner).to(t.dtype)
         out = torch.exp(log_ab[i0] * (1 - w) + log_ab[i0 + 1] * w)
         return out.to(t.dtype)
 
     def time_of(self, alpha_bar: torch.Tensor) -> torch.Tensor:
-        """The exact inverse of the log-linear ᾱ(t) (float64); outside [ᾱ(1), 1] the nearer end."""
-        target = torch.log(alpha_bar.detach().to(torch.float64)).clamp(float(self._log_ab[-1]), 0.0)
-        neg = (-self._log_ab).to(target.device)  # increasing in i
-        i = torch.clamp(torch.searchsorted(neg, -target, right=True) - 1, 0, self.T - 1)
-        lo, hi = self._log_ab.to(target.device)[i], self._log_ab.to(target.device)[i + 1]
-        return (i.to(torch.float64) + (lo - target) / (lo - hi)) / self.T
+        """The exact inverse of ᾱ(t) (float64); outside [ᾱ(1), 1] the nearer end."""
+        target64 = alpha_bar.detach().to(torch.float64)
+        log_ab = self._log_ab.to(target64.device)
+        if self.terminal_zero:
+            inner = DiscreteSchedule._time_of_log_linear(log_ab[: self.T], target64.clamp(min=float(torch.exp(log_ab[self.T - 1]))))
+            below = target64 < torch.exp(log_ab[self.T - 1])
+            tail = (self.T - torch.sqrt(target64.clamp(min=0.0) / torch.exp(log_ab[self.T - 1]))) / self.T
+            return torch.where(below, tail, inner * (self.T - 1) / self.T)
+        return DiscreteSchedule._time_of_log_linear(log_ab, target64)
+
+    @staticmethod
+    def _time_of_log_linear(log_ab: torch.Tensor, target64: torch.Tensor) -> torch.Tensor:
+        """t ∈ [0, 1] on the log-linear interpolation of the table log ᾱ_0..ᾱ_n (n intervals)."""
+        n = len(log_ab) - 1
+        target = torch.log(target64).clamp(float(log_ab[-1]), 0.0)
+        i = torch.clamp(torch.searchsorted(-log_ab, -target, right=True) - 1, 0, n - 1)
+        lo, hi = log_ab[i], log_ab[i + 1]
+        return (i.to(torch.float64) + (lo - target) / (lo - hi)) / n
 
     def beta(self, t: torch.Tensor) -> torch.Tensor:
-        """β(t) = −T·log(1−β_i) on (t_{i−1}, t_i]: the exact rate of the log-linear ᾱ."""
-        i = torch.clamp(torch.ceil(self._position(t)), 1, self.T).long()
-        return self._rate.to(i.device)[i - 1].to(t.dtype)
+        """β(t) = −T·log(1−β_i) on (t_{i−1}, t_i]: the exact rate of the log-linear ᾱ (and
+        2T/(T − tT) on the last interval of a zero-terminal-SNR schedule, infinite at t = 1)."""
+        x = self._position(t)
+        i = torch.clamp(torch.ceil(x), 1, self.T).long()
+        rate = self._rate.to(i.device)[i - 1]
+        if self.terminal_zero:
+            rate = torch.where(i == self.T, 2 * self.T / (self.T - x), rate)
+        return rate.to(t.dtype)
 
     def discretize(self, T: int) -> Discretization:
         """The paper's β on T steps when T is the native grid; else ᾱ sampled on i/T."""
         if T == self.T:
-            return Discretization.from_betas(self.paper_betas())
+            return Discretization.from_betas(self._betas)
         return ScheduleBase.discretize(self, T)
 
 
 @attrs.frozen
 class ContinuousSchedule(ScheduleBase):
-    """A schedule given by a closed-form ᾱ(t); subclasses implement :meth:`alpha_bar`."""
+    """A schedule given by a closed-form ᾱ(t); subclasses implement :meth:`alpha_bar`.
 
+    ``zero_terminal_snr`` rescales it (:func:`difftk.maths.terminal.rescale_alpha_bar`, with
+    t₀ = 0); then a subclass's closed-form ``beta``, ``time_of``, ``log_snr`` and ``discretize``
+    give way to the generic ones, computed from the rescaled ᾱ.
+    """
 
+    zero_terminal_snr: bool = zero_terminal_snr_option()
 
-
-
-
-
-
-
-
-
-
-
-
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("alpha_bar", "beta", "time_of", "log_snr", "sigma", "discretize"):
+            own = cls.__dict__.get(name)
+            if own is not None and not getattr(own, "_rescaled", False):
+                setattr(cls, name, rescaled_method(name, own))
 
 
 def alpha_bar_table(schedule: object, times: np.ndarray) -> np.ndarray:
@@ -242,7 +287,7 @@ def log_snr(schedule: object, t: torch.Tensor) -> torch.Tensor:
 
 def _beta_by_autograd(alpha_bar: Any, t: torch.Tensor) -> torch.Tensor:
     """−d log ᾱ/dt at ``t`` by autograd in float64, returned in ``t``'s dtype."""
-    with torch.enable_grad():
-        t64 = t.detach().to(torch.float64).requires_grad_(True)
+    with torch.inference_mode(False), torch.enable_grad():  # also inside a sampler's inference mode
+        t64 = t.detach().to(torch.float64).clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(torch.log(alpha_bar(t64)).sum(), t64)
     return (-grad).to(t.dtype)

@@ -13,6 +13,7 @@ import torch
 
 from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.errors import OptionError, did_you_mean
+from difftk.maths.terminal import for_sampling
 from difftk.sampling.edit import Edit
 from difftk.sampling.noise import ExampleNoise
 from difftk.sampling.steps import StepInfo
@@ -52,12 +53,6 @@ def parse_label(label: int | str, num_classes: int, class_names: Sequence[str] =
     return index
 
 
-
-
-
-
-
-
 @torch.inference_mode()
 def generate(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Any, shape: Sequence[int], n: int, *,
              steps: int | None = None, cond: torch.Tensor | None = None, seed: int = 0,
@@ -68,11 +63,13 @@ def generate(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Any, shape: S
     Sample i's x_T and its share of the sampler's noise come from its own stream
     (:class:`~difftk.sampling.noise.ExampleNoise`, seeded by ``seed`` and i), so a seed gives
     the same sample i every time, whatever the batch size. ``callback(batch, info)`` is called
-    after every step of every batch. With ``edit`` the samples start from noised images
+    after every step of every batch. A schedule that reaches pure noise is sampled through its
+    :class:`~difftk.maths.terminal.TerminalFloor`. With ``edit`` the samples start from noised images
     (SDEdit) and may keep part of them (inpainting): :class:`~difftk.sampling.edit.Edit`.
     """
     device = torch.device(device)
     batch_size = batch_size or n
+    schedule = for_sampling(schedule)  # ᾱ(1) = 0 raised to the floor every sampler can step from
     out = []
     for b, start in enumerate(range(0, n, batch_size)):
         size = min(batch_size, n - start)

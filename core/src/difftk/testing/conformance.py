@@ -77,10 +77,11 @@ def check_schedule(schedule: Any, *, points: int = 2001, discretize_steps: tuple
         out = schedule.alpha_bar(probe)
         if out.shape != probe.shape or out.dtype != dtype:
             fail(f"alpha_bar(t) must keep shape and dtype: t {tuple(shape)} {dtype} gave {tuple(out.shape)} {out.dtype}")
-    bad = ~torch.isfinite(ab) | (ab <= 0) | (ab > 1 + 1e-12)
+    bad = ~torch.isfinite(ab) | (ab < 0) | (ab > 1 + 1e-12)
+    bad[:-1] |= ab[:-1] <= 0  # only t = 1 may be pure noise (zero terminal SNR, the flow path)
     if bad.any():
         i = int(bad.nonzero()[0])
-        fail(f"ᾱ must lie in (0, 1], but ᾱ({t[i]:.6g}) = {ab[i]:.6g}")
+        fail(f"ᾱ must lie in (0, 1] (ᾱ(1) = 0 allowed), but ᾱ({t[i]:.6g}) = {ab[i]:.6g}")
     rise = ab[1:] - ab[:-1]
     if (rise > 1e-12).any():
         i = int((rise > 1e-12).nonzero()[0])
@@ -91,7 +92,7 @@ def check_schedule(schedule: Any, *, points: int = 2001, discretize_steps: tuple
         fail(f"ᾱ(1) must be ≈ 0 (noise at t=1), got {ab[-1]:.6g}")
     discrete = getattr(schedule, "grid_size", None) is not None
     steps = tuple(discretize_steps) + ((schedule.grid_size,) if discrete else (1000,))
-    L = max(1.0, -float(torch.log(ab[-1])))
+    L = max(1.0, -float(torch.log(ab[-1] if ab[-1] > 0 else ab[-2])))
     for T in steps:
         d = schedule.discretize(T)
         if not isinstance(d, Discretization) and not hasattr(d, "betas"):
@@ -99,16 +100,19 @@ def check_schedule(schedule: Any, *, points: int = 2001, discretize_steps: tuple
         betas, abar = np.asarray(d.betas), np.asarray(d.alphas_cumprod)
         if betas.shape != (T,) or abar.shape != (T,) or betas.dtype != np.float64 or abar.dtype != np.float64:
             fail(f"discretize({T}) must give {T} float64 betas and alphas_cumprod, got {betas.shape} {betas.dtype}")
-        if not np.all((betas > 0) & (betas < 1)):
-            i = int(np.nonzero(~((betas > 0) & (betas < 1)))[0][0])
-            fail(f"discretize({T}).betas must lie in (0, 1), but β_{i + 1} = {betas[i]:.6g}")
+        valid = (betas > 0) & (betas < 1)
+        valid[-1] |= betas[-1] == 1.0 and abar[-1] == 0.0  # β_T = 1 exactly when ᾱ_T = 0
+        if not np.all(valid):
+            i = int(np.nonzero(~valid)[0][0])
+            fail(f"discretize({T}).betas must lie in (0, 1) (β_T = 1 when ᾱ_T = 0), but β_{i + 1} = {betas[i]:.6g}")
         cum = np.cumprod(1 - betas)
         if not np.allclose(cum, abar, rtol=1e-10, atol=0):
             i = int(np.argmax(np.abs(cum - abar) / abar))
             fail(f"discretize({T}): ᾱ_i must equal ∏(1−β_j), but at i={i + 1}: {abar[i]:.12g} vs {cum[i]:.12g}")
         grid = schedule.alpha_bar(torch.arange(1, T + 1, dtype=torch.float64) / T).numpy()
         if not discrete:
-            gap = np.abs(np.log(grid) - np.log(abar))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gap = np.nan_to_num(np.abs(np.log(grid) - np.log(abar)), nan=0.0)  # both 0 at pure noise
             tol = CONTINUOUS_LOG_TOLERANCE * L**2 / T
             if not np.all(gap <= tol):
                 i = int(np.argmax(gap))

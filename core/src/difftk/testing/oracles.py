@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from difftk.maths.diffusion import convert, expand
+from difftk.maths.diffusion import convert, expand, target_of
 
 
 def _as_tensor(value, dtype=torch.float64) -> torch.Tensor:
@@ -27,7 +27,7 @@ class GaussianMixtureOracle(nn.Module):
     :param means: [K, *event_shape] component means.
     :param stds: [K] (or scalar) component standard deviations s_k.
     :param weights: [K] mixture weights π_k (normalised here); uniform by default.
-    :param prediction: the parameterisation it outputs: ``eps``, ``x0`` or ``v``.
+    :param prediction: the parameterisation it outputs, any of the core's ``PREDICTIONS``.
 
     With ``cond`` (a [B] tensor of component indices) it is the exact *conditional*
     denoiser of component ``cond``; index ``num_classes`` means unconditional.
@@ -69,21 +69,38 @@ class GaussianMixtureOracle(nn.Module):
         t = torch.zeros(x.shape[0], dtype=torch.float64) if t is None else t
         return torch.logsumexp(self._terms(x, t)[3], dim=1)
 
-    def score(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """∇ log q_t(x_t) in float64."""
+    def _posterior(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None):
         ab, var, diff, log_w = self._terms(x_t, t)
         if cond is not None:
             mask = torch.nn.functional.one_hot(cond.clamp(max=self.num_classes - 1), self.num_classes).bool()
             mask = mask | (cond == self.num_classes)[:, None]
             log_w = log_w.masked_fill(~mask, -math.inf)
-        resp = torch.softmax(log_w, dim=1)  # [B, K]
+        return ab, var, diff, torch.softmax(log_w, dim=1)  # responsibilities p(k | x_t) [B, K]
+
+    def score(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """∇ log q_t(x_t) in float64."""
+        _, var, diff, resp = self._posterior(x_t, t, cond)
         s = -(resp[:, :, None] * diff / var[:, :, None]).sum(1)
         return s.view(x_t.shape)
 
+    def mean_x0(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """E[x₀ | x_t] = Σ_k p(k | x_t)·(μ_k + √ᾱ·s_k²·(x_t − √ᾱ μ_k)/(ᾱ s_k² + 1 − ᾱ)), float64;
+        finite at ᾱ = 0 (pure noise), where it is the data mean."""
+        ab, var, diff, resp = self._posterior(x_t, t, cond)
+        gain = ab.sqrt() * self.stds[None, :] ** 2 / var  # [B, K]
+        x0 = (resp[:, :, None] * (self.means.flatten(1)[None] + gain[:, :, None] * diff)).sum(1)
+        return x0.view(x_t.shape)
+
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         ab = self.schedule.alpha_bar(t.to(torch.float64))
+        x64 = x_t.to(torch.float64)
         eps = -self.score(x_t, t, cond) * expand((1 - ab).sqrt(), x_t)
-        return convert("eps", eps, self.prediction, x_t.to(torch.float64), ab).to(x_t.dtype)
+        if self.prediction == "eps":
+            return eps.to(x_t.dtype)
+        x0 = self.mean_x0(x_t, t, cond)  # exact, so no division by √ᾱ where ᾱ → 0
+        if self.prediction == "edm":
+            return convert("x0", x0, "edm", x64, ab).to(x_t.dtype)
+        return target_of(self.prediction, x0, eps, ab).to(x_t.dtype)
 
     def sample(self, n: int, generator: torch.Generator | None = None, cond: torch.Tensor | None = None) -> torch.Tensor:
         """n exact samples of the data (float64); with ``cond``, of the given components."""

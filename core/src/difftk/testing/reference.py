@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from difftk.maths.diffusion import PREDICTIONS
 from difftk.maths.schedules import ContinuousSchedule, DiscreteSchedule
 from difftk.options import option
 
@@ -46,7 +47,7 @@ class TinyDenoiserConfig:
     in_channels: int = option(1, help="channels of the data", ge=1)
     num_classes: int = option(0, help="classes for conditioning (0 = unconditional)", ge=0)
     hidden: int = option(16, help="hidden width", ge=1)
-    prediction: str = option("eps", help="what the network predicts", choices=("eps", "x0", "v"))
+    prediction: str = option("eps", help="what the network predicts", choices=PREDICTIONS)
 
 
 class TinyDenoiser(nn.Module):

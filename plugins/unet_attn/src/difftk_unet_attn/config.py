@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import attrs
+from difftk.maths.diffusion import PREDICTIONS
 from difftk.options import option, option_error
 
 
@@ -23,7 +24,8 @@ class UNetAttnConfig:
     dropout: float = option(0.1, help="dropout rate inside residual blocks", ge=0.0, lt=1.0)
     num_classes: int = option(0, help="classes for conditioning (0 = unconditional)", ge=0)
     learned_variance: bool = option(False, help="also output the iDDPM variance interpolation v (2× channels)")
-    prediction: str = option("eps", help="what the network predicts", choices=("eps", "x0", "v"))
+    prediction: str = option("eps", help="what the network predicts: eps, x0, v, flow (u = ε − x₀) or edm (Karras et al. 2022 F)",
+                             choices=PREDICTIONS)
     scale_shift: bool = option(True, help="embedding as GroupNorm scale-shift (Dhariwal & Nichol) instead of a sum")
     norm_groups: int = option(8, help="GroupNorm groups; must divide every level's width", ge=1)
 

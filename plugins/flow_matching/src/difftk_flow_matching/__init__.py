@@ -1,0 +1,1 @@
+"""Flow matching for difftk: schedule ``flow``, objective ``flow-matching``, sampler ``flow-euler``."""
