@@ -111,11 +111,14 @@ class TerminalFloor:
         return torch.where(raw.to(rate.device) > ALPHA_BAR_FLOOR, rate, torch.zeros_like(rate))
 
     def log_snr(self, t: torch.Tensor) -> torch.Tensor:
-        ab = self.alpha_bar(t.to(torch.float64))
-        return (torch.log(ab) - torch.log1p(-ab)).to(t.dtype)
+        from difftk.maths.schedules import ScheduleBase
+
+        return ScheduleBase.log_snr(self, t)  # type: ignore[arg-type]  (from the floored ᾱ)
 
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.sqrt(1 - self.alpha_bar(t.to(torch.float64))).to(t.dtype)
+        from difftk.maths.schedules import ScheduleBase
+
+        return ScheduleBase.sigma(self, t)  # type: ignore[arg-type]
 
     def time_of(self, alpha_bar: torch.Tensor) -> torch.Tensor:
         from difftk.maths.schedules import time_of
