@@ -51,17 +51,40 @@ def sh(*args: str) -> float:
     return time.time() - start
 
 
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta I_x(a, b), by its continued fraction (Lentz's method)."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    f, c, d = 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
+        c = 1.0 + num / c if abs(c) > 1e-300 else 1e-300
+        f *= c * d
+        if abs(1.0 - c * d) < 1e-14:
+            break
+    return front * (f - 1.0)
+
+
 def welch(a: list[float], b: list[float]) -> float:
-    """Two-sided p-value of Welch's t-test (the core's, when it has one; else a normal approximation)."""
-    try:
-        from difftk.maths.stats import welch_t_test
-    except ImportError:
-        welch_t_test = None
-    if welch_t_test is not None:
-        return float(welch_t_test(a, b).p_value) if hasattr(welch_t_test(a, b), "p_value") else float(welch_t_test(a, b)[1])
+    """Two-sided p-value of Welch's t-test: t = Δmean/√(s_a²/n_a + s_b²/n_b) on the
+    Welch–Satterthwaite degrees of freedom, P(|T| ≥ t) = I_{ν/(ν+t²)}(ν/2, 1/2)."""
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    t = (statistics.mean(a) - statistics.mean(b)) / math.sqrt(va + vb) if va + vb > 0 else math.inf
-    return math.erfc(abs(t) / math.sqrt(2))
+    if va + vb == 0:
+        return 0.0 if statistics.mean(a) != statistics.mean(b) else 1.0
+    t = (statistics.mean(a) - statistics.mean(b)) / math.sqrt(va + vb)
+    nu = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return _betainc(nu / 2, 0.5, nu / (nu + t * t))
 
 
 def train_all(root: Path, steps: int, seeds: list[int]) -> dict[str, str]:
@@ -83,6 +106,27 @@ def train_all(root: Path, steps: int, seeds: list[int]) -> dict[str, str]:
     return runs
 
 
+def plot(values: dict[str, dict[str, list[float]]], path: Path, title: str) -> None:
+    """One panel per metric: a bar per paradigm (mean, ± sd), its seeds as dots; FID and KID on a log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(values), figsize=(4.2 * len(values), 3.6), squeeze=False)
+    for ax, (metric, per) in zip(axes[0], values.items(), strict=True):
+        for i, (name, vals) in enumerate(per.items()):
+            ax.bar(i, statistics.mean(vals), yerr=statistics.stdev(vals) if len(vals) > 1 else 0, capsize=5, alpha=0.6)
+            ax.scatter([i] * len(vals), vals, color="black", s=12, zorder=3)
+        ax.set_xticks(range(len(per)), list(per))
+        if metric in ("fid", "kid") and all(v > 0 for vals in per.values() for v in vals):
+            ax.set_yscale("log")
+        ax.set(title=metric + (" (lower is better)" if LOWER_IS_BETTER.get(metric, True) else " (higher is better)"))
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/paradigm-study")
@@ -91,6 +135,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500, help="samples per measurement")
     parser.add_argument("--metrics", default="fid,kid,accuracy")
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--plot", default=None, help="write the bar chart here (PNG)")
     args = parser.parse_args()
     root = Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -107,6 +152,9 @@ def main() -> None:
         values[row["metric"]][runs[row["checkpoint"]]].append(float(row["value"]))
     seconds = {p: statistics.mean(float((root / f"{p}-seed{s}" / "train_seconds.txt").read_text()) for s in seeds)
                for p in PARADIGMS}
+    if args.plot:
+        plot(values, Path(args.plot), f"{args.steps} training steps, 3 seeds each, DDIM 25 steps, n = {args.n}")
+        print(f"wrote {args.plot}")
     for metric, per in values.items():
         lower = LOWER_IS_BETTER.get(metric, True)
         best = (min if lower else max)(per, key=lambda p: statistics.mean(per[p]))
