@@ -23,7 +23,8 @@ def cli_sections() -> dict[str, str]:
 
 
 def test_there_are_hooks_to_document():
-    assert {h.__name__ for h in HOOKS} == {"difftk_register_components", "difftk_check_pipeline"}
+    assert {h.__name__ for h in HOOKS} == {"difftk_register_components", "difftk_check_pipeline", "difftk_load_model",
+                                           "difftk_export"}
 
 
 @pytest.mark.parametrize("hook", HOOKS, ids=lambda h: h.__name__)

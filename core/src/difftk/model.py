@@ -26,8 +26,9 @@ import attrs
 import torch
 
 from difftk.checkpoint.files import Checkpoint, load_weights, read_checkpoint
+from difftk.components import plugins
 from difftk.components.protocols import num_classes_of
-from difftk.errors import CheckpointError, OptionError
+from difftk.errors import CheckpointError, OptionError, UnknownComponentError
 from difftk.pipeline.compose import Pipeline, build, build_component
 from difftk.pipeline.spec import PipelineSpec
 from difftk.sampling.draw import class_labels, generate, parse_label
@@ -108,8 +109,6 @@ class Model:
 
     def plugin_mismatches(self) -> list[str]:
         """Plugins whose installed version differs from the one the checkpoint was made with."""
-        from difftk.components import plugins
-
         if self.checkpoint is None:
             return []
         notes = []
@@ -263,14 +262,20 @@ def describe(data: Any) -> dict[str, Any]:
 
 
 def load(source: str | Path, device: torch.device | str = "cpu") -> Model:
-    """The trained model in ``source``: a checkpoint file, a run directory, or the name of a model a
-    plugin ships (``difftk plugins`` lists them). Its pipeline is built and the EMA weights loaded
-    into the denoiser (eval mode, on ``device``).
+    """The trained model in ``source``: a checkpoint file, a run directory, the name of a model a plugin
+    ships (``difftk plugins`` lists them), or else what a plugin's ``difftk_load_model`` reads (the diffusers
+    bridge: a diffusers model folder). Its pipeline is built, the EMA weights loaded (eval mode, on ``device``).
 
     A component whose plugin is not installed is named (``… needs denoiser 'unet-attn' from
     plugin 'unet_attn' 0.1.0, which is not installed``).
     """
-    ckpt = read_checkpoint(source)
+    try:
+        ckpt = read_checkpoint(source)
+    except (CheckpointError, UnknownComponentError) as not_a_checkpoint:  # no plugin claims it: the error stands
+        model = plugins.plugin_manager().hook.difftk_load_model(source=source, device=device)
+        if model is None:
+            raise not_a_checkpoint from None
+        return model
     if "shape" not in ckpt.dataset:
         raise CheckpointError(f"{ckpt.path}: metadata 'dataset' lacks the data shape")
     pipeline = build(ckpt.spec, source=str(ckpt.path))

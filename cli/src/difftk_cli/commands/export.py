@@ -1,9 +1,14 @@
-"""`difftk export`: the part of a checkpoint that sampling needs, as a small file to share or ship."""
+"""`difftk export`: the part of a checkpoint that sampling needs, as a small file to share or ship,
+or the model in another library's format (written by the plugin that adds it: hook difftk_export)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+import difftk
 from difftk.checkpoint.files import export_for_sampling
+from difftk.errors import OptionError
 from rich.markup import escape
 
 from difftk_cli.console import out
@@ -11,17 +16,32 @@ from difftk_cli.console import out
 
 @click.command()
 @click.argument("checkpoint", type=click.Path())
-@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write the exported checkpoint here.")
-def export(checkpoint, output) -> None:
+@click.option("-o", "--output", type=click.Path(), required=True,
+              help="Write the exported checkpoint (a .safetensors file) or, for another format, what it writes (a folder).")
+@click.option("--format", "fmt", metavar="NAME", default="difftk", show_default=True,
+              help="difftk (a checkpoint for sampling), or a format a plugin adds: diffusers (difftk-diffusers).")
+def export(checkpoint, output, fmt) -> None:
     """Write CHECKPOINT's EMA weights and metadata, without optimizer and RNG state, to OUTPUT.
 
     The result samples and evaluates like the original (`difftk sample`, `difftk evaluate`)
-    at about a quarter of its size, but cannot be resumed.
+    at about a quarter of its size, but cannot be resumed. With --format NAME the model is
+    written in another library's format by the plugin that provides it (--format diffusers: a
+    DDPMPipeline folder whose scheduler config reproduces the schedule's β exactly).
 
     \b
     Examples:
       difftk export runs/mnist -o mnist.safetensors
+      difftk export runs/mnist --format diffusers -o mnist-diffusers
     """
+    if fmt != "difftk":
+        model = difftk.load(checkpoint)
+        report = difftk.plugin_manager().hook.difftk_export(model=model, format=fmt, output=Path(output))
+        if report is None:
+            raise OptionError(f"--format {fmt}: no installed plugin writes this format (difftk itself writes difftk; "
+                              "difftk-diffusers adds diffusers)")
+        for line in str(report).splitlines():
+            out.print(escape(line))
+        return
     ckpt, path = export_for_sampling(checkpoint, output)
     before, after = ckpt.path.stat().st_size, path.stat().st_size
     out.print(escape(f"wrote {path}: EMA weights of step {ckpt.step:,}, {after / 1e6:.1f} MB "

@@ -57,3 +57,39 @@ def difftk_check_pipeline(pipeline):
 
     :param pipeline: the :class:`difftk.pipeline.compose.Pipeline` being assembled.
     """
+
+
+# -------------------------------------------------------------------------
+# Models and files: when a trained model is loaded or exported.
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def difftk_load_model(source, device):
+    """Load a trained model that is not a difftk checkpoint (another library's model folder).
+
+    Called by :func:`difftk.load` only when ``source`` is neither a checkpoint file, a run
+    directory nor a shipped model's name; the first plugin to return a model wins. Return
+    ``None`` for a source this plugin does not recognise, so that difftk's own error (or
+    another plugin) answers; raise :class:`difftk.errors.CheckpointError` with one line for a
+    source it recognises but cannot load (a missing weight file, an unsupported setting).
+
+    :param source: what the user gave, a ``str`` or ``pathlib.Path``.
+    :param device: where the denoiser's weights go (a ``torch.device`` or a string).
+    :return: a :class:`difftk.model.Model` whose pipeline is made of registered components, or ``None``.
+    """
+
+
+@hookspec(firstresult=True)
+def difftk_export(model, format, output):
+    """Write ``model`` in another library's format (``difftk export CHECKPOINT --format NAME -o OUT``).
+
+    Return ``None`` when this plugin does not write ``format``; the first plugin that does
+    writes ``output`` and returns what it wrote, in words, for the command to print. A model
+    that cannot be written in the format is one :class:`difftk.errors.DifftkError` line.
+
+    :param model: the :class:`difftk.model.Model` to export (as :func:`difftk.load` returns it).
+    :param format: the format's name, e.g. ``"diffusers"``; ``"difftk"`` is the core's own.
+    :param output: the ``pathlib.Path`` to write (a file or a directory, as the format wants).
+    :return: a one-line (or few-line) report of what was written, or ``None``.
+    """

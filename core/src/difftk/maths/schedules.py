@@ -145,8 +145,9 @@ class DiscreteSchedule(ScheduleBase):
 
     def __attrs_post_init__(self) -> None:
         betas = np.asarray(self.paper_betas(), dtype=np.float64)
-        if betas.shape != (self.T,) or not np.all((betas > 0) & (betas < 1)):
-            raise ValueError(f"{type(self).__name__}.paper_betas() must return {self.T} values in (0, 1)")
+        if betas.shape != (self.T,) or not np.all((betas[:-1] > 0) & (betas[:-1] < 1)) or not 0 < betas[-1] <= 1:
+            raise ValueError(f"{type(self).__name__}.paper_betas() must return {self.T} values in (0, 1) (the last may be "
+                             "1: pure noise at t = 1)")
         if self.zero_terminal_snr:
             betas = np.array(Discretization.from_alphas_cumprod(rescale_alphas_cumprod(np.cumprod(1.0 - betas))).betas)
             betas[-1] = 1.0  # exactly: ᾱ_T = 0

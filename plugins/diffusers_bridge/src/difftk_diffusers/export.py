@@ -1,0 +1,136 @@
+"""``difftk export CHECKPOINT --format diffusers -o DIR``: a difftk model in diffusers' layout.
+
+The schedule is written as a DDPMScheduler config whose β are the difftk schedule's β: a named
+``beta_schedule`` when the ``diffusers`` schedule of that name reproduces every β to 1e-12, else
+``trained_betas`` (every β, in full float64 precision). The named keys are still filled in with
+the nearest named schedule when it agrees to float32 precision, so the file says what it is.
+The weights go into ``DIR/unet`` only when the denoiser is a UNet2DModel (``diffusers-unet``):
+other architectures (unet-attn's blocks, attention and embeddings) have no UNet2DModel layout.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from difftk.errors import DifftkError, IncompatibleError, OutputError
+from difftk.pipeline.compose import build_component
+
+from difftk_diffusers.config import PREDICTIONS, SPACINGS
+from difftk_diffusers.denoiser import DiffusersUNet
+from difftk_diffusers.folder import SETTINGS_FILE
+from difftk_diffusers.schedule import BETA_SCHEDULES, DiffusersSchedule
+
+#: a named schedule "fits" when every β agrees to this
+EXACT = 1e-12
+#: ... and describes the trained_betas when they agree to float32 precision
+CLOSE = 1e-7
+
+
+def _candidates(betas: np.ndarray) -> list[dict[str, Any]]:
+    """The named diffusers schedules that could give ``betas`` (ends read off them)."""
+    lo, hi = float(betas[0]), float(betas[-1])
+    s0, s1 = 1 / (1 + np.exp(6.0)), 1 / (1 + np.exp(-6.0))  # σ(−6), σ(6)
+    span = (hi - lo) / (s1 - s0)
+    ends = {"linear": (lo, hi), "scaled_linear": (lo, hi), "squaredcos_cap_v2": (1e-4, 0.02),
+            "sigmoid": (lo - s0 * span, lo - s0 * span + span)}
+    return [{"beta_schedule": name, "beta_start": ends[name][0], "beta_end": ends[name][1]} for name in BETA_SCHEDULES]
+
+
+def fit_schedule(schedule: Any, spec: Any) -> tuple[dict[str, Any], str]:
+    """The β keys of a scheduler config that reproduce ``schedule`` (built from the ComponentSpec
+    ``spec``), and how they were chosen, in words."""
+    T = getattr(schedule, "grid_size", None)
+    name = spec.name
+    if T is None:
+        raise IncompatibleError(f"schedule '{name}' is continuous: diffusers' schedulers hold T discrete β, so only a "
+                                "discrete schedule (linear, cosine, diffusers, …) can be exported")
+    betas = np.asarray(schedule.discretize(T).betas, dtype=np.float64)
+    zero = bool(betas[-1] == 1.0)
+    if isinstance(schedule, DiffusersSchedule) and schedule.trained_betas is None:
+        start, end = schedule.ends
+        tries = [{"beta_schedule": schedule.beta_schedule, "beta_start": start, "beta_end": end}]
+    else:
+        base = betas
+        if zero:  # fit the schedule before Lin et al.'s rescaling, then rescale the fit
+            options = {**spec.options_dict, "zero_terminal_snr": False}
+            base = np.asarray(build_component("schedule", name, options, from_strings=False).discretize(T).betas)
+        tries = _candidates(base)
+    best, error = None, np.inf
+    for keys in tries:
+        try:
+            candidate = DiffusersSchedule(T=T, zero_terminal_snr=zero, **keys)
+        except (DifftkError, ValueError):  # ends outside (0, 1), or a core that refuses β_T = 1
+            continue
+        gap = float(np.max(np.abs(np.asarray(candidate.discretize(T).betas) - betas)))
+        if gap < error:
+            best, error = keys, gap
+    common = {"num_train_timesteps": T, "rescale_betas_zero_snr": zero and error <= EXACT}
+    if best is not None and error <= EXACT:
+        exact = "every β exact" if error == 0 else f"every β within {error:.1e}"
+        return {**best, **common, "trained_betas": None}, f"beta_schedule {best['beta_schedule']} ({exact})"
+    described = best if best is not None and error <= CLOSE else {}
+    if best is None:
+        why = "no named schedule fits"
+    elif error <= CLOSE:
+        why = f"the nearest named schedule, {best['beta_schedule']}, is {error:.1e} off (diffusers computes it in float32)"
+    else:
+        why = f"no named schedule fits (the nearest, {best['beta_schedule']}, is {error:.1e} off)"
+    return ({**described, **common, "rescale_betas_zero_snr": False, "trained_betas": [float(b) for b in betas]},
+            f"trained_betas ({T} values, exact; {why})")
+
+
+def scheduler_config(model: Any) -> tuple[dict[str, Any], str]:
+    """The DDPMScheduler keyword arguments for ``model`` and how its β were written, in words."""
+    prediction = getattr(model.denoiser, "prediction", None)
+    types = {ours: theirs for theirs, ours in PREDICTIONS.items()}
+    if prediction not in types:
+        raise IncompatibleError(f"the denoiser predicts {prediction!r}; diffusers' DDPMScheduler takes prediction_type "
+                                f"for {', '.join(types)} only")
+    betas, how = fit_schedule(model.schedule, model.pipeline.spec["schedule"])
+    sampler = model.pipeline.spec["sampler"]
+    opts = sampler.options_dict
+    clip = opts.get("clip_x0")
+    config = {**betas, "prediction_type": types[prediction], "clip_sample": clip is not None,
+              "clip_sample_range": float(clip) if clip is not None else 1.0,
+              "variance_type": "fixed_large" if sampler.name == "ancestral" and opts.get("variance") == "beta" else "fixed_small",
+              "timestep_spacing": opts.get("spacing") if opts.get("spacing") in SPACINGS else "leading"}
+    return config, how
+
+
+def _check_output(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} is a file: --format diffusers writes a folder, give -o DIR")
+    if out.is_dir() and any(out.iterdir()) and not any((out / n).exists() for n in ("model_index.json", "scheduler")):
+        raise OutputError(f"{out} exists and holds other files: give a new or empty folder for the diffusers model")
+
+
+def export_diffusers(model: Any, output: str | Path) -> str:
+    """Write ``model`` to folder ``output`` as a DDPMPipeline (or its scheduler alone); the report, in words."""
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    out = Path(output)
+    _check_output(out)
+    config, how = scheduler_config(model)
+    scheduler = DDPMScheduler(**config)
+    lines = []
+    denoiser = model.denoiser
+    if isinstance(denoiser, DiffusersUNet):
+        device = model.device
+        unet = denoiser.unet.to("cpu")
+        DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(out, safe_serialization=True)
+        unet.to(device)
+        if denoiser.config.null_class:
+            (out / SETTINGS_FILE).write_text(json.dumps({"null_class": True}) + "\n", encoding="utf-8")
+        lines.append(f"wrote {out}: a DDPMPipeline (model_index.json, unet/, scheduler/); scheduler: {how}")
+    else:
+        scheduler.save_pretrained(out / "scheduler")
+        label = model.pipeline.spec["denoiser"].name if "denoiser" in model.pipeline.spec else type(denoiser).__name__
+        params = sum(p.numel() for p in denoiser.parameters()) if isinstance(denoiser, torch.nn.Module) else 0
+        lines.append(f"wrote {out / 'scheduler' / 'scheduler_config.json'} (DDPMScheduler; {how})")
+        lines.append(f"weights not exported: denoiser '{label}' ({params:,} parameters) is not a diffusers UNet2DModel (its "
+                     "blocks, attention and embeddings have no UNet2DModel layout); only the schedule was written")
+    return "\n".join(lines)
