@@ -51,40 +51,11 @@ def sh(*args: str) -> float:
     return time.time() - start
 
 
-def _betainc(a: float, b: float, x: float) -> float:
-    """The regularised incomplete beta I_x(a, b), by its continued fraction (Lentz's method)."""
-    if x <= 0.0 or x >= 1.0:
-        return 0.0 if x <= 0.0 else 1.0
-    if x > (a + 1) / (a + b + 2):
-        return 1.0 - _betainc(b, a, 1.0 - x)
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
-    f, c, d = 1.0, 1.0, 0.0
-    for i in range(400):
-        m = i // 2
-        if i == 0:
-            num = 1.0
-        elif i % 2 == 0:
-            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
-        else:
-            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
-        d = 1.0 + num * d
-        d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
-        c = 1.0 + num / c if abs(c) > 1e-300 else 1e-300
-        f *= c * d
-        if abs(1.0 - c * d) < 1e-14:
-            break
-    return front * (f - 1.0)
-
-
 def welch(a: list[float], b: list[float]) -> float:
-    """Two-sided p-value of Welch's t-test: t = Δmean/√(s_a²/n_a + s_b²/n_b) on the
-    Welch–Satterthwaite degrees of freedom, P(|T| ≥ t) = I_{ν/(ν+t²)}(ν/2, 1/2)."""
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    if va + vb == 0:
-        return 0.0 if statistics.mean(a) != statistics.mean(b) else 1.0
-    t = (statistics.mean(a) - statistics.mean(b)) / math.sqrt(va + vb)
-    nu = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    return _betainc(nu / 2, 0.5, nu / (nu + t * t))
+    """Two-sided p-value of Welch's t-test (the core's :func:`difftk.maths.stats.welch_t_test`)."""
+    from difftk.maths.stats import welch_t_test
+
+    return welch_t_test(a, b).p
 
 
 def train_all(root: Path, steps: int, seeds: list[int]) -> dict[str, str]:

@@ -13,6 +13,7 @@ from difftk_cli.commands.compose import compose
 from difftk_cli.commands.evaluate import evaluate
 from difftk_cli.commands.export import export
 from difftk_cli.commands.new_plugin import new_plugin
+from difftk_cli.commands.plot import plot
 from difftk_cli.commands.plugins import plugins
 from difftk_cli.commands.sample import sample
 from difftk_cli.commands.schedules import schedules
@@ -43,6 +44,7 @@ cli.add_command(train)
 cli.add_command(sample)
 cli.add_command(evaluate)
 cli.add_command(compare)
+cli.add_command(plot)
 cli.add_command(schedules)
 cli.add_command(export)
 cli.add_command(train_classifier_command)

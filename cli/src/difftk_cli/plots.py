@@ -52,9 +52,17 @@ def plot_schedules(curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray
     return _save(fig, path)
 
 
+def _short(checkpoint: str) -> str:
+    """A checkpoint as a legend names it: a run directory's name, not its checkpoint file's."""
+    name, sep, pooled = checkpoint.partition(" (+")  # "runs/a (+2 seeds)": the first of pooled runs
+    path = Path(name)
+    return (path.parent.name if path.suffix == ".safetensors" and path.parent.name else name) + sep + pooled
+
+
 def plot_grid(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     """One panel per metric: value ± spread against steps (or guidance scale when steps are fixed),
-    one line per checkpoint × sampler × the other grid dimension."""
+    one line per checkpoint × sampler × the other grid dimension. Rows with ``k`` > 1 (cells
+    pooled over seeds) carry their mean and its 95 % confidence interval as value and spread."""
     plt = _pyplot()
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     steps = sorted({r["steps"] for r in rows if r["steps"] != ""})
@@ -68,15 +76,16 @@ def plot_grid(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
                 continue
             label = f"{r['schedule']} · {r['sampler']}" + (f" · {other} {r[other]}" if r[other] != "" else "")
             if len({r2["checkpoint"] for r2 in rows}) > len({r2["schedule"] for r2 in rows}):
-                label = f"{Path(r['checkpoint']).parent.name or r['checkpoint']} · {label}"
+                label = f"{_short(str(r['checkpoint']))} · {label}"
             series.setdefault(label, []).append((float(r[x_key] or 0), r["value"], r["spread"]))
         for label, points in series.items():
             points.sort()
             x, y, e = (np.array(v, dtype=float) for v in zip(*points, strict=True))
             ax.errorbar(x, y, yerr=np.nan_to_num(e), marker="o", capsize=3, label=label)
         unit = next((r["unit"] for r in rows if r["metric"] == metric and r["unit"]), "")
+        pooled = any(int(r.get("k", 1)) > 1 for r in rows if r["metric"] == metric)
         ax.set(xlabel=x_key if x_key == "steps" else "guidance scale", ylabel=f"{metric}{f' ({unit})' if unit else ''}",
-               title=metric)
+               title=f"{metric} (mean ± 95% CI)" if pooled else metric)
         if x_key == "steps":  # log axis, ticked at the step counts measured (25, not 2×10¹)
             from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
@@ -87,3 +96,80 @@ def plot_grid(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def group_label(runs: Sequence[Any]) -> str:
+    """How a legend names a group of runs that differ only by seed: their directories and seeds."""
+    names = [str(r.root) for r in runs]
+    if len(runs) == 1:
+        return names[0]
+    shown = ", ".join(names) if len(names) <= 3 else f"{names[0]} + {len(names) - 1} more"
+    seeds = [r.seed for r in runs if r.seed is not None]
+    return f"{shown} (seeds {', '.join(map(str, seeds))})" if seeds else shown
+
+
+def curve_quantities(groups: Sequence[Sequence[Any]]) -> list[str]:
+    """The panels of :func:`draw_curves`: ``loss`` (when a run logged it), then every metric logged."""
+    runs = [r for g in groups for r in g]
+    metrics = list(dict.fromkeys(m for r in runs for m in r.metrics))
+    return (["loss"] if any(r.loss for r in runs) else []) + metrics
+
+
+def draw_curves(groups: Sequence[Sequence[Any]], smoothing: float = 0.6) -> Any:
+    """A figure with one panel per quantity (:func:`curve_quantities`) against the training step.
+
+    ``groups`` are lists of :class:`difftk.training.runs.RunLog` that differ only by seed; each
+    group has one colour. The loss is drawn raw (faint) and smoothed
+    (:func:`~difftk.training.runs.smoothed`, weight ``smoothing``); a metric as its values with
+    their spread. A group of several runs adds their mean (bold), at the steps all of them logged.
+    """
+    from difftk.training.runs import mean_curve, smoothed
+
+    plt = _pyplot()
+    quantities = curve_quantities(groups)
+    cols = min(3, len(quantities))
+    rows = -(-len(quantities) // cols)
+    fig = plt.figure(figsize=(5 * cols, 3.8 * rows))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, quantity in enumerate(quantities):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        low, high = np.inf, -np.inf
+        for g, runs in enumerate(groups):
+            colour, several = colours[g % len(colours)], len(runs) > 1
+            curves = []
+            for j, run in enumerate(runs):
+                label = group_label(runs) if j == 0 and not several else None
+                if quantity == "loss":
+                    if not run.loss:
+                        continue
+                    steps, values = (list(v) for v in zip(*run.loss, strict=True))
+                    ax.plot(steps, values, color=colour, alpha=0.2, linewidth=0.8)
+                    curve = smoothed(values, smoothing)
+                    ax.plot(steps, curve, color=colour, alpha=0.55 if several else 1.0, linewidth=1.2, label=label)
+                    curves.append(list(zip(steps, curve, strict=True)))
+                    low, high = min(low, min(values)), max(high, max(values))
+                elif quantity in run.metrics:
+                    steps, values, spreads = (np.array(v, dtype=float) for v in zip(*run.metrics[quantity], strict=True))
+                    ax.fill_between(steps, values - np.nan_to_num(spreads), values + np.nan_to_num(spreads),
+                                    color=colour, alpha=0.12, linewidth=0)
+                    ax.plot(steps, values, color=colour, marker="o", markersize=3, alpha=0.55 if several else 1.0,
+                            linewidth=1.2, label=label)
+                    curves.append(list(zip(steps.tolist(), values.tolist(), strict=True)))
+            if several and curves:
+                mean_steps, mean = mean_curve(curves)
+                ax.plot(mean_steps, mean, color=colour, linewidth=2.4, label=f"{group_label(runs)}, mean")
+        unit = next((r.units[quantity] for g in groups for r in g if quantity in r.units), "")
+        title = f"loss (smoothed {smoothing:g}, raw faint)" if quantity == "loss" else quantity
+        ax.set(xlabel="step", ylabel=quantity + (f" ({unit})" if unit else ""), title=title)
+        if quantity == "loss" and low > 0 and high > 10 * low:  # a loss that falls by decades
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(groups: Sequence[Sequence[Any]], path: str | Path, smoothing: float = 0.6) -> Path:
+    """:func:`draw_curves`, written as PNG."""
+    return _save(draw_curves(groups, smoothing), path)

@@ -11,6 +11,7 @@ import attrs
 import click
 from click.core import ParameterSource
 from difftk.data.fitting import load_dataset
+from difftk.errors import OptionError
 from difftk.pipeline.spec import PipelineSpec
 from difftk.runtime import distributed
 from difftk.runtime.device import resolve_device
@@ -68,6 +69,12 @@ def _given(ctx: click.Context, options: dict) -> dict:
               help="Write the checkpoint every K steps (and at the end).")
 @click.option("--log-every", type=click.IntRange(min=1), default=_default("log_every"), show_default=True,
               help="Append the mean loss to log.jsonl every K steps.")
+@click.option("--eval-every", type=click.IntRange(min=0), default=_default("eval_every"), show_default=True,
+              help="Score --eval-metric on the EMA model every K steps (and at the end), into log.jsonl; 0 = never.")
+@click.option("--eval-metric", "eval_metrics", metavar="NAME[,NAME]", multiple=True,
+              help="A registered metric to score every --eval-every steps (e.g. sliced-wasserstein); repeatable.")
+@click.option("--eval-n", type=click.IntRange(min=1), default=_default("eval_n"),
+              help="Samples per measurement, for the metrics with an option n; default: each metric's own.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=_default("precision"), show_default=True,
               help="auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, tf32 or bf16.")
 @click.option("--channels-last", is_flag=True, default=_default("channels_last"), help="Channels-last memory format for images.")
@@ -91,6 +98,7 @@ def train(ctx, pipeline, data, data_options, steps, out_dir, resume, device, npr
       difftk train p.toml --data mnist --steps 2000 --out runs/mnist
       difftk train p.toml --data cifar10:/data/cifar-10 --steps 50000 --batch-size 128 --out runs/cifar
       difftk train p.toml --data mnist --steps 4000 --out runs/mnist --resume
+      difftk train p.toml --data two-moons --steps 2000 --out runs/moons --eval-every 200 --eval-metric sliced-wasserstein
       difftk train p.toml --data mnist --steps 2000 --out runs/ddp --nproc 2
       torchrun --nproc-per-node 4 -m difftk_cli train p.toml --data mnist --steps 2000 --out runs/ddp
     """
@@ -108,15 +116,30 @@ def train(ctx, pipeline, data, data_options, steps, out_dir, resume, device, npr
         distributed.finish()
 
 
+def _check_eval(settings: dict, given: dict) -> None:
+    """--eval-every and --eval-metric go together (on --resume, with the run's own values)."""
+    metrics, every = settings.get("eval_metrics"), settings.get("eval_every")
+    if metrics and not every and "eval_metrics" in given:
+        raise OptionError(f"--eval-metric {','.join(metrics)} is scored every --eval-every K steps: give --eval-every K "
+                          "(e.g. --eval-every 500)")
+    if every and not metrics:
+        raise OptionError(f"--eval-every {every} scores the metrics named by --eval-metric NAME: give one "
+                          "(`difftk plugins` lists them)")
+
+
 def _train(ctx, pipeline, data, name, path, data_options, steps, out_dir, resume, device, ranks, options) -> None:
     if not ranks.main:  # one console: rank 0 prints, the others train quietly
         out.quiet = True
     spec = PipelineSpec.load(pipeline)
+    options["eval_metrics"] = tuple(n.strip() for text in options["eval_metrics"] for n in text.split(",") if n.strip())
+    if not resume:
+        _check_eval(options, options)
     overrides = {"steps": steps, **(_given(ctx, options) if resume else options)}
     checkpoint = None
     paths = RunPaths(Path(out_dir))
     if resume:
         checkpoint, config = resume_state(out_dir, **overrides)
+        _check_eval(attrs.asdict(config), _given(ctx, options))
         changed = changed_settings(checkpoint.train_config, config)
         if changed and ranks.main:
             out.print(escape(f"resuming with changed settings: {'; '.join(changed)}"))
@@ -143,4 +166,8 @@ def _train(ctx, pipeline, data, name, path, data_options, steps, out_dir, resume
     if result.samples:
         out.print(f"  samples:    {escape(str(paths.samples))}/ (latest {escape(result.samples[-1].name)})")
     out.print(f"  log:        {escape(str(paths.log))}")
+    if result.measurements:
+        last = result.measurements[-1][0]
+        shown = ", ".join(f"{r.name} {r.value:.4g}" for step, r in result.measurements if step == last)
+        out.print(escape(f"  measured:   {shown} at step {last:,}; curves: difftk plot {shlex.quote(out_dir)} -o curves.png"))
     out.print(f"  next:       difftk sample {escape(shlex.quote(str(paths.checkpoint)))} -n 64 -o samples.png")

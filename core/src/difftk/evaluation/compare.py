@@ -1,5 +1,13 @@
-"""Measuring checkpoints: the evaluation context of a checkpoint sampled a given way, and a grid
-of such measurements (checkpoints × samplers × steps × guidance scales × metrics)."""
+"""Measuring checkpoints: the evaluation context of a checkpoint sampled a given way, a grid of
+such measurements (checkpoints × samplers × steps × guidance scales × metrics × seeds), and its
+statistics.
+
+A *cell* of the grid is one way of sampling one experiment: the checkpoints that differ only by
+their training seed (:func:`difftk.training.runs.experiment`) are pooled into one cell, and so
+are the sampling seeds. Over the k values of a cell, :func:`summarize` gives the mean with its
+95 % Student-t confidence interval, and Welch's t-test of each cell's mean against the best
+cell's (or a chosen reference cell's), two-sided, at the 5 % level
+(:mod:`difftk.maths.stats`)."""
 
 from __future__ import annotations
 
@@ -12,11 +20,14 @@ from typing import Any
 import attrs
 import torch
 
-from difftk.errors import DifftkError
+from difftk.components import plugins
+from difftk.errors import DifftkError, OptionError
 from difftk.evaluation.context import EvalContext, MetricResult
+from difftk.maths.stats import mean_confidence_interval, welch_t_test
 from difftk.model import Model, load
 from difftk.pipeline.compose import build_component
 from difftk.runtime.files import atomic_write_text
+from difftk.training.runs import experiment
 
 
 def held_out_data(dataset: Mapping[str, Any]):
@@ -54,7 +65,7 @@ def measure(metric_name: str, options: Mapping[str, str], context: EvalContext) 
 
 @attrs.frozen
 class GridRow:
-    """One cell of a comparison: how the checkpoint was sampled, and what the metric said."""
+    """One measurement of a comparison: how the checkpoint was sampled, and what the metric said."""
 
     checkpoint: str
     schedule: str
@@ -62,40 +73,204 @@ class GridRow:
     steps: int | None
     scale: float | None
     result: MetricResult
+    seed: int = 0
+    #: what the checkpoint is apart from its training seed; equal for replicates
+    experiment: str = ""
+
+    @property
+    def cell(self) -> tuple:
+        """The cell the measurement belongs to: experiment, sampler, steps, scale."""
+        return (self.experiment or self.checkpoint, self.sampler, self.steps, self.scale)
 
     def as_dict(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "schedule": self.schedule, "sampler": self.sampler,
                 "steps": self.steps if self.steps is not None else "", "scale": self.scale if self.scale is not None else "",
-                "metric": self.result.name, "value": self.result.value, "spread": self.result.spread,
+                "seed": self.seed, "metric": self.result.name, "value": self.result.value, "spread": self.result.spread,
                 "spread_kind": self.result.spread_kind, "n": self.result.n, "unit": self.result.unit}
+
+
+def experiment_of(model: Model, path: str) -> str:
+    """:func:`~difftk.training.runs.experiment` of a loaded checkpoint (at its step); a model that is
+    not a difftk checkpoint is an experiment of its own."""
+    ckpt = model.checkpoint
+    if ckpt is None or "seed" not in ckpt.train_config:  # e.g. another library's model: no seed to differ by
+        return f"model:{path}"
+    return experiment(ckpt.spec.to_dict(), ckpt.train_config, ckpt.dataset, ckpt.step)
 
 
 def compare(checkpoints: Sequence[str], metrics: Sequence[str], *, samplers: Sequence[str | None] = (None,),
             steps: Sequence[int | None] = (None,), scales: Sequence[float | None] = (None,), guidance: str | None = None,
             metric_options: Mapping[str, Mapping[str, str]] | None = None, seed: int = 0,
-            device: torch.device | str = "cpu", on_row: Callable[[GridRow], None] | None = None) -> list[GridRow]:
-    """Measure every checkpoint × sampler × steps × scale with every metric, with the same seed
-    everywhere (so differences come from the parts changed, not from the noise)."""
+            seeds: Sequence[int] | None = None, device: torch.device | str = "cpu",
+            on_row: Callable[[GridRow], None] | None = None,
+            on_context: Callable[[tuple, Model, EvalContext], None] | None = None) -> list[GridRow]:
+    """Measure every checkpoint × sampler × steps × scale with every metric, once per seed of
+    ``seeds`` (default: ``seed`` alone), the same seeds everywhere (so differences come from the
+    parts changed, not from the noise). Checkpoints of one experiment with different training
+    seeds share their cells (:attr:`GridRow.cell`). ``on_context(cell, model, context)`` is called after the
+    metrics of each way of sampling (e.g. to draw a grid of its samples)."""
     rows = []
+    seeds_of: dict[str, set] = {}  # the training seeds pooled into each experiment so far
     for path in checkpoints:
         model = load(path, device)
-        data, _ = held_out_data(model.checkpoint.dataset)
-        for sampler, k, scale in itertools.product(samplers, steps, scales):
+        what = experiment_of(model, str(path))
+        trained = model.checkpoint.train_config.get("seed") if model.checkpoint is not None else None
+        if trained in seeds_of.setdefault(what, set()):  # the same seed twice: a copy, not a replicate
+            what = f"{what}|{path}"
+        seeds_of.setdefault(what, set()).add(trained)
+        data, _ = held_out_data(model.checkpoint.dataset if model.checkpoint is not None else model.data)
+        for sampler, k, scale, s in itertools.product(samplers, steps, scales, seeds if seeds is not None else (seed,)):
             gopts = {"scale": str(scale)} if scale is not None else None
             context = context_for(model, data, sampler=sampler, guidance=guidance if scale is not None else None,
-                                  guidance_options=gopts, steps=k, seed=seed)
+                                  guidance_options=gopts, steps=k, seed=s)
+            row = None
             for name in metrics:
                 result = measure(name, (metric_options or {}).get(name, {}), context)
                 row = GridRow(checkpoint=str(path), schedule=model.pipeline.spec["schedule"].name,
-                              sampler=sampler or model.pipeline.spec["sampler"].name, steps=k, scale=scale, result=result)
+                              sampler=sampler or model.pipeline.spec["sampler"].name, steps=k, scale=scale, result=result,
+                              seed=s, experiment=what)
                 rows.append(row)
                 if on_row is not None:
                     on_row(row)
+            if on_context is not None and row is not None:
+                on_context(row.cell, model, context)
     return rows
 
 
-def write_csv(rows: Sequence[GridRow], path: str | Path) -> Path:
-    """The grid as CSV, one row per measurement (written atomically)."""
+# --- statistics ---------------------------------------------------------------------------------
+
+#: the better direction of the metrics the design names, for metrics whose class does not say it
+#: with a class attribute ``better = "lower"`` or ``"higher"``
+KNOWN_BETTER: dict[str, str] = {
+    "fid": "lower", "kid": "lower", "sliced-wasserstein": "lower", "bpd-vlb": "lower", "bpd-ode": "lower",
+    "memorization": "lower", "accuracy": "higher", "classifier-score": "higher", "precision-recall": "higher"}
+
+#: the significance level of the tests
+ALPHA = 0.05
+
+
+def better_of(metric: str) -> str | None:
+    """``"lower"`` or ``"higher"``: which values of ``metric`` are better (``None``: not known)."""
+    try:
+        declared = getattr(plugins.registry().get("metric", metric).cls, "better", None)
+    except DifftkError:
+        declared = None
+    return declared if declared in ("lower", "higher") else KNOWN_BETTER.get(metric)
+
+
+@attrs.frozen
+class CellSummary:
+    """The k values of one metric in one cell: mean ± 95 % CI, and the test against the reference."""
+
+    cell: tuple
+    checkpoints: tuple[str, ...]
+    schedule: str
+    sampler: str
+    steps: int | None
+    scale: float | None
+    metric: str
+    unit: str
+    values: tuple[float, ...]
+    mean: float
+    #: half-width of the 95 % Student-t confidence interval of the mean (NaN for k = 1)
+    half_width: float
+    #: the metric's own spread of a single measurement (k = 1), with its kind
+    spread: float
+    spread_kind: str
+    n: int
+    role: str = ""  # "best", "reference" or ""
+    p: float | None = None  # Welch's two-sided p against the reference cell; None when not tested
+
+    @property
+    def k(self) -> int:
+        return len(self.values)
+
+    @property
+    def label(self) -> str:
+        """The checkpoint, or the first of the pooled ones and how many seeds they are."""
+        first, more = self.checkpoints[0], len(self.checkpoints) - 1
+        return first if not more else f"{first} (+{more} seed{'s' if more > 1 else ''})"
+
+    @property
+    def significant(self) -> bool | None:
+        return None if self.p is None else self.p < ALPHA
+
+    def interval(self) -> str:
+        """``mean ± half-width`` (k ≥ 2) or ``value ± spread`` (k = 1)."""
+        if self.k > 1:
+            return f"{self.mean:.4f} ± {self.half_width:.4f}"
+        return f"{self.mean:.4f} ± {self.spread:.4f}"
+
+    def verdict(self) -> str:
+        """How the cell compares with the reference: ``best``/``reference``, ``p = 0.003 *``, or ``-``."""
+        if self.role:
+            return self.role
+        if self.p is None:
+            return "-"
+        return f"p = {self.p:.3g}" + (" *" if self.significant else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"checkpoint": self.label, "schedule": self.schedule, "sampler": self.sampler,
+                "steps": self.steps if self.steps is not None else "", "scale": self.scale if self.scale is not None else "",
+                "metric": self.metric, "k": self.k, "mean": self.mean, "ci95": self.half_width if self.k > 1 else "", "value": self.mean,
+                "spread": self.half_width if self.k > 1 else self.spread, "n": self.n, "unit": self.unit,
+                "role": self.role, "p": "" if self.p is None else self.p}
+
+
+def _matches(summary: CellSummary, reference: Mapping[str, str]) -> bool:
+    for key, want in reference.items():
+        if key == "checkpoint" and want not in summary.checkpoints:
+            return False
+        if key == "sampler" and want != summary.sampler:
+            return False
+        if key == "steps" and want != ("default" if summary.steps is None else str(summary.steps)):
+            return False
+        if key == "scale" and (summary.scale is None or float(want) != summary.scale):
+            return False
+    return True
+
+
+def summarize(rows: Sequence[GridRow], reference: Mapping[str, str] | None = None) -> list[CellSummary]:
+    """One :class:`CellSummary` per cell × metric, in the order of the grid. Each metric's
+    reference is the cell ``reference`` names (keys checkpoint, sampler, steps, scale), else the
+    cell with the best mean when the metric's direction is known (:func:`better_of`); every other
+    cell is tested against it with Welch's t-test when both have k ≥ 2 values."""
+    cells: dict[tuple, list[GridRow]] = {}
+    for row in rows:
+        cells.setdefault((row.cell, row.result.name), []).append(row)
+    out: list[CellSummary] = []
+    for (cell, metric), members in cells.items():
+        values = tuple(r.result.value for r in members)
+        mean, half = mean_confidence_interval(values)
+        first = members[0]
+        out.append(CellSummary(cell=cell, checkpoints=tuple(dict.fromkeys(r.checkpoint for r in members)),
+                               schedule=first.schedule, sampler=first.sampler, steps=first.steps, scale=first.scale,
+                               metric=metric, unit=first.result.unit, values=values, mean=mean, half_width=half,
+                               spread=first.result.spread, spread_kind=first.result.spread_kind, n=first.result.n))
+    for metric in dict.fromkeys(s.metric for s in out):
+        mine = [i for i, s in enumerate(out) if s.metric == metric]
+        if reference:
+            chosen = [i for i in mine if _matches(out[i], reference)]
+            if len(chosen) != 1:
+                said = ", ".join(f"{k} {v}" for k, v in reference.items())
+                raise OptionError(f"the reference ({said}) matches {len(chosen)} cells of {metric}: name one cell by "
+                                  "its checkpoint, sampler, steps and scale")
+            ref, role = chosen[0], "reference"
+        elif better_of(metric) is not None:
+            pick = min if better_of(metric) == "lower" else max
+            ref, role = pick(mine, key=lambda i: out[i].mean), "best"
+        else:
+            continue
+        for i in mine:
+            if i == ref:
+                out[i] = attrs.evolve(out[i], role=role)
+            elif out[i].k >= 2 and out[ref].k >= 2:
+                out[i] = attrs.evolve(out[i], p=welch_t_test(out[i].values, out[ref].values).p)
+    return out
+
+
+def write_csv(rows: Sequence[GridRow | CellSummary], path: str | Path) -> Path:
+    """Rows (measurements or cell summaries) as CSV, one line each (written atomically)."""
     import io
 
     buffer = io.StringIO()

@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from difftk.errors import DifftkError
+from difftk.errors import DifftkError, OptionError
 from difftk.options import option
 from difftk.runtime.fastpath import PRECISIONS
 
@@ -48,6 +48,19 @@ class TrainConfig:
     compile: bool = option(False, help="train the denoiser through torch.compile")
     init: str | None = option(None, help="start from the EMA weights of this checkpoint (fine-tuning); none = random",
                               optional=True)
+    eval_every: int = option(0, help="score eval_metrics on the EMA model every K steps (and at the end) and append "
+                             "them to log.jsonl; 0 = never", ge=0)
+    eval_metrics: tuple[str, ...] = option((), help="registered metrics to score every eval_every steps, e.g. "
+                                           "sliced-wasserstein or fid,accuracy")
+    eval_n: int | None = option(None, help="samples (or examples) per measurement, for the metrics with an option n; "
+                                "none = each metric's default", ge=1, optional=True)
+
+    def __attrs_post_init__(self) -> None:
+        if any(not isinstance(name, str) or not name.strip() for name in self.eval_metrics):
+            raise OptionError(f"training: eval_metrics={self.eval_metrics!r} must be metric names, e.g. ('fid',)")
+        if self.eval_every and not self.eval_metrics:
+            raise OptionError(f"training: eval_every={self.eval_every} scores eval_metrics, but none is named: name "
+                              "at least one registered metric (`difftk plugins` lists them), or set eval_every=0")
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self), sort_keys=True)

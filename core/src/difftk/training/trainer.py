@@ -34,12 +34,15 @@ from difftk.data.arrays import ArrayDataset
 from difftk.data.fitting import describe_dataset
 from difftk.data.images import picture, save_png
 from difftk.errors import OptionError
+from difftk.evaluation.context import MetricResult
 from difftk.model import Model
 from difftk.pipeline.compose import Pipeline
 from difftk.runtime import distributed
 from difftk.runtime.fastpath import autocast, prepare, to_memory_format
 from difftk.training.config import TrainConfig, TrainingError
+from difftk.training.measuring import TrainingMetrics
 from difftk.training.order import BatchOrder
+from difftk.training.reporter import Reporter
 from difftk.training.rundir import RunPaths
 from difftk.training.signals import catch_stop_signals
 from difftk.training.state import CheckpointState
@@ -55,32 +58,7 @@ class TrainResult:
     samples: tuple[Path, ...] = ()
     loss: float | None = None  # mean loss over the last log window
     signal: int | None = None  # what stopped an interrupted run (SIGINT, SIGTERM or SIGHUP)
-
-
-class Reporter:
-    """What the training loop tells the outside world; the default says nothing.
-
-    :class:`difftk_cli.progress.RichTrainReporter` draws a progress bar with the loss, it/s and
-    ETA from these calls.
-    """
-
-    def start(self, trainer: Trainer, total: int) -> None:
-        """Training begins at ``trainer.step`` and runs to ``total``."""
-
-    def update(self, step: int, loss: float, lr: float) -> None:
-        """Step ``step`` finished with ``loss`` at learning rate ``lr``."""
-
-    def log(self, record: Mapping[str, Any]) -> None:
-        """A log record (what log.jsonl gets): step, mean loss of the window, lr, grad norm."""
-
-    def wrote(self, what: str, path: Path, step: int) -> None:
-        """A file was written: ``what`` is ``"checkpoint"`` or ``"samples"``."""
-
-    def note(self, text: str) -> None:
-        """Something the loop is about to do that takes a while (drawing a sample grid)."""
-
-    def stop(self) -> None:
-        """Training ended (normally, interrupted, or with an error)."""
+    measurements: tuple[tuple[int, MetricResult], ...] = ()  # (step, result) of every eval_metrics score
 
 
 class _NonFinite(Exception):
@@ -132,6 +110,9 @@ class Trainer(CheckpointState):
         self.noise = torch.Generator(device=self.device).manual_seed(noise_seed)
         self.conditional = num_classes_of(self.model) > 0 and dataset.labels is not None
         self.filled = dict(filled or {})
+        # the metrics of the training curves (eval_every), built now so a bad name stops the run before it starts
+        self.measures = TrainingMetrics(config, self.dataset_info) if config.eval_every and self.ranks.main else None
+        self.measured: list[tuple[int, MetricResult]] = []
         self.step = 0
         self.last_checkpoint: int | None = None
         self._stop_requested = False
@@ -211,13 +192,27 @@ class Trainer(CheckpointState):
         compare), and torch's global RNG is left as it was.
         """
         assert self.paths is not None
-        model = Model(pipeline=self.pipeline, denoiser=self.ema, data=self.dataset_info)
+        model = self.ema_model()
         devices = []
         if self.device.type == "cuda":
             devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
         with torch.random.fork_rng(devices=devices):
             x = model.sample(self.grid_size, steps=self.config.sample_steps, seed=self.config.seed)
         return save_png(picture(x, self.dataset.kind, self.dataset_info.get("bounds")), self.paths.sample_path(self.step))
+
+    def ema_model(self) -> Model:
+        """The live EMA weights as a :class:`~difftk.model.Model` (what sample grids and measurements use)."""
+        return Model(pipeline=self.pipeline, denoiser=self.ema, data=self.dataset_info)
+
+    def measure(self, reporter: Reporter, log: Any) -> None:
+        """Score ``eval_metrics`` on the EMA model at this step; append the records to the log."""
+        assert self.measures is not None
+        reporter.note(f"step {self.step:,}: measuring {', '.join(self.measures.metrics)}")
+        results = self.measures.measure(self.ema_model(), self.step)
+        self.measures.write(results, self.step, log)
+        self.measured += [(self.step, r) for r in results]
+        for result in results:
+            reporter.note(f"step {self.step:,}: {result}")
 
     def _on_stop_signal(self, signum: int) -> None:
         self._stop_requested = True
@@ -241,6 +236,9 @@ class Trainer(CheckpointState):
         log = self.paths.open_log(self.step) if self.paths is not None and self.ranks.main else None
         self._stop_requested = False
         reporter.start(self, total)
+        if self.measures is not None:
+            reporter.note(f"measuring {self.measures.description()} (log.jsonl)"
+                          + (f"; no held-out data: {self.measures.why}" if self.measures.data is None else ""))
         try:
             with catch_stop_signals(self._on_stop_signal):
                 while self.step < total:
@@ -272,6 +270,8 @@ class Trainer(CheckpointState):
                             reporter.wrote("samples", samples[-1], s)
                         if s % cfg.checkpoint_every == 0 or s == total:
                             reporter.wrote("checkpoint", self.save(), s)
+                    if self.measures is not None and self.measures.due(s):  # after the checkpoint: a failure loses nothing
+                        self.measure(reporter, log)
                     if distributed.any_rank(self._stop_requested, self.ranks):  # all ranks stop at one step
                         return self._interrupted(reporter, samples, mean_loss, None)
         finally:
@@ -279,7 +279,8 @@ class Trainer(CheckpointState):
                 log.close()
             reporter.stop()
         checkpoint = self.paths.checkpoint if self.paths is not None else None
-        return TrainResult(step=self.step, checkpoint=checkpoint, samples=tuple(samples), loss=mean_loss)
+        return TrainResult(step=self.step, checkpoint=checkpoint, samples=tuple(samples), loss=mean_loss,
+                           measurements=tuple(self.measured))
 
     def _interrupted(self, reporter: Reporter, samples: list[Path], loss: float | None,
                      rng: Mapping[str, Any] | None) -> TrainResult:
@@ -289,7 +290,7 @@ class Trainer(CheckpointState):
                 reporter.wrote("checkpoint", self.save(rng), self.step)
             checkpoint = self.paths.checkpoint
         return TrainResult(step=self.step, interrupted=True, checkpoint=checkpoint, samples=tuple(samples), loss=loss,
-                           signal=self.stop_signal or signal.SIGINT)
+                           signal=self.stop_signal or signal.SIGINT, measurements=tuple(self.measured))
 
     def _non_finite_message(self, bad: _NonFinite) -> str:
         where = f"the {bad.what} is {bad.value} at step {self.step + 1}: training stopped"
@@ -298,17 +299,3 @@ class Trainer(CheckpointState):
         else:
             kept = "no checkpoint was written yet"
         return f"{where}; {kept} — try a lower lr or a longer warmup"
-
-# --- the whole job --------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-

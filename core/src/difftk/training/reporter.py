@@ -1,0 +1,37 @@
+"""What the training loop tells the outside world: the :class:`Reporter` a front end subclasses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from difftk.training.trainer import Trainer
+
+
+class Reporter:
+    """What the training loop tells the outside world; the default says nothing.
+
+    :class:`difftk_cli.progress.RichTrainReporter` draws a progress bar with the loss, it/s and
+    ETA from these calls.
+    """
+
+    def start(self, trainer: Trainer, total: int) -> None:
+        """Training begins at ``trainer.step`` and runs to ``total``."""
+
+    def update(self, step: int, loss: float, lr: float) -> None:
+        """Step ``step`` finished with ``loss`` at learning rate ``lr``."""
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        """A loss record (what log.jsonl gets): step, mean loss of the window, lr, grad norm. Measurements
+        (``eval_metrics``) are said through :meth:`note`."""
+
+    def wrote(self, what: str, path: Path, step: int) -> None:
+        """A file was written: ``what`` is ``"checkpoint"`` or ``"samples"``."""
+
+    def note(self, text: str) -> None:
+        """Something the loop is about to do that takes a while (drawing a sample grid)."""
+
+    def stop(self) -> None:
+        """Training ended (normally, interrupted, or with an error)."""
