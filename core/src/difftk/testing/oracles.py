@@ -86,20 +86,21 @@ class GaussianMixtureOracle(nn.Module):
     def mean_x0(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """E[x₀ | x_t] = Σ_k p(k | x_t)·(μ_k + √ᾱ·s_k²·(x_t − √ᾱ μ_k)/(ᾱ s_k² + 1 − ᾱ)), float64;
         finite at ᾱ = 0 (pure noise), where it is the data mean."""
+        return self._eps_x0(x_t, t, cond)[1]
+
+    def _eps_x0(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None):
+        """E[ε | x_t] = −√(1−ᾱ)·score and E[x₀ | x_t], from one evaluation of the posterior over k."""
         ab, var, diff, resp = self._posterior(x_t, t, cond)
+        score = -(resp[:, :, None] * diff / var[:, :, None]).sum(1)
         gain = ab.sqrt() * self.stds[None, :] ** 2 / var  # [B, K]
         x0 = (resp[:, :, None] * (self.means.flatten(1)[None] + gain[:, :, None] * diff)).sum(1)
-        return x0.view(x_t.shape)
+        return (-score * (1 - ab).sqrt()).view(x_t.shape), x0.view(x_t.shape)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         ab = self.schedule.alpha_bar(t.to(torch.float64))
-        x64 = x_t.to(torch.float64)
-        eps = -self.score(x_t, t, cond) * expand((1 - ab).sqrt(), x_t)
-        if self.prediction == "eps":
-            return eps.to(x_t.dtype)
-        x0 = self.mean_x0(x_t, t, cond)  # exact, so no division by √ᾱ where ᾱ → 0
+        eps, x0 = self._eps_x0(x_t, t, cond)  # x₀ exact, so no division by √ᾱ where ᾱ → 0
         if self.prediction == "edm":
-            return convert("x0", x0, "edm", x64, ab).to(x_t.dtype)
+            return convert("x0", x0, "edm", x_t.to(torch.float64), ab).to(x_t.dtype)
         return target_of(self.prediction, x0, eps, ab).to(x_t.dtype)
 
     def sample(self, n: int, generator: torch.Generator | None = None, cond: torch.Tensor | None = None) -> torch.Tensor:
