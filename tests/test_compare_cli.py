@@ -52,3 +52,17 @@ def test_schedules_lists_every_schedule_and_plots_them(tmp_path):
     for name in difftk.available("schedule"):
         assert name in result.stdout
     assert Image.open(tmp_path / "s.png").size[0] > 400
+
+
+def test_compare_sets_a_sampler_option_on_every_cell(tmp_path):
+    def kid(*sets):
+        result = run("compare", "mnist-cfg", "--metric", "kid", "--steps", 2, "-n", 20, *sets, "-o", tmp_path)
+        assert result.exit_code == 0, result.output
+        return float(next(csv.DictReader((tmp_path / "compare.csv").open()))["value"])
+
+    # the same seed, so only the sampler's option can move the value: η = 1 draws fresh noise at each step
+    assert kid() == kid("--set", "sampler.eta=0") != kid("--set", "sampler.eta=1")
+    assert "eta" in one_line_error(
+        run("compare", "mnist-cfg", "--metric", "kid", "--sampler", "ddim", "--set", "sampler.eta=x", "-o", tmp_path))
+    assert "only metric and sampler options" in one_line_error(
+        run("compare", "mnist-cfg", "--metric", "kid", "--set", "guidance.scale=2", "-o", tmp_path))

@@ -3,6 +3,8 @@ or a --reference, and the one-line errors of --seed and --reference (before anyt
 
 import csv
 
+import difftk
+
 import pytest
 from cli_runner import one_line_error, run
 
@@ -44,3 +46,12 @@ def test_a_report_path_under_a_file_is_refused_before_measuring(tmp_path):
     (tmp_path / "file").write_text("")
     line = one_line_error(run("compare", "mnist-cfg", "--metric", "fid", "-o", tmp_path / "o", "--report", tmp_path / "file"))
     assert "file" in line and not (tmp_path / "o").exists()
+
+
+def test_every_shipped_metric_declares_which_values_are_better():
+    from difftk.evaluation.compare import better_of
+
+    declared = {name: better_of(name) for name in difftk.available("metric")}
+    assert all(b in ("lower", "higher") for b in declared.values()), declared
+    assert declared["fid"] == declared["kid"] == "lower" and declared["accuracy"] == "higher"
+    assert better_of("no-such-metric") is None

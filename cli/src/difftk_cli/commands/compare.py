@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from difftk.data.images import picture
 from difftk.errors import OptionError
+from difftk.pipeline.compose import build_component
 from difftk.evaluation.compare import better_of, summarize, write_csv
 from difftk.evaluation.compare import compare as run_grid
 from difftk.runtime.device import resolve_device
@@ -87,7 +88,9 @@ def _reference(text: str | None, checkpoints, grid) -> dict[str, str]:
 @click.option("--guidance", metavar="NAME", help="Guidance the --scale values apply to (e.g. cfg).")
 @click.option("--scale", "scales", metavar="W1,W2", help="Guidance scales to compare, e.g. 0,1,3.")
 @click.option("-n", "--num", "n", type=click.IntRange(min=1), help="Samples per measurement (each metric's option n).")
-@click.option("--set", "sets", metavar="metric.OPTION=VALUE", multiple=True, help="Set a metric option; repeatable.")
+@click.option("--set", "sets", metavar="KIND.OPTION=VALUE", multiple=True,
+              help="Set a metric or sampler option (metric.n=500, sampler.clip_x0=1); repeatable. Sampler options apply "
+                   "to every sampler of the grid.")
 @click.option("--seed", "seed_text", metavar="S[,S2,…]", default="0", show_default=True,
               help="The seeds every cell is measured with (the same in every cell); several give each cell a mean ± CI.")
 @click.option("--reference", metavar="KEY=VALUE[,…]",
@@ -115,7 +118,8 @@ def compare(checkpoints, metric_names, samplers, steps, guidance, scales, n, set
       difftk compare mnist-cfg --metric fid --steps 10,25,50 --seed 0,1,2 -n 200 -o cmp --report cmp/report
       difftk compare runs/a-s0 runs/a-s1 runs/b-s0 runs/b-s1 --metric fid --reference checkpoint=runs/a-s0 -o ab
     """
-    options = parse_sets(sets, ("metric",)).get("metric", {})
+    sets_by_kind = parse_sets(sets, ("metric", "sampler"))
+    options = sets_by_kind.get("metric", {})
     if n is not None:
         options["n"] = str(n)
     scale_values = _list(scales, float, "scale")
@@ -123,6 +127,9 @@ def compare(checkpoints, metric_names, samplers, steps, guidance, scales, n, set
         raise OptionError("--scale needs --guidance NAME (e.g. --guidance cfg)")
     grid = dict(samplers=_list(samplers, str, "sampler"), steps=_list(steps, int, "steps"), scales=scale_values)
     seeds = _seeds(seed_text)
+    for name in grid["samplers"] if sets_by_kind.get("sampler") else ():  # before measuring: a bad option fails now
+        if name is not None:
+            build_component("sampler", name, sets_by_kind["sampler"])
     ref = _reference(reference, checkpoints, grid)
     if report_dir:  # before measuring, so no work is lost to a bad path
         check_output(Path(report_dir) / "index.html")
@@ -143,6 +150,7 @@ def compare(checkpoints, metric_names, samplers, steps, guidance, scales, n, set
                          f"{row.scale if row.scale is not None else '-'}{seed}: {r.name} = {r.value:.4f} ± {r.spread:.4f}"))
 
     rows = run_grid(checkpoints, metric_names, guidance=guidance, metric_options=per_metric, seeds=seeds,
+                    sampler_options=sets_by_kind.get("sampler"),
                     device=resolve_device(device), on_row=show, on_context=draw if report_dir else None, **grid)
     summaries = summarize(rows, ref)
     against = "reference" if ref else "best"

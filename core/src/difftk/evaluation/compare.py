@@ -100,6 +100,7 @@ def experiment_of(model: Model, path: str) -> str:
 
 def compare(checkpoints: Sequence[str], metrics: Sequence[str], *, samplers: Sequence[str | None] = (None,),
             steps: Sequence[int | None] = (None,), scales: Sequence[float | None] = (None,), guidance: str | None = None,
+            sampler_options: Mapping[str, str] | None = None,
             metric_options: Mapping[str, Mapping[str, str]] | None = None, seed: int = 0,
             seeds: Sequence[int] | None = None, device: torch.device | str = "cpu",
             on_row: Callable[[GridRow], None] | None = None,
@@ -121,8 +122,8 @@ def compare(checkpoints: Sequence[str], metrics: Sequence[str], *, samplers: Seq
         data, _ = held_out_data(model.checkpoint.dataset if model.checkpoint is not None else model.data)
         for sampler, k, scale, s in itertools.product(samplers, steps, scales, seeds if seeds is not None else (seed,)):
             gopts = {"scale": str(scale)} if scale is not None else None
-            context = context_for(model, data, sampler=sampler, guidance=guidance if scale is not None else None,
-                                  guidance_options=gopts, steps=k, seed=s)
+            context = context_for(model, data, sampler=sampler, sampler_options=sampler_options,
+                                  guidance=guidance if scale is not None else None, guidance_options=gopts, steps=k, seed=s)
             row = None
             for name in metrics:
                 result = measure(name, (metric_options or {}).get(name, {}), context)
@@ -139,23 +140,18 @@ def compare(checkpoints: Sequence[str], metrics: Sequence[str], *, samplers: Seq
 
 # --- statistics ---------------------------------------------------------------------------------
 
-#: the better direction of the metrics the design names, for metrics whose class does not say it
-#: with a class attribute ``better = "lower"`` or ``"higher"``
-KNOWN_BETTER: dict[str, str] = {
-    "fid": "lower", "kid": "lower", "sliced-wasserstein": "lower", "bpd-vlb": "lower", "bpd-ode": "lower",
-    "memorization": "lower", "accuracy": "higher", "classifier-score": "higher", "precision-recall": "higher"}
-
 #: the significance level of the tests
 ALPHA = 0.05
 
 
 def better_of(metric: str) -> str | None:
-    """``"lower"`` or ``"higher"``: which values of ``metric`` are better (``None``: not known)."""
+    """``"lower"`` or ``"higher"``: which values of ``metric`` are better, as its class declares with
+    ``better = "lower"`` or ``"higher"`` (``None``: not declared, or no such metric)."""
     try:
         declared = getattr(plugins.registry().get("metric", metric).cls, "better", None)
     except DifftkError:
         declared = None
-    return declared if declared in ("lower", "higher") else KNOWN_BETTER.get(metric)
+    return declared if declared in ("lower", "higher") else None
 
 
 @attrs.frozen

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 import torch
 from difftk.evaluation.context import EvalContext, MetricResult, mean_and_standard_error
@@ -50,6 +52,9 @@ class BitsPerDimVLB:
     without (``variance``). With ``steps`` K < T it is the bound of the respaced K-step model.
     The value is the mean over ``n`` test images, the spread its standard error.
     """
+
+    #: which values are better, for `difftk compare`'s tests against the best cell
+    better: ClassVar[str] = "lower"
 
     n: int = option(64, help="held-out images evaluated", ge=1)
     steps: int | None = option(None, help="steps of the (respaced) process; none = --steps, else all T", ge=1, optional=True)

@@ -8,6 +8,8 @@ samples are cut into splits, the score is computed on each, and the splits' scor
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import math
 
 import attrs
@@ -47,6 +49,9 @@ class ClassifierScore:
     The score needs no held-out data, and knows nothing of what real digits look like beyond the
     classifier: use it beside fid or kid.
     """
+
+    #: which values are better, for `difftk compare`'s tests against the best cell
+    better: ClassVar[str] = "higher"
 
     n: int = option(500, help="samples generated", ge=2)
     splits: int = option(10, help="parts the samples are cut into; the value is the mean of their scores",

@@ -17,6 +17,8 @@ used whole in every subset (the 500 held-out digits of the shipped MNIST always 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import math
 
 import attrs
@@ -123,6 +125,9 @@ class KID:
     spread is the standard error of that mean: the jackknife variance of the complete statistic
     plus the subset-sampling variance (``difftk_metrics.kid``). Features and sampling as for fid.
     """
+
+    #: which values are better, for `difftk compare`'s tests against the best cell
+    better: ClassVar[str] = "lower"
 
     n: int = option(500, help="samples generated", ge=3)
     subsets: int = option(100, help="random subsets the value averages over", ge=1, le=10_000)

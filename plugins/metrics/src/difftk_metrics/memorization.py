@@ -18,6 +18,8 @@ distance 0); near-duplicates are not, and hide copies of themselves (ratio ≈ 1
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import math
 from pathlib import Path
 
@@ -103,6 +105,9 @@ class Memorization:
     instead. ``pairs=FILE.png`` writes the ``shown`` samples of lowest ratio above their nearest
     training images, each column captioned with its ratio.
     """
+
+    #: which values are better, for `difftk compare`'s tests against the best cell
+    better: ClassVar[str] = "lower"
 
     n: int = option(500, help="samples generated", ge=1)
     threshold: float = option(1 / 3, help="nearest/second-nearest distance ratio below which a sample is a copy",

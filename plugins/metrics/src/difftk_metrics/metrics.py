@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 import torch
 from difftk.errors import DifftkError
@@ -35,6 +37,9 @@ class FID:
     generated set. FID is biased upward at small n: compare values at equal n only.
     """
 
+    #: which values are better, for `difftk compare`'s tests against the best cell
+    better: ClassVar[str] = "lower"
+
     n: int = option(500, help="samples generated", ge=10)
     bootstrap: int = option(20, help="bootstrap resamples for the standard error", ge=2, le=1000)
 
@@ -66,6 +71,9 @@ class ConditionalAccuracy:
     (``--scale`` changes its strength). The spread is the binomial standard error √(p(1−p)/n).
     """
 
+    #: which values are better, for `difftk compare`'s tests against the best cell
+    better: ClassVar[str] = "higher"
+
     n: int = option(500, help="samples generated", ge=1)
 
     def evaluate(self, context: EvalContext) -> MetricResult:
@@ -88,6 +96,9 @@ class SlicedWasserstein:
 
     For point data (the 2-D toys). The spread is a bootstrap standard error over the samples.
     """
+
+    #: which values are better, for `difftk compare`'s tests against the best cell
+    better: ClassVar[str] = "lower"
 
     n: int = option(1000, help="samples generated", ge=10)
     projections: int = option(128, help="random directions the distance averages over", ge=1, le=10_000)

@@ -10,6 +10,8 @@ one that draws blurred or broken digits loses precision.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 import torch
 from difftk.errors import OptionError
@@ -68,6 +70,9 @@ class PrecisionRecall:
     split differ, the larger is subsampled (seeded). The spreads are binomial standard errors
     √(p(1−p)/m) given the two manifolds. Features and sampling as for fid.
     """
+
+    #: which values are better, for `difftk compare`'s tests against the best cell
+    better: ClassVar[str] = "higher"
 
     n: int = option(500, help="samples generated", ge=10)
     k: int = option(3, help="the k of the k-nearest-neighbour radii", ge=1, le=100)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import math
 
 import attrs
@@ -23,6 +25,9 @@ class BitsPerDimODE:
     is the mean over ``n`` test images, the spread its standard error. A class-conditional
     model is evaluated on log p(x | y) with the images' labels.
     """
+
+    #: which values are better, for `difftk compare`'s tests against the best cell
+    better: ClassVar[str] = "lower"
 
     n: int = option(64, help="held-out images evaluated", ge=1)
     divergence: str = option("rademacher", help="∇·f: exact (D backward passes) or a Hutchinson estimate", choices=DIVERGENCES)
