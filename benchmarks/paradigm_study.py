@@ -24,31 +24,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
-import shlex
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-DIFFTK = str(Path(sys.executable).with_name("difftk"))
-NET = ["--set", "denoiser.base_channels=16", "--set", "denoiser.norm_groups=8", "--set", "denoiser.channel_mult=1,2",
-       "--set", "denoiser.num_res_blocks=1", "--set", "denoiser.attention_resolutions=14", "--set", "denoiser.dropout=0"]
+from study import DIFFTK, LOWER_IS_BETTER, NET, bar_plot, sh, train_arms, train_seconds
+
 PARADIGMS = {
     "eps": ("cosine", "simple", "eps"),
     "v": ("cosine", "simple", "v"),
     "flow": ("flow", "flow-matching", "flow"),
     "edm": ("edm", "edm", "edm"),
 }
-LOWER_IS_BETTER = {"fid": True, "kid": True, "accuracy": False}
-
-
-def sh(*args: str) -> float:
-    print("$ " + " ".join(shlex.quote(a) for a in args), flush=True)
-    start = time.time()
-    subprocess.run(args, check=True)
-    return time.time() - start
 
 
 def welch(a: list[float], b: list[float]) -> float:
@@ -59,43 +45,10 @@ def welch(a: list[float], b: list[float]) -> float:
 
 
 def train_all(root: Path, steps: int, seeds: list[int]) -> dict[str, str]:
-    runs = {}
-    for name, (schedule, objective, prediction) in PARADIGMS.items():
-        pipeline = root / f"{name}.toml"
-        if not pipeline.exists():
-            root.mkdir(parents=True, exist_ok=True)
-            sh(DIFFTK, "compose", "--schedule", schedule, "--sampler", "ddim", "--denoiser", "unet-attn", "--objective",
-               objective, *NET, "--set", f"denoiser.prediction={prediction}", "-o", str(pipeline))
-        for seed in seeds:
-            out = root / f"{name}-seed{seed}"
-            if not (out / "checkpoint.safetensors").exists():
-                took = sh(DIFFTK, "train", str(pipeline), "--data", "mnist", "--steps", str(steps), "--out", str(out),
-                          "--batch-size", "32", "--lr", "1e-3", "--seed", str(seed), "--sample-every", "0",
-                          "--checkpoint-every", str(steps))
-                (out / "train_seconds.txt").write_text(f"{took:.0f}\n")
-            runs[str(out)] = name
-    return runs
-
-
-def plot(values: dict[str, dict[str, list[float]]], path: Path, title: str) -> None:
-    """One panel per metric: a bar per paradigm (mean, ± sd), its seeds as dots; FID and KID on a log scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(values), figsize=(4.2 * len(values), 3.6), squeeze=False)
-    for ax, (metric, per) in zip(axes[0], values.items(), strict=True):
-        for i, (name, vals) in enumerate(per.items()):
-            ax.bar(i, statistics.mean(vals), yerr=statistics.stdev(vals) if len(vals) > 1 else 0, capsize=5, alpha=0.6)
-            ax.scatter([i] * len(vals), vals, color="black", s=12, zorder=3)
-        ax.set_xticks(range(len(per)), list(per))
-        if metric in ("fid", "kid") and all(v > 0 for vals in per.values() for v in vals):
-            ax.set_yscale("log")
-        ax.set(title=metric + (" (lower is better)" if LOWER_IS_BETTER.get(metric, True) else " (higher is better)"))
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    arms = {name: ["--schedule", schedule, "--sampler", "ddim", "--denoiser", "unet-attn", "--objective", objective,
+                   *NET, "--set", f"denoiser.prediction={prediction}"]
+            for name, (schedule, objective, prediction) in PARADIGMS.items()}
+    return train_arms(root, arms, steps, seeds)
 
 
 def main() -> None:
@@ -121,10 +74,10 @@ def main() -> None:
     values: dict[str, dict[str, list[float]]] = {m: {p: [] for p in PARADIGMS} for m in metrics}
     for row in csv.DictReader(table.open()):
         values[row["metric"]][runs[row["checkpoint"]]].append(float(row["value"]))
-    seconds = {p: statistics.mean(float((root / f"{p}-seed{s}" / "train_seconds.txt").read_text()) for s in seeds)
-               for p in PARADIGMS}
+    seconds = {p: train_seconds(root, p, seeds) for p in PARADIGMS}
     if args.plot:
-        plot(values, Path(args.plot), f"{args.steps} training steps, 3 seeds each, DDIM 25 steps, n = {args.n}")
+        bar_plot(values, Path(args.plot), f"{args.steps} training steps, 3 seeds each, DDIM 25 steps, n = {args.n}",
+                 symlog=("kid",))
         print(f"wrote {args.plot}")
     for metric, per in values.items():
         lower = LOWER_IS_BETTER.get(metric, True)
