@@ -236,6 +236,26 @@ def test_fast_conv3x3_matches_conv2d():
     assert torch.allclose(x.grad, ref_x.grad, atol=1e-4)
 
 
+@pytest.mark.skipif(not torch._nnpack_available(), reason="this torch build has no NNPACK")
+def test_compiled_conv3x3_leaves_the_untraceable_fast_path_and_matches_conv2d():
+    """torch.compile cannot trace NNPACK's op, so inside it the convolution goes to F.conv2d:
+    `difftk train --compile` on the CPU works where the eager fast path would be taken."""
+    from difftk_unet_attn.conv import Conv3x3
+
+    torch.manual_seed(0)
+    conv = Conv3x3(8, 12)
+    x = torch.randn(16, 8, 14, 14)
+    torch._dynamo.reset()
+    with fast_cpu_conv(True):
+        compiled = torch.compile(conv, backend="aot_eager", fullgraph=True)  # traces forward and backward
+        out = compiled(x.requires_grad_())
+    out.square().mean().backward()
+    ref_x = x.detach().clone().requires_grad_()
+    ref = F.conv2d(ref_x, conv.weight.detach(), conv.bias.detach(), padding=1)
+    ref.square().mean().backward()
+    assert torch.allclose(out, ref, atol=1e-5) and torch.allclose(x.grad, ref_x.grad, atol=1e-6)
+
+
 def test_it_trains():
     """A few dozen AdamW steps on one fixed batch with L_simple lower the loss."""
     torch.manual_seed(0)

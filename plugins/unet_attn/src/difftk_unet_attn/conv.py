@@ -10,7 +10,7 @@ gradient with respect to the kernel stays with oneDNN. Results agree with ``F.co
 float32 rounding (relative error ~1e-5); a test checks values and gradients.
 
 The fast path is taken only where it is valid (CPU, float32, NCHW-contiguous input, NNPACK in
-the torch build) and pays: batch ≥ 16 as in PyTorch's own NNPACK heuristic, both spatial sizes
+the torch build, not inside torch.compile) and pays: batch ≥ 16 as in PyTorch's own NNPACK heuristic, both spatial sizes
 ≥ 12, at least 8 input channels — and only when NNPACK can have the cores. NNPACK runs on its
 own thread pool (sized by ``torch.get_num_threads()`` at its first use), while after every
 PyTorch operation OpenMP's idle workers keep spinning for several milliseconds (the default
@@ -109,7 +109,10 @@ class _Conv3x3Function(torch.autograd.Function):
 def _use_fast_path(x: torch.Tensor, in_channels: int) -> bool:
     return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
             and x.shape[0] >= MIN_BATCH and min(x.shape[2], x.shape[3]) >= MIN_SIZE and in_channels >= MIN_CHANNELS
-            and x.is_contiguous() and fast_path_enabled() and _nnpack_ready())
+            and x.is_contiguous() and fast_path_enabled() and _nnpack_ready()
+            # torch.compile cannot trace NNPACK's op (it has no meta kernel): compiled code takes
+            # oneDNN's convolution, and Inductor fuses around it
+            and not torch.compiler.is_compiling())
 
 
 class Conv3x3(nn.Conv2d):
