@@ -5,7 +5,6 @@ from pathlib import Path
 
 import difftk
 import difftk.model
-import difftk.testing.toys as toys
 import pytest
 import torch
 from cli_runner import run
@@ -17,12 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def toy(register_plugin, tmp_path, monkeypatch):
-    assert register_plugin(toys, "toys")
-    monkeypatch.chdir(tmp_path)
-    args = ["compose", "--schedule", "linear", "--sampler", "ddim", "--denoiser", "tiny", "--objective", "simple",
-            "--set", "schedule.T=50", "-o", "p.toml"]
-    assert run(*args).exit_code == 0
+def toy(toy_pipeline):
+    return toy_pipeline
 
 
 def train(data: str, steps: int = 3, *extra) -> None:

@@ -3,7 +3,6 @@ differ only by seed pooled; and the pieces it is made of (difftk.training.runs).
 
 import json
 
-import difftk.testing.toys as toys
 import pytest
 from cli_runner import one_line_error, run
 from difftk.training.runs import experiment, mean_curve, read_run, replicate_groups, smoothed
@@ -14,12 +13,9 @@ from PIL import Image
 
 
 @pytest.fixture
-def runs(register_plugin, tmp_path, monkeypatch):
+def runs(toy_pipeline):
     """Three runs of toy points: seeds 0 and 1 of one experiment, and seed 0 at another learning rate."""
-    assert register_plugin(toys, "toys")
-    monkeypatch.chdir(tmp_path)
-    assert run("compose", "--schedule", "linear", "--sampler", "ddim", "--denoiser", "tiny", "--objective", "simple",
-               "--set", "schedule.T=50", "-o", "p.toml").exit_code == 0
+    tmp_path = toy_pipeline
     for out, extra in (("a0", ()), ("a1", ("--seed", 1)), ("b0", ("--lr", 1e-3))):
         result = run("train", "p.toml", "--data", "toy-points", "--steps", 6, "--out", out, "--sample-every", 0,
                      "--sample-steps", 3, "--log-every", 1, "--eval-every", 3, "--eval-metric", "sliced-wasserstein",

@@ -2,7 +2,6 @@
 `difftk sample NAME --pipeline FILE`."""
 
 import difftk
-import difftk.testing.toys as toys
 import pytest
 import torch
 from cli_runner import one_line_error, run
@@ -104,11 +103,8 @@ def test_two_plugins_shipping_one_name_both_lose_it(difftk_host, tmp_path):
 
 
 @pytest.fixture
-def tiny_run(register_plugin, tmp_path, monkeypatch):
-    assert register_plugin(toys, "toys")
-    monkeypatch.chdir(tmp_path)
-    assert run("compose", "--schedule", "linear", "--sampler", "ddim", "--denoiser", "tiny", "--objective", "simple",
-               "--set", "schedule.T=50", "-o", "p.toml").exit_code == 0
+def tiny_run(toy_pipeline):
+    tmp_path = toy_pipeline
     result = run("train", "p.toml", "--data", "toy-images", "--steps", 3, "--out", "run", "--sample-every", 0)
     assert result.exit_code == 0, result.output
     return tmp_path

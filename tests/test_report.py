@@ -19,7 +19,6 @@ import subprocess
 import time
 from html.parser import HTMLParser
 
-import difftk.testing.toys as toys
 import pytest
 from cli_runner import run
 from PIL import Image
@@ -79,13 +78,10 @@ class Tags(HTMLParser):
 
 
 @pytest.fixture
-def report(register_plugin, tmp_path, monkeypatch):
+def report(toy_pipeline):
     """A report of two experiments of toy points (one trained with seeds 0 and 1), two step
     counts and two sampling seeds: 4 cells, with k = 4 and k = 2 values."""
-    assert register_plugin(toys, "toys")
-    monkeypatch.chdir(tmp_path)
-    assert run("compose", "--schedule", "linear", "--sampler", "ddim", "--denoiser", "tiny", "--objective", "simple",
-               "--set", "schedule.T=50", "-o", "p.toml").exit_code == 0
+    tmp_path = toy_pipeline
     for out, extra in (("a0", ()), ("a1", ("--seed", 1)), ("b0", ("--lr", 1e-3))):
         assert run("train", "p.toml", "--data", "toy-points", "--steps", 4, "--out", out, "--sample-every", 0,
                    *extra).exit_code == 0

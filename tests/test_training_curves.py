@@ -3,7 +3,6 @@ model and appends them to log.jsonl, beside the loss records older readers know.
 
 import json
 
-import difftk.testing.toys as toys
 import pytest
 import torch
 from cli_runner import one_line_error, run
@@ -17,12 +16,8 @@ LOSS_KEYS = {"step", "loss", "lr", "grad_norm", "time"}
 
 
 @pytest.fixture
-def toy(register_plugin, tmp_path, monkeypatch):
-    assert register_plugin(toys, "toys")
-    monkeypatch.chdir(tmp_path)
-    args = ["compose", "--schedule", "linear", "--sampler", "ddim", "--denoiser", "tiny", "--objective", "simple",
-            "--set", "schedule.T=50", "-o", "p.toml"]
-    assert run(*args).exit_code == 0
+def toy(toy_pipeline):
+    return toy_pipeline
 
 
 def train(out, *extra, steps=6, data="toy-points"):
