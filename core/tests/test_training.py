@@ -10,7 +10,7 @@ import torch
 from difftk.checkpoint.files import read_checkpoint
 from difftk.data.fitting import fit_to_data, load_dataset
 from difftk.errors import DifftkError, IncompatibleError, OptionError
-from difftk.training.config import TrainConfig, TrainingError
+from difftk.training.config import TrainConfig, TrainingError, changed_settings
 from difftk.training.job import resume_state, train
 from difftk.training.order import BatchOrder
 from difftk.training.rundir import RunPaths
@@ -235,6 +235,44 @@ def test_learning_rate_warms_up_linearly_and_ema_decay_is_capped(warmup, step, d
     assert math.isclose(cfg.lr_at(step), cfg.lr * min(1.0, step / warmup))
     assert cfg.lr_at(step) <= cfg.lr_at(step + 1) <= cfg.lr
     assert cfg.ema_decay_at(step) <= decay and cfg.ema_decay_at(step) <= (1 + step) / (10 + step)
+
+
+@given(st.sampled_from(["cosine", "linear"]), st.integers(0, 300), st.integers(1, 3000), st.floats(0.0, 1.0),
+       st.booleans())
+def test_learning_rate_decays_from_lr_to_lr_final_after_warm_up(schedule, warmup, length, final_fraction, explicit):
+    end = warmup + length
+    lr, final = 2e-3, 2e-3 * final_fraction
+    cfg = TrainConfig(steps=end if not explicit else 10 * end, warmup=warmup, lr=lr, lr_schedule=schedule,
+                      lr_final=final, decay_steps=end if explicit else None)
+    rates = [cfg.lr_at(s) for s in range(1, end + 50)]
+    assert math.isclose(cfg.lr_at(warmup), lr)  # warm-up ends at lr, where the decay begins
+    after = rates[max(warmup, 1) - 1:]
+    assert all(a >= b - 1e-15 for a, b in zip(after, after[1:], strict=False))  # never rises after warm-up
+    assert all(math.isclose(r, final, abs_tol=1e-15) for r in rates[end - 1:])  # at the end, and after it
+    middle = warmup + length / 2
+    if length % 2 == 0:  # both shapes pass through the mean of lr and lr_final half-way
+        assert math.isclose(cfg.lr_at(int(middle)), (lr + final) / 2, rel_tol=1e-9)
+    if schedule == "linear" and length > 1:
+        assert math.isclose(cfg.lr_at(warmup + 1) - cfg.lr_at(warmup + 2), (lr - final) / length, abs_tol=1e-15)
+
+
+@pytest.mark.parametrize("options, expect", [
+    ({"lr_schedule": "cosine", "lr": 1e-4, "lr_final": 1e-3}, "lr_final=0.001 is above lr=0.0001"),
+    ({"lr_schedule": "linear", "warmup": 100, "decay_steps": 50}, "decay_steps=50 ends the decay before warm-up"),
+    ({"lr_schedule": "step"}, "lr_schedule"),
+])
+def test_learning_rate_schedule_errors_are_one_line(options, expect):
+    with pytest.raises(OptionError) as err:
+        TrainConfig(steps=1000, **options)
+    assert expect in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_resumed_run_says_when_the_end_of_its_decay_moves():
+    saved = attrs.asdict(TrainConfig(steps=1000, lr_schedule="cosine"))
+    assert any("now ends at step 2,000 instead of 1,000" in c
+               for c in changed_settings(saved, TrainConfig(steps=2000, lr_schedule="cosine")))
+    fixed = attrs.asdict(TrainConfig(steps=1000, lr_schedule="cosine", decay_steps=1000))
+    assert changed_settings(fixed, TrainConfig(steps=2000, lr_schedule="cosine", decay_steps=1000)) == []
 
 
 @given(st.integers(1, 40), st.integers(1, 50), st.integers(0, 30), st.integers(0, 2**31))

@@ -16,7 +16,7 @@ from difftk.pipeline.spec import PipelineSpec
 from difftk.runtime import distributed
 from difftk.runtime.device import resolve_device
 from difftk.runtime.fastpath import PRECISIONS
-from difftk.training.config import TrainConfig, changed_settings
+from difftk.training.config import LR_SCHEDULES, TrainConfig, changed_settings
 from difftk.training.job import resume_state
 from difftk.training.job import train as run_training
 from difftk.training.rundir import RunPaths
@@ -55,6 +55,12 @@ def _given(ctx: click.Context, options: dict) -> dict:
 @click.option("--weight-decay", type=click.FloatRange(min=0, max=1), default=_default("weight_decay"), show_default=True,
               help="AdamW decoupled weight decay.")
 @click.option("--warmup", type=click.IntRange(min=0), default=_default("warmup"), show_default=True, help="Steps of linear learning-rate warm-up.")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_default("lr_schedule"), show_default=True,
+              help="After warm-up: hold --lr, or decay it (cosine or linear) to --lr-final at --decay-steps.")
+@click.option("--lr-final", type=click.FloatRange(min=0, max=1), default=_default("lr_final"), show_default=True,
+              help="The learning rate a cosine or linear decay ends at.")
+@click.option("--decay-steps", type=click.IntRange(min=1), default=_default("decay_steps"),
+              help="The step the decay ends at; default: --steps, the end of the run.")
 @click.option("--grad-clip", type=click.FloatRange(min=0, min_open=True), default=_default("grad_clip"), show_default=True,
               help="Clip the gradient norm to this.")
 @click.option("--ema-decay", type=click.FloatRange(min=0, max=1, max_open=True), default=_default("ema_decay"), show_default=True,

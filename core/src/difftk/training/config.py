@@ -5,6 +5,7 @@ when), and the rules for changing it when a run is resumed.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,10 @@ import attrs
 from difftk.errors import DifftkError, OptionError
 from difftk.options import option
 from difftk.runtime.fastpath import PRECISIONS
+
+#: the learning rate after warm-up: held at lr, or decayed to lr_final by a half cosine
+#: (Loshchilov & Hutter 2017, without restarts) or a straight line
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear")
 
 
 class TrainingError(DifftkError):
@@ -34,6 +39,11 @@ class TrainConfig:
     lr: float = option(2e-4, help="AdamW learning rate after warm-up", gt=0.0, le=1.0)
     weight_decay: float = option(0.0, help="AdamW decoupled weight decay", ge=0.0, le=1.0)
     warmup: int = option(100, help="steps of linear learning-rate warm-up from lr/warmup to lr", ge=0)
+    lr_schedule: str = option("constant", help="the learning rate after warm-up: constant, or a cosine or linear decay "
+                              "from lr to lr_final at step decay_steps", choices=LR_SCHEDULES)
+    lr_final: float = option(0.0, help="the learning rate the decay ends at (cosine or linear)", ge=0.0, le=1.0)
+    decay_steps: int | None = option(None, help="the step at which the decay reaches lr_final and stays; none = steps, "
+                                     "the end of the run", ge=1, optional=True)
     grad_clip: float | None = option(1.0, help="clip the global gradient norm to this; none = off", gt=0.0, optional=True)
     ema_decay: float = option(0.999, help="EMA decay per step (warmed up as min(decay, (1+s)/(10+s)))", ge=0.0, lt=1.0)
     seed: int = option(0, help="seed of the weights, the data order, the noise and the sample grids", ge=0, lt=1 << 32)
@@ -58,6 +68,12 @@ class TrainConfig:
     def __attrs_post_init__(self) -> None:
         if any(not isinstance(name, str) or not name.strip() for name in self.eval_metrics):
             raise OptionError(f"training: eval_metrics={self.eval_metrics!r} must be metric names, e.g. ('fid',)")
+        if self.lr_schedule != "constant" and self.lr_final > self.lr:
+            raise OptionError(f"training: lr_final={self.lr_final:g} is above lr={self.lr:g}, and a decay ends below "
+                              "where it starts: lower lr_final (0 is usual) or raise lr")
+        if self.lr_schedule != "constant" and self.decay_steps is not None and self.decay_steps <= self.warmup:
+            raise OptionError(f"training: decay_steps={self.decay_steps} ends the decay before warm-up ({self.warmup} "
+                              "steps) is over: raise decay_steps or shorten the warm-up")
         if self.eval_every and not self.eval_metrics:
             raise OptionError(f"training: eval_every={self.eval_every} scores eval_metrics, but none is named: name "
                               "at least one registered metric (`difftk plugins` lists them), or set eval_every=0")
@@ -66,8 +82,18 @@ class TrainConfig:
         return json.dumps(attrs.asdict(self), sort_keys=True)
 
     def lr_at(self, step: int) -> float:
-        """Learning rate of optimizer step ``step`` (1-based): linear warm-up, then constant."""
-        return self.lr * min(1.0, step / self.warmup) if self.warmup else self.lr
+        """Learning rate of optimizer step ``step`` (1-based): linear warm-up to lr over ``warmup``
+        steps, then ``lr_schedule``: constant, or a cosine or linear decay that reaches
+        ``lr_final`` at step ``decay_steps`` (``steps`` when unset) and stays there."""
+        if self.warmup and step < self.warmup:
+            return self.lr * step / self.warmup
+        if self.lr_schedule == "constant":
+            return self.lr
+        end = self.decay_steps if self.decay_steps is not None else self.steps
+        span = end - self.warmup
+        done = 1.0 if span <= 0 else min(max(step - self.warmup, 0) / span, 1.0)
+        shape = 0.5 * (1.0 + math.cos(math.pi * done)) if self.lr_schedule == "cosine" else 1.0 - done
+        return self.lr_final + (self.lr - self.lr_final) * shape
 
     def ema_decay_at(self, step: int) -> float:
         """EMA decay after ``step`` updates: min(decay, (1+s)/(10+s)), the warm-up of TensorFlow's
@@ -102,5 +128,9 @@ def config_for_resume(saved: Mapping[str, Any], **overrides: Any) -> TrainConfig
 def changed_settings(saved: Mapping[str, Any], config: TrainConfig) -> list[str]:
     """``name old → new`` for every setting a resumed run changes (``steps`` aside), to be said."""
     now = attrs.asdict(config)
-    return [f"{k} {saved[k]!r} → {now[k]!r}" for k in now
-            if k != "steps" and k in saved and saved[k] != now[k]]
+    changed = [f"{k} {saved[k]!r} → {now[k]!r}" for k in now
+               if k != "steps" and k in saved and saved[k] != now[k]]
+    if config.lr_schedule != "constant" and config.decay_steps is None and saved.get("steps", config.steps) != config.steps:
+        changed.append(f"the {config.lr_schedule} decay, which ends at steps, now ends at step {config.steps:,} "
+                       f"instead of {saved['steps']:,} (--decay-steps fixes where it ends)")
+    return changed
