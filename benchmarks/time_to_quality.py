@@ -13,8 +13,10 @@ saving a mark counts for neither.
   difftk     `difftk train` with this repository's recipe (RECIPE below): flow matching with
              logit-normal τ (Lipman et al. 2023; Esser et al. 2024), cfg label dropout 0.1, the
              shipped model's unet-attn shape without dropout, batch 64, AdamW lr 2e-3 (100 warm-up
-             steps), gradient clip 1, EMA 0.999 (warmed up), channels-last. Marks are reached by
-             resuming the run (`--resume`), which continues it exactly.
+             steps) decayed by a half cosine to 0 at the run's last step (estimated from the
+             warm-up's rate: `--lr-schedule cosine --decay-steps N`), gradient clip 1, EMA 0.999
+             (warmed up), channels-last. Marks are reached by resuming the run (`--resume`), which
+             continues it exactly.
   diffusers  diffusers' own recipe, the defaults of its train_unconditional.py example:
              UNet2DModel (three levels (32, 32, 64), two ResNet blocks per level, attention at
              14×14, 32 GroupNorm groups) with `num_class_embeds=10`, DDPMScheduler (T = 1000,
@@ -51,7 +53,8 @@ RECIPE = ["--schedule", "flow", "--objective", "flow-matching", "--sampler", "dd
           "--denoiser", "unet-attn", "--set", "denoiser.prediction=flow", "--set", "denoiser.base_channels=32",
           "--set", "denoiser.norm_groups=8", "--set", "denoiser.channel_mult=1,2,2", "--set", "denoiser.num_res_blocks=1",
           "--set", "denoiser.attention_resolutions=7", "--set", "denoiser.dropout=0", "--set", "guidance.p_uncond=0.1"]
-TRAIN = ["--data", "mnist", "--batch-size", "64", "--lr", "2e-3", "--warmup", "100", "--grad-clip", "1",
+WARMUP = 100
+TRAIN = ["--data", "mnist", "--batch-size", "64", "--lr", "2e-3", "--warmup", str(WARMUP), "--grad-clip", "1",
          "--ema-decay", "0.999", "--seed", "0", "--sample-every", "0", "--channels-last"]
 METRICS = ("kid", "fid", "accuracy")
 
@@ -73,15 +76,20 @@ def train_difftk(root: Path, marks: list[float]) -> dict[float, tuple[Path, int]
     sh(DIFFTK, "compose", *RECIPE, "-o", str(pipeline))
     if run.exists():
         shutil.rmtree(run)
-    spent, step, out, per_step, startup = 0.0, 0, {}, None, 5.0
+    spent, step, out, per_step, startup, decay = 0.0, 0, {}, None, 5.0, []
     for mark in marks:
         while True:
             left = mark * 60 - spent
-            more = 100 if per_step is None else int((left - startup) / per_step)
+            more = WARMUP if per_step is None else int((left - startup) / per_step)
             if more < 1:
                 break
+            if per_step is not None and not decay:  # the run's length in steps, from the warm-up's rate
+                segments = len([m for m in marks if m >= mark])
+                total = step + int((marks[-1] * 60 - spent - segments * startup) / per_step)
+                decay = ["--lr-schedule", "cosine", "--decay-steps", str(total)]
+                print(f"difftk: {per_step:.3f} s a step; the learning rate decays to 0 at step {total}", flush=True)
             took = sh(DIFFTK, "train", str(pipeline), "--out", str(run), "--steps", str(step + more),
-                      "--checkpoint-every", str(step + more), *TRAIN, *(["--resume"] if step else []))
+                      "--checkpoint-every", str(step + more), *TRAIN, *decay, *(["--resume"] if step else []))
             spent += took
             per_step = log_rate(run, step) or per_step or took / more
             step += more
