@@ -15,11 +15,6 @@ from difftk.model import Model
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def toy(toy_pipeline):
-    return toy_pipeline
-
-
 def train(data: str, steps: int = 3, *extra) -> None:
     result = run("train", "p.toml", "--data", data, "--steps", steps, "--out", "run", "--sample-steps", 4, *extra)
     assert result.exit_code == 0, result.output
@@ -109,19 +104,19 @@ def spy(monkeypatch):
     return calls
 
 
-def test_difftk_sample_draws_through_the_model(toy, spy):
+def test_difftk_sample_draws_through_the_model(toy_pipeline, spy):
     train("toy-images", 2, "--sample-every", 0)
     spy.clear()
     assert run("sample", "run", "-n", 4, "-o", "g.png", "--sampler", "ancestral", "--steps", 3).exit_code == 0
     assert len(spy) == 1
 
 
-def test_the_trainers_sample_grids_draw_through_the_model(toy, spy):
+def test_the_trainers_sample_grids_draw_through_the_model(toy_pipeline, spy):
     train("toy-images", 2, "--sample-every", 1)
     assert len(spy) == 2  # one grid per step
 
 
-def test_evaluate_and_compare_draw_through_the_model(toy, spy):
+def test_evaluate_and_compare_draw_through_the_model(toy_pipeline, spy):
     train("toy-points", 2, "--sample-every", 0)
     spy.clear()
     result = run("evaluate", "run", "--metric", "sliced-wasserstein", "-n", 50, "--steps", 3)
@@ -137,7 +132,7 @@ def test_evaluate_and_compare_draw_through_the_model(toy, spy):
     assert context.samples(8).shape == (8, 2) and len(spy) == 1
 
 
-def test_the_sampler_name_passes_through_at_most_five_files_to_the_sampler_loop(toy, monkeypatch):
+def test_the_sampler_name_passes_through_at_most_five_files_to_the_sampler_loop(toy_pipeline, monkeypatch):
     """`difftk sample --sampler NAME`: the name travels down the call stack that builds the sampler,
     and the sampler down the stack that reaches its loop. The repository files on those two stacks
     whose frames hold the name or the sampler number at most five (the loop's own file aside)."""

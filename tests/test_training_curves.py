@@ -15,11 +15,6 @@ from difftk.training.runs import read_run
 LOSS_KEYS = {"step", "loss", "lr", "grad_norm", "time"}
 
 
-@pytest.fixture
-def toy(toy_pipeline):
-    return toy_pipeline
-
-
 def train(out, *extra, steps=6, data="toy-points"):
     return run("train", "p.toml", "--data", data, "--steps", steps, "--out", out, "--sample-steps", 3,
                "--sample-every", 0, "--log-every", 2, *extra)
@@ -32,7 +27,7 @@ def records(out):
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
-def test_metrics_are_logged_beside_the_loss_and_change_no_weight(toy, tmp_path):
+def test_metrics_are_logged_beside_the_loss_and_change_no_weight(toy_pipeline, tmp_path):
     result = train("curves", *EVAL)
     assert result.exit_code == 0, result.output
     assert "measuring sliced-wasserstein every 3 steps, n = 40 (log.jsonl)" in result.stdout
@@ -56,7 +51,7 @@ def test_metrics_are_logged_beside_the_loss_and_change_no_weight(toy, tmp_path):
     assert [r["value"] for r in records(tmp_path / "again") if "metric" in r] == [r["value"] for r in metrics]
 
 
-def test_resume_continues_the_curves_without_repeating_a_step(toy, tmp_path):
+def test_resume_continues_the_curves_without_repeating_a_step(toy_pipeline, tmp_path):
     assert train("run", *EVAL, "--checkpoint-every", 3, steps=4).exit_code == 0
     assert [r["step"] for r in records(tmp_path / "run") if "metric" in r] == [3, 4]  # and the last step
     # the checkpoint is at step 4: resuming to 6 measures 6 only
@@ -66,7 +61,7 @@ def test_resume_continues_the_curves_without_repeating_a_step(toy, tmp_path):
     assert read_checkpoint("run").train_config["eval_metrics"] == ["sliced-wasserstein"]
 
 
-def test_a_metric_that_cannot_measure_the_run_stops_it_with_one_line(toy):
+def test_a_metric_that_cannot_measure_the_run_stops_it_with_one_line(toy_pipeline):
     line = one_line_error(train("img", "--eval-every", 2, "--eval-metric", "sliced-wasserstein", data="toy-images"))
     assert "step 2: metric 'sliced-wasserstein' compares point clouds, but toy-images holds images" in line
 
@@ -77,7 +72,7 @@ def test_a_metric_that_cannot_measure_the_run_stops_it_with_one_line(toy):
     (["--eval-every", "5", "--eval-metric", "sliced-wasserstien"],
      "unknown metric 'sliced-wasserstien'; did you mean 'sliced-wasserstein'"),
 ])
-def test_eval_options_are_checked_before_anything_is_written(toy, tmp_path, args, expect):
+def test_eval_options_are_checked_before_anything_is_written(toy_pipeline, tmp_path, args, expect):
     assert expect in one_line_error(train("bad", *args))
     assert not (tmp_path / "bad").exists()
 

@@ -10,8 +10,9 @@ gradient with respect to the kernel stays with oneDNN. Results agree with ``F.co
 float32 rounding (relative error ~1e-5); a test checks values and gradients.
 
 The fast path is taken only where it is valid (CPU, float32, NCHW-contiguous input, NNPACK in
-the torch build, not inside torch.compile) and pays: batch ≥ 16 as in PyTorch's own NNPACK heuristic, both spatial sizes
-≥ 12, at least 8 input channels — and only when NNPACK can have the cores. NNPACK runs on its
+the torch build, outside torch.compile, which cannot trace NNPACK's op) and pays: batch ≥ 16 as
+in PyTorch's own NNPACK heuristic, both spatial sizes ≥ 12, at least 8 input channels — and only
+when NNPACK can have the cores. NNPACK runs on its
 own thread pool (sized by ``torch.get_num_threads()`` at its first use), while after every
 PyTorch operation OpenMP's idle workers keep spinning for several milliseconds (the default
 ``OMP_WAIT_POLICY``), holding the other cores: until they yield, the calling thread does
