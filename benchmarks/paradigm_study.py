@@ -27,7 +27,7 @@ import csv
 import statistics
 from pathlib import Path
 
-from study import DIFFTK, LOWER_IS_BETTER, NET, bar_plot, sh, train_arms, train_seconds
+from study import DIFFTK, NET, bar_plot, lower_is_better, sh, train_arms, train_seconds
 
 PARADIGMS = {
     "eps": ("cosine", "simple", "eps"),
@@ -80,7 +80,7 @@ def main() -> None:
                  symlog=("kid",))
         print(f"wrote {args.plot}")
     for metric, per in values.items():
-        lower = LOWER_IS_BETTER.get(metric, True)
+        lower = lower_is_better(metric)
         best = (min if lower else max)(per, key=lambda p: statistics.mean(per[p]))
         print(f"\n{metric} (n = {args.n}, {len(seeds)} seeds; best: {best}; Welch's t against it, two-sided)")
         print(f"| paradigm | {metric}, mean ± sd | per seed | p vs {best} | train s/run |")

@@ -26,7 +26,7 @@ import itertools
 import statistics
 from pathlib import Path
 
-from study import DIFFTK, LOWER_IS_BETTER, NET, bar_plot, per_arm, sh, train_arms, train_seconds, verdicts
+from study import DIFFTK, NET, bar_plot, lower_is_better, per_arm, sh, train_arms, train_seconds, verdicts
 
 SCHEDULES = ("linear", "quadratic", "cosine", "sigmoid")
 METRICS = ("kid", "fid", "accuracy")
@@ -54,7 +54,7 @@ def report(values: dict[str, dict[str, list[float]]], summary: dict, runs: dict[
     first = {arm: run for run, arm in reversed(list(runs.items()))}  # the seed-0 checkpoint names the pooled cell
     for metric in METRICS:
         per = values[metric]
-        lower = LOWER_IS_BETTER[metric]
+        lower = lower_is_better(metric)
         best = (min if lower else max)(per, key=lambda a: statistics.mean(per[a]))
         print(f"\n{label}: {metric} (n = {n}, {len(next(iter(per.values())))} seeds; best: {best}; "
               f"Welch's t against it, two-sided, from difftk compare)")

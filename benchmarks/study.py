@@ -21,7 +21,14 @@ DIFFTK = str(Path(sys.executable).with_name("difftk"))
 #: attention at 14×14, no dropout (191,073 parameters with 10 classes)
 NET = ["--set", "denoiser.base_channels=16", "--set", "denoiser.norm_groups=8", "--set", "denoiser.channel_mult=1,2",
        "--set", "denoiser.num_res_blocks=1", "--set", "denoiser.attention_resolutions=14", "--set", "denoiser.dropout=0"]
-LOWER_IS_BETTER = {"fid": True, "kid": True, "accuracy": False, "precision-recall": False}
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether lower values of ``metric`` are better, as the metric's plugin declares (``better``);
+    lower when it declares nothing, as for a distance."""
+    from difftk.evaluation.compare import better_of
+
+    return better_of(metric) != "higher"
 
 
 def sh(*args: str) -> float:
@@ -92,7 +99,7 @@ def bar_plot(values: Mapping[str, Mapping[str, list[float]]], path: Path, title:
             ax.set_yscale("symlog", linthresh=1000)
         elif base == "fid" and all(v > 0 for vals in per.values() for v in vals):
             ax.set_yscale("log")
-        ax.set(title=metric + ("\n(lower is better)" if LOWER_IS_BETTER.get(base, True) else "\n(higher is better)"))
+        ax.set(title=metric + ("\n(lower is better)" if lower_is_better(base) else "\n(higher is better)"))
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title, fontsize=10, y=1.05)
     fig.savefig(path, dpi=110, bbox_inches="tight")

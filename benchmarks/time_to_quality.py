@@ -47,7 +47,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the `difftk` command's OpenMP setting, for both arms
 
 import torch  # noqa: E402
-from study import DIFFTK, sh  # noqa: E402
+from study import DIFFTK, lower_is_better, sh  # noqa: E402
 
 RECIPE = ["--schedule", "flow", "--objective", "flow-matching", "--sampler", "ddim", "--guidance", "cfg",
           "--denoiser", "unet-attn", "--set", "denoiser.prediction=flow", "--set", "denoiser.base_channels=32",
@@ -206,11 +206,11 @@ def plot(curves: dict[str, dict[float, dict[str, tuple[float, float]]]], shipped
             ax.errorbar(minutes, [marks[m][metric][0] for m in minutes], yerr=[marks[m][metric][1] for m in minutes],
                         marker="o", capsize=3, label=arm)
         ax.axhline(shipped[metric][0], color="gray", ls="--", label="shipped mnist-cfg (6,000 steps)")
-        if metric != "accuracy":  # KID can be ≤ 0 near the data: then a scale that is linear around 0
+        if lower_is_better(metric):  # KID can be ≤ 0 near the data: then a scale that is linear around 0
             positive = shipped[metric][0] > 0 and all(v[metric][0] > 0 for marks in curves.values() for v in marks.values())
             ax.set_yscale("log") if positive else ax.set_yscale("symlog", linthresh=100)
-        ax.set(xlabel="training minutes (2 CPU cores)", title=metric + (" (higher is better)" if metric == "accuracy"
-                                                                        else " (lower is better)"))
+        ax.set(xlabel="training minutes (2 CPU cores)", title=metric + (" (lower is better)" if lower_is_better(metric)
+                                                                        else " (higher is better)"))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
@@ -268,12 +268,10 @@ def main() -> None:
           f"{shipped['fid'][0]:.4g} ± {shipped['fid'][1]:.2g} | {shipped['accuracy'][0]:.3f} ± {shipped['accuracy'][1]:.3f} |"
           " | | | |")
     final = curves["difftk"][marks[-1]]
-    reached = {metric: (final[metric][0] >= shipped[metric][0] - 2 * math.hypot(final[metric][1], shipped[metric][1])
-                        if metric == "accuracy" else
-                        final[metric][0] <= shipped[metric][0] + 2 * math.hypot(final[metric][1], shipped[metric][1]))
-               for metric in METRICS}
-    ahead = all((curves["difftk"][m][k][0] > curves["diffusers"][m][k][0]) == (k == "accuracy")
-                for m in marks for k in METRICS)
+    worse = {metric: 1.0 if lower_is_better(metric) else -1.0 for metric in METRICS}  # the sign of "worse"
+    reached = {metric: worse[metric] * (final[metric][0] - shipped[metric][0])
+               <= 2 * math.hypot(final[metric][1], shipped[metric][1]) for metric in METRICS}
+    ahead = all(worse[k] * (curves["difftk"][m][k][0] - curves["diffusers"][m][k][0]) < 0 for m in marks for k in METRICS)
     print(f"\ndifftk at {marks[-1]:g} min within two standard errors of the shipped model: "
           + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in reached.items()))
     print(f"difftk ahead of diffusers at every mark on every metric: {'yes' if ahead else 'no'}")
