@@ -37,6 +37,7 @@ def test_sample_a_diffusers_folder_with_any_sampler(ddpm_folder, tmp_path):
     result = run("sample", ddpm_folder, "-n", 4, "-o", tmp_path / "x.png", "--sampler", "dpm-solver-2m", "--steps", 5)
     assert result.exit_code == 0, result.output
     assert "wrote" in result.stdout and "sampler dpm-solver-2m" in result.stdout and "5 steps" in result.stdout
+    assert f"from the diffusers model {ddpm_folder}" in " ".join(result.stdout.split()) and "step 0" not in result.stdout
     assert Image.open(tmp_path / "x.png").size[0] > 8
 
 

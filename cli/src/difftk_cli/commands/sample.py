@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import difftk
 from click.core import ParameterSource
+from difftk.checkpoint.files import FORMAT as CHECKPOINT_FORMAT
 from difftk.components.protocols import num_classes_of
 from difftk.data.images import grid_shape, load_image, load_mask, picture, save_png, trajectory_strip
 from difftk.errors import OptionError
@@ -172,7 +173,10 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
         cls += f"; guidance {_options_text(wrapper)}"
     if init is not None:
         cls += f"; {what}"
-    out.print(escape(f"wrote {output}: {n} samples ({layout}) from step {model.step:,}; "
+    # a checkpoint of difftk's own names its training step; a foreign model (a diffusers folder) names its format
+    foreign = model.checkpoint.metadata.get("format") if model.checkpoint is not None else None
+    origin = f"step {model.step:,}" if foreign in (None, CHECKPOINT_FORMAT) else f"the {foreign} model {model.checkpoint.path}"
+    out.print(escape(f"wrote {output}: {n} samples ({layout}) from {origin}; "
                      f"sampler {name} ({_options_text(chosen)}), {progress.steps} steps, seed {seed}{cls}"))
     if nfe:  # an adaptive sampler's step count is known only at the end: report what each batch used
         span = lambda v: f"{min(v):,}" + (f"–{max(v):,}" if max(v) != min(v) else "")  # noqa: E731
