@@ -47,6 +47,32 @@ def test_logit_normal_times_have_the_stated_median_and_spread():
     assert 0.0 < float(uniform.min()) and float(uniform.max()) <= 1.0 and float(uniform.mean()) == pytest.approx(0.5, abs=0.01)
 
 
+@settings(max_examples=12, deadline=None)
+@given(st.sampled_from([0.1, 0.3, 0.6, 1.0]), st.floats(-1.0, 1.0), st.floats(0.1, 0.9))
+def test_the_uniform_share_mixes_the_two_laws(fraction, loc, tau0):
+    """P(τ ≤ τ₀) = f·τ₀ + (1 − f)·Φ((logit τ₀ − m)/s): the mixture's CDF, within four standard errors."""
+    n = 40000
+    objective = difftk.create("objective", "flow-matching", loc=loc, uniform_fraction=fraction)
+    tau = objective.flow_times(n, torch.Generator().manual_seed(1), "cpu")
+    assert float(tau.min()) > 0.0 and float(tau.max()) <= 1.0
+    logit = torch.logit(torch.tensor(tau0, dtype=torch.float64))
+    expected = fraction * tau0 + (1 - fraction) * float(torch.distributions.Normal(loc, 1.0).cdf(logit))
+    se = (expected * (1 - expected) / n) ** 0.5
+    assert float((tau <= tau0).double().mean()) == pytest.approx(expected, abs=4 * se + 1e-9)
+
+
+def test_no_uniform_share_leaves_the_logit_normal_draws_as_they_were():
+    """uniform_fraction = 0 takes nothing more from the generator: runs trained before it exist resume exactly."""
+    plain = difftk.create("objective", "flow-matching", loc=0.5).flow_times(64, torch.Generator().manual_seed(2), "cpu")
+    zero = difftk.create("objective", "flow-matching", loc=0.5, uniform_fraction=0.0)
+    used, reference = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    torch.testing.assert_close(zero.flow_times(64, used, "cpu"), plain, rtol=0, atol=0)
+    torch.randn((64,), generator=reference, dtype=torch.float64)  # the logit-normal's own draw, and no more
+    assert torch.equal(used.get_state(), reference.get_state())
+    mixed = difftk.create("objective", "flow-matching", loc=0.5, uniform_fraction=0.3)
+    assert not torch.equal(mixed.flow_times(64, torch.Generator().manual_seed(2), "cpu"), plain)
+
+
 def test_flow_euler_samples_a_ddpm_trained_model():
     """An ε-model on the linear schedule, through flow-euler: the data's moments."""
     schedule = difftk.create("schedule", "linear")
