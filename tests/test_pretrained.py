@@ -31,10 +31,27 @@ def test_mnist_cfg_is_shipped_small_and_says_how_it_was_made():
     assert ckpt.train_config["steps"] >= ckpt.step > 0
 
 
-def test_mnist_cfg_draws_the_requested_digit_shapes():
+def test_mnist_flow_is_shipped_small_and_is_the_time_to_quality_recipe():
+    """scripts/train_mnist_flow.sh's model: the recipe of benchmarks/time_to_quality.py with a
+    uniform share in the τ draws, EMA weights only, and its learning-rate schedule recorded with it."""
+    shipped = plugins.registry().checkpoint("mnist-flow")
+    assert shipped.plugin == "pretrained" and shipped.path.stat().st_size <= MAX_SHIPPED_BYTES
+    ckpt = read_checkpoint("mnist-flow")
+    assert ckpt.metadata["contents"] == SAMPLING_CONTENTS and not ckpt.section("model") and not ckpt.section("optim")
+    spec = ckpt.spec
+    assert (spec["schedule"].name, spec["denoiser"].name, spec["objective"].name) == ("flow", "unet-attn", "flow-matching")
+    assert spec["denoiser"].options_dict["prediction"] == "flow" and spec["denoiser"].options_dict["channel_mult"] == [1, 4, 6]
+    assert spec["guidance"].name == "cfg" and spec["guidance"].options_dict["p_uncond"] > 0
+    assert spec["denoiser"].options_dict["num_classes"] == 10 and ckpt.dataset["name"] == "mnist"
+    assert spec["objective"].options_dict["loc"] == 0.5 and spec["objective"].options_dict["uniform_fraction"] == 0.3
+    assert ckpt.step == ckpt.train_config["steps"] == 1868 and ckpt.train_config["lr_schedule"] == "cosine"
+
+
+@pytest.mark.parametrize("name", ["mnist-cfg", "mnist-flow"])
+def test_a_shipped_model_draws_the_requested_digit_shapes(name):
     """Ten cfg-guided DDIM steps, x̂₀ not clipped, give a bright digit-sized blob on a dark
     ground, with the same seed the same images, and different labels different images."""
-    model = load("mnist-cfg")
+    model = load(name)
     draw = lambda label: model.sample(2, sampler="ddim", steps=10, guidance="cfg", scale=3.0,  # noqa: E731
                                       labels=[label, label], seed=7)
     ones, ones_again, zeros = draw(1), draw(1), draw(0)

@@ -1,4 +1,4 @@
-"""Every registered sampler on the shipped model, x̂₀ clipping off: samples stay in the data's
+"""Every registered sampler on each shipped model, x̂₀ clipping off: samples stay in the data's
 range and are the digit asked for; DDIM and the probability-flow ODE agree.
 
 The cheap form of the sampler table in docs/pretrained.md (benchmarks/shipped_samplers.py):
@@ -17,11 +17,18 @@ from difftk_metrics.network import embed
 #: docs/pretrained.md shows where each breaks) and the ODE, which chooses its own
 CHEAP = {"pc": dict(steps=None), "ode": dict(steps=None), "euler-maruyama": dict(steps=None)}
 N = 10  # one sample per digit
+#: at least 7 of the 10 digits right: a working sampler (0.93–0.98 right over 100 samples on either
+#: model) falls below with a binomial chance under 0.4 %, while a broken one (the ε-model's
+#: unclipped samplers drew 0.10–0.31 right) reaches it with 1.3 % at most. 9 of 10 failed a working
+#: sampler at 0.96 with 5.8 %, and the draws share x_T across samplers, so one unlucky seed failed
+#: several at once (mnist-flow: 0.96 right over 200, three of its eight misses among the first ten)
+MIN_RIGHT = 0.7
 
 
-@pytest.fixture(scope="module")
-def model():
-    return load("mnist-cfg")
+@pytest.fixture(scope="module", params=["mnist-cfg", "mnist-flow"])
+def model(request):
+    """A v-prediction model on the cosine schedule, and a flow-matching model on the straight path."""
+    return load(request.param)
 
 
 def out_of_range(x: torch.Tensor) -> float:
@@ -44,7 +51,7 @@ def test_every_sampler_draws_in_range_digits_without_clipping(model, name):
     x = model.sample(N, sampler=sampler, guidance=False, labels=labels, seed=0, **options)
     assert torch.isfinite(x).all()
     assert out_of_range(x) <= 0.02, f"{name}: {100 * out_of_range(x):.2f}% of pixels beyond ±1.05"
-    assert accuracy(x, labels) >= 0.9, f"{name}: accuracy {accuracy(x, labels):.2f} on the requested digits"
+    assert accuracy(x, labels) >= MIN_RIGHT, f"{name}: accuracy {accuracy(x, labels):.2f} on the requested digits"
 
 
 def test_ddim_and_the_ode_agree_from_the_same_noise(model):
