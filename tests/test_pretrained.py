@@ -19,30 +19,31 @@ MAX_SHIPPED_BYTES = 20 * 1000 * 1000
 # --- the shipped MNIST model ----------------------------------------------------------------------
 
 
-def test_mnist_cfg_is_shipped_small_and_says_how_it_was_made():
-    shipped = plugins.registry().checkpoint("mnist-cfg")
+def shipped_class_conditional_mnist(name: str):
+    """The checkpoint shipped as ``name``, after what every shipped model must be: registered by this
+    plugin, small, EMA weights only, a cfg-trained class-conditional MNIST model."""
+    shipped = plugins.registry().checkpoint(name)
     assert shipped.plugin == "pretrained" and shipped.path.stat().st_size <= MAX_SHIPPED_BYTES
-    ckpt = read_checkpoint("mnist-cfg")
+    ckpt = read_checkpoint(name)
     assert ckpt.metadata["contents"] == SAMPLING_CONTENTS and not ckpt.section("model") and not ckpt.section("optim")
     spec = ckpt.spec
-    assert (spec["schedule"].name, spec["denoiser"].name, spec["objective"].name) == ("cosine", "unet-attn", "simple")
     assert spec["guidance"].name == "cfg" and spec["guidance"].options_dict["p_uncond"] > 0
     assert spec["denoiser"].options_dict["num_classes"] == 10 and ckpt.dataset["name"] == "mnist"
+    return ckpt, spec
+
+
+def test_mnist_cfg_is_shipped_small_and_says_how_it_was_made():
+    ckpt, spec = shipped_class_conditional_mnist("mnist-cfg")
+    assert (spec["schedule"].name, spec["denoiser"].name, spec["objective"].name) == ("cosine", "unet-attn", "simple")
     assert ckpt.train_config["steps"] >= ckpt.step > 0
 
 
 def test_mnist_flow_is_shipped_small_and_is_the_time_to_quality_recipe():
     """scripts/train_mnist_flow.sh's model: the recipe of benchmarks/time_to_quality.py with a
     uniform share in the τ draws, EMA weights only, and its learning-rate schedule recorded with it."""
-    shipped = plugins.registry().checkpoint("mnist-flow")
-    assert shipped.plugin == "pretrained" and shipped.path.stat().st_size <= MAX_SHIPPED_BYTES
-    ckpt = read_checkpoint("mnist-flow")
-    assert ckpt.metadata["contents"] == SAMPLING_CONTENTS and not ckpt.section("model") and not ckpt.section("optim")
-    spec = ckpt.spec
+    ckpt, spec = shipped_class_conditional_mnist("mnist-flow")
     assert (spec["schedule"].name, spec["denoiser"].name, spec["objective"].name) == ("flow", "unet-attn", "flow-matching")
     assert spec["denoiser"].options_dict["prediction"] == "flow" and spec["denoiser"].options_dict["channel_mult"] == [1, 4, 6]
-    assert spec["guidance"].name == "cfg" and spec["guidance"].options_dict["p_uncond"] > 0
-    assert spec["denoiser"].options_dict["num_classes"] == 10 and ckpt.dataset["name"] == "mnist"
     assert spec["objective"].options_dict["loc"] == 0.5 and spec["objective"].options_dict["uniform_fraction"] == 0.3
     assert ckpt.step == ckpt.train_config["steps"] == 1868 and ckpt.train_config["lr_schedule"] == "cosine"
 
