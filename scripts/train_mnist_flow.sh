@@ -5,7 +5,7 @@
 # with a uniform share of 0.3 in the τ draws, so that the low-noise end is trained too and unclipped
 # samples come out clean, and twice the benchmark's 11-minute mark: 1,868 steps in one process,
 # the learning rate reaching 0 at the last. On the 4,500 training digits shipped with the datasets plugin.
-#   bash scripts/train_mnist_flow.sh [OUT]      (default OUT: runs/mnist-flow; about 23 minutes on 2 cores)
+#   bash scripts/train_mnist_flow.sh [OUT]      (default OUT: runs/mnist-flow; about 24 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=.venv/bin/difftk

@@ -44,15 +44,14 @@ class FlowMatching:
 
     def flow_times(self, batch: int, generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
         """τ of shape [B] in float64, on (0, 1]."""
+        draw = lambda sample: sample((batch,), generator=generator, device=device, dtype=torch.float64)  # noqa: E731
         if self.time_sampling == "uniform":
-            return 1.0 - torch.rand((batch,), generator=generator, device=device, dtype=torch.float64)
-        n = torch.randn((batch,), generator=generator, device=device, dtype=torch.float64)
-        tau = torch.sigmoid(self.loc + self.scale * n)
+            return 1.0 - draw(torch.rand)  # on (0, 1]
+        tau = torch.sigmoid(self.loc + self.scale * draw(torch.randn))
         if self.uniform_fraction == 0.0:  # no further draws: the generator's stream is the pure logit-normal's
             return tau
-        pick = torch.rand((batch,), generator=generator, device=device, dtype=torch.float64) < self.uniform_fraction
-        uniform = 1.0 - torch.rand((batch,), generator=generator, device=device, dtype=torch.float64)
-        return torch.where(pick, uniform, tau)
+        pick = draw(torch.rand) < self.uniform_fraction
+        return torch.where(pick, 1.0 - draw(torch.rand), tau)
 
     def loss(self, denoiser, schedule, x0: torch.Tensor, cond: torch.Tensor | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
