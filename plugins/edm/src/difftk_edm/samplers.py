@@ -114,6 +114,9 @@ class EDMHeun(_EDMSampler):
     from σ = 2·10⁴ (cosine's t = 1) straight down to σ ≈ 6 (linspace, 10 steps) is far off.
     """
 
+    #: Heun's method: the trapezoidal rule, second order
+    convergence_order: ClassVar[int] = 2
+
     def sample(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None,
                cond: Any = None, generator: torch.Generator | None = None, callback: Any = None) -> torch.Tensor:
         grid = self.sigma_grid(schedule, steps)

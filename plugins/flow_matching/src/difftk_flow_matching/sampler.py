@@ -38,6 +38,8 @@ class FlowEuler(GridSampler):
 
     #: steps when the caller gives none: a few dozen Euler steps suffice on a straight path
     default_steps: ClassVar[int] = 50
+    #: Euler's method
+    convergence_order: ClassVar[int] = 1
 
     def time_grid(self, schedule: NoiseSchedule, steps: int | None) -> np.ndarray:
         """t_K > … > t_1: τ = k/K mapped to the schedule's times (``flow``), or ``times`` or a core
