@@ -27,7 +27,7 @@ import torch
 
 from difftk.checkpoint.files import Checkpoint, load_weights, read_checkpoint
 from difftk.components import plugins
-from difftk.components.protocols import num_classes_of
+from difftk.components.protocols import grid_size_of, learned_variance_of, num_classes_of
 from difftk.errors import CheckpointError, OptionError, UnknownComponentError
 from difftk.pipeline.compose import Pipeline, build, build_component
 from difftk.pipeline.spec import PipelineSpec
@@ -215,7 +215,7 @@ class Model:
         denoiser, _ = self.guided(guidance, guidance_options, scale=scale)
         cond = self.labels(n, labels, denoiser)
         edit = self.edit(n, init, strength, mask)
-        T = getattr(self.schedule, "grid_size", None)
+        T = grid_size_of(self.schedule)
         if edit is not None and T is not None and steps is not None and edit.strength is not None:
             below = round(snap_strength(self.schedule, edit.strength) * T)
             if steps > below:
@@ -308,7 +308,7 @@ def _check_fits(ckpt: Checkpoint, denoiser: torch.nn.Module, device: torch.devic
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise CheckpointError(f"{ckpt.path}: metadata dataset.shape {list(shape)} does not fit the stored network "
                               f"({type(err).__name__}: {first[:160]})") from None
-    factor = 2 if getattr(denoiser, "learned_variance", False) else 1
+    factor = 2 if learned_variance_of(denoiser) else 1
     expected = (1, factor * shape[0], *shape[1:])
     if tuple(y.shape) != expected:
         raise CheckpointError(f"{ckpt.path}: metadata dataset.shape {list(shape)} does not fit the stored network "

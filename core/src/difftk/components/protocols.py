@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from difftk.maths.schedules import Discretization
+from difftk.maths.schedules import Discretization, grid_size_of  # noqa: F401 (grid_size_of: the schedule's declared attribute)
 
 
 @runtime_checkable
@@ -26,7 +26,12 @@ class NoiseSchedule(Protocol):
     (0, 1], non-increasing in t, ᾱ(0) ≈ 1 and ᾱ(1) ≈ 0. ``discretize(T)`` returns T float64
     values ``betas`` in (0, 1) and ``alphas_cumprod`` = cumprod(1 − betas) equal to
     ᾱ(i/T); a discrete schedule reproduces its paper's β exactly on its own grid.
+
+    Declared attribute (read through :func:`grid_size_of`, default ``None``): ``grid_size``, the
+    T of a discrete schedule's native grid i/T, ``None`` for a continuous one.
     """
+
+    grid_size: int | None
 
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor: ...
 
@@ -35,15 +40,24 @@ class NoiseSchedule(Protocol):
 
 @runtime_checkable
 class Denoiser(Protocol):
-    """The network: predicts ε, x₀ or v from (x_t, t, cond).
+    """The network: predicts ε, x₀, v, the score, the flow velocity or EDM's F_θ from (x_t, t, cond).
 
     Contract: ``denoiser(x_t, t, cond=None)`` with x_t of shape [B, ...] and t of shape [B]
     returns a tensor shaped like x_t (twice the channels when ``learned_variance`` is true:
-    the second half is the interpolation v of Nichol & Dhariwal 2021). ``prediction`` is one
-    of ``"eps"``, ``"x0"``, ``"v"``. ``cond`` is an integer class tensor [B] or ``None``.
+    the second half is the interpolation v of Nichol & Dhariwal 2021). ``cond`` is an integer
+    class tensor [B] (index ``num_classes`` is the null class of cfg) or ``None``.
+
+    Declared attributes (read through :func:`num_classes_of` and :func:`learned_variance_of`,
+    whose defaults are 0 and ``False``): ``prediction``, one of
+    :data:`difftk.maths.diffusion.PREDICTIONS` (converted in the core only); ``num_classes``,
+    the classes it is conditioned on; ``learned_variance``. A denoiser that calls another
+    (guidance, edits) derives from :class:`difftk.components.wrapping.DenoiserWrapper`, which
+    carries all three and the variance channels.
     """
 
     prediction: str
+    num_classes: int
+    learned_variance: bool
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor: ...
 
@@ -72,8 +86,18 @@ class Sampler(Protocol):
     callback=None)`` returns a tensor of x_T's shape, dtype and device; with the same seeded
     ``generator`` it returns the same result. Samplers are stateless: the step grid is
     derived inside ``sample`` from ``schedule`` and ``steps``. ``callback``, if given, is
-    called after every step with a :class:`difftk.sampling.steps.StepInfo`.
+    called after every step with a :class:`difftk.sampling.steps.StepInfo` (index 0, 1, …, the
+    total, decreasing times). x_T is left untouched.
+
+    Declared (defaults in :class:`difftk.sampling.steps.GridSampler`, read through
+    :func:`default_steps_of` and :func:`nfe_of`): ``default_steps``, the steps taken when none
+    are given; ``nfe(steps, schedule)``, the denoiser evaluations of one ``sample`` call
+    (``None`` for a sampler that chooses its own steps); optionally ``convergence_order``, the
+    order its error falls at, which :func:`difftk.testing.check_sampler` holds it to.
     """
+
+    default_steps: int
+    nfe: Callable[..., int | None]
 
     def sample(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None,
                cond: torch.Tensor | None = None, generator: torch.Generator | None = None,
@@ -153,12 +177,32 @@ PROTOCOLS: dict[str, type] = {
 }
 
 
+# --- reading what a protocol declares, with its default ---------------------------------------
+
+
 def num_classes_of(denoiser: Any) -> int:
     """Classes a denoiser is conditioned on: its ``num_classes`` attribute or option (0 = none)."""
     value = getattr(denoiser, "num_classes", None)
     if value is None:
         value = getattr(getattr(denoiser, "config", None), "num_classes", 0)
     return int(value or 0)
+
+
+def learned_variance_of(denoiser: Any) -> bool:
+    """Whether a denoiser also outputs the variance interpolation v (twice the channels; default no)."""
+    return bool(getattr(denoiser, "learned_variance", False))
+
+
+def default_steps_of(sampler: Any) -> int | None:
+    """The steps a sampler takes when given none (``None`` when it does not say)."""
+    return getattr(sampler, "default_steps", None)
+
+
+def nfe_of(sampler: Any, steps: int | None, schedule: Any) -> int | None:
+    """Denoiser evaluations of one ``sample`` call with ``steps`` on ``schedule``; ``None`` when the
+    sampler chooses its own steps or does not say."""
+    nfe = getattr(sampler, "nfe", None)
+    return nfe(steps, schedule) if callable(nfe) else None
 
 
 # --- checking a class against its kind's protocol, at registration --------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from difftk.components import plugins
-from difftk.components.protocols import num_classes_of
+from difftk.components.protocols import learned_variance_of, num_classes_of
 from difftk.data.arrays import ArrayDataset
 from difftk.data.images import point_bounds
 from difftk.errors import DifftkError, IncompatibleError, OptionError
@@ -145,7 +145,7 @@ def _probe(denoiser: torch.nn.Module, dataset: ArrayDataset, name: str) -> None:
     finally:
         denoiser.train(was_training)
     expect = list(x.shape)
-    if getattr(denoiser, "learned_variance", False):
+    if learned_variance_of(denoiser):
         expect[1] *= 2
     if list(out.shape) != expect:
         raise IncompatibleError(f"denoiser '{name}' returned shape {tuple(out.shape)} for {dataset.name} examples "

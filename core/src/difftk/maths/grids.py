@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from difftk.errors import OptionError
-from difftk.maths.schedules import alpha_bar_table, log_snr, time_of
+from difftk.maths.schedules import alpha_bar_table, grid_size_of, log_snr, time_of
 
 
 def step_count(schedule: object, steps: int | None, default: int | None = None) -> int:
@@ -17,7 +17,7 @@ def step_count(schedule: object, steps: int | None, default: int | None = None) 
     else T (1000 on a continuous schedule). The one place this rule is written: at least one
     step, and on a discrete schedule of T steps at most T (there are no times between its grid
     points that it was trained on)."""
-    T = getattr(schedule, "grid_size", None)
+    T = grid_size_of(schedule)
     K = int(steps if steps is not None else min(default or T or 1000, T or 1_000_000))
     if K < 1:
         raise OptionError(f"steps={K}: a sampler needs at least 1 step")
@@ -53,7 +53,7 @@ def time_grid(schedule: object, steps: int | None, spacing: str = "linspace", de
     """
     if times is not None:
         return explicit_times(times, steps)
-    T = getattr(schedule, "grid_size", None)
+    T = grid_size_of(schedule)
     K = step_count(schedule, steps, default)
     if spacing == "karras":
         return _karras_times(schedule, K, T)

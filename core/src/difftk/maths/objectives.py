@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from difftk.maths.schedules import grid_size_of
+
 
 def sample_times(schedule: object, batch: int, generator: torch.Generator | None, device: torch.device | str,
                  t_min: float = 0.0) -> torch.Tensor:
     """Training times t of shape [B]: uniform on the grid i/T (i = 1..T) of a discrete schedule,
     uniform on (t_min, 1] for a continuous one (float32)."""
-    T = getattr(schedule, "grid_size", None)
+    T = grid_size_of(schedule)
     if T is not None:
         i = torch.randint(1, T + 1, (batch,), generator=generator, device=device)
         return i.to(torch.float32) / T

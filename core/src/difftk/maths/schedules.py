@@ -77,6 +77,12 @@ class Discretization:
         return np.log(np.concatenate([var[1:2], var[1:]]))
 
 
+def grid_size_of(schedule: Any) -> int | None:
+    """T of a discrete schedule's native grid, ``None`` for a continuous schedule (the default of
+    :attr:`ScheduleBase.grid_size`), for any object with the NoiseSchedule protocol."""
+    return getattr(schedule, "grid_size", None)
+
+
 class ScheduleBase(abc.ABC):
     """Helpers every schedule gets: the continuous rate β(t), log-SNR, σ(t), and a generic
     :meth:`discretize` that samples ᾱ on the grid i/K."""

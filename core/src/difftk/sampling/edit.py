@@ -27,11 +27,11 @@ import attrs
 import numpy as np
 import torch
 
-from difftk.components.protocols import Denoiser, NoiseSchedule
+from difftk.components.protocols import Denoiser, NoiseSchedule, grid_size_of
+from difftk.components.wrapping import DenoiserWrapper
 from difftk.errors import OptionError
 from difftk.maths.diffusion import eps_and_x0, eps_from_x0, expand, target_of
 from difftk.maths.schedules import Discretization, alpha_bar_table, beta_of, time_of
-from difftk.sampling.steps import denoiser_output
 
 
 def snap_strength(schedule: NoiseSchedule, strength: float) -> float:
@@ -39,7 +39,7 @@ def snap_strength(schedule: NoiseSchedule, strength: float) -> float:
     nearest grid time k/T with k ≥ 1."""
     if not 0.0 < strength <= 1.0:
         raise OptionError(f"strength={strength} must lie in (0, 1]: the time the image is noised to (1 = pure noise)")
-    T = getattr(schedule, "grid_size", None)
+    T = grid_size_of(schedule)
     if T is None:
         return float(strength)
     return max(1, round(strength * T)) / T
@@ -50,7 +50,7 @@ class TruncatedSchedule:
 
     def __init__(self, base: NoiseSchedule, strength: float) -> None:
         self.base, self.s = base, snap_strength(base, strength)
-        T = getattr(base, "grid_size", None)
+        T = grid_size_of(base)
         #: a discrete base keeps its grid: s·T of its steps
         self.grid_size = round(self.s * T) if T is not None else None
 
@@ -72,21 +72,18 @@ class TruncatedSchedule:
         return Discretization.from_alphas_cumprod(alpha_bar_table(self, np.arange(1, T + 1, dtype=np.float64) / T))
 
 
-class ShiftedTimeDenoiser(torch.nn.Module):
+class ShiftedTimeDenoiser(DenoiserWrapper):
     """``inner`` asked at t = s·t' when a sampler running on :class:`TruncatedSchedule` asks at t'."""
 
     def __init__(self, inner: Denoiser, strength: float) -> None:
-        super().__init__()
-        self.inner, self.s = inner, float(strength)
-        self.prediction = inner.prediction
-        self.learned_variance = getattr(inner, "learned_variance", False)
-        self.num_classes = getattr(inner, "num_classes", 0)
+        super().__init__(inner)
+        self.s = float(strength)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        return self.inner(x_t, t * self.s, cond=cond)
+    def transform(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
+        return self.inner_output(x_t, t * self.s, cond)
 
 
-class InpaintingDenoiser(torch.nn.Module):
+class InpaintingDenoiser(DenoiserWrapper):
     """``inner`` with its x̂₀ replaced by ``known`` where ``mask`` is 0 (see the module docstring).
 
     ``known`` is [B, *shape] (or one example, broadcast), ``mask`` broadcasts against it: 1 where
@@ -95,25 +92,21 @@ class InpaintingDenoiser(torch.nn.Module):
     """
 
     def __init__(self, inner: Denoiser, schedule: NoiseSchedule, known: torch.Tensor, mask: torch.Tensor) -> None:
-        super().__init__()
         if not torch.all((mask == 0) | (mask == 1)):
             raise OptionError("mask must hold 0 (keep the pixel) or 1 (generate it) only")
-        self.inner, self.schedule = inner, schedule
+        super().__init__(inner)
+        self.schedule = schedule
         self.known, self.mask = known, mask.to(known.dtype)
-        self.prediction = inner.prediction
-        self.learned_variance = getattr(inner, "learned_variance", False)
-        self.num_classes = getattr(inner, "num_classes", 0)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        out, var_interp = denoiser_output(self.inner, x_t, t, cond)
+    def transform(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
+        out, var_interp = self.inner_output(x_t, t, cond)
         alpha_bar = self.schedule.alpha_bar(t.to(torch.float64))
         ab = expand(alpha_bar, x_t)
         _, x0 = eps_and_x0(self.prediction, out.to(torch.float64), x_t.to(torch.float64), ab)
         known, mask = self.known.to(x_t.device, torch.float64), self.mask.to(x_t.device, torch.float64)
         x0 = mask * x0 + (1 - mask) * known
         eps = eps_from_x0(x_t.to(torch.float64), x0, ab)
-        replaced = target_of(self.prediction, x0, eps, ab).to(out.dtype)
-        return replaced if var_interp is None else torch.cat([replaced, var_interp], dim=1)
+        return target_of(self.prediction, x0, eps, ab).to(out.dtype), var_interp
 
 
 @attrs.frozen(eq=False)

@@ -9,7 +9,7 @@ import attrs
 import numpy as np
 import torch
 
-from difftk.components.protocols import Denoiser, NoiseSchedule
+from difftk.components.protocols import Denoiser, NoiseSchedule, learned_variance_of
 from difftk.maths.diffusion import eps_and_x0, eps_from_x0, x0_from_eps
 from difftk.maths.grids import SPACINGS, time_grid
 from difftk.maths.schedules import alpha_bar_table
@@ -50,6 +50,7 @@ class StepInfo:
     t_next: float  # the time it arrived at (0.0 after the last step)
     x: torch.Tensor  # the state at t_next
     x0: torch.Tensor  # the denoiser's estimate of x₀ at t
+    nfe: int | None = None  # denoiser evaluations so far in this call, from samplers that count them as they go
 
 
 def denoiser_output(denoiser: Denoiser, x_t: torch.Tensor, t: torch.Tensor,
@@ -57,7 +58,7 @@ def denoiser_output(denoiser: Denoiser, x_t: torch.Tensor, t: torch.Tensor,
     """The denoiser's prediction in its own parameterisation, and the variance interpolation
     output of a learned-variance model (``None`` otherwise)."""
     out = denoiser(x_t, t, cond=cond)
-    if getattr(denoiser, "learned_variance", False):
+    if learned_variance_of(denoiser):
         out, var_interp = out.chunk(2, dim=1)
         return out, var_interp
     return out, None
@@ -184,6 +185,11 @@ class GridSampler(abc.ABC):
         """t_K > … > t_1, float64: ``times`` if given, else ``steps`` (or :attr:`default_steps`) by ``spacing``."""
         return time_grid(schedule, steps, self.spacing, default=self.default_steps, times=self.times)
 
+    def nfe(self, steps: int | None, schedule: NoiseSchedule) -> int | None:
+        """Denoiser evaluations of ``sample``: by default one per grid time (a sampler that makes more,
+        or chooses its own steps, says so by overriding this)."""
+        return len(self.time_grid(schedule, steps))
+
 
 @attrs.frozen
 class AffineSampler(GridSampler):
@@ -195,10 +201,6 @@ class AffineSampler(GridSampler):
     @abc.abstractmethod
     def plan(self, schedule: NoiseSchedule, steps: int | None) -> AffineSteps:
         """The float64 coefficients of every step on the grid ``self.grid(schedule, steps)``."""
-
-    def nfe(self, steps: int | None, schedule: NoiseSchedule) -> int:
-        """Denoiser evaluations of :meth:`sample`: one per step."""
-        return len(self.time_grid(schedule, steps))
 
     def grid(self, schedule: NoiseSchedule, steps: int | None) -> tuple[Any, Any]:
         """Times t_K > … > t_1 > 0 visited (with the final 0) and ᾱ at them, float64."""

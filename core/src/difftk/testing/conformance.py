@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from difftk.components.protocols import num_classes_of, protocol_problem
+from difftk.components.protocols import grid_size_of, learned_variance_of, num_classes_of, protocol_problem
+from difftk.components.wrapping import DenoiserWrapper
 from difftk.maths.diffusion import PREDICTIONS
 from difftk.maths.schedules import Discretization
 from difftk.testing.oracles import GaussianOracle
@@ -91,7 +92,7 @@ def check_schedule(schedule: Any, *, points: int = 2001, discretize_steps: tuple
         fail(f"ᾱ(0) must be ≈ 1 (data at t=0), got {ab[0]:.6g}")
     if ab[-1] > 1e-2:
         fail(f"ᾱ(1) must be ≈ 0 (noise at t=1), got {ab[-1]:.6g}")
-    discrete = getattr(schedule, "grid_size", None) is not None
+    discrete = grid_size_of(schedule) is not None
     steps = tuple(discretize_steps) + ((schedule.grid_size,) if discrete else (1000,))
     L = max(1.0, -float(torch.log(ab[-1] if ab[-1] > 0 else ab[-2])))
     for T in steps:
@@ -168,7 +169,7 @@ def check_denoiser(denoiser: Any, shape: tuple[int, ...], *, num_classes: int | 
     t = torch.rand(shape[0], generator=g).clamp(1e-3, 1.0)
     conds = [None] + ([torch.arange(shape[0]) % num_classes] if num_classes else [])
     expect = list(shape)
-    if getattr(denoiser, "learned_variance", False):
+    if learned_variance_of(denoiser):
         expect[1] *= 2
     with torch.no_grad():
         for cond in conds:
@@ -227,17 +228,16 @@ def check_objective(objective: Any, schedule: Any | None = None, *, shape: tuple
 
 # --- samplers -----------------------------------------------------------------------------------
 
-class _Counting(torch.nn.Module):
+class _Counting(DenoiserWrapper):
     """``inner`` with its calls counted (what ``nfe`` is held to)."""
 
     def __init__(self, inner: Any) -> None:
-        super().__init__()
-        self.inner, self.calls = inner, 0
-        self.prediction, self.num_classes, self.learned_variance = inner.prediction, 0, False
+        super().__init__(inner)
+        self.calls = 0
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         self.calls += 1
-        return self.inner(x, t, cond=cond)
+        return super().forward(x, t, cond)
 
 
 #: the data of the exact oracle the kit samples: N(MEAN, STD²) per coordinate
@@ -287,7 +287,7 @@ def _convergence(fail: Callable[[str], None], sampler: Any, schedule: Any, oracl
     one, to the data's mean and standard deviation. With a stated ``convergence_order`` p, four times
     the steps must divide a deterministic sampler's error by at least 4^(p − ½)."""
     x_T = torch.randn(CONVERGENCE_STARTS, *oracle.event_shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    grid_size = getattr(schedule, "grid_size", None)
+    grid_size = grid_size_of(schedule)
     k2 = min(CONVERGENCE_STEPS[1], grid_size or CONVERGENCE_STEPS[1])
     k1 = max(1, k2 * CONVERGENCE_STEPS[0] // CONVERGENCE_STEPS[1])
     runs = []

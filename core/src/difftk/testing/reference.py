@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from difftk.components.protocols import num_classes_of
 from difftk.maths.diffusion import PREDICTIONS
 from difftk.maths.schedules import ContinuousSchedule, DiscreteSchedule
 from difftk.options import option
@@ -90,7 +91,7 @@ class WithLearnedVariance(nn.Module):
         super().__init__()
         self.inner, self.fill = inner, float(fill)
         self.prediction = inner.prediction
-        self.num_classes = getattr(inner, "num_classes", 0)
+        self.num_classes = num_classes_of(inner)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         out = self.inner(x, t, cond=cond)

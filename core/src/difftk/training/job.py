@@ -16,6 +16,7 @@ from difftk.checkpoint.files import (
     Checkpoint,
     read_checkpoint,
 )
+from difftk.components.protocols import grid_size_of
 from difftk.data.arrays import ArrayDataset
 from difftk.data.fitting import describe_dataset, fit_to_data
 from difftk.errors import OptionError
@@ -113,7 +114,7 @@ def _train_locked(spec, dataset, config, *, out, resume, device, reporter, datas
         checkpoint = read_checkpoint(paths.checkpoint)
     torch.manual_seed(config.seed)
     pipeline, filled = fit_to_data(spec, dataset, source=source)
-    T = getattr(pipeline.schedule, "grid_size", None)
+    T = grid_size_of(pipeline.schedule)
     if config.sample_steps is not None and T is not None and config.sample_steps > T:
         raise OptionError(f"sample_steps={config.sample_steps} is more than the schedule's T={T}: use at most {T}")
     world = distributed.current().world

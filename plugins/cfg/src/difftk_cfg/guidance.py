@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import attrs
 import torch
 from difftk.components.protocols import Denoiser, NoiseSchedule, num_classes_of
+from difftk.components.wrapping import DenoiserWrapper
 from difftk.errors import IncompatibleError, OptionError
 from difftk.options import option
 
@@ -57,7 +58,7 @@ class ClassifierFreeGuidance:
         return CFGDenoiser(denoiser, self.scale)
 
 
-class CFGDenoiser(torch.nn.Module):
+class CFGDenoiser(DenoiserWrapper):
     """A denoiser whose output is (1+w)·out(x_t, c) − w·out(x_t, ∅) (Ho & Salimans 2022, eq. 6).
 
     The conditional and unconditional passes run as one batch of 2B. The combination is taken
@@ -69,23 +70,17 @@ class CFGDenoiser(torch.nn.Module):
     """
 
     def __init__(self, denoiser: Denoiser, scale: float) -> None:
-        super().__init__()
-        self.inner = denoiser
+        super().__init__(denoiser)
         self.scale = float(scale)
-        self.prediction = denoiser.prediction
-        self.learned_variance = bool(getattr(denoiser, "learned_variance", False))
-        self.num_classes = num_classes_of(denoiser)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def transform(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
         if cond is None:
             raise OptionError("guidance 'cfg' needs class labels to guide toward: give label=L "
                               f"(0..{self.num_classes - 1}) or leave it out for one row per class")
         if self.scale == 0.0:
-            return self.inner(x_t, t, cond=cond)
+            return self.inner_output(x_t, t, cond)
         null = torch.full_like(cond, self.num_classes)
-        out = self.inner(torch.cat([x_t, x_t]), torch.cat([t, t]), cond=torch.cat([cond, null]))
-        out_c, out_u = out.chunk(2, dim=0)
-        if self.learned_variance:
-            (pred_c, var_c), (pred_u, _) = out_c.chunk(2, dim=1), out_u.chunk(2, dim=1)
-            return torch.cat([pred_c + self.scale * (pred_c - pred_u), var_c], dim=1)
-        return out_c + self.scale * (out_c - out_u)  # = (1+w)·out_c − w·out_u
+        pred, var = self.inner_output(torch.cat([x_t, x_t]), torch.cat([t, t]), cond=torch.cat([cond, null]))
+        pred_c, pred_u = pred.chunk(2, dim=0)
+        var_c = var.chunk(2, dim=0)[0] if var is not None else None
+        return pred_c + self.scale * (pred_c - pred_u), var_c  # = (1+w)·out_c − w·out_u

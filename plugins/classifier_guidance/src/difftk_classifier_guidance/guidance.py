@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 import torch
 from difftk.components.protocols import Denoiser, NoiseSchedule, num_classes_of
+from difftk.components.wrapping import DenoiserWrapper
 from difftk.errors import IncompatibleError, OptionError
 from difftk.maths.diffusion import convert, eps_from_score
 from difftk.options import option
@@ -47,7 +48,7 @@ class ClassifierGuidance:
         return ClassifierGuidedDenoiser(denoiser, schedule, classifier, self.scale)
 
 
-class ClassifierGuidedDenoiser(torch.nn.Module):
+class ClassifierGuidedDenoiser(DenoiserWrapper):
     """The wrapped denoiser with ε̂ shifted by −s·√(1−ᾱ)·∇ₓ log p_φ(y | x_t) (eq. 14).
 
     The output keeps the wrapped denoiser's parameterisation (ε̂ is converted to ε̃ and back)
@@ -57,11 +58,9 @@ class ClassifierGuidedDenoiser(torch.nn.Module):
     """
 
     def __init__(self, denoiser: Denoiser, schedule: NoiseSchedule, classifier: Any, scale: float) -> None:
-        super().__init__()
-        self.inner, self.schedule, self.classifier = denoiser, schedule, classifier
+        super().__init__(denoiser)
+        self.schedule, self.classifier = schedule, classifier
         self.scale = float(scale)
-        self.prediction = denoiser.prediction
-        self.learned_variance = bool(getattr(denoiser, "learned_variance", False))
         self.num_classes = classifier_classes(classifier) or num_classes_of(denoiser)
         self.conditional = num_classes_of(denoiser) > 0
 
@@ -83,19 +82,17 @@ class ClassifierGuidedDenoiser(torch.nn.Module):
             (grad,) = torch.autograd.grad(log_p, x)
         return grad.to(x_t.dtype)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def transform(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
         if cond is None:
             raise OptionError("guidance 'classifier' needs class labels to guide toward: give label=L "
                               f"(0..{self.num_classes - 1}) or leave it out for one row per class")
-        out = self.inner(x_t, t, cond=cond if self.conditional else None)
+        pred, var = self.inner_output(x_t, t, cond=cond if self.conditional else None)
         if self.scale == 0.0:
-            return out
-        pred, var = out.chunk(2, dim=1) if self.learned_variance else (out, None)
+            return pred, var
         alpha_bar = self.schedule.alpha_bar(t.to(torch.float64))
         eps = convert(self.prediction, pred, "eps", x_t, alpha_bar)
         # eq. 14: ε̃ = −√(1−ᾱ)·(∇log p_t(x) + s·∇log p_φ(y|x_t)) = ε̂ + s·(the classifier's score as an ε),
         # converted in float64 (1 − ᾱ is ~1e-4 near t = 0)
         grad = self.log_prob_grad(x_t, t, cond).to(torch.float64)
         eps = eps + self.scale * eps_from_score(grad, alpha_bar).to(x_t.dtype)
-        pred = convert("eps", eps, self.prediction, x_t, alpha_bar)
-        return torch.cat([pred, var], dim=1) if var is not None else pred
+        return convert("eps", eps, self.prediction, x_t, alpha_bar), var

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from difftk.components.protocols import grid_size_of
 from difftk.errors import DifftkError, IncompatibleError, OutputError
 from difftk.pipeline.compose import build_component
 
@@ -43,7 +44,7 @@ def _candidates(betas: np.ndarray) -> list[dict[str, Any]]:
 def fit_schedule(schedule: Any, spec: Any) -> tuple[dict[str, Any], str]:
     """The β keys of a scheduler config that reproduce ``schedule`` (built from the ComponentSpec
     ``spec``), and how they were chosen, in words."""
-    T = getattr(schedule, "grid_size", None)
+    T = grid_size_of(schedule)
     name = spec.name
     if T is None:
         raise IncompatibleError(f"schedule '{name}' is continuous: diffusers' schedulers hold T discrete β, so only a "

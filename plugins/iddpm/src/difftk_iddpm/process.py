@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import numpy as np
 import torch
-from difftk.components.protocols import NoiseSchedule
+from difftk.components.protocols import NoiseSchedule, grid_size_of
 from difftk.maths.diffusion import Posterior, expand, posterior
 from difftk.maths.grids import time_grid
 from difftk.maths.schedules import Discretization, alpha_bar_table
@@ -77,7 +77,7 @@ def process(schedule: NoiseSchedule, steps: int | None = None, spacing: str = "l
     """The process on ``steps`` grid times of ``schedule`` chosen by ``spacing``; without ``steps``
     ``default`` of them (at most T), else all T (a continuous schedule is discretized to
     :data:`CONTINUOUS_T` steps); ``times`` gives the grid explicitly."""
-    T = getattr(schedule, "grid_size", None)
+    T = grid_size_of(schedule)
     times = time_grid(schedule, steps, spacing, default=default or T or CONTINUOUS_T, times=times)[::-1].copy()
     disc = Discretization.from_alphas_cumprod(alpha_bar_table(schedule, times))
     return Process(times=times, disc=disc, post=posterior(disc.alphas_cumprod_prev, disc.alphas_cumprod))

@@ -3,7 +3,7 @@ reverse SDE (eq. 6), and the probability-flow ODE (eq. 13).
 
 Each works with any schedule through ᾱ(t) and β(t), and reports the number of denoiser
 evaluations (NFE): ``sample_with_nfe`` returns (x, nfe) and every step's callback receives an
-:class:`~difftk_vp_sde.sde.NFEStepInfo`.
+:class:`~difftk.sampling.steps.StepInfo` with ``nfe``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from difftk.maths.grids import SPACINGS, time_grid
 from difftk.maths.ode import dopri5, estimated_total, fixed_steps
 from difftk.maths.schedules import time_of
 from difftk.options import option
-from difftk.sampling.steps import GridSampler, batch_time, denoiser_output, noise_like, times_option
+from difftk.sampling.steps import GridSampler, StepInfo, batch_time, denoiser_output, noise_like, times_option
 
-from difftk_vp_sde.sde import NFEStepInfo, ScoreFunction, per_example_norm
+from difftk_vp_sde.sde import ScoreFunction, per_example_norm
 
 
 def _eps_option(default: float) -> Any:
@@ -35,7 +35,7 @@ def _denoise(score_fn: ScoreFunction, x: torch.Tensor, eps: float, index: int, t
     """Tweedie's x̂₀ = (x + (1−ᾱ)∇log p)/√ᾱ = E[x₀ | x_ε] at the last time (Efron 2011, eq. 2.8)."""
     _, x0 = score_fn(x, eps)
     if callback is not None:
-        callback(NFEStepInfo(index=index, total=total, t=eps, t_next=0.0, x=x0, x0=x0, nfe=score_fn.nfe))
+        callback(StepInfo(index=index, total=total, t=eps, t_next=0.0, x=x0, x0=x0, nfe=score_fn.nfe))
     return x0
 
 
@@ -87,7 +87,7 @@ class _ReverseSDESampler(GridSampler, _CountingSampler):
             t, s = float(times[k]), float(times[k + 1])
             x, x0 = self._step(score_fn, x, t, s, k == K - 1, generator)
             if callback is not None:
-                callback(NFEStepInfo(index=k, total=total, t=t, t_next=s, x=x, x0=x0, nfe=score_fn.nfe))
+                callback(StepInfo(index=k, total=total, t=t, t_next=s, x=x, x0=x0, nfe=score_fn.nfe))
         if self.denoise:
             x = _denoise(score_fn, x, float(times[-1]), K, total, callback)
         return x, score_fn.nfe
@@ -269,7 +269,7 @@ class ProbabilityFlowODE(_CountingSampler):
             if self.method == "rk45":  # the solver's step count is known only at the end: an estimate
                 state["total"] = estimated_total(index, phi_next, phis[-1], phi_next - phi) + extra
             if callback is not None:
-                callback(NFEStepInfo(index=index, total=state["total"], t=t, t_next=t_next, x=x, x0=x0, nfe=flow.nfe))
+                callback(StepInfo(index=index, total=state["total"], t=t, t_next=t_next, x=x, x0=x0, nfe=flow.nfe))
 
         if self.method == "rk45":
             x, _ = dopri5(flow, x_T, phis[0], phis[-1], rtol=self.rtol, atol=self.atol, max_steps=self.max_steps,
@@ -279,7 +279,7 @@ class ProbabilityFlowODE(_CountingSampler):
         if self.denoise:
             _, x0 = flow(phis[-1], x)
             if callback is not None:
-                callback(NFEStepInfo(index=state["steps"], total=state["steps"] + 1, t=float(times[-1]), t_next=0.0,
+                callback(StepInfo(index=state["steps"], total=state["steps"] + 1, t=float(times[-1]), t_next=0.0,
                                      x=x0, x0=x0, nfe=flow.nfe))
             x = x0
         return x, flow.nfe

@@ -9,20 +9,12 @@ Every schedule works through its continuous view: ᾱ(t) and β(t) = −d log �
 
 from __future__ import annotations
 
-import attrs
 import numpy as np
 import torch
 from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.maths.diffusion import score_from_eps
 from difftk.maths.schedules import beta_of
-from difftk.sampling.steps import StepInfo, batch_time, predict
-
-
-@attrs.frozen
-class NFEStepInfo(StepInfo):
-    """:class:`~difftk.sampling.steps.StepInfo` plus ``nfe``: denoiser evaluations so far in this call."""
-
-    nfe: int = 0
+from difftk.sampling.steps import batch_time, predict
 
 
 class ScoreFunction:
