@@ -5,12 +5,14 @@ from pathlib import Path
 
 import difftk
 import difftk.model
+import difftk.testing.toys as toys
 import pytest
 import torch
 from cli_runner import run
 from difftk.errors import OptionError
 from difftk.evaluation.compare import compare, context_for, held_out_data
 from difftk.model import Model
+from difftk.testing import plugin_host
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -203,3 +205,46 @@ def test_in_cli_terms_translates_only_the_flags(library, cli):
     from difftk_cli.console import in_cli_terms
 
     assert in_cli_terms(library) == cli
+
+
+# --- loading needs only what sampling uses ------------------------------------------------------------------------
+
+
+class OwnSamplerPlugin:
+    """A third-party plugin with one sampler: deterministic DDIM written as an affine plan."""
+
+    @staticmethod
+    @difftk.hookimpl
+    def difftk_register_components(register):
+        import attrs
+        import numpy as np
+        from difftk.sampling.steps import AffineSampler, AffineSteps
+
+        @attrs.frozen
+        class OwnDDIM(AffineSampler):
+            def plan(self, schedule, steps):
+                times, ab = self.grid(schedule, steps)
+                return AffineSteps(times=times, alpha_bars=ab, c_x0=np.sqrt(ab[1:]), c_xt=0.0,
+                                   c_eps=np.sqrt(1 - ab[1:]), sigma=0.0)
+
+        register.add_sampler("own-ddim", OwnDDIM)
+
+
+def test_a_model_loads_and_samples_without_its_pipelines_sampler_plugin(toy_pipeline, register_plugin):
+    assert register_plugin(OwnSamplerPlugin, "own_sampler")
+    assert run("compose", "--schedule", "linear", "--sampler", "own-ddim", "--denoiser", "tiny", "--objective", "simple",
+               "--set", "schedule.T=50", "-o", "own.toml").exit_code == 0
+    assert run("train", "own.toml", "--data", "toy-images", "--steps", 2, "--out", "run", "--sample-every", 0).exit_code == 0
+    with_own = difftk.load("run").sample(2, steps=4)
+    with plugin_host() as host:  # the sampler's plugin is gone; the denoiser's (toys) is there
+        host.register(toys, name="toys")
+        model = difftk.load("run")
+        x = model.sample(2, sampler="ddim", steps=4)  # any installed sampler samples it
+        assert x.shape == with_own.shape and torch.isfinite(x).all()
+        torch.testing.assert_close(x, with_own, rtol=0, atol=1e-6)  # the same update as own-ddim
+        with pytest.raises(difftk.errors.UnknownComponentError,
+                           match=r"needs sampler 'own-ddim' from plugin 'own_sampler'.*, which is not installed: install "
+                                 r"it, or choose another sampler"):
+            model.sample(2, steps=4)
+        cli = run("sample", "run", "-n", 2, "-o", "x.png", "--sampler", "ddim", "--steps", 4)
+        assert cli.exit_code == 0, cli.output

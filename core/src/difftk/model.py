@@ -29,7 +29,7 @@ from difftk.checkpoint.files import Checkpoint, load_weights, read_checkpoint
 from difftk.components import plugins
 from difftk.components.protocols import grid_size_of, learned_variance_of, num_classes_of
 from difftk.errors import CheckpointError, OptionError, UnknownComponentError
-from difftk.pipeline.compose import Pipeline, build, build_component
+from difftk.pipeline.compose import Absent, Pipeline, build, build_component
 from difftk.pipeline.spec import PipelineSpec
 from difftk.sampling.draw import class_labels, generate, parse_label
 from difftk.sampling.edit import Edit, snap_strength
@@ -137,6 +137,8 @@ class Model:
             if options:
                 raise OptionError("sampler options cannot be applied to a sampler given as an instance")
             return sampler
+        if isinstance(self.pipeline.sampler, Absent) and (sampler is None or sampler == self.pipeline.sampler.name):
+            raise self.pipeline.sampler.error()
         if sampler is None and not options:
             return self.pipeline.sampler
         return build_component("sampler", sampler, options, base=self.pipeline.spec.get("sampler"))
@@ -153,6 +155,8 @@ class Model:
             return None
         if guidance is not None and not isinstance(guidance, str):
             wrapper = guidance
+        elif isinstance(self.pipeline.guidance, Absent) and (guidance is None or guidance == self.pipeline.guidance.name):
+            raise self.pipeline.guidance.error()
         elif guidance is None and scale is None and not options:
             return self.pipeline.guidance
         else:
@@ -168,8 +172,10 @@ class Model:
         """(the denoiser to sample, the guidance wrapped around it or ``None``), by the rule of
         the module docstring: the pipeline's own guidance steers class-conditional models only."""
         explicit = guidance is not None or scale is not None or bool(options)
+        if not explicit and self.num_classes == 0:
+            return self.denoiser, None
         wrapper = self.guidance(guidance, options, scale=scale)
-        if wrapper is None or (not explicit and self.num_classes == 0):
+        if wrapper is None:
             return self.denoiser, None
         return wrapper.wrap(self.denoiser, self.schedule), wrapper
 
@@ -261,13 +267,20 @@ def describe(data: Any) -> dict[str, Any]:
     return {"kind": kind, "shape": list(shape), "name": getattr(data, "name", "")}
 
 
+#: pipeline parts a model can be loaded and sampled without: another sampler or guidance takes their
+#: place, and the objective only trains
+SAMPLING_ONLY: tuple[str, ...] = ("sampler", "guidance", "objective")
+
+
 def load(source: str | Path, device: torch.device | str = "cpu") -> Model:
     """The trained model in ``source``: a checkpoint file, a run directory, the name of a model a plugin
     ships (``difftk plugins`` lists them), or else what a plugin's ``difftk_load_model`` reads (the diffusers
     bridge: a diffusers model folder). Its pipeline is built, the EMA weights loaded (eval mode, on ``device``).
 
     A component whose plugin is not installed is named (``… needs denoiser 'unet-attn' from
-    plugin 'unet_attn' 0.1.0, which is not installed``).
+    plugin 'unet_attn' 0.1.0, which is not installed``): at once for the schedule and the denoiser,
+    and only when it would be used for the sampler, guidance and objective (:data:`SAMPLING_ONLY`),
+    so any installed sampler still samples the model.
     """
     try:
         ckpt = read_checkpoint(source)
@@ -278,7 +291,7 @@ def load(source: str | Path, device: torch.device | str = "cpu") -> Model:
         return model
     if "shape" not in ckpt.dataset:
         raise CheckpointError(f"{ckpt.path}: metadata 'dataset' lacks the data shape")
-    pipeline = build(ckpt.spec, source=str(ckpt.path))
+    pipeline = build(ckpt.spec, source=str(ckpt.path), absent_ok=SAMPLING_ONLY)
     if pipeline.denoiser is None or not isinstance(pipeline.denoiser, torch.nn.Module):
         raise CheckpointError(f"{ckpt.path}: the stored pipeline has no trainable denoiser")
     ema = ckpt.section("ema")

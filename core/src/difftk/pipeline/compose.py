@@ -169,19 +169,54 @@ def check_pipeline(pipeline: Pipeline) -> None:
         raise IncompatibleError(f"a plugin's pipeline check failed: {type(err).__name__}: {err}") from None
 
 
-def build(spec: PipelineSpec, *, source: str = "pipeline") -> Pipeline:
-    """Create the live pipeline a spec describes; a missing plugin is named."""
+@attrs.frozen
+class Absent:
+    """A part of a stored pipeline whose plugin is not installed. A model loads without it (any other
+    sampler samples it); using the part itself raises the one-line error that names the plugin."""
+
+    kind: str
+    name: str
+    message: str
+
+    #: nothing to check against the other parts
+    check_pipeline = None
+
+    def error(self) -> UnknownComponentError:
+        return UnknownComponentError(f"{self.message}: install it, or choose another {self.kind} "
+                                     "(`difftk plugins` lists the installed ones)")
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        raise self.error()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error()
+
+
+def build(spec: PipelineSpec, *, source: str = "pipeline", absent_ok: tuple[str, ...] = ()) -> Pipeline:
+    """Create the live pipeline a spec describes; a missing plugin is named. A part of a kind in
+    ``absent_ok`` whose plugin is missing becomes an :class:`Absent`, which names it when used."""
+    absent: dict[str, Absent] = {}
     for kind, comp in spec.components:
         try:
             plugins.registry().get(kind, comp.name)
         except UnknownComponentError as err:
             if comp.plugin and comp.plugin not in plugins.records():
-                raise UnknownComponentError(
-                    f"{source} needs {kind} '{comp.name}' from plugin '{comp.plugin}'"
-                    f"{' ' + comp.version if comp.version else ''}, which is not installed"
-                ) from None
-            raise UnknownComponentError(f"{source}: {err}") from None
-    return compose(**{kind: {"name": c.name, "options": c.options_dict} for kind, c in spec.components})
+                message = (f"{source} needs {kind} '{comp.name}' from plugin '{comp.plugin}'"
+                           f"{' ' + comp.version if comp.version else ''}, which is not installed")
+            else:
+                message = f"{source}: {err}"
+            if kind not in absent_ok:
+                raise UnknownComponentError(message) from None
+            absent[kind] = Absent(kind, comp.name, message)
+    present = {kind: {"name": c.name, "options": c.options_dict} for kind, c in spec.components if kind not in absent}
+    if not absent:
+        return compose(**present)
+    live = {kind: _resolve(kind, value, {}, False)[0] for kind, value in present.items()}
+    pipeline = Pipeline(spec=spec, **live, **absent)
+    check_pipeline(pipeline)
+    return pipeline
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
