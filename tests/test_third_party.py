@@ -55,14 +55,19 @@ def _package(root: Path, name: str, module_text: str) -> Path:
     return pkg
 
 
+#: one scaffolded plugin of every kind `difftk new-plugin` writes
+SCAFFOLDS = {"snr-linear": "schedule", "my-sampler": "sampler", "my-loss": "objective", "my-net": "denoiser",
+             "my-guidance": "guidance", "my-metric": "metric", "my-data": "dataset"}
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """A directory with the example plugin, two scaffolded plugins and three broken ones installed
+    """A directory with the example plugin, a scaffolded plugin of every kind and three broken ones installed
     into it by pip (one build each, from copies in a temporary directory)."""
     tmp = tmp_path_factory.mktemp("third_party")
     example = shutil.copytree(ROOT / "docs" / "example-plugin", tmp / "example-plugin")
     made = []
-    for name, kind in (("snr-linear", "schedule"), ("my-sampler", "sampler")):
+    for name, kind in SCAFFOLDS.items():
         out = tmp / f"difftk-{name}"
         result = subprocess.run([DIFFTK, "new-plugin", name, "--kind", kind, "-o", str(out)], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
@@ -90,8 +95,9 @@ def test_installed_plugins_appear_and_broken_ones_are_named_with_the_reason(site
     assert rows["laplace_schedule"]["distribution"] == "difftk-laplace-schedule"
     assert rows["laplace_schedule"]["version"] == "0.1.0"
     assert all(not row["conflicts"] for row in rows.values())  # no component name is claimed twice
-    assert rows["snr_linear"]["components"] == {"schedule": ["snr-linear"]}
-    assert rows["my_sampler"]["components"] == {"sampler": ["my-sampler"]}
+    for name, kind in SCAFFOLDS.items():
+        assert rows[name.replace("-", "_")]["components"] == {kind: [name]}
+        assert rows[name.replace("-", "_")]["status"] == "loaded"
     assert rows["broken_import"]["status"] == "skipped" and "import failed: ModuleNotFoundError" in rows["broken_import"]["error"]
     assert rows["broken_hook"]["status"] == "skipped" and "the plugin's own bug" in rows["broken_hook"]["error"]
     assert rows["broken_registration"]["status"] == "skipped" and "NotAttrs" in rows["broken_registration"]["error"]
