@@ -8,6 +8,7 @@ from pathlib import Path
 
 import difftk
 from click.testing import CliRunner
+from cli_runner import one_line_error
 from difftk_cli.main import cli
 
 DIFFTK = str(Path(sys.executable).with_name("difftk"))
@@ -24,11 +25,36 @@ def test_plugins_table():
         assert word in result.output
 
 
+def test_plugins_shows_default_steps_beside_samplers_only():
+    table = run("plugins").output
+    assert "schedule: edm " in table and "schedule: edm (" not in table and "sampler: edm (18 steps)" in table
+
+
+def test_plugins_name_shows_each_components_options_with_help_and_defaults():
+    result = run("plugins", "ddim")
+    assert result.exit_code == 0, result.output
+    assert "sampler ddim (plugin ddim" in result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("│ eta "))
+    assert "float" in row and "0.0" in row and "0 ≤ x ≤ 1" in row and "stochasticity" in row
+    every = run("plugins", "edm").output  # a name three kinds share: all three
+    assert all(f"{kind} edm (plugin edm" in every for kind in ("schedule", "objective", "sampler"))
+    assert "did you mean 'ddim'" in one_line_error(run("plugins", "dimd"))
+
+
+def test_plugins_output_to_a_file_is_not_cut_to_80_columns():
+    lines = run("plugins", "ddim").output.splitlines()
+    assert max(map(len, lines)) > 100  # help texts on one row, not folded into an 80-column table
+    assert any("(σ spaced with ρ = 7) or logsnr (evenly in log-SNR)" in line for line in lines)
+
+
 def test_plugins_json():
     rows = {r["name"]: r for r in json.loads(run("plugins", "--json").output)}
     assert rows["ddpm"]["components"]["schedule"] == ["linear", "quadratic", "sigmoid"]
     assert rows["ddim"]["components"] == {"sampler": ["ddim"]}
     assert rows["ddpm"]["status"] == "loaded"
+    eta = next(o for o in rows["ddim"]["options"]["sampler"]["ddim"] if o["name"] == "eta")
+    assert eta == {"name": "eta", "type": "float", "default": 0.0, "required": False, "ge": 0.0, "le": 1.0,
+                   "help": "stochasticity: 0 deterministic DDIM, 1 DDPM-like"}
 
 
 def test_compose_writes_a_file_that_reads_back_the_same(tmp_path):

@@ -66,3 +66,20 @@ def test_compare_sets_a_sampler_option_on_every_cell(tmp_path):
         run("compare", "mnist-cfg", "--metric", "kid", "--sampler", "ddim", "--set", "sampler.eta=x", "-o", tmp_path))
     assert "only metric and sampler options" in one_line_error(
         run("compare", "mnist-cfg", "--metric", "kid", "--set", "guidance.scale=2", "-o", tmp_path))
+
+
+def test_compare_reports_the_nfe_of_each_cell(tmp_path):
+    """Heun makes two evaluations per step but one on the last, DDIM one per step: the NFE column says so."""
+    result = run("compare", "mnist-cfg", "--metric", "accuracy", "--sampler", "ddim,heun", "--steps", 3, "-n", 10,
+                 "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    rows = {r["sampler"]: r for r in csv.DictReader((tmp_path / "compare.csv").open())}
+    assert (rows["ddim"]["nfe"], rows["heun"]["nfe"]) == ("3", "5")
+    assert "NFE" in result.stdout
+
+
+def test_the_nfe_is_asked_of_the_schedule_samplers_are_handed():
+    """mnist-flow's schedule reaches pure noise; samplers get it with ᾱ(1) raised to a floor, and so does nfe_of."""
+    from difftk.components.protocols import nfe_of
+
+    assert nfe_of(difftk.create("sampler", "heun"), 10, difftk.load("mnist-flow").schedule) == 19

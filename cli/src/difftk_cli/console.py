@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import warnings
@@ -11,7 +12,9 @@ from difftk.errors import DifftkError
 from rich.console import Console
 from rich.markup import escape
 
-out = Console(highlight=False, soft_wrap=True)
+#: output that is not a terminal (a file, a pipe) is not cut to 80 columns: tables keep their full rows
+WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 10_000
+out = Console(highlight=False, soft_wrap=True, width=WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 #: exit status of an error the user can fix (bad name, option, file)
@@ -35,7 +38,7 @@ FLAGS: tuple[str, ...] = ("steps", "label", "device", "out", "nproc", "data", "c
 #: the kinds whose options ``--set KIND.OPTION=VALUE`` sets
 SET_KINDS: tuple[str, ...] = ("schedule", "sampler", "guidance", "denoiser", "objective", "metric", "classifier")
 _RESUME = re.compile(r"(?<![\w.-])resume=True\b")
-_SET = re.compile(r"(?<![\w.-])((?:" + "|".join(SET_KINDS) + r")\.[a-z_]+=)")
+_SET = re.compile(r"(?<![\w.-])(?<!--set )((?:" + "|".join(SET_KINDS) + r")\.[a-z_]+=)")
 _FLAG = re.compile(r"(?<![\w.-])(" + "|".join(FLAGS) + r")=(?!=)")
 
 

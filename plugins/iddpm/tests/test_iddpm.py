@@ -227,7 +227,7 @@ def test_hybrid_is_l_simple_plus_lambda_T_times_the_step_term():
 
 
 def test_hybrid_needs_a_learned_variance_denoiser():
-    with pytest.raises(IncompatibleError, match="learned_variance=false: add --set denoiser.learned_variance=true"):
+    with pytest.raises(IncompatibleError, match="learned_variance=false: compose it with denoiser.learned_variance=true"):
         difftk.compose(schedule="cosine", sampler="respaced", denoiser="unet-attn", objective="hybrid")
     difftk.compose(schedule="cosine", sampler="respaced", objective="hybrid",
                    denoiser={"name": "unet-attn", "options": {"learned_variance": True}})

@@ -156,14 +156,14 @@ def compare(checkpoints, metric_names, samplers, steps, guidance, scales, n, set
     against = "reference" if ref else "best"
     table = Table(title="difftk compare", title_justify="left")
     pooled = any(s.k > 1 for s in summaries)
-    columns = ("checkpoint", "schedule", "sampler", "steps", "scale", "metric",
+    columns = ("checkpoint", "schedule", "sampler", "steps", "NFE", "scale", "metric",
                "mean ± 95% CI" if pooled else "value ± spread", "k", "n", f"vs {against}")
     for col in columns:
-        table.add_column(col, justify="right" if col in ("steps", "scale", "k", "n") else "left")
+        table.add_column(col, justify="right" if col in ("steps", "NFE", "scale", "k", "n") else "left")
     for s in summaries:
         verdict = s.verdict()
         table.add_row(escape(s.label), s.schedule, s.sampler, str(s.steps or "default"),
-                      "-" if s.scale is None else f"{s.scale:g}", s.metric, s.interval(), str(s.k), f"{s.n:,}",
+                      "adaptive" if s.nfe is None else str(s.nfe), "-" if s.scale is None else f"{s.scale:g}", s.metric, s.interval(), str(s.k), f"{s.n:,}",
                       f"[bold red]{escape(verdict)}[/]" if s.significant else escape(verdict))
     out.print(table)
     note = statistics_note(summaries, against)

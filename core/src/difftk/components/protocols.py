@@ -15,7 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from difftk.maths.schedules import Discretization, grid_size_of  # noqa: F401 (grid_size_of: the schedule's declared attribute)
+from difftk.maths.schedules import Discretization, grid_size_of
+from difftk.maths.terminal import for_sampling  # noqa: F401 (grid_size_of: the schedule's declared attribute)
 
 
 @runtime_checkable
@@ -94,6 +95,10 @@ class Sampler(Protocol):
     are given; ``nfe(steps, schedule)``, the denoiser evaluations of one ``sample`` call
     (``None`` for a sampler that chooses its own steps); optionally ``convergence_order``, the
     order its error falls at, which :func:`difftk.testing.check_sampler` holds it to.
+
+    The core hands ``sample`` and ``nfe`` the schedule through
+    :func:`difftk.maths.terminal.for_sampling` (a zero-terminal-SNR schedule's ᾱ(1) = 0 raised to a
+    floor), so a sampler never applies it itself.
     """
 
     default_steps: int
@@ -199,10 +204,12 @@ def default_steps_of(sampler: Any) -> int | None:
 
 
 def nfe_of(sampler: Any, steps: int | None, schedule: Any) -> int | None:
-    """Denoiser evaluations of one ``sample`` call with ``steps`` on ``schedule``; ``None`` when the
-    sampler chooses its own steps or does not say."""
+    """Denoiser evaluations of one ``sample`` call with ``steps`` on a model's ``schedule``; ``None``
+    when the sampler chooses its own steps or does not say. The sampler is asked about the schedule
+    as samplers are handed it (:func:`difftk.maths.terminal.for_sampling`, which the core's drawing
+    loop applies: ᾱ(1) = 0 raised to a floor every sampler can step from)."""
     nfe = getattr(sampler, "nfe", None)
-    return nfe(steps, schedule) if callable(nfe) else None
+    return nfe(steps, for_sampling(schedule)) if callable(nfe) else None
 
 
 # --- checking a class against its kind's protocol, at registration --------------------------------

@@ -21,6 +21,7 @@ import attrs
 import torch
 
 from difftk.components import plugins
+from difftk.components.protocols import nfe_of
 from difftk.errors import DifftkError, OptionError
 from difftk.evaluation.context import EvalContext, MetricResult
 from difftk.maths.stats import mean_confidence_interval, welch_t_test
@@ -76,6 +77,9 @@ class GridRow:
     seed: int = 0
     #: what the checkpoint is apart from its training seed; equal for replicates
     experiment: str = ""
+    #: denoiser evaluations per sample (None: the sampler chooses its own steps), so that samplers
+    #: of one and of two evaluations per step compare at equal cost
+    nfe: int | None = None
 
     @property
     def cell(self) -> tuple:
@@ -84,8 +88,8 @@ class GridRow:
 
     def as_dict(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "schedule": self.schedule, "sampler": self.sampler,
-                "steps": self.steps if self.steps is not None else "", "scale": self.scale if self.scale is not None else "",
-                "seed": self.seed, "metric": self.result.name, "value": self.result.value, "spread": self.result.spread,
+                "steps": self.steps if self.steps is not None else "", "nfe": self.nfe if self.nfe is not None else "",
+                "scale": self.scale if self.scale is not None else "", "seed": self.seed, "metric": self.result.name, "value": self.result.value, "spread": self.result.spread,
                 "spread_kind": self.result.spread_kind, "n": self.result.n, "unit": self.result.unit}
 
 
@@ -124,12 +128,13 @@ def compare(checkpoints: Sequence[str], metrics: Sequence[str], *, samplers: Seq
             gopts = {"scale": str(scale)} if scale is not None else None
             context = context_for(model, data, sampler=sampler, sampler_options=sampler_options,
                                   guidance=guidance if scale is not None else None, guidance_options=gopts, steps=k, seed=s)
+            nfe = nfe_of(context.sampler if context.sampler is not None else model.pipeline.sampler, k, model.schedule)
             row = None
             for name in metrics:
                 result = measure(name, (metric_options or {}).get(name, {}), context)
                 row = GridRow(checkpoint=str(path), schedule=model.pipeline.spec["schedule"].name,
                               sampler=sampler or model.pipeline.spec["sampler"].name, steps=k, scale=scale, result=result,
-                              seed=s, experiment=what)
+                              seed=s, experiment=what, nfe=nfe)
                 rows.append(row)
                 if on_row is not None:
                     on_row(row)
@@ -174,6 +179,7 @@ class CellSummary:
     spread: float
     spread_kind: str
     n: int
+    nfe: int | None = None
     role: str = ""  # "best", "reference" or ""
     p: float | None = None  # Welch's two-sided p against the reference cell; None when not tested
 
@@ -207,8 +213,8 @@ class CellSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {"checkpoint": self.label, "schedule": self.schedule, "sampler": self.sampler,
-                "steps": self.steps if self.steps is not None else "", "scale": self.scale if self.scale is not None else "",
-                "metric": self.metric, "k": self.k, "mean": self.mean, "ci95": self.half_width if self.k > 1 else "", "value": self.mean,
+                "steps": self.steps if self.steps is not None else "", "nfe": self.nfe if self.nfe is not None else "",
+                "scale": self.scale if self.scale is not None else "", "metric": self.metric, "k": self.k, "mean": self.mean, "ci95": self.half_width if self.k > 1 else "", "value": self.mean,
                 "spread": self.half_width if self.k > 1 else self.spread, "n": self.n, "unit": self.unit,
                 "role": self.role, "p": "" if self.p is None else self.p}
 
@@ -242,7 +248,8 @@ def summarize(rows: Sequence[GridRow], reference: Mapping[str, str] | None = Non
         out.append(CellSummary(cell=cell, checkpoints=tuple(dict.fromkeys(r.checkpoint for r in members)),
                                schedule=first.schedule, sampler=first.sampler, steps=first.steps, scale=first.scale,
                                metric=metric, unit=first.result.unit, values=values, mean=mean, half_width=half,
-                               spread=first.result.spread, spread_kind=first.result.spread_kind, n=first.result.n))
+                               spread=first.result.spread, spread_kind=first.result.spread_kind, n=first.result.n,
+                               nfe=first.nfe))
     for metric in dict.fromkeys(s.metric for s in out):
         mine = [i for i, s in enumerate(out) if s.metric == metric]
         if reference:

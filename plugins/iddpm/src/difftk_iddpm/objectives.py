@@ -101,7 +101,7 @@ def _needs_learned_variance(name: str, pipeline) -> None:
     spec = pipeline.spec.get("denoiser")
     if spec is not None and "learned_variance" in spec.options_dict and not spec.options_dict["learned_variance"]:
         raise IncompatibleError(f"objective '{name}' trains the variance Σ_θ, but denoiser '{spec.name}' has "
-                                "learned_variance=false: add --set denoiser.learned_variance=true")
+                                "learned_variance=false: compose it with denoiser.learned_variance=true")
 
 
 @attrs.frozen
