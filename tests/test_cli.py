@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import difftk
-from click.testing import CliRunner
 from cli_runner import one_line_error
+from click.testing import CliRunner
 from difftk_cli.main import cli
 
 DIFFTK = str(Path(sys.executable).with_name("difftk"))

@@ -15,8 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from difftk.maths.schedules import Discretization, grid_size_of
-from difftk.maths.terminal import for_sampling  # noqa: F401 (grid_size_of: the schedule's declared attribute)
+from difftk.maths.schedules import Discretization, grid_size_of  # noqa: F401 (re-exported: the schedule's declared attribute)
+from difftk.maths.terminal import for_sampling
 
 
 @runtime_checkable
