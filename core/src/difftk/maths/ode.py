@@ -54,6 +54,8 @@ def dopri5(f: RHS, y0: torch.Tensor, t0: float, t1: float, *, rtol: float, atol:
     """Integrate dy/dt = f(t, y) from t0 to t1 (either direction) by Dormand–Prince 5(4) with
     step-size control (Hairer et al., Solving ODEs I, §II.4–5). Returns (y(t1), evaluations).
 
+    ``f(t, y)`` returns a pair ``(dy/dt, aux)``: ``aux`` is anything the caller wants reported with
+    the step (a sampler's x̂₀ at t), passed on to ``on_step``; return ``(dy, None)`` when there is none.
     ``on_step(index, t, t_next, y_next, aux_at_t, nfe)`` is called after each accepted step;
     ``variable`` names the integration variable in errors.
     """
