@@ -145,7 +145,7 @@ class SamplingProgress:
         self.progress.start()
 
     def __call__(self, batch: int, info: StepInfo) -> None:
-        nfe = getattr(info, "nfe", None)
+        nfe = info.nfe
         if self.progress is None:
             self._start(nfe is not None, info.total)
         self.steps = info.index + 1

@@ -144,7 +144,7 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
 
     def callback(batch, info):
         progress(batch, info)
-        if getattr(info, "nfe", None) is not None:
+        if info.nfe is not None:
             nfe[batch] = (info.nfe, info.index + 1)
         if recorder is not None:
             recorder(batch, info)
