@@ -232,28 +232,7 @@ class Model:
 
     def edit(self, n: int, init: torch.Tensor | None, strength: float | None, mask: torch.Tensor | None) -> Edit | None:
         """The :class:`~difftk.sampling.edit.Edit` of ``init`` (checked against the model's data), or ``None``."""
-        if init is None:
-            if strength is not None or mask is not None:
-                raise OptionError(f"{'strength' if strength is not None else 'mask'} needs the image to edit: give init")
-            return None
-        init = torch.as_tensor(init, dtype=torch.float32)
-        if init.ndim == len(self.data_shape):
-            init = init.unsqueeze(0)
-        if tuple(init.shape[1:]) != self.data_shape or init.shape[0] not in (1, n):
-            raise OptionError(f"init of shape {list(init.shape)} does not fit the model's examples {list(self.data_shape)} "
-                              f"(give 1 or {n} of them)")
-        if mask is not None:
-            mask = torch.as_tensor(mask, dtype=torch.float32)
-            while mask.ndim < init.ndim:
-                mask = mask.unsqueeze(0)
-            try:
-                torch.broadcast_shapes(mask.shape[1:], init.shape[1:])
-            except RuntimeError:
-                raise OptionError(f"mask of shape {list(mask.shape)} does not fit the images {list(init.shape)}") from None
-            if mask.shape[0] not in (1, n):
-                raise OptionError(f"mask has {mask.shape[0]} rows for {n} samples: give 1 or {n}")
-        snap_strength(self.schedule, strength if strength is not None else 1.0)  # the range check, before any work
-        return Edit(init=init, strength=strength, mask=mask)
+        return Edit.of(self.schedule, self.data_shape, n, init, strength, mask)
 
 
 def describe(data: Any) -> dict[str, Any]:

@@ -119,6 +119,34 @@ class Edit:
     strength: float | None = None
     mask: torch.Tensor | None = None
 
+    @classmethod
+    def of(cls, schedule: NoiseSchedule, shape: tuple[int, ...], n: int, init: Any, strength: float | None,
+           mask: Any) -> Edit | None:
+        """The edit of ``init`` for n samples of examples of ``shape``, checked before any work (one-line
+        errors); ``None`` when there is nothing to edit."""
+        if init is None:
+            if strength is not None or mask is not None:
+                raise OptionError(f"{'strength' if strength is not None else 'mask'} needs the image to edit: give init")
+            return None
+        init = torch.as_tensor(init, dtype=torch.float32)
+        if init.ndim == len(shape):
+            init = init.unsqueeze(0)
+        if tuple(init.shape[1:]) != tuple(shape) or init.shape[0] not in (1, n):
+            raise OptionError(f"init of shape {list(init.shape)} does not fit the model's examples {list(shape)} "
+                              f"(give 1 or {n} of them)")
+        if mask is not None:
+            mask = torch.as_tensor(mask, dtype=torch.float32)
+            while mask.ndim < init.ndim:
+                mask = mask.unsqueeze(0)
+            try:
+                torch.broadcast_shapes(mask.shape[1:], init.shape[1:])
+            except RuntimeError:
+                raise OptionError(f"mask of shape {list(mask.shape)} does not fit the images {list(init.shape)}") from None
+            if mask.shape[0] not in (1, n):
+                raise OptionError(f"mask has {mask.shape[0]} rows for {n} samples: give 1 or {n}")
+        snap_strength(schedule, strength if strength is not None else 1.0)  # the range check, before any work
+        return cls(init=init, strength=strength, mask=mask)
+
     def rows(self, tensor: torch.Tensor, start: int, size: int) -> torch.Tensor:
         return tensor if tensor.shape[0] == 1 else tensor[start:start + size]
 

@@ -1,7 +1,8 @@
 """difftk.testing: the conformance kit for plugin authors.
 
 - :mod:`~difftk.testing.conformance` — ``check_schedule``, ``check_sampler``,
-  ``check_objective``, ``check_denoiser``, ``check_guidance``: one contract check per protocol.
+  ``check_objective``, ``check_denoiser``, ``check_guidance``: one contract check per protocol
+  (the sampler's, with its convergence on an exact oracle, in :mod:`~difftk.testing.sampler_contract`).
 - :mod:`~difftk.testing.oracles` — exact denoisers of Gaussian and Gaussian-mixture data.
 - :mod:`~difftk.testing.strategies` — hypothesis strategies for the maths.
 - :mod:`~difftk.testing.reference` — small unregistered components to test others with.
