@@ -79,3 +79,10 @@ def test_sdedit_and_inpainting_edit_with_a_diffusers_model(ddim_folder):
     filled = model.sample(2, init=init, strength=1.0, mask=mask, steps=8, seed=1)
     assert float((filled[..., 4:] - init[..., 4:]).abs().max()) <= 1e-5, float((filled[..., 4:] - init[..., 4:]).abs().max())
     assert not torch.allclose(filled[..., :4], init[..., :4], atol=1e-2)
+
+
+def test_the_diffusers_denoiser_passes_the_kit(ddim_folder):
+    """diffusers-unet keeps the Denoiser contract: shape, finite output, and x_t and t both read."""
+    from difftk.testing import check_denoiser
+
+    check_denoiser(difftk.load(ddim_folder).denoiser, (2, 3, 8, 8))
