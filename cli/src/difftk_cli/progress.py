@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from difftk.runtime.fastpath import resolve_precision
 from difftk.sampling.steps import StepInfo
 from difftk.training.trainer import Reporter, Trainer
 from rich.console import Console
@@ -55,8 +56,9 @@ def describe_start(trainer: Trainer) -> list[str]:
         lines.append(f"denoiser '{den.name}': {given} (filled from the data)")
     n_params = sum(p.numel() for p in trainer.model.parameters())
     cond = ", class-conditional" if trainer.conditional else ""
-    lines.append(f"model: {n_params:,} parameters{cond}; training on {trainer.device}"
-                 f"{' with bf16 autocast' if trainer.device.type == 'cuda' else ''}")
+    precision = resolve_precision(trainer.config.precision, trainer.device)
+    how = {"bf16": " with bf16 autocast", "tf32": " with TF32 matmuls"}.get(precision, "")
+    lines.append(f"model: {n_params:,} parameters{cond}; training on {trainer.device}{how}")
     cfg = trainer.config
     if trainer.step:
         lines.append(f"resuming at step {trainer.step:,} of {cfg.steps:,}")
