@@ -229,16 +229,21 @@ def _read_folder(path: Path) -> ArrayDataset:
 def _read_npz(path: Path) -> ArrayDataset:
     name = short_path(path)
     try:
-        archive = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        if "pickle" in str(err):
-            raise DifftkError(f"{name} holds pickled data, which difftk never loads: save plain arrays "
-                              "(np.savez(NAME.npz, arr_0=uint8 images))") from None
-        raise DifftkError(f"{name} is not an .npz of images ({' '.join(str(err).split())[:120]})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
-        raise DifftkError(f"{name} is not a readable .npz file ({' '.join(str(err).split())[:120]})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except OSError as err:
+        raise DifftkError(f"{name} cannot be read: {err.strerror or err}") from None
+    if head.startswith(b"\x80"):  # a pickle's protocol byte: never unpickled
+        raise DifftkError(f"{name} holds pickled data, which difftk never loads: save plain arrays "
+                          "(np.savez(NAME.npz, arr_0=uint8 images))")
+    if head == b"\x93NUMPY":
         raise DifftkError(f"{name} is a single .npy array, not an .npz: save it with np.savez(NAME.npz, arr_0=images)")
+    if not head.startswith(b"PK"):
+        raise DifftkError(f"{name} is not an .npz file (a zip archive of .npy arrays, as np.savez writes)")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise DifftkError(f"{name} is not a readable .npz file ({' '.join(str(err).split())[:120]})") from None
     with archive:
         if "arr_0" not in archive.files:
             raise DifftkError(f"{name} has no array arr_0 (it has {', '.join(archive.files) or 'none'}): save the images "
