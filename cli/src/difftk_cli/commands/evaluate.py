@@ -11,7 +11,7 @@ import difftk
 from click.core import ParameterSource
 from difftk.components import plugins
 from difftk.data.fitting import load_dataset
-from difftk.errors import OptionError, OutputError
+from difftk.errors import DifftkError, OptionError, OutputError
 from difftk.evaluation.compare import context_for, held_out_data, measure
 from difftk.evaluation.context import EvalContext
 from difftk.evaluation.sample_files import read_samples
@@ -126,7 +126,7 @@ def _data(data_source: str | None, data_options: tuple[str, ...]):
 def _evaluate_images(samples_path, metric_names, per_metric, n, seed, data_source, data_options, json_file) -> None:
     images = read_samples(samples_path)
     data = _data(data_source, data_options)
-    said = f"{samples_path}: {len(images):,} images of {'×'.join(map(str, images.shape))}"
+    said = f"{samples_path}: {len(images):,} image{'s' if len(images) > 1 else ''} of {'×'.join(map(str, images.shape))}"
     said += f", labelled (classes 0–{images.num_classes - 1})" if images.labels is not None else ""
     default = DEFAULT_DATA.get(images.shape)
     if data is None and default is not None:
@@ -140,6 +140,11 @@ def _evaluate_images(samples_path, metric_names, per_metric, n, seed, data_sourc
     for name in metric_names:  # every image unless -n says fewer
         if n is None and "n" in registry.get("metric", name).option_fields() and "n" not in per_metric[name]:
             per_metric[name]["n"] = str(len(images))
+            try:
+                registry.get("metric", name).build(per_metric[name], from_strings=True)
+            except DifftkError as err:
+                raise DifftkError(f"{samples_path} holds {len(images):,} image{'s' if len(images) > 1 else ''}, too few "
+                                  f"for metric '{name}' ({err})") from None
     context = EvalContext.from_images(images, data, seed=seed)
     results = _measure(metric_names, per_metric, context)
     if json_file:

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import torch
 
-from difftk.data.arrays import ArrayDataset
+from difftk.data.arrays import ArrayDataset, to_uint8_images
 from difftk.errors import DifftkError
 from difftk.runtime import distributed
 
@@ -139,7 +139,9 @@ class EvalContext:
     def samples(self, n: int, cond: torch.Tensor | None = None, *, offset: int = 0) -> torch.Tensor:
         """n samples [n, *shape] (float32, CPU) drawn by :meth:`Model.sample` with this context's
         sampler, guidance and steps, seeded by ``seed + offset``, with the sampler's options as
-        they are (no clipping unless set). Samples are kept for the context's lifetime, so metrics
+        they are (no clipping unless set). Images are quantised to 8 bits, as the PNGs or the npz of
+        ``difftk sample`` hold them and as other evaluators read samples, so a metric scores a model
+        and the files of its samples alike. Samples are kept for the context's lifetime, so metrics
         asking for the same draw share it. Of given images, :meth:`given` picks them."""
         key = (n, None if cond is None else tuple(cond.tolist()), offset)
         if key in self._drawn:  # e.g. fid and accuracy of one evaluation share their samples
@@ -153,6 +155,8 @@ class EvalContext:
                 if cond is not None:
                     distributed.broadcast(cond.to(torch.int64).cpu(), self.ranks)
             x = self._draw(n, cond, offset)
+            if self.model.data_kind == "image":  # 8-bit, as a PNG of it holds it and every evaluator reads it
+                x = to_uint8_images(x).to(torch.float32) / 127.5 - 1.0
         self._drawn[key] = x
         return x
 
