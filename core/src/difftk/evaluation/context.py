@@ -155,7 +155,7 @@ class EvalContext:
                 if cond is not None:
                     distributed.broadcast(cond.to(torch.int64).cpu(), self.ranks)
             x = self._draw(n, cond, offset)
-            if self.model.data_kind == "image":  # 8-bit, as a PNG of it holds it and every evaluator reads it
+            if x.ndim == 4:  # images [n, C, H, W] at 8 bits, as a PNG holds them and every evaluator reads them
                 x = to_uint8_images(x).to(torch.float32) / 127.5 - 1.0
         self._drawn[key] = x
         return x
