@@ -240,7 +240,7 @@ def test_without_labels_a_set_is_unconditional_and_a_metric_of_models_is_one_lin
     bare = EvalContext.from_images(ArrayDataset(labelled.data, name="bare"), None)
     assert bare.num_classes == 0 and bare.balanced_labels(3) is None
     with pytest.raises(NeedsModelError, match="bare holds images only"):
-        bare.denoiser
+        _ = bare.denoiser
     with pytest.raises(DifftkError, match="compares bare with held-out data, but none was given"):
         bare.held_out("fid")
 

@@ -108,7 +108,8 @@ def _options_text(component) -> str:
 @click.pass_context
 def sample(ctx, checkpoint, n, output, fmt, sampler, steps, sets, guidance, scale, classifier_file, label, pipeline_file,
            seed, init_source, strength, mask_source, trajectory, batch_size, precision, device, nproc) -> None:
-    """Draw N samples from CHECKPOINT with its EMA weights and write them as a PNG grid.
+    """Draw N samples from CHECKPOINT with its EMA weights and write them as a PNG grid (or as
+    one PNG each, or an npz: --format).
 
     CHECKPOINT is a checkpoint file, a run directory, or the name of a model a plugin ships
     (`difftk plugins` lists them, e.g. mnist-cfg).
@@ -120,7 +121,6 @@ def sample(ctx, checkpoint, n, output, fmt, sampler, steps, sets, guidance, scal
     With --guidance and no --label, each grid row is one class (default -n: one row of
     C samples per class).
 
-    \b
     --format png-folder writes one PNG per sample (000000.png, …) and --format npz a uint8
     [N, H, W, C] array under arr_0, for other evaluators (clean-fid, torch-fidelity, the ADM
     suite) or `difftk evaluate --samples`; a class-conditional draw's labels go with them.
