@@ -100,6 +100,10 @@ def test_sample_in_two_processes_gives_the_images_of_one(tmp_path):
     with np.load(tmp_path / "one.npz") as one, np.load(tmp_path / "two.npz") as both:
         assert np.array_equal(one["arr_0"], both["arr_0"]) and np.array_equal(one["labels"], both["labels"])
     assert sorted(os.listdir(tmp_path)) == ["one.npz", "two.npz"]
+    bad = subprocess.run([DIFFTK, *map(str, [*args, "-o", tmp_path / "bad.npz", "--nproc", 2, "--sampler", "dimm"])],
+                         capture_output=True, text=True, timeout=240)
+    lines = [line for line in bad.stderr.splitlines() if line.strip()]  # every process met it; it is said once
+    assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: unknown sampler 'dimm'"), bad.stderr
 
 
 @pytest.mark.slow

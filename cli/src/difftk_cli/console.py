@@ -8,6 +8,7 @@ import warnings
 
 import click
 from difftk.errors import DifftkError
+from difftk.runtime.distributed import leave_error
 from rich.console import Console
 from rich.markup import escape
 
@@ -19,8 +20,10 @@ USER_ERROR = 2
 
 
 def fail(message: str) -> None:
-    """Print ``error: message`` on one line to stderr and exit with :data:`USER_ERROR`."""
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    """Print ``error: message`` on one line to stderr and exit with :data:`USER_ERROR`; in a process of
+    ``--nproc N``, leave the line for the launcher, which prints it once for all N."""
+    if not leave_error(f"error: {message}"):
+        err.print(f"[bold red]error:[/] {escape(message)}")
     sys.exit(USER_ERROR)
 
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import attrs
 import torch
@@ -30,6 +32,8 @@ from difftk.errors import OptionError
 
 #: the exit status of a process stopped by a user error (the CLI's one-line errors)
 USER_ERROR = 2
+#: where the processes :func:`launch` starts leave their one-line user errors (a folder it makes)
+ERRORS_ENV = "DIFFTK_ERRORS_DIR"
 #: how far apart the ranks' noise seeds are
 NOISE_SEED_STRIDE = 1_000_003
 
@@ -167,9 +171,10 @@ def barrier(ranks: Ranks) -> None:
 def launch(nproc: int, argv: Sequence[str]) -> int:
     """Run ``python -m difftk_cli ARGV`` in ``nproc`` processes under torch's own launcher (torchrun).
 
-    The processes print their own errors; the launcher's log is kept to one line: nothing more when
-    a process stopped on a user error (exit status 2, its line already printed), else which process
-    failed and how."""
+    A process stopped by a user error leaves its one line in :data:`ERRORS_ENV`'s folder instead of
+    printing it, and the launcher prints the line of the lowest such process once (every process
+    meets the same bad input); otherwise it says which process failed and how, under that
+    process's own output. torchrun's own log is silenced."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun
 
@@ -182,15 +187,18 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     levels = [log.level for log in agent]
     for log in agent:
         log.setLevel(logging.CRITICAL)
+    errors = tempfile.TemporaryDirectory(prefix="difftk-errors-")
+    os.environ[ERRORS_ENV] = errors.name
     try:
         torchrun(["--standalone", f"--nproc-per-node={nproc}", "-m", "difftk_cli", *argv])
     except SystemExit as stop:
         return int(stop.code or 0)
     except ChildFailedError as err:
-        failures = sorted(err.failures.items())
-        if any(f.exitcode == USER_ERROR for _, f in failures):  # the process has said why, in one line
+        said = sorted(Path(errors.name).glob("rank*"), key=lambda p: int(p.name[4:]))
+        if said:  # a user error: every process met it, the first one's line is enough
+            print(said[0].read_text(encoding="utf-8").rstrip("\n"), file=sys.stderr)
             return USER_ERROR
-        rank, failure = failures[0]
+        rank, failure = sorted(err.failures.items())[0]
         print(f"error: process {rank} of {nproc} failed with exit status {failure.exitcode} (its output above says why)",
               file=sys.stderr)
         return 1
@@ -200,4 +208,16 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     finally:
         for log, level in zip(agent, levels, strict=True):
             log.setLevel(level)
+        os.environ.pop(ERRORS_ENV, None)
+        errors.cleanup()
     return 0
+
+
+def leave_error(line: str) -> bool:
+    """In a process that :func:`launch` started, leave the user-error ``line`` for the launcher to print
+    once (``True``); elsewhere do nothing (``False``: print it yourself)."""
+    folder = os.environ.get(ERRORS_ENV)
+    if not folder or not launched() or not Path(folder).is_dir():
+        return False
+    Path(folder, f"rank{int(os.environ.get('RANK', '0'))}").write_text(line + "\n", encoding="utf-8")
+    return True
