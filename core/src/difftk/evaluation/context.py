@@ -14,6 +14,7 @@ are those of one process, bit for bit, so every metric's value is too.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -178,10 +179,8 @@ class EvalContext:
     def release(self) -> None:
         """On process 0, when the metrics are done: tell the serving processes that no draw follows."""
         if self.ranks.distributed and self.ranks.main:
-            try:
+            with contextlib.suppress(RuntimeError):  # a serving process stopped already, on the error being reported
                 distributed.broadcast(torch.zeros(3, dtype=torch.int64), self.ranks)
-            except RuntimeError:  # a serving process has stopped already (on the error process 0 is reporting)
-                pass
 
     def given(self, n: int, cond: torch.Tensor | None = None, offset: int = 0) -> torch.Tensor:
         """n of the given images in [−1, 1]: the ``offset``-th block of n in their order, or, for labels
