@@ -39,6 +39,7 @@ WORKER = textwrap.dedent('''
     shared = ranks if ranks.distributed else None
     out = {"sample": model.sample(7, steps=4, seed=3, batch_size=2, ranks=shared)}  # batches 2+2+2+1 over the ranks
     out["one batch"] = model.sample(3, steps=4, seed=3, batch_size=8, ranks=shared)  # process 1 has no batch
+    out["rows"] = distributed.gather_rows(torch.arange(5 * ranks.rank + 3.0).view(-1, 1), ranks, chunk=2)  # 3 and 8 rows
     context = EvalContext(model=model, data=None, seed=9, steps=3, batch_size=3, ranks=ranks)
     if ranks.main:
         try:
@@ -49,7 +50,7 @@ WORKER = textwrap.dedent('''
             context.release()
         save_file({k: v.contiguous() for k, v in out.items()}, sys.argv[1])
     else:
-        assert out["sample"] is None and out["one batch"] is None
+        assert out["sample"] is None and out["one batch"] is None and out["rows"] is None
         context.serve()
     distributed.finish()
     os._exit(0)  # skip interpreter teardown: gloo's threads sometimes abort it after the work is done
@@ -83,9 +84,11 @@ def draw(tmp_path, nproc: int) -> dict:
 
 def test_two_processes_draw_what_one_process_draws_bit_for_bit(tmp_path):
     one, two = draw(tmp_path, 1), draw(tmp_path, 2)
-    assert one.keys() == two.keys() == {"sample", "one batch", "draw", "labelled draw", "kept"}
-    for key in one:
+    assert one.keys() == two.keys() == {"sample", "one batch", "rows", "draw", "labelled draw", "kept"}
+    for key in one.keys() - {"rows"}:
         assert torch.equal(one[key], two[key]), key
+    # rank r gave rows 0 … 5r+2, 2 at a time: gathered in rank order, the padding dropped
+    assert two["rows"].flatten().tolist() == [0, 1, 2] + list(range(8)) and one["rows"].flatten().tolist() == [0, 1, 2]
     assert one["sample"].shape == (7, 1, 8, 8) and bool(one["kept"]) and bool(two["kept"])
     assert not torch.equal(one["draw"][:5], one["labelled draw"])  # the labels and seed offset are passed on
 

@@ -34,6 +34,8 @@ from difftk.errors import OptionError
 USER_ERROR = 2
 #: where the processes :func:`launch` starts leave their one-line user errors (a folder it makes)
 ERRORS_ENV = "DIFFTK_ERRORS_DIR"
+#: rows a rank sends at once when process 0 gathers samples (:func:`gather_rows`)
+GATHER_CHUNK = 1024
 #: how far apart the ranks' noise seeds are
 NOISE_SEED_STRIDE = 1_000_003
 
@@ -136,22 +138,30 @@ def _wire(ranks: Ranks) -> torch.device:
     return torch.device("cpu")
 
 
-def gather_rows(x: torch.Tensor, ranks: Ranks) -> torch.Tensor | None:
+def gather_rows(x: torch.Tensor, ranks: Ranks, chunk: int = GATHER_CHUNK) -> torch.Tensor | None:
     """Every rank's rows [n_r, …] (the counts may differ, the rest of the shape may not) stacked in rank
-    order on rank 0, on the CPU; ``None`` on the other ranks; ``x`` itself for one process."""
+    order on rank 0, on the CPU; ``None`` on the other ranks; ``x`` itself for one process. The rows
+    travel ``chunk`` at a time, so no rank holds more than N·chunk rows on the wire at once."""
     if not ranks.distributed:
         return x
     wire = _wire(ranks)
     count = torch.tensor([len(x)], dtype=torch.int64, device=wire)
     counts = [torch.zeros_like(count) for _ in range(ranks.world)]
     dist.all_gather(counts, count)
-    padded = torch.zeros((max(int(c) for c in counts), *x.shape[1:]), dtype=x.dtype, device=wire)
-    padded[:len(x)] = x.to(wire)
-    bucket = [torch.empty_like(padded) for _ in range(ranks.world)] if ranks.main else None
-    dist.gather(padded, bucket, dst=0)
+    counts = [int(c) for c in counts]
+    rows: list[list[torch.Tensor]] = [[] for _ in range(ranks.world)]
+    for start in range(0, max(counts), chunk):
+        piece = torch.zeros((min(chunk, max(counts) - start), *x.shape[1:]), dtype=x.dtype, device=wire)
+        mine = x[start:start + len(piece)]
+        piece[:len(mine)] = mine.to(wire)
+        bucket = [torch.empty_like(piece) for _ in range(ranks.world)] if ranks.main else None
+        dist.gather(piece, bucket, dst=0)
+        if ranks.main:
+            for r, got in enumerate(bucket):
+                rows[r].append(got[:max(0, min(len(piece), counts[r] - start))].cpu())
     if not ranks.main:
         return None
-    return torch.cat([rows[:int(c)] for rows, c in zip(bucket, counts, strict=True)]).cpu()
+    return torch.cat([torch.empty((0, *x.shape[1:]), dtype=x.dtype)] + [t for r in rows for t in r])
 
 
 def broadcast(t: torch.Tensor, ranks: Ranks) -> torch.Tensor:
