@@ -160,8 +160,9 @@ def test_every_bad_file_is_one_line(tmp_path):
 # --- outputs: checked first, written whole, never replacing what difftk did not write ----------------
 
 
-def test_format_follows_the_name_unless_given_and_a_contradiction_is_one_line():
+def test_format_follows_the_name_unless_given_and_a_contradiction_is_one_line(tmp_path):
     assert format_of("a.npz", None) == "npz" and format_of("a.png", None) == "png" and format_of("d", "png-folder") == "png-folder"
+    assert format_of("d/", None) == format_of(tmp_path, None) == "png-folder" and format_of(tmp_path / "g", None) == "png"
     for path, fmt, words in [("a.png", "npz", "named NAME.npz"), ("a.npz", "png", "names an npz"),
                              ("a.png", "png-folder", "writes to a folder name")]:
         with pytest.raises(OutputError, match=words):

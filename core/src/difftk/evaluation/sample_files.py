@@ -44,10 +44,12 @@ _INDEXED = re.compile(r"^\d+\.png$")
 
 
 def format_of(path: str | Path, given: str | None) -> str:
-    """The layout to write ``path`` in: ``given``, or npz for a name ending in .npz and png otherwise;
-    a name that contradicts the layout is one line."""
+    """The layout to write ``path`` in: ``given``, or npz for a name ending in .npz, png-folder for a
+    name ending in / or an existing folder, and png otherwise; a name that contradicts the layout is
+    one line."""
     suffix = Path(path).suffix.lower()
-    fmt = given or ("npz" if suffix == ".npz" else "png")
+    folder = str(path).endswith(("/", os.sep)) or Path(path).is_dir()
+    fmt = given or ("npz" if suffix == ".npz" else "png-folder" if folder else "png")
     if fmt == "npz" and suffix != ".npz":
         raise OutputError(f"{short_path(path)}: an npz of samples is named NAME.npz (format=npz)")
     if fmt == "png" and suffix == ".npz":
