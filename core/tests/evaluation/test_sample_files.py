@@ -21,7 +21,7 @@ from difftk.evaluation.sample_files import (
     write_npz,
     write_png_folder,
 )
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -252,3 +252,23 @@ def test_without_labels_a_set_is_unconditional_and_a_metric_of_models_is_one_lin
     monkeypatch.setattr(compare, "build_component", lambda kind, name, options: NeedsTheNetwork())
     with pytest.raises(DifftkError, match="^metric 'bpd-ode' needs the model that made the images"):
         measure("bpd-ode", {}, bare)
+
+
+@settings(max_examples=30, deadline=None)
+@given(labels=st.lists(st.integers(0, 3), min_size=1, max_size=12), data=st.data())
+def test_images_asked_for_by_label_are_distinct_images_of_those_labels_in_order(labels, data):
+    """For any labelled set and any request it can meet, given(n, cond, offset) returns distinct images
+    whose labels are cond, each class's the offset-th block of that class's images in their order."""
+    y = torch.tensor(labels)
+    images = ArrayDataset(torch.arange(len(y), dtype=torch.uint8).view(-1, 1, 1, 1), y, 4, "set")
+    context = EvalContext.from_images(images, None)
+    have = {c: (y == c).nonzero().flatten().tolist() for c in range(4)}
+    offset = data.draw(st.integers(0, 2))
+    pool = [c for c in range(4) for _ in have[c][offset:]]  # what is left of each class after offset blocks
+    cond = data.draw(st.lists(st.sampled_from(pool), max_size=len(pool)) if pool else st.just([]))
+    counts = {c: cond.count(c) for c in range(4)}
+    assume(cond and all((offset + 1) * counts[c] <= len(have[c]) for c in range(4)))
+    index = (context.given(len(cond), torch.tensor(cond), offset) + 1).mul(127.5).round().long().flatten()
+    assert y[index].tolist() == cond and len(set(index.tolist())) == len(cond)
+    for c in range(4):
+        assert [i for i, k in zip(index.tolist(), cond, strict=True) if k == c] == have[c][offset * counts[c]:(offset + 1) * counts[c]]
