@@ -21,6 +21,8 @@ from PIL import Image
 
 DIFFTK = str(Path(sys.executable).with_name("difftk"))
 STEPS = 8
+#: every process computes with one thread, whatever the machine's cores (--nproc keeps a given OMP_NUM_THREADS)
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def results(path) -> dict:
@@ -94,8 +96,8 @@ def _cli(*args, env=None):
 def test_sample_in_two_processes_gives_the_images_of_one(tmp_path):
     """Bit for bit at the same threads per process (CPU kernels round differently with the thread count)."""
     args = ["sample", "mnist-cfg", "-n", 10, "--steps", 4, "--batch-size", 3]
-    two = _cli(*args, "-o", tmp_path / "two.npz", "--nproc", 2)
-    _cli(*args, "-o", tmp_path / "one.npz", env={"OMP_NUM_THREADS": "1"})
+    two = _cli(*args, "-o", tmp_path / "two.npz", "--nproc", 2, env=ONE_THREAD)
+    _cli(*args, "-o", tmp_path / "one.npz", env=ONE_THREAD)
     assert two.stdout.count("wrote ") == 1 and "in 2 processes" in two.stdout  # process 0 writes and prints
     with np.load(tmp_path / "one.npz") as one, np.load(tmp_path / "two.npz") as both:
         assert np.array_equal(one["arr_0"], both["arr_0"]) and np.array_equal(one["labels"], both["labels"])
@@ -109,8 +111,8 @@ def test_sample_in_two_processes_gives_the_images_of_one(tmp_path):
 @pytest.mark.slow
 def test_evaluate_in_two_processes_scores_what_one_process_scores(tmp_path):
     args = ["evaluate", "mnist-cfg", "--metric", "fid", "--metric", "accuracy", "-n", 12, "--steps", 3, "--batch-size", 4]
-    _cli(*args, "--json", tmp_path / "two.json", "--nproc", 2)
-    _cli(*args, "--json", tmp_path / "one.json", env={"OMP_NUM_THREADS": "1"})
+    _cli(*args, "--json", tmp_path / "two.json", "--nproc", 2, env=ONE_THREAD)
+    _cli(*args, "--json", tmp_path / "one.json", env=ONE_THREAD)
     one, two = results(tmp_path / "one.json"), results(tmp_path / "two.json")
     assert one["accuracy"] == two["accuracy"]
     # fid draws its reference images in an unseeded order: on singular covariances that moves it by ~1e-8 relative
