@@ -118,3 +118,8 @@ def test_evaluate_in_two_processes_scores_what_one_process_scores(tmp_path):
     # fid draws its reference images in an unseeded order: on singular covariances that moves it by ~1e-8 relative
     assert abs(one["fid"]["value"] - two["fid"]["value"]) <= 1e-6 * one["fid"]["value"]
     assert json.loads((tmp_path / "two.json").read_text())["processes"] == 2
+    # process 0 alone reads the held-out data: its error stops the serving process quietly, and is said once
+    bad = subprocess.run([DIFFTK, *map(str, [*args, "--data", "nosuch", "--nproc", 2])], capture_output=True, text=True,
+                         timeout=240)
+    lines = [line for line in bad.stderr.splitlines() if line.strip()]
+    assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: unknown dataset 'nosuch'"), bad.stderr

@@ -168,9 +168,12 @@ class EvalContext:
 
     def serve(self) -> None:
         """On a process other than 0: draw this process's block of every draw process 0 makes, until
-        process 0 calls :meth:`release`."""
+        process 0 calls :meth:`release` (or stops)."""
         while True:
-            n, offset, labelled = distributed.broadcast(torch.zeros(3, dtype=torch.int64), self.ranks).tolist()
+            try:
+                n, offset, labelled = distributed.broadcast(torch.zeros(3, dtype=torch.int64), self.ranks).tolist()
+            except RuntimeError:  # process 0 has stopped (on an error of its own, which it reports): nothing to serve
+                return
             if n == 0:
                 return
             cond = distributed.broadcast(torch.zeros(n, dtype=torch.int64), self.ranks) if labelled else None
