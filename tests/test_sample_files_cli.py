@@ -42,7 +42,7 @@ def test_png_folder_and_npz_of_mnist_cfg_are_scored_as_the_tensors_they_came_fro
     for source, name in ((folder, "dir.json"), (npz, "npz.json")):
         scored = run("evaluate", "--samples", source, "--metric", "fid", "--metric", "accuracy", "--json", tmp_path / name)
         assert scored.exit_code == 0, scored.output
-        assert "20 images of 1×28×28, labelled (classes 0–9); measured against mnist's held-out split" in scored.stdout
+        assert "20 images of 1×28×28, labelled (10 classes, 0–9); measured against mnist's held-out split" in scored.stdout
     from_dir, from_npz = results(tmp_path / "dir.json"), results(tmp_path / "npz.json")
     # fid draws its reference images in an unseeded order: on singular covariances that moves it by ~1e-8 relative
     same = lambda a, b: abs(a - b) <= 1e-6 * abs(b)  # noqa: E731
@@ -73,6 +73,7 @@ def test_sample_and_evaluate_inputs_and_outputs_are_one_line(tmp_path, monkeypat
     assert "--steps sets how a model is sampled" in one_line_error(
         run("evaluate", "--samples", "photos", "--metric", "fid", "--steps", 5))
     assert "or --samples DIR_OR_NPZ" in one_line_error(run("evaluate", "--metric", "fid"))
+    assert "give one of them" in one_line_error(run("evaluate", "mnist-cfg", "--samples", "photos", "--metric", "fid"))
     assert "photos holds 1 image, too few for metric 'fid' (metric 'fid': option n=1 is out of range" in one_line_error(
         run("evaluate", "--samples", "photos", "--metric", "fid"))
     assert "unconditional (num_classes=0)" in one_line_error(run("evaluate", "--samples", "photos", "--metric", "accuracy"))

@@ -79,9 +79,11 @@ def evaluate(ctx, checkpoint, samples_path, metric_names, n, sampler, steps, gui
       difftk evaluate runs/cifar/checkpoint.safetensors --metric bpd-ode -n 256
       difftk evaluate runs/mnist --metric bpd-ode --set metric.divergence=gaussian --set metric.n_probes=4
     """
-    if (checkpoint is None) == (samples_path is None):
-        raise OptionError("give a CHECKPOINT to sample and measure, or --samples DIR_OR_NPZ (images to measure), "
-                          "not both" if checkpoint else "give a CHECKPOINT to sample and measure, or --samples DIR_OR_NPZ")
+    if checkpoint is not None and samples_path is not None:
+        raise OptionError(f"--samples {samples_path} measures given images, CHECKPOINT {checkpoint} its own samples: "
+                          "give one of them")
+    if checkpoint is None and samples_path is None:
+        raise OptionError("give a CHECKPOINT to sample and measure, or --samples DIR_OR_NPZ (images to measure)")
     if json_file is not None:
         check_output(Path(json_file))  # before measuring, so no work is lost to a bad path
         if samples_path is not None and Path(json_file).resolve() == Path(samples_path).resolve():
@@ -106,7 +108,8 @@ def evaluate(ctx, checkpoint, samples_path, metric_names, n, sampler, steps, gui
 
 def _check_nothing_to_sample(ctx: click.Context, options: dict, nproc: int) -> None:
     """--samples measures images as they are: the flags of sampling a model are one line."""
-    given = [f"--{flag.replace('_', '-')}" for flag in SAMPLING_FLAGS if ctx.get_parameter_source(flag) is not ParameterSource.DEFAULT]
+    given = [f"--{flag.replace('_', '-')}" for flag in SAMPLING_FLAGS
+             if ctx.get_parameter_source(flag) is not ParameterSource.DEFAULT]
     given += [f"--set {kind}.…" for kind in ("sampler", "guidance") if kind in options]
     given += ["--nproc"] if nproc > 1 else []
     if given:
@@ -127,7 +130,9 @@ def _evaluate_images(samples_path, metric_names, per_metric, n, seed, data_sourc
     images = read_samples(samples_path)
     data = _data(data_source, data_options)
     said = f"{samples_path}: {len(images):,} image{'s' if len(images) > 1 else ''} of {'×'.join(map(str, images.shape))}"
-    said += f", labelled (classes 0–{images.num_classes - 1})" if images.labels is not None else ""
+    if images.labels is not None:
+        classes = images.labels.unique().tolist()
+        said += f", labelled ({len(classes)} classes, {classes[0]}–{classes[-1]})"
     default = DEFAULT_DATA.get(images.shape)
     if data is None and default is not None:
         data = load_dataset(default, split="test")[0]
