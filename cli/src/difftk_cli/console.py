@@ -9,6 +9,7 @@ import warnings
 
 import click
 from difftk.errors import DifftkError
+from difftk.runtime.distributed import leave_error
 from rich.console import Console
 from rich.markup import escape
 
@@ -22,8 +23,10 @@ USER_ERROR = 2
 
 
 def fail(message: str) -> None:
-    """Print ``error: message`` on one line to stderr and exit with :data:`USER_ERROR`."""
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    """Print ``error: message`` on one line to stderr and exit with :data:`USER_ERROR`; in a process of
+    ``--nproc N``, leave the line for the launcher, which prints it once for all N."""
+    if not leave_error(f"error: {message}"):
+        err.print(f"[bold red]error:[/] {escape(message)}")
     sys.exit(USER_ERROR)
 
 
@@ -34,7 +37,7 @@ def warn(message: str) -> None:
 #: library parameters that are command-line flags of the same name: ``steps=60`` in a library
 #: error reads ``--steps 60`` on the command line
 FLAGS: tuple[str, ...] = ("steps", "label", "device", "out", "nproc", "data", "classifier", "seed", "init", "lr",
-                          "scale", "sampler", "guidance", "schedule", "denoiser", "objective", "batch_size")
+                          "scale", "sampler", "guidance", "schedule", "denoiser", "objective", "batch_size", "format")
 #: the kinds whose options ``--set KIND.OPTION=VALUE`` sets
 SET_KINDS: tuple[str, ...] = ("schedule", "sampler", "guidance", "denoiser", "objective", "metric", "classifier")
 _RESUME = re.compile(r"(?<![\w.-])resume=True\b")

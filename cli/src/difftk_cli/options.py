@@ -49,6 +49,15 @@ def metric_options(metric_names: Sequence[str], given: Mapping[str, str], *, n_f
     return per_metric
 
 
+def argv_without(flag: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` without ``flag VALUE`` (or ``flag=VALUE``): the command a launcher re-runs in each process."""
+    argv = list(argv)
+    i = next((k for k, a in enumerate(argv) if a == flag or a.startswith(f"{flag}=")), None)
+    if i is not None:
+        del argv[i:i + (1 if "=" in argv[i] else 2)]
+    return argv
+
+
 def parse_data(text: str) -> tuple[str, str | None]:
     """``mnist`` -> (mnist, None); ``cifar10:/data/cifar`` -> (cifar10, /data/cifar)."""
     name, sep, path = text.partition(":")

@@ -195,7 +195,7 @@ class Model:
 
     def sample(self, n: int, *, sampler: Any = None, steps: int | None = None, guidance: Any = None,
                scale: float | None = None, labels: Any = None, seed: int = 0, batch_size: int | None = None,
-               callback: Callable[[int, StepInfo], None] | None = None,
+               callback: Callable[[int, StepInfo], None] | None = None, ranks: Any = None,
                guidance_options: Mapping[str, Any] | None = None, init: torch.Tensor | None = None,
                strength: float | None = None, mask: torch.Tensor | None = None, **sampler_options: Any) -> torch.Tensor:
         """``n`` samples [n, *shape], float32 on the CPU.
@@ -214,6 +214,8 @@ class Model:
         :param strength: s ∈ (0, 1], the time ``init`` is noised to (1: from noise); ``None`` = 1.
         :param mask: [n or 1, 1 or C, *spatial], 1 where pixels are generated, 0 where ``init`` is kept.
         :param sampler_options: the sampler's options, e.g. ``eta=0.5``.
+        :param ranks: share the draw over these processes (:class:`~difftk.runtime.distributed.Ranks`):
+            process 0 gets all ``n`` samples, as one process would draw them; the others ``None``.
 
         Any sampler edits: :mod:`difftk.sampling.edit` hands it a truncated clock and a denoiser.
         """
@@ -228,7 +230,7 @@ class Model:
                 raise OptionError(f"steps={steps} is more than the {below} steps of the schedule below strength={edit.strength:g} "
                                   f"(T={T}): use steps=1..{below}, or a larger strength")
         return generate(denoiser, self.schedule, chosen, self.data_shape, n, steps=steps, cond=cond, seed=seed,
-                        device=self.device, batch_size=batch_size, callback=callback, edit=edit)
+                        device=self.device, batch_size=batch_size, callback=callback, edit=edit, ranks=ranks)
 
     def edit(self, n: int, init: torch.Tensor | None, strength: float | None, mask: torch.Tensor | None) -> Edit | None:
         """The :class:`~difftk.sampling.edit.Edit` of ``init`` (checked against the model's data), or ``None``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import click
@@ -11,19 +12,21 @@ from click.core import ParameterSource
 from difftk.checkpoint.files import FORMAT as CHECKPOINT_FORMAT
 from difftk.components.protocols import num_classes_of
 from difftk.data.images import grid_shape, load_image, load_mask, picture, save_png, trajectory_strip
-from difftk.errors import OptionError
+from difftk.errors import OptionError, OutputError
+from difftk.evaluation.sample_files import FORMATS, check_samples_output, format_of, write_npz, write_png_folder
 from difftk.pipeline.compose import spec_of
 from difftk.pipeline.spec import PipelineSpec, component_options
+from difftk.runtime import distributed
 from difftk.runtime.device import resolve_device
 from difftk.runtime.fastpath import PRECISIONS, autocast
-from difftk.runtime.files import check_output
+from difftk.runtime.files import check_output, short_path
 from difftk.sampling.draw import class_rows
 from difftk.sampling.edit import snap_strength
 from difftk.sampling.trajectory import TrajectoryRecorder
 from rich.markup import escape
 
 from difftk_cli.console import out, warn
-from difftk_cli.options import parse_sets
+from difftk_cli.options import argv_without, parse_sets
 from difftk_cli.progress import SamplingProgress
 
 #: the kinds --set may change at sampling time; the rest is fixed by the checkpoint
@@ -49,6 +52,22 @@ def _init(model, source: str | None, strength: float | None, mask: str | None):
     return init, f"{how} {said} from t = {s:g}", label
 
 
+def _check_outputs(output: str, fmt: str | None, trajectory: str | None, inputs: dict[str, str | None]) -> str:
+    """The layout to write, once the outputs are checked (before any work): writable, not replacing
+    what difftk did not write, and none of them an input of the command."""
+    fmt = format_of(output, fmt)
+    check_samples_output(Path(output), fmt)
+    if trajectory is not None:
+        check_output(Path(trajectory))
+    if trajectory is not None and Path(trajectory).resolve() == Path(output).resolve():
+        raise OutputError(f"--trajectory {short_path(trajectory)} is the -o output too: give it its own path")
+    for path in (output, trajectory):
+        for flag, given in inputs.items():
+            if path is not None and given and Path(given).exists() and Path(given).resolve() == Path(path).resolve():
+                raise OutputError(f"{short_path(path)} is the {flag} this command reads: write to another path")
+    return fmt
+
+
 def _options_text(component) -> str:
     return ", ".join(f"{k}={v}" for k, v in component_options(component).items())
 
@@ -56,7 +75,11 @@ def _options_text(component) -> str:
 @click.command()
 @click.argument("checkpoint", type=click.Path())
 @click.option("-n", "--num", "n", type=click.IntRange(1, 1_000_000), default=64, show_default=True, help="How many samples.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write the grid (or scatter plot) here, as PNG.")
+@click.option("-o", "--output", type=click.Path(), required=True,
+              help="Write the samples here: a PNG grid (or scatter plot), a folder of PNGs, or an .npz (--format).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="png: one grid; png-folder: one PNG per sample; npz: uint8 [N, H, W, C] under arr_0 "
+                   "(default: npz for -o NAME.npz, else png).")
 @click.option("--sampler", metavar="NAME", help="Any registered sampler; default: the one in the checkpoint's pipeline.")
 @click.option("--steps", type=click.IntRange(min=1), help="Sampler steps; default: the sampler's own (50 for ddim; `difftk plugins` lists each).")
 @click.option("--set", "sets", metavar="KIND.OPTION=VALUE", multiple=True,
@@ -80,10 +103,13 @@ def _options_text(component) -> str:
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, tf32 or bf16.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes to sample in (torch.distributed via torchrun): each draws its block of the batches.")
 @click.pass_context
-def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, classifier_file, label, pipeline_file, seed,
-           init_source, strength, mask_source, trajectory, batch_size, precision, device) -> None:
-    """Draw N samples from CHECKPOINT with its EMA weights and write them as a PNG grid.
+def sample(ctx, checkpoint, n, output, fmt, sampler, steps, sets, guidance, scale, classifier_file, label, pipeline_file,
+           seed, init_source, strength, mask_source, trajectory, batch_size, precision, device, nproc) -> None:
+    """Draw N samples from CHECKPOINT with its EMA weights and write them as a PNG grid (or as
+    one PNG each, or an npz: --format).
 
     CHECKPOINT is a checkpoint file, a run directory, or the name of a model a plugin ships
     (`difftk plugins` lists them, e.g. mnist-cfg).
@@ -95,9 +121,15 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
     With --guidance and no --label, each grid row is one class (default -n: one row of
     C samples per class).
 
+    --format png-folder writes one PNG per sample (000000.png, …) and --format npz a uint8
+    [N, H, W, C] array under arr_0, for other evaluators (clean-fid, torch-fidelity, the ADM
+    suite) or `difftk evaluate --samples`; a class-conditional draw's labels go with them.
+
     \b
     Examples:
       difftk sample mnist-cfg -o digits.png --guidance cfg --scale 3
+      difftk sample mnist-cfg -n 1000 --format png-folder -o samples/
+      difftk sample mnist-cfg -n 1000 -o samples.npz --nproc 2
       difftk compose --schedule cosine --sampler ddim --guidance cfg -o p.toml && difftk sample mnist-cfg --pipeline p.toml -o digits.png
       difftk sample runs/mnist/checkpoint.safetensors -n 64 -o grid.png
       difftk sample runs/mnist/checkpoint.safetensors -n 16 -o sevens.png --label 7
@@ -108,17 +140,33 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
       difftk sample mnist-cfg -n 8 -o edit.png --init train:4 --strength 0.5 --label 9
       difftk sample mnist-cfg -n 8 -o fill.png --init test:0 --mask right
     """
-    for path in (output, trajectory):  # before sampling, so no work is lost to a bad path
-        if path is not None:
-            check_output(Path(path))
+    inputs = {"checkpoint": checkpoint, "--init image": init_source, "--mask": mask_source,
+              "--pipeline file": pipeline_file, "--classifier file": classifier_file}
+    fmt = _check_outputs(output, fmt, trajectory, inputs)  # before sampling, so no work is lost to a bad path
+    if nproc > 1 and not distributed.launched():
+        sys.exit(distributed.launch(nproc, argv_without("--nproc", sys.argv[1:])))
+    ranks, device = distributed.init(resolve_device(device))
+    if not ranks.main:  # one console: process 0 prints and writes, the others sample their blocks quietly
+        out.quiet = True
+    try:
+        _sample(ctx, checkpoint, n, output, fmt, sampler, steps, sets, guidance, scale, classifier_file, label,
+                pipeline_file, seed, init_source, strength, mask_source, trajectory, batch_size, precision, device, ranks)
+    finally:
+        distributed.finish()
+
+
+def _sample(ctx, checkpoint, n, output, fmt, sampler, steps, sets, guidance, scale, classifier_file, label, pipeline_file,
+            seed, init_source, strength, mask_source, trajectory, batch_size, precision, device, ranks) -> None:
     options = parse_sets(sets, SAMPLING_KINDS, why=" (the rest is fixed by the checkpoint)")
-    device = resolve_device(device)
     model = difftk.load(checkpoint, device)
     for note in model.plugin_mismatches():
         warn(note)
     if pipeline_file:
         model = model.using(PipelineSpec.load(pipeline_file), source=pipeline_file)
     kind = model.data_kind
+    if kind != "image" and fmt != "png":
+        raise OptionError(f"--format {fmt} writes images, but this model makes {model.data_shape[0]}-D points: "
+                          "use --format png (a scatter plot)")
     chosen = model.sampler(sampler, options.get("sampler"))
     guided = guidance is not None or "guidance" in options or model.pipeline.guidance is not None
     if not guided and (scale is not None or classifier_file is not None):
@@ -132,7 +180,7 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
     mask = load_mask(mask_source, model.data_shape) if mask_source else None
     if label is None and init_label is not None:  # an edit of a real digit keeps its class unless told otherwise
         label = init_label
-    if wrapper is not None and label is None and num_classes:
+    if wrapper is not None and label is None and num_classes and fmt == "png":
         if ctx.get_parameter_source("n") is ParameterSource.DEFAULT:
             n = num_classes * num_classes
         cond = class_rows(n, num_classes, grid_shape(n)[1])
@@ -149,16 +197,17 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
         if recorder is not None:
             recorder(batch, info)
 
-    batches = math.ceil(n / batch_size)
+    batches = len(distributed.share(math.ceil(n / batch_size), ranks))
     with SamplingProgress(batches, console=out) as progress, autocast(precision, device):
         x = model.sample(n, sampler=chosen, steps=steps, guidance=wrapper if wrapper is not None else False,
                          labels=cond, seed=seed, batch_size=batch_size, callback=callback, init=init,
-                         strength=strength, mask=mask)
+                         strength=strength, mask=mask, ranks=ranks if ranks.distributed else None)
+    if not ranks.main:  # process 0 has gathered every block and writes
+        return
     bounds = model.data.get("bounds")
-    save_png(picture(x, kind, bounds), output)
+    written = _write(x, cond, output, fmt, kind, bounds)
     name = spec_of("sampler", chosen).name
-    layout = "{}×{} grid".format(*grid_shape(n)) if kind == "image" else "scatter plot"
-    rows = wrapper is not None and label is None and num_classes
+    rows = wrapper is not None and label is None and num_classes and fmt == "png"
     if label is not None:
         cls = f", class {label}"
     elif cond is not None:
@@ -176,8 +225,9 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
     # a checkpoint of difftk's own names its training step; a foreign model (a diffusers folder) names its format
     foreign = model.checkpoint.metadata.get("format") if model.checkpoint is not None else None
     origin = f"step {model.step:,}" if foreign in (None, CHECKPOINT_FORMAT) else f"the {foreign} model {model.checkpoint.path}"
-    out.print(escape(f"wrote {output}: {n} samples ({layout}) from {origin}; "
-                     f"sampler {name} ({_options_text(chosen)}), {progress.steps} steps, seed {seed}{cls}"))
+    processes = f", in {ranks.world} processes" if ranks.distributed else ""
+    out.print(escape(f"wrote {output}: {written} from {origin}; "
+                     f"sampler {name} ({_options_text(chosen)}), {progress.steps} steps, seed {seed}{cls}{processes}"))
     if nfe:  # an adaptive sampler's step count is known only at the end: report what each batch used
         span = lambda v: f"{min(v):,}" + (f"–{max(v):,}" if max(v) != min(v) else "")  # noqa: E731
         out.print(f"NFE {span([e for e, _ in nfe.values()])} denoiser evaluations in {span([k for _, k in nfe.values()])} "
@@ -186,3 +236,18 @@ def sample(ctx, checkpoint, n, output, sampler, steps, sets, guidance, scale, cl
         save_png(trajectory_strip(recorder.frames, recorder.times, kind, bounds), trajectory)
         times = ", ".join(f"{t:.2f}" for t in recorder.times)
         out.print(escape(f"wrote {trajectory}: predicted x₀ at t = {times}"))
+
+
+def _write(x, cond, output: str, fmt: str, kind: str, bounds) -> str:
+    """Write the samples as ``fmt`` says; what was written, in words."""
+    n, size = len(x), "×".join(map(str, x.shape[-2:][::-1]))
+    colour = "grey" if x.shape[1] == 1 else "RGB"
+    if fmt == "png":
+        save_png(picture(x, kind, bounds), output)
+        return f"{n} samples ({'{}×{} grid'.format(*grid_shape(n)) if kind == 'image' else 'scatter plot'})"
+    if fmt == "png-folder":
+        write_png_folder(x, output, cond)
+        return f"{n} PNGs of {size} {colour}" + (" (each labelled)" if cond is not None else "")
+    write_npz(x, output, cond)
+    shape = [n, *x.shape[2:], x.shape[1]]
+    return f"arr_0 uint8 {shape} ({colour})" + (f" and labels [{n}]" if cond is not None else "")

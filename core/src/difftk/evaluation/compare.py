@@ -23,10 +23,11 @@ import torch
 from difftk.components import plugins
 from difftk.components.protocols import nfe_of
 from difftk.errors import DifftkError, OptionError
-from difftk.evaluation.context import EvalContext, MetricResult
+from difftk.evaluation.context import EvalContext, MetricResult, NeedsModelError
 from difftk.maths.stats import mean_confidence_interval, welch_t_test
 from difftk.model import Model, load
 from difftk.pipeline.compose import build_component
+from difftk.runtime.distributed import Ranks
 from difftk.runtime.files import atomic_write_text
 from difftk.training.runs import experiment
 
@@ -46,19 +47,24 @@ def held_out_data(dataset: Mapping[str, Any]):
 
 def context_for(model: Model, data: Any, *, sampler: str | None = None,
                 sampler_options: Mapping[str, str] | None = None, guidance: str | None = None,
-                guidance_options: Mapping[str, str] | None = None, steps: int | None = None, seed: int = 0) -> EvalContext:
+                guidance_options: Mapping[str, str] | None = None, steps: int | None = None, seed: int = 0,
+                batch_size: int = 256, ranks: Ranks | None = None) -> EvalContext:
     """The :class:`EvalContext` of ``model`` sampled with ``sampler`` (default: its pipeline's) for
     ``steps`` steps, guided by ``guidance`` (default: its pipeline's, if any) with those options
-    (values or command-line strings)."""
+    (values or command-line strings), drawn ``batch_size`` at a time and shared over ``ranks``."""
     chosen = model.sampler(sampler, sampler_options)
     wrapper = model.guidance(guidance, guidance_options) if guidance is not None or guidance_options else None
-    return EvalContext(model=model, data=data, sampler=chosen, guidance=wrapper, seed=seed, steps=steps)
+    return EvalContext(model=model, data=data, sampler=chosen, guidance=wrapper, seed=seed, steps=steps,
+                       batch_size=batch_size, ranks=ranks or Ranks())
 
 
 def measure(metric_name: str, options: Mapping[str, str], context: EvalContext) -> MetricResult:
     """Build metric ``metric_name`` from command-line ``options`` and evaluate it."""
     metric = build_component("metric", metric_name, options)
-    result = metric.evaluate(context)
+    try:
+        result = metric.evaluate(context)
+    except NeedsModelError as err:  # a set of images measured by a metric of models
+        raise DifftkError(f"metric '{metric_name}' {err}") from None
     if not isinstance(result, MetricResult):
         raise DifftkError(f"metric '{metric_name}' returned a {type(result).__name__}, not a difftk.evaluation.context.MetricResult")
     return result

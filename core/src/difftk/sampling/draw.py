@@ -14,6 +14,7 @@ import torch
 from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.errors import OptionError, did_you_mean
 from difftk.maths.terminal import for_sampling
+from difftk.runtime import distributed
 from difftk.sampling.edit import Edit
 from difftk.sampling.noise import ExampleNoise
 from difftk.sampling.steps import StepInfo
@@ -57,7 +58,8 @@ def parse_label(label: int | str, num_classes: int, class_names: Sequence[str] =
 def generate(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Any, shape: Sequence[int], n: int, *,
              steps: int | None = None, cond: torch.Tensor | None = None, seed: int = 0,
              device: torch.device | str = "cpu", batch_size: int | None = None,
-             callback: Callable[[int, StepInfo], None] | None = None, edit: Edit | None = None) -> torch.Tensor:
+             callback: Callable[[int, StepInfo], None] | None = None, edit: Edit | None = None,
+             ranks: distributed.Ranks | None = None) -> torch.Tensor | None:
     """``n`` samples of one example ``shape`` on the CPU (float32), drawn in batches.
 
     Sample i's x_T and its share of the sampler's noise come from its own stream
@@ -66,12 +68,18 @@ def generate(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Any, shape: S
     after every step of every batch. A schedule that reaches pure noise is sampled through its
     :class:`~difftk.maths.terminal.TerminalFloor`. With ``edit`` the samples start from noised images
     (SDEdit) and may keep part of them (inpainting): :class:`~difftk.sampling.edit.Edit`.
+
+    With ``ranks`` of several processes, each draws its block of the batches
+    (:func:`~difftk.runtime.distributed.share`) and process 0 returns all ``n`` samples, equal bit for
+    bit to one process's draw (the same batches, the same streams); the other processes return ``None``.
     """
     device = torch.device(device)
     batch_size = batch_size or n
     schedule = for_sampling(schedule)  # ᾱ(1) = 0 raised to the floor every sampler can step from
-    out = []
-    for b, start in enumerate(range(0, n, batch_size)):
+    starts = range(0, n, batch_size)
+    out = [torch.empty((0, *shape))]  # a process may have no batch of its own
+    for b in distributed.share(len(starts), ranks or distributed.Ranks()):
+        start = starts[b]
         size = min(batch_size, n - start)
         noise = ExampleNoise(seed, range(start, start + size), device)
         x_T = noise.randn((size, *shape), device=device)
@@ -82,4 +90,5 @@ def generate(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Any, shape: S
             net, clock, x_T = edit.for_batch(denoiser, schedule, start, x_T)
         x = sampler.sample(net, clock, x_T, steps=steps, cond=c, generator=noise, callback=step_cb)
         out.append(x.float().cpu())
-    return torch.cat(out)
+    x = torch.cat(out)
+    return distributed.gather_rows(x, ranks) if ranks is not None else x
