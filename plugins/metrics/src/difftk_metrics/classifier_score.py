@@ -21,7 +21,7 @@ from difftk.errors import OptionError
 from difftk.evaluation.context import EvalContext, MetricResult, mean_and_standard_error
 from difftk.options import option
 
-from difftk_metrics.features import feature_network, features_option
+from difftk_metrics.features import embed, feature_network, features_option
 
 #: below this many samples per split the p(y) of a split is too noisy: the score drops (docs/metrics.md)
 TRUSTED_SPLIT_SIZE = 50
@@ -71,7 +71,7 @@ class ClassifierScore:
         if self.n < 2 * self.splits:
             raise OptionError(f"classifier-score: n={self.n} is too few for splits={self.splits}: give n ≥ "
                               f"{2 * self.splits} (2 samples per split), or fewer splits")
-        _, logits = net.embed(context.samples(self.n, context.balanced_labels(self.n)))
+        _, logits = embed(net, context.samples(self.n, context.balanced_labels(self.n)))
         scores = split_scores(logits, self.splits)
         value, spread = mean_and_standard_error(scores)  # nan spread for one split
         size = self.n // self.splits

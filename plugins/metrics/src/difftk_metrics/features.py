@@ -19,6 +19,8 @@ import functools
 import hashlib
 import io
 import os
+import warnings
+import weakref
 from pathlib import Path
 from typing import ClassVar
 
@@ -151,6 +153,23 @@ class ClassifierFeatures:
 
 FeatureNetwork = MnistFeatures | InceptionFeatures | ClassifierFeatures
 
+#: (id of an images tensor, network) -> (a weak reference to the tensor, its features and logits)
+_EMBEDDED: dict[tuple[int, str, str | None], tuple[weakref.ref, tuple[torch.Tensor, torch.Tensor]]] = {}
+
+
+def embed(net: FeatureNetwork, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``net.embed(images)``, remembered while the tensor lives: the metrics of one evaluation share
+    their samples (:meth:`EvalContext.samples` returns one tensor), so they share its features too,
+    and Inception runs once per sample, not once per metric."""
+    key = (id(images), net.kind, getattr(net, "path", None) and str(net.path))
+    found = _EMBEDDED.get(key)
+    if found is not None and found[0]() is images:
+        return found[1]
+    result = net.embed(images)
+    _EMBEDDED[key] = (weakref.ref(images), result)
+    weakref.finalize(images, _EMBEDDED.pop, key, None)
+    return result
+
 
 def feature_network(spec: str, shape: tuple[int, ...], metric: str) -> FeatureNetwork:
     """The network ``features=spec`` names for images of ``shape``; one line when it is unknown or its file
@@ -197,7 +216,9 @@ def read_state_dict(path: Path, module: torch.nn.Module, what: str) -> dict[str,
     """A PyTorch state dict file (a pickle: read with weights_only=True, which runs no code) checked against
     ``module``: the same names and shapes, finite floating-point values; one line for anything else."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # the unpickler's notes on foreign pickles: the error below says enough
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated file, a pickle that is no state dict, a hostile one
         reason = " ".join(str(err).split())
         raise CheckpointError(f"{short_path(path)} cannot be read as the {what} weights (a PyTorch state dict): "
@@ -290,7 +311,7 @@ def held_out_features(data: ArrayDataset, net: FeatureNetwork) -> tuple[torch.Te
             features = torch.from_numpy(f["features"]).to(torch.float64)
         if features.ndim == 2 and len(features) == len(data) and torch.isfinite(features).all():
             return features, where
-    except (OSError, KeyError, ValueError):
+    except Exception:  # noqa: BLE001 - absent, truncated or foreign: computed again below
         pass
     features = net.embed(images())[0]
     mu, sigma = moments(features)
@@ -316,7 +337,9 @@ def read_reference(path: str, dims: int, metric: str) -> tuple[torch.Tensor, tor
             mu, sigma = f["mu"], f["sigma"]
     except FileNotFoundError:
         raise OptionError(f"{where}: no such file") from None
-    except (OSError, ValueError, EOFError) as err:  # not an .npz, truncated, or object arrays
+    except DifftkError:
+        raise
+    except Exception as err:  # not an .npz, a truncated one (zipfile's errors), object arrays
         raise CheckpointError(f"{where} cannot be read as an .npz of arrays: {' '.join(str(err).split())[:200]}") from None
     if mu.shape != (dims,) or sigma.shape != (dims, dims):
         raise CheckpointError(f"{where} holds mu of shape {mu.shape} and sigma of shape {sigma.shape}, but the "

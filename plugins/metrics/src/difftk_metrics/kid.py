@@ -27,7 +27,7 @@ from difftk.errors import DifftkError
 from difftk.evaluation.context import EvalContext, MetricResult
 from difftk.options import option
 
-from difftk_metrics.features import feature_network, features_option, held_out_features
+from difftk_metrics.features import embed, feature_network, features_option, held_out_features
 
 #: below this many samples the standard error of KID (≈ 1,500–2,500 at n = 30) is as large as the KID of
 #: the shipped model's blurred 3-step digits (≈ 2,200, docs/metrics.md), so the value cannot rank models
@@ -144,7 +144,7 @@ class KID:
         if len(data) < 3:
             raise DifftkError(f"metric 'kid' needs at least 3 held-out images, but {data.name} has {len(data)}")
         real, where = held_out_features(data, net)  # in stored order: the subsets are drawn seeded
-        fake, _ = net.embed(context.samples(self.n, context.balanced_labels(self.n)))
+        fake, _ = embed(net, context.samples(self.n, context.balanced_labels(self.n)))
         kd = kernel_distance(fake, real, subsets=self.subsets, subset_size=self.subset_size,
                              generator=torch.Generator().manual_seed(context.seed + 2))
         scale = ", while the shipped model's blurred 3-step digits score ≈ 2,200" if net.kind == "mnist" else ""

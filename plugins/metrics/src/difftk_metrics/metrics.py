@@ -12,8 +12,9 @@ from difftk.maths.distances import sliced_wasserstein
 from difftk.maths.stats import bootstrap_standard_error, frechet_distance, moments
 from difftk.options import option
 
-from difftk_metrics.features import feature_network, features_option, held_out_features, read_reference
-from difftk_metrics.network import check_shape, embed
+from difftk_metrics.features import (MnistFeatures, embed, feature_network, features_option, held_out_features,
+                                     read_reference)
+from difftk_metrics.network import check_shape
 
 
 #: below this many samples FID's upward bias is larger than the differences studies look for (docs/metrics.md)
@@ -54,7 +55,7 @@ class FID:
             net.check("fid", data.shape, data.name)
             real, where = held_out_features(data, net)
             mu_r, sigma_r = moments(real)
-        fake, _ = net.embed(context.samples(self.n, context.balanced_labels(self.n)))
+        fake, _ = embed(net, context.samples(self.n, context.balanced_labels(self.n)))
         value = frechet_distance(*moments(fake), mu_r, sigma_r)
         g = torch.Generator().manual_seed(context.seed + 1)
         spread = bootstrap_standard_error(lambda f: frechet_distance(*moments(f), mu_r, sigma_r), fake,
@@ -87,7 +88,7 @@ class ConditionalAccuracy:
                               "(num_classes=0): use fid instead")
         check_shape("accuracy", context.shape, "this model")
         labels = context.balanced_labels(self.n)
-        _, logits = embed(context.samples(self.n, labels))
+        _, logits = embed(MnistFeatures(), context.samples(self.n, labels))
         correct = (logits.argmax(dim=1) == labels).double()
         p = float(correct.mean())
         per_class = {int(c): round(float(correct[labels == c].mean()), 4) for c in range(context.num_classes)}

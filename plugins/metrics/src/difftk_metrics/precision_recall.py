@@ -18,7 +18,7 @@ from difftk.errors import OptionError
 from difftk.evaluation.context import EvalContext, MetricResult
 from difftk.options import option
 
-from difftk_metrics.features import feature_network, features_option, held_out_features
+from difftk_metrics.features import embed, feature_network, features_option, held_out_features
 
 #: rows of a distance matrix computed at once
 CHUNK = 1024
@@ -90,7 +90,7 @@ class PrecisionRecall:
                               f"but there are {m}: give k < {m}")
         real, _ = held_out_features(data, net)
         real = real[torch.randperm(len(data), generator=g)[:m]]
-        fake, _ = net.embed(context.samples(self.n, context.balanced_labels(self.n)))
+        fake, _ = embed(net, context.samples(self.n, context.balanced_labels(self.n)))
         fake = fake[torch.randperm(self.n, generator=g)[:m]] if m < self.n else fake
         p, r = precision_recall(fake, real, self.k)
         caveat = " ".join(filter(None, [
