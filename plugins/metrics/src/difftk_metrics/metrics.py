@@ -9,7 +9,7 @@ import torch
 from difftk.errors import DifftkError
 from difftk.evaluation.context import EvalContext, MetricResult
 from difftk.maths.distances import sliced_wasserstein
-from difftk.maths.stats import bootstrap_standard_error, frechet_distance, moments
+from difftk.maths.stats import bootstrap_standard_error, frechet_distance_factors, gaussian_factor, psd_factor
 from difftk.options import option
 
 from difftk_metrics.features import (MnistFeatures, embed, feature_network, features_option, held_out_features,
@@ -49,17 +49,18 @@ class FID:
         net.check("fid", context.shape, "this model")
         if self.reference is not None:
             mu_r, sigma_r = read_reference(self.reference, net.dims, "fid")
+            root_r = psd_factor(sigma_r)
             where = f"statistics of {self.reference}"
         else:
             data = context.held_out("fid")
             net.check("fid", data.shape, data.name)
             real, where = held_out_features(data, net)
-            mu_r, sigma_r = moments(real)
+            mu_r, root_r = gaussian_factor(real)
         fake, _ = embed(net, context.samples(self.n, context.balanced_labels(self.n)))
-        value = frechet_distance(*moments(fake), mu_r, sigma_r)
+        distance = lambda f: frechet_distance_factors(*gaussian_factor(f), mu_r, root_r)  # noqa: E731
+        value = distance(fake)
         g = torch.Generator().manual_seed(context.seed + 1)
-        spread = bootstrap_standard_error(lambda f: frechet_distance(*moments(f), mu_r, sigma_r), fake,
-                                          resamples=self.bootstrap, generator=g)
+        spread = bootstrap_standard_error(distance, fake, resamples=self.bootstrap, generator=g)
         scale = " (real digits score 103–140 at n = 500)" if net.kind == "mnist" else ""
         caveat = "" if self.n >= TRUSTED_FID_N else (
             f"fid at n = {self.n:,} is biased upward (it falls as n grows{scale}): "
