@@ -32,7 +32,7 @@ def train_toy(channels: int, size: int) -> str:
     return "run"
 
 
-@pytest.mark.slow  # 20 Inception-v3 passes per model: ≈ 45 s each on 2 shared CPU cores
+@pytest.mark.slow  # 20 Inception-v3 passes per model: 6–45 s each on 2 shared CPU cores, by their load
 @pytest.mark.parametrize(("channels", "size"), [(3, 32), (1, 28)])
 def test_evaluate_fid_and_kid_in_inception_features(toy, weights, channels, size):
     run_dir = train_toy(channels, size)

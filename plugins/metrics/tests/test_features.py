@@ -127,7 +127,7 @@ def colour_context(images: torch.Tensor, held_out: torch.Tensor) -> EvalContext:
     return EvalContext(model=model, data=ArrayDataset(held_out, name="colours"))
 
 
-@pytest.mark.slow  # 20 Inception-v3 passes: ≈ 45 s on 2 shared CPU cores
+@pytest.mark.slow  # 20 Inception-v3 passes: 8–45 s on 2 shared CPU cores, by their load
 def test_every_image_metric_reads_colour_images_with_inception(inception_file, monkeypatch):
     """fid, kid, precision-recall and classifier-score on 3×32×32 images, by default through Inception."""
     monkeypatch.setenv(F.INCEPTION_ENV, str(inception_file))

@@ -70,7 +70,7 @@ def save_pngs(x: torch.Tensor, folder) -> None:
         Image.fromarray(array, mode="L" if image.shape[0] == 1 else "RGB").save(folder / f"{i}.png")
 
 
-@pytest.mark.slow  # pytorch-fid's scipy sqrtm of a singular 2048×2048 product: ≈ 2 min on 2 shared CPU cores
+@pytest.mark.slow  # pytorch-fid's scipy sqrtm of a singular 2048×2048 product: 1–2 min on 2 shared CPU cores
 def test_fid_equals_pytorch_fids_pipeline_on_the_same_images(inception_file, pytorch_fid_model, tmp_path):
     """Grey 28×28 images against RGB 32×32 ones, from PNG files for pytorch-fid: the quantisation, the grey
     to RGB copy, the resize and the statistics all agree (to 1e-4 relative)."""

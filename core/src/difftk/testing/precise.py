@@ -12,18 +12,16 @@ import torch
 
 
 def _exact(a) -> list:
-    """The values of a float64 or longdouble array as nested lists of mpf, exactly: a longdouble is split
-    into float64 parts hi + lo (its 64-bit significand fits in two doubles)."""
+    """The values of a 1-D or 2-D float64 or longdouble array as (nested) lists of mpf, exactly: a
+    longdouble is split into float64 parts hi + lo (its 64-bit significand fits in two doubles)."""
     arr = np.asarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a)
     hi = arr.astype(np.float64)
     lo = (arr - hi).astype(np.float64) if arr.dtype == np.longdouble else np.zeros_like(hi)
+    values = [mpmath.mpf(float(h)) + mpmath.mpf(float(lw)) for h, lw in zip(hi.ravel(), lo.ravel())]
     if arr.ndim == 1:
-        return [mpmath.mpf(float(h)) + mpmath.mpf(float(lw)) for h, lw in zip(hi, lo)]
-    return [_exact_row(h, lw) for h, lw in zip(hi, lo)]
-
-
-def _exact_row(hi: np.ndarray, lo: np.ndarray) -> list:
-    return [mpmath.mpf(float(h)) + mpmath.mpf(float(lw)) for h, lw in zip(hi, lo)]
+        return values
+    columns = arr.shape[1]
+    return [values[i * columns:(i + 1) * columns] for i in range(arr.shape[0])]
 
 
 def moments_precise(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
