@@ -11,7 +11,6 @@ import difftk
 import numpy as np
 import pytest
 import torch
-from conftest import Fixed
 from difftk.data.arrays import ArrayDataset
 from difftk.errors import CheckpointError, DifftkError, OptionError
 from difftk.evaluation.context import EvalContext
@@ -121,10 +120,18 @@ def test_inception_refuses_images_that_are_neither_grey_nor_rgb(inception_file):
         F.MnistFeatures().check("fid", (3, 32, 32), "this model")
 
 
+class Given:
+    """A stand-in model whose samples are the given images (unconditional)."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images, self.data_shape, self.num_classes = images, tuple(images.shape[1:]), 0
+
+    def sample(self, n, **_):
+        return self.images[:n]
+
+
 def colour_context(images: torch.Tensor, held_out: torch.Tensor) -> EvalContext:
-    shape = list(images.shape[1:])
-    model = Fixed(images, {"kind": "image", "name": "colours", "options": {}, "shape": shape})
-    return EvalContext(model=model, data=ArrayDataset(held_out, name="colours"))
+    return EvalContext(model=Given(images), data=ArrayDataset(held_out, name="colours"))
 
 
 @pytest.mark.slow  # 20 Inception-v3 passes: 8–45 s on 2 shared CPU cores, by their load

@@ -21,7 +21,7 @@ from difftk.errors import OptionError
 from difftk.evaluation.context import EvalContext, MetricResult, mean_and_standard_error
 from difftk.options import option
 
-from difftk_metrics.features import embed, feature_network, features_option
+from difftk_metrics.features import context_device, embed, feature_network, features_option
 
 #: below this many samples per split the p(y) of a split is too noisy: the score drops (docs/metrics.md)
 TRUSTED_SPLIT_SIZE = 50
@@ -66,7 +66,7 @@ class ClassifierScore:
     features: str = features_option()
 
     def evaluate(self, context: EvalContext) -> MetricResult:
-        net = feature_network(self.features, context.shape, "classifier-score")
+        net = feature_network(self.features, context.shape, "classifier-score", context_device(context))
         net.check("classifier-score", context.shape, "this model")
         if self.n < 2 * self.splits:
             raise OptionError(f"classifier-score: n={self.n} is too few for splits={self.splits}: give n ≥ "

@@ -78,9 +78,11 @@ class MnistFeatures:
 
 @attrs.frozen
 class InceptionFeatures:
-    """Inception-v3 (FID variant) from the weights file ``path``: pool3 (2048) and the 1008 logits."""
+    """Inception-v3 (FID variant) from the weights file ``path``: pool3 (2048) and the 1008 logits, computed on
+    ``device`` (the evaluated model's)."""
 
     path: Path
+    device: torch.device = attrs.field(factory=lambda: torch.device("cpu"), converter=torch.device)
     kind: ClassVar[str] = "inception"
     dims: ClassVar[int] = inception.FEATURES
 
@@ -99,12 +101,12 @@ class InceptionFeatures:
 
     @torch.inference_mode()
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        net = inception_net(self.path, self.path.stat().st_mtime_ns)
+        net = inception_net(self.path, self.path.stat().st_mtime_ns).to(self.device)
         feats, logits = [], []
         for start in range(0, len(images), BATCH["inception"]):
-            f, y = net(inception.prepare(images[start:start + BATCH["inception"]].cpu()))
-            feats.append(f.double())
-            logits.append(y)
+            f, y = net(inception.prepare(images[start:start + BATCH["inception"]].cpu()).to(self.device))
+            feats.append(f.double().cpu())
+            logits.append(y.cpu())
         return torch.cat(feats), torch.cat(logits)
 
 
@@ -171,16 +173,16 @@ def embed(net: FeatureNetwork, images: torch.Tensor) -> tuple[torch.Tensor, torc
     return result
 
 
-def feature_network(spec: str, shape: tuple[int, ...], metric: str) -> FeatureNetwork:
-    """The network ``features=spec`` names for images of ``shape``; one line when it is unknown or its file
-    cannot be found."""
+def feature_network(spec: str, shape: tuple[int, ...], metric: str, device: torch.device | str = "cpu") -> FeatureNetwork:
+    """The network ``features=spec`` names for images of ``shape`` (Inception runs on ``device``); one line
+    when it is unknown or its file cannot be found."""
     name, _, path = spec.partition(":")
     if name == "auto" and not path:
         name = "mnist" if tuple(shape) == network.SHAPE else "inception"
     if name == "mnist" and not path:
         return MnistFeatures()
     if name == "inception":
-        return InceptionFeatures(inception_weights(path or None))
+        return InceptionFeatures(inception_weights(path or None), device)
     if name == "classifier" and path:
         if not Path(path).is_file():
             raise OptionError(f"metric '{metric}': features={spec}: no such classifier file (make one with "
@@ -188,6 +190,14 @@ def feature_network(spec: str, shape: tuple[int, ...], metric: str) -> FeatureNe
         return ClassifierFeatures(Path(path))
     raise OptionError(f"metric '{metric}': option features={spec!r} is not a feature network (choose from auto, "
                       "mnist, inception, inception:FILE, classifier:FILE)")
+
+
+def context_device(context) -> torch.device:
+    """The device of the evaluated model, or the CPU when the context has none."""
+    try:
+        return torch.device(context.device)
+    except Exception:  # noqa: BLE001 - images given without a model
+        return torch.device("cpu")
 
 
 # --- Inception weights -----------------------------------------------------------------------------------

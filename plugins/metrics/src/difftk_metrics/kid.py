@@ -27,7 +27,7 @@ from difftk.errors import DifftkError
 from difftk.evaluation.context import EvalContext, MetricResult
 from difftk.options import option
 
-from difftk_metrics.features import embed, feature_network, features_option, held_out_features
+from difftk_metrics.features import context_device, embed, feature_network, features_option, held_out_features
 
 #: below this many samples the standard error of KID (≈ 1,500–2,500 at n = 30) is as large as the KID of
 #: the shipped model's blurred 3-step digits (≈ 2,200, docs/metrics.md), so the value cannot rank models
@@ -137,7 +137,7 @@ class KID:
     features: str = features_option()
 
     def evaluate(self, context: EvalContext) -> MetricResult:
-        net = feature_network(self.features, context.shape, "kid")
+        net = feature_network(self.features, context.shape, "kid", context_device(context))
         data = context.held_out("kid")
         net.check("kid", context.shape, "this model")
         net.check("kid", data.shape, data.name)

@@ -12,8 +12,8 @@ from difftk.maths.distances import sliced_wasserstein
 from difftk.maths.stats import bootstrap_standard_error, frechet_distance_factors, gaussian_factor, psd_factor
 from difftk.options import option
 
-from difftk_metrics.features import (MnistFeatures, embed, feature_network, features_option, held_out_features,
-                                     read_reference)
+from difftk_metrics.features import (MnistFeatures, context_device, embed, feature_network, features_option,
+                                     held_out_features, read_reference)
 from difftk_metrics.network import check_shape
 
 
@@ -45,7 +45,7 @@ class FID:
                                                               "layout) to measure against instead of the held-out split")
 
     def evaluate(self, context: EvalContext) -> MetricResult:
-        net = feature_network(self.features, context.shape, "fid")
+        net = feature_network(self.features, context.shape, "fid", context_device(context))
         net.check("fid", context.shape, "this model")
         if self.reference is not None:
             mu_r, sigma_r = read_reference(self.reference, net.dims, "fid")

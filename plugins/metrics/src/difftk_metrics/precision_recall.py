@@ -18,7 +18,7 @@ from difftk.errors import OptionError
 from difftk.evaluation.context import EvalContext, MetricResult
 from difftk.options import option
 
-from difftk_metrics.features import embed, feature_network, features_option, held_out_features
+from difftk_metrics.features import context_device, embed, feature_network, features_option, held_out_features
 
 #: rows of a distance matrix computed at once
 CHUNK = 1024
@@ -79,7 +79,7 @@ class PrecisionRecall:
     features: str = features_option()
 
     def evaluate(self, context: EvalContext) -> MetricResult:
-        net = feature_network(self.features, context.shape, "precision-recall")
+        net = feature_network(self.features, context.shape, "precision-recall", context_device(context))
         data = context.held_out("precision-recall")
         net.check("precision-recall", context.shape, "this model")
         net.check("precision-recall", data.shape, data.name)
