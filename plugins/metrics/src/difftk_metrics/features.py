@@ -19,6 +19,7 @@ import functools
 import hashlib
 import io
 import os
+import re
 import warnings
 import weakref
 from pathlib import Path
@@ -314,7 +315,8 @@ def held_out_features(data: ArrayDataset, net: FeatureNetwork) -> tuple[torch.Te
     images = lambda: data.batch(torch.arange(len(data)))[0]  # noqa: E731
     if net.key is None:
         return net.embed(images())[0], f"{data.name} held-out split, {len(data)} images"
-    path = cache_dir() / "features" / f"{data.name}-{data_digest(data)}-{net.key}.npz"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", data.name)[:64]  # a file name, whatever the dataset calls itself
+    path = cache_dir() / "features" / f"{name}-{data_digest(data)}-{net.key}.npz"
     where = f"{data.name} held-out split, {len(data)} images (features cached in {short_path(path)})"
     try:
         with np.load(path, allow_pickle=False) as f:
