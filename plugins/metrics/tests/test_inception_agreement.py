@@ -85,7 +85,7 @@ def test_fid_equals_pytorch_fids_pipeline_on_the_same_images(inception_file, pyt
     assert math.isclose(ours, theirs, rel_tol=1e-4), (ours, theirs)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20, deadline=5000)
 @given(st.integers(2, 200), st.integers(1, 10), st.floats(0.1, 20.0), st.integers(0, 2**31 - 1))
 def test_split_scores_are_torch_fidelitys_inception_score(n, splits, scale, seed):
     """classifier-score's splits and score are torch-fidelity's isc_features_to_metric on the same logits
