@@ -25,5 +25,12 @@ for plugin in plugins/*/; do
   [ -f "$plugin/pyproject.toml" ] && args+=(-e "${plugin%/}")
 done
 "${PIP[@]}" "${args[@]}"
+# The metrics' agreement tests compare with pytorch-fid and torch-fidelity, which import torchvision.
+# torchvision 0.28.0 is the release paired with torch 2.13.0, but its PyPI wheel's compiled operators are
+# CUDA builds: beside the CPU torch its import fails ("operator torchvision::nms does not exist"), and so
+# would that of every package that imports torchvision when it is installed (diffusers does). So the three
+# go, without their dependencies (never another torch), into a folder of their own that only those tests
+# put on sys.path (plugins/metrics/tests/inception_peers.py); their own imports are in core's test extra.
+"${PIP[@]}" --no-deps --upgrade --target "$VENV/peers" "torchvision==0.28.0" "pytorch-fid==0.3.0" "torch-fidelity==0.4.0"
 echo "$wanted" > "$stamp"
 echo "installed difftk into $VENV: $("$VENV/bin/difftk" --version)"

@@ -1,5 +1,6 @@
 """Fixtures the metric tests share: the shipped MNIST splits, a "model" that returns given images, and
-one draw of the shipped model (made once per session: it is the slow part)."""
+one draw of the shipped model (made once per session: it is the slow part); an FID Inception weights
+file, and a cache folder of the session's own."""
 
 import difftk
 import pytest
@@ -7,9 +8,26 @@ import torch
 from difftk.evaluation.compare import context_for, held_out_data
 from difftk.evaluation.context import EvalContext
 from difftk.model import load
+from difftk_metrics.features import CACHE_ENV, inception_weights
+from difftk_metrics.testing import write_random_inception_weights
 
 #: the one draw of the shipped model the new metrics' tests measure: cfg at w = 0, DDIM 10 steps
 SHIPPED_N, SHIPPED_STEPS = 200, 10
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory, monkeypatch):
+    """The held-out features cache of each test is a fresh folder, never the user's."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def inception_file(tmp_path_factory):
+    """The real FID Inception weights when this machine has them, else a file of random weights."""
+    try:
+        return inception_weights()
+    except difftk.DifftkError:
+        return write_random_inception_weights(tmp_path_factory.mktemp("inception") / "random-inception.pth")
 
 
 class Fixed:

@@ -40,7 +40,7 @@ def test_frechet_distance_of_isotropic_gaussians_is_closed_form(m1, m2, s1, s2, 
 
 @settings(max_examples=25)
 @given(st.integers(0, 2**31 - 1))
-@example(seed=41482)  # a covariance of condition number 2.6e8: FD(x, x) = 1.7e-7 from the square root's round-off
+@example(seed=41482)  # a covariance of condition number 2.6e8: FD(x, x) was 1.7e-7 by the square root of the product
 def test_frechet_distance_is_zero_on_itself_symmetric_and_order_free(seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(60, 5, generator=g, dtype=torch.float64) @ torch.randn(5, 5, generator=g, dtype=torch.float64)
@@ -52,6 +52,23 @@ def test_frechet_distance_is_zero_on_itself_symmetric_and_order_free(seed):
     assert frechet_distance_of(x, x) <= 1e-8 + roundoff
     assert math.isclose(frechet_distance_of(x, y), frechet_distance_of(y, x), rel_tol=1e-8)
     assert math.isclose(frechet_distance_of(x[torch.randperm(60, generator=g)], y), frechet_distance_of(x, y), rel_tol=1e-9)
+
+
+@pytest.mark.slow  # the 30-digit reference: two mpmath eigendecompositions of 73×73 matrices, ≈ 15 s of CPU
+def test_shipped_mnist_fd_is_the_high_precision_value_to_1e_9(digits):
+    """FD between the MNIST features of the 500 held-out and 500 training digits, where 55 of the 128 units
+    are dead in both sets (singular covariances), against mpmath at 30 digits on moments summed in extended
+    precision. A unit dead in both sets has zero rows and columns in both covariances and adds nothing, so
+    the reference leaves them out (exactly); the float64 distance keeps all 128."""
+    from difftk.testing.precise import frechet_distance_precise, moments_precise
+
+    train_x, _, test_x, _ = digits
+    a, b = embed(test_x)[0], embed(train_x[:500])[0]
+    dead = (a == 0).all(dim=0) & (b == 0).all(dim=0)
+    assert int(dead.sum()) >= 40  # the singular case this test is about
+    got = frechet_distance_of(a, b)
+    reference = frechet_distance_precise(*moments_precise(a[:, ~dead]), *moments_precise(b[:, ~dead]))
+    assert math.isclose(got, reference, rel_tol=1e-9), (got, reference)
 
 
 def test_moments_are_numpy_mean_and_unbiased_covariance():
@@ -130,14 +147,16 @@ def test_guided_samples_of_the_shipped_model_are_the_digits_asked_for(shipped):
     assert results[0].spread == pytest.approx(math.sqrt(results[0].value * (1 - results[0].value) / 40))
 
 
-def test_fid_refuses_data_that_is_not_mnist_shaped():
+def test_fid_on_colour_data_needs_inception_or_refuses_mnist_features(tmp_path, monkeypatch):
     data = ArrayDataset(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), name="cifar10")
-    schedule = difftk.create("schedule", "linear")
     model = Model(difftk.compose(schedule="linear", sampler="ddim"), None, {"kind": "image", "shape": [3, 32, 32]})
     context = EvalContext(model=model, data=data)
-    with pytest.raises(DifftkError, match=r"judges MNIST digits \(1×28×28\).*3×32×32"):
+    with pytest.raises(DifftkError, match=r"features=mnist judges MNIST digits \(1×28×28\).*3×32×32"):
+        difftk.create("metric", "fid", features="mnist").evaluate(context)
+    monkeypatch.delenv("DIFFTK_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(DifftkError, match=r"features=inception needs the FID Inception-v3 weights pt_inception"):
         difftk.create("metric", "fid").evaluate(context)
-    del schedule
 
 
 # --- sliced-wasserstein on 2-D data with the exact denoiser -----------------------------------------------------

@@ -23,27 +23,67 @@ def moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mu, centred.T @ centred / (len(f) - 1)
 
 
+def _psd_eigen(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The eigenpairs (w [r], V [D, r]) of a symmetric positive semi-definite Σ [D, D] whose eigenvalue
+    exceeds round-off: w > D·ε·max|w|, the rank tolerance of LAPACK's and numpy's ``matrix_rank``. An
+    eigenvalue that small is indistinguishable from 0 in float64 (negative ones included), and its
+    square root (≈ √ε·‖Σ‖^½) would be an error far above ε. In float64."""
+    a = sigma.to(torch.float64)
+    w, v = torch.linalg.eigh((a + a.T) / 2)
+    keep = w > len(w) * torch.finfo(torch.float64).eps * float(w.abs().max())
+    return w[keep], v[:, keep]
+
+
+def psd_factor(sigma: torch.Tensor) -> torch.Tensor:
+    """L = V √W [D, r] with L Lᵀ = Σ, over the eigenpairs of Σ above round-off (:func:`_psd_eigen`)."""
+    w, v = _psd_eigen(sigma)
+    return v * w.sqrt()
+
+
 def sqrtm_psd(a: torch.Tensor) -> torch.Tensor:
-    """The symmetric square root of a symmetric positive semi-definite matrix (by eigh; negative
-    round-off eigenvalues are set to 0)."""
-    a = (a + a.T) / 2
-    w, v = torch.linalg.eigh(a.to(torch.float64))
-    return (v * w.clamp(min=0).sqrt()) @ v.T
+    """The symmetric square root Σ^½ = V √W Vᵀ of a symmetric positive semi-definite matrix (by eigh;
+    eigenvalues within round-off of 0 count as 0: :func:`_psd_eigen`)."""
+    w, v = _psd_eigen(a)
+    return (v * w.sqrt()) @ v.T
 
 
 def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:
-    """d² = ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½) between N(μ₁, Σ₁) and N(μ₂, Σ₂) (Dowson &
-    Landau 1982; the FID of Heusel et al. 2017, eq. 6). tr (Σ₁Σ₂)^½ is computed as
-    tr (Σ₁^½ Σ₂ Σ₁^½)^½, the square root of a symmetric PSD matrix, so no complex round-off arises."""
-    root1 = sqrtm_psd(sigma1)
-    cross = sqrtm_psd(root1 @ sigma2.to(torch.float64) @ root1)
-    d2 = (mu1 - mu2).to(torch.float64).square().sum() + torch.trace(sigma1) + torch.trace(sigma2) - 2 * torch.trace(cross)
+    """d² = ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2(Σ₁^½ Σ₂ Σ₁^½)^½) between N(μ₁, Σ₁) and N(μ₂, Σ₂) (Dowson &
+    Landau 1982; the FID of Heusel et al. 2017, eq. 6), exact to round-off when Σ₁ or Σ₂ is singular:
+    :func:`frechet_distance_factors` with the factors of :func:`psd_factor`."""
+    return frechet_distance_factors(mu1, psd_factor(sigma1), mu2, psd_factor(sigma2))
+
+
+def frechet_distance_factors(mu1: torch.Tensor, l1: torch.Tensor, mu2: torch.Tensor, l2: torch.Tensor) -> float:
+    """The Fréchet distance d² of N(μ₁, L₁L₁ᵀ) and N(μ₂, L₂L₂ᵀ), given factors Lᵢ [D, rᵢ] of the covariances.
+
+    Σ₁^½Σ₂Σ₁^½ has the nonzero eigenvalues of Σ₂Σ₁ = L₂L₂ᵀL₁L₁ᵀ, which are those of MᵀM = L₂ᵀL₁L₁ᵀL₂
+    (M = L₁ᵀL₂): the squared singular values of M. So tr(Σ₁^½Σ₂Σ₁^½)^½ = Σ σ(M), the nuclear norm of
+    M, and tr Σᵢ = ‖Lᵢ‖²_F. Singular values move by at most the round-off of M, where the square root
+    of a matrix with round-off eigenvalues moves by the square root of it (≈ 1e-8 relative). In float64."""
+    l1, l2 = l1.to(torch.float64), l2.to(torch.float64)
+    cross = torch.linalg.svdvals(l1.T @ l2).sum() if l1.shape[1] and l2.shape[1] else torch.zeros((), dtype=torch.float64)
+    d2 = (mu1 - mu2).to(torch.float64).square().sum() + l1.square().sum() + l2.square().sum() - 2 * cross
     return float(d2.clamp(min=0))
+
+
+def gaussian_factor(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean μ [D] and a factor L of the unbiased covariance Σ = LLᵀ of features [N, D], in float64: the
+    centred features over √(N − 1) when N ≤ D (exact, and no D×D eigendecomposition), else
+    :func:`psd_factor` of Σ."""
+    f = features.reshape(len(features), -1).to(torch.float64)
+    if len(f) > f.shape[1]:
+        mu, sigma = moments(f)
+        return mu, psd_factor(sigma)
+    if len(f) < 2:
+        raise ValueError(f"moments need at least 2 samples, got {len(f)}")
+    mu = f.mean(dim=0)
+    return mu, (f - mu).T / math.sqrt(len(f) - 1)
 
 
 def frechet_distance_of(x: torch.Tensor, y: torch.Tensor) -> float:
     """The Fréchet distance between Gaussians fitted to feature sets x [N, D] and y [M, D]."""
-    return frechet_distance(*moments(x), *moments(y))
+    return frechet_distance_factors(*gaussian_factor(x), *gaussian_factor(y))
 
 
 def bootstrap_standard_error(statistic: Callable[[torch.Tensor], float], x: torch.Tensor, *, resamples: int = 20,

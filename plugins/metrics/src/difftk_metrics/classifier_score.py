@@ -1,9 +1,12 @@
-"""``classifier-score``: the Inception Score recipe (Salimans et al. 2016) with the shipped MNIST classifier.
+"""``classifier-score``: the Inception Score (Salimans et al. 2016) with any feature network's classifier.
 
 IS = exp(E_x KL(p(y|x) ‖ p(y))), p(y) = E_x p(y|x) over the same samples: high when each sample is
-confidently one digit (low H(y|x)) and the digits are varied (high H(y)); it lies in [1, 10] for
-ten classes, since E_x KL(p(y|x) ‖ p(y)) = H(y) − E_x H(y|x) ≤ log 10. As in the paper's code the
-samples are cut into splits, the score is computed on each, and the splits' scores are averaged.
+confidently one class (low H(y|x)) and the classes are varied (high H(y)); it lies in [1, K] for
+K classes, since E_x KL(p(y|x) ‖ p(y)) = H(y) − E_x H(y|x) ≤ log K. As in the paper's code the
+samples are cut into splits, the score is computed on each, and the splits' scores are averaged;
+the splits are torch-fidelity's, rows ⌊iN/S⌋ to ⌊(i+1)N/S⌋, taken in order (not shuffled).
+With ``features=inception`` this is the Inception Score: p(y|x) the softmax of the 1008 logits
+without bias, as the paper's code and torch-fidelity compute them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from difftk.errors import OptionError
 from difftk.evaluation.context import EvalContext, MetricResult, mean_and_standard_error
 from difftk.options import option
 
-from difftk_metrics.network import check_shape, embed
+from difftk_metrics.features import context_device, embed, feature_network, features_option
 
 #: below this many samples per split the p(y) of a split is too noisy: the score drops (docs/metrics.md)
 TRUSTED_SPLIT_SIZE = 50
@@ -34,20 +37,24 @@ def classifier_score(logits: torch.Tensor) -> float:
 
 
 def split_scores(logits: torch.Tensor, splits: int) -> torch.Tensor:
-    """The score of each of ``splits`` consecutive, near-equal parts of the rows of logits."""
-    return torch.tensor([classifier_score(part) for part in torch.tensor_split(logits, splits)], dtype=torch.float64)
+    """The score of each of ``splits`` consecutive parts of the N rows of logits, rows ⌊iN/S⌋ to ⌊(i+1)N/S⌋
+    for part i (torch-fidelity's splits)."""
+    n = len(logits)
+    return torch.tensor([classifier_score(logits[i * n // splits:(i + 1) * n // splits]) for i in range(splits)],
+                        dtype=torch.float64)
 
 
 @attrs.frozen
 class ClassifierScore:
-    """The Inception Score recipe exp(E KL(p(y|x) ‖ p(y))) with the shipped MNIST classifier (Salimans et al. 2016).
+    """The Inception Score recipe exp(E KL(p(y|x) ‖ p(y))) with the ``features`` network's classifier (Salimans et al. 2016).
 
     The n samples are cut into ``splits`` consecutive parts (a class-conditional model's classes,
     drawn in turn, fall evenly into each), the score is computed on each part and the parts'
     scores are averaged; the spread is their standard error (standard deviation / √splits).
-    Real digits score ≈ 9.6, a perfect model at most 10, noise or a single repeated digit ≈ 1.
-    The score needs no held-out data, and knows nothing of what real digits look like beyond the
-    classifier: use it beside fid or kid.
+    With the shipped MNIST classifier (the default for 1×28×28 images) real digits score ≈ 9.6, a
+    perfect model at most 10, noise or a single repeated digit ≈ 1; with ``features=inception`` it is
+    the Inception Score. The score needs no held-out data, and knows nothing of what real images look
+    like beyond the classifier: use it beside fid or kid.
     """
 
     #: which values are better, for `difftk compare`'s tests against the best cell
@@ -56,13 +63,15 @@ class ClassifierScore:
     n: int = option(500, help="samples generated", ge=2)
     splits: int = option(10, help="parts the samples are cut into; the value is the mean of their scores",
                          ge=1, le=1000)
+    features: str = features_option()
 
     def evaluate(self, context: EvalContext) -> MetricResult:
-        check_shape("classifier-score", context.shape, "this model")
+        net = feature_network(self.features, context.shape, "classifier-score", context_device(context))
+        net.check("classifier-score", context.shape, "this model")
         if self.n < 2 * self.splits:
             raise OptionError(f"classifier-score: n={self.n} is too few for splits={self.splits}: give n ≥ "
                               f"{2 * self.splits} (2 samples per split), or fewer splits")
-        _, logits = embed(context.samples(self.n, context.balanced_labels(self.n)))
+        _, logits = embed(net, context.samples(self.n, context.balanced_labels(self.n)))
         scores = split_scores(logits, self.splits)
         value, spread = mean_and_standard_error(scores)  # nan spread for one split
         size = self.n // self.splits
@@ -72,4 +81,4 @@ class ClassifierScore:
         return MetricResult(name="classifier-score", value=value, spread=spread, n=self.n,
                             spread_kind=f"standard error over {self.splits} splits", caveat=caveat,
                             details={"split std": round(float(scores.std()), 4) if self.splits > 1 else 0.0,
-                                     "classifier": "shipped MNIST network", "steps": context.steps})
+                                     "classifier": net.description, "steps": context.steps})

@@ -1,4 +1,4 @@
-"""``kid``: the Kernel Inception Distance of Bińkowski et al. 2018 on the shipped MNIST features.
+"""``kid``: the Kernel Inception Distance of Bińkowski et al. 2018, in any feature network's features.
 
 KID is the unbiased estimator of the squared maximum mean discrepancy (MMD², Gretton et al. 2012,
 Lemma 6) between sample and held-out features under the cubic polynomial kernel
@@ -27,7 +27,7 @@ from difftk.errors import DifftkError
 from difftk.evaluation.context import EvalContext, MetricResult
 from difftk.options import option
 
-from difftk_metrics.network import FEATURES, check_shape, embed
+from difftk_metrics.features import context_device, embed, feature_network, features_option, held_out_features
 
 #: below this many samples the standard error of KID (≈ 1,500–2,500 at n = 30) is as large as the KID of
 #: the shipped model's blurred 3-step digits (≈ 2,200, docs/metrics.md), so the value cannot rank models
@@ -117,13 +117,14 @@ def kernel_distance(x: torch.Tensor, y: torch.Tensor, *, subsets: int = 100, sub
 
 @attrs.frozen
 class KID:
-    """Kernel Inception Distance (Bińkowski et al. 2018) on the shipped MNIST features, samples vs held-out digits.
+    """Kernel Inception Distance (Bińkowski et al. 2018): samples vs held-out images, in the ``features`` network's units.
 
     The unbiased MMD² under the cubic polynomial kernel, averaged over ``subsets`` random subsets
     of min(``subset_size``, n, N) samples and held-out digits, as the paper's reference recipe
     does; 0 is its expected value when the samples are distributed as the data, at any n. The
     spread is the standard error of that mean: the jackknife variance of the complete statistic
-    plus the subset-sampling variance (``difftk_metrics.kid``). Features and sampling as for fid.
+    plus the subset-sampling variance (``difftk_metrics.kid``). Features (``features``: mnist for
+    1×28×28 images, inception otherwise) and sampling as for fid.
     """
 
     #: which values are better, for `difftk compare`'s tests against the best cell
@@ -133,23 +134,25 @@ class KID:
     subsets: int = option(100, help="random subsets the value averages over", ge=1, le=10_000)
     subset_size: int = option(1000, help="samples (and held-out images) per subset; fewer when n or the held-out "
                                          "split is smaller", ge=3)
+    features: str = features_option()
 
     def evaluate(self, context: EvalContext) -> MetricResult:
+        net = feature_network(self.features, context.shape, "kid", context_device(context))
         data = context.held_out("kid")
-        check_shape("kid", context.shape, "this model")
-        check_shape("kid", data.shape, data.name)
+        net.check("kid", context.shape, "this model")
+        net.check("kid", data.shape, data.name)
         if len(data) < 3:
             raise DifftkError(f"metric 'kid' needs at least 3 held-out images, but {data.name} has {len(data)}")
-        real, _ = embed(data.batch(torch.arange(len(data)))[0])  # in stored order: the subsets are drawn seeded
-        fake, _ = embed(context.samples(self.n, context.balanced_labels(self.n)))
+        real, where = held_out_features(data, net)  # in stored order: the subsets are drawn seeded
+        fake, _ = embed(net, context.samples(self.n, context.balanced_labels(self.n)))
         kd = kernel_distance(fake, real, subsets=self.subsets, subset_size=self.subset_size,
                              generator=torch.Generator().manual_seed(context.seed + 2))
+        scale = ", while the shipped model's blurred 3-step digits score ≈ 2,200" if net.kind == "mnist" else ""
         caveat = "" if self.n >= TRUSTED_KID_N else (
-            f"kid at n = {self.n} is too noisy to rank models: its standard error is {kd.standard_error:,.0f}, while "
-            f"the shipped model's blurred 3-step digits score ≈ 2,200; use n ≥ {TRUSTED_KID_N}")
+            f"kid at n = {self.n} is too noisy to rank models: its standard error is {kd.standard_error:,.4g}{scale}; "
+            f"use n ≥ {TRUSTED_KID_N}")
         return MetricResult(name="kid", value=kd.value, spread=kd.standard_error, n=self.n,
                             spread_kind="standard error (jackknife + subsets)", caveat=caveat,
-                            details={"reference": f"{data.name} held-out split, {len(real)} images",
-                                     "subsets": f"{kd.subsets} of {kd.subset_size}",
+                            details={"reference": where, "subsets": f"{kd.subsets} of {kd.subset_size}",
                                      "subset std": round(kd.subset_std, 6), "complete": round(kd.complete, 6),
-                                     "features": f"MNIST classifier, {FEATURES} units", "steps": context.steps})
+                                     "features": net.description, "steps": context.steps})

@@ -9,16 +9,12 @@ import torch
 from difftk.errors import DifftkError
 from difftk.evaluation.context import EvalContext, MetricResult
 from difftk.maths.distances import sliced_wasserstein
-from difftk.maths.stats import bootstrap_standard_error, frechet_distance, moments
+from difftk.maths.stats import bootstrap_standard_error, frechet_distance_factors, gaussian_factor, psd_factor
 from difftk.options import option
 
-from difftk_metrics.network import FEATURES, check_shape, embed
-
-
-def real_images(data, n: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Up to n images of ``data`` in [−1, 1] (all of them when n is None), in a seeded random order."""
-    index = torch.randperm(len(data), generator=generator)[: n or len(data)]
-    return data.batch(index)[0]
+from difftk_metrics.features import (MnistFeatures, context_device, embed, feature_network, features_option,
+                                     held_out_features, read_reference)
+from difftk_metrics.network import check_shape
 
 
 #: below this many samples FID's upward bias is larger than the differences studies look for (docs/metrics.md)
@@ -27,14 +23,16 @@ TRUSTED_FID_N = 2000
 
 @attrs.frozen
 class FID:
-    """Fréchet distance between MNIST-feature Gaussians of samples and held-out digits (Heusel et al. 2017).
+    """Fréchet distance between feature Gaussians of samples and held-out images (Heusel et al. 2017).
 
-    Features are the 128-unit penultimate layer of the MNIST classifier shipped with this plugin
-    (``docs/metrics.md``: its accuracy, and why not Inception-v3). The reference statistics come
-    from every image of the checkpoint's held-out split (500 digits for the shipped MNIST). Samples
-    are drawn as the evaluated pipeline draws them (sampler, steps, guidance); a class-conditional
-    model draws the classes in equal numbers. The spread is a bootstrap standard error over the
-    generated set. FID is biased upward at small n: compare values at equal n only.
+    Features come from the network the ``features`` option names (``difftk_metrics.features``): the
+    shipped MNIST classifier's 128 units for 1×28×28 images, Inception-v3's pool3 from a local
+    weights file for any other (``docs/metrics.md``: which, and why). The reference statistics come
+    from every image of the held-out split, or from ``reference``, a ``.npz`` of ``mu`` and ``sigma``
+    in pytorch-fid's layout (published statistics, or the cache file of an earlier run). Samples are
+    drawn as the evaluated pipeline draws them (sampler, steps, guidance); a class-conditional model
+    draws the classes in equal numbers. The spread is a bootstrap standard error over the generated
+    set. FID is biased upward at small n: compare values at equal n only.
     """
 
     #: which values are better, for `difftk compare`'s tests against the best cell
@@ -42,24 +40,33 @@ class FID:
 
     n: int = option(500, help="samples generated", ge=10)
     bootstrap: int = option(20, help="bootstrap resamples for the standard error", ge=2, le=1000)
+    features: str = features_option()
+    reference: str | None = option(None, optional=True, help="a .npz of reference statistics mu, sigma (pytorch-fid's "
+                                                              "layout) to measure against instead of the held-out split")
 
     def evaluate(self, context: EvalContext) -> MetricResult:
-        data = context.held_out("fid")
-        check_shape("fid", context.shape, "this model")
-        check_shape("fid", data.shape, data.name)
-        real, _ = embed(real_images(data))
-        fake, _ = embed(context.samples(self.n, context.balanced_labels(self.n)))
-        mu_r, sigma_r = moments(real)
-        value = frechet_distance(*moments(fake), mu_r, sigma_r)
+        net = feature_network(self.features, context.shape, "fid", context_device(context))
+        net.check("fid", context.shape, "this model")
+        if self.reference is not None:
+            mu_r, sigma_r = read_reference(self.reference, net.dims, "fid")
+            root_r = psd_factor(sigma_r)
+            where = f"statistics of {self.reference}"
+        else:
+            data = context.held_out("fid")
+            net.check("fid", data.shape, data.name)
+            real, where = held_out_features(data, net)
+            mu_r, root_r = gaussian_factor(real)
+        fake, _ = embed(net, context.samples(self.n, context.balanced_labels(self.n)))
+        distance = lambda f: frechet_distance_factors(*gaussian_factor(f), mu_r, root_r)  # noqa: E731
+        value = distance(fake)
         g = torch.Generator().manual_seed(context.seed + 1)
-        spread = bootstrap_standard_error(lambda f: frechet_distance(*moments(f), mu_r, sigma_r), fake,
-                                          resamples=self.bootstrap, generator=g)
+        spread = bootstrap_standard_error(distance, fake, resamples=self.bootstrap, generator=g)
+        scale = " (real digits score 103–140 at n = 500)" if net.kind == "mnist" else ""
         caveat = "" if self.n >= TRUSTED_FID_N else (
-            f"fid at n = {self.n:,} is biased upward (it falls as n grows; real digits score 103–140 at n = 500): "
+            f"fid at n = {self.n:,} is biased upward (it falls as n grows{scale}): "
             f"compare FIDs only at equal n, or use n ≥ {TRUSTED_FID_N:,}")
         return MetricResult(name="fid", value=value, spread=spread, n=self.n, spread_kind="bootstrap standard error",
-                            details={"reference": f"{data.name} held-out split, {len(real)} images",
-                                     "features": f"MNIST classifier, {FEATURES} units", "steps": context.steps},
+                            details={"reference": where, "features": net.description, "steps": context.steps},
                             caveat=caveat)
 
 
@@ -82,7 +89,7 @@ class ConditionalAccuracy:
                               "(num_classes=0): use fid instead")
         check_shape("accuracy", context.shape, "this model")
         labels = context.balanced_labels(self.n)
-        _, logits = embed(context.samples(self.n, labels))
+        _, logits = embed(MnistFeatures(), context.samples(self.n, labels))
         correct = (logits.argmax(dim=1) == labels).double()
         p = float(correct.mean())
         per_class = {int(c): round(float(correct[labels == c].mean()), 4) for c in range(context.num_classes)}

@@ -1,4 +1,4 @@
-"""``precision-recall``: improved precision and recall (Kynkäänniemi et al. 2019) on the MNIST features.
+"""``precision-recall``: improved precision and recall (Kynkäänniemi et al. 2019) in any feature network's features.
 
 Each feature set Φ stands for its manifold: the union of balls centred on its points, each as
 wide as that point's distance to its k-th nearest neighbour in Φ (k = 3 in the paper).
@@ -18,8 +18,7 @@ from difftk.errors import OptionError
 from difftk.evaluation.context import EvalContext, MetricResult
 from difftk.options import option
 
-from difftk_metrics.metrics import real_images
-from difftk_metrics.network import FEATURES, check_shape, embed
+from difftk_metrics.features import context_device, embed, feature_network, features_option, held_out_features
 
 #: rows of a distance matrix computed at once
 CHUNK = 1024
@@ -62,13 +61,14 @@ def precision_recall(fake: torch.Tensor, real: torch.Tensor, k: int = 3) -> tupl
 
 @attrs.frozen
 class PrecisionRecall:
-    """Improved precision and recall (Kynkäänniemi et al. 2019): samples vs held-out digits, in MNIST features.
+    """Improved precision and recall (Kynkäänniemi et al. 2019): samples vs held-out images, in ``features``.
 
     The value is the precision (the fraction of samples within the held-out digits' k-NN manifold);
     the recall (the fraction of held-out digits within the samples' manifold) is in the details,
     with its own spread. Both sets have the same size, as in the paper: when n and the held-out
     split differ, the larger is subsampled (seeded). The spreads are binomial standard errors
-    √(p(1−p)/m) given the two manifolds. Features and sampling as for fid.
+    √(p(1−p)/m) given the two manifolds. Features (``features``: mnist for 1×28×28 images,
+    inception otherwise) and sampling as for fid.
     """
 
     #: which values are better, for `difftk compare`'s tests against the best cell
@@ -76,18 +76,21 @@ class PrecisionRecall:
 
     n: int = option(500, help="samples generated", ge=10)
     k: int = option(3, help="the k of the k-nearest-neighbour radii", ge=1, le=100)
+    features: str = features_option()
 
     def evaluate(self, context: EvalContext) -> MetricResult:
+        net = feature_network(self.features, context.shape, "precision-recall", context_device(context))
         data = context.held_out("precision-recall")
-        check_shape("precision-recall", context.shape, "this model")
-        check_shape("precision-recall", data.shape, data.name)
+        net.check("precision-recall", context.shape, "this model")
+        net.check("precision-recall", data.shape, data.name)
         g = torch.Generator().manual_seed(context.seed + 3)
         m = min(self.n, len(data))
         if self.k >= m:
             raise OptionError(f"precision-recall: option k={self.k} needs more than k samples and held-out images, "
                               f"but there are {m}: give k < {m}")
-        real, _ = embed(real_images(data, m, generator=g))
-        fake, _ = embed(context.samples(self.n, context.balanced_labels(self.n)))
+        real, _ = held_out_features(data, net)
+        real = real[torch.randperm(len(data), generator=g)[:m]]
+        fake, _ = embed(net, context.samples(self.n, context.balanced_labels(self.n)))
         fake = fake[torch.randperm(self.n, generator=g)[:m]] if m < self.n else fake
         p, r = precision_recall(fake, real, self.k)
         caveat = " ".join(filter(None, [
@@ -100,4 +103,4 @@ class PrecisionRecall:
                             details={"precision": round(p, 4), "recall": round(r, 4),
                                      "recall standard error": round((r * (1 - r) / m) ** 0.5, 4), "k": self.k,
                                      "reference": f"{data.name} held-out split, {m} images",
-                                     "features": f"MNIST classifier, {FEATURES} units", "steps": context.steps})
+                                     "features": net.description, "steps": context.steps})
