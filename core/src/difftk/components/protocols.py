@@ -41,6 +41,8 @@ class Denoiser(Protocol):
     returns a tensor shaped like x_t (twice the channels when ``learned_variance`` is true:
     the second half is the interpolation v of Nichol & Dhariwal 2021). ``prediction`` is one
     of ``"eps"``, ``"x0"``, ``"v"``. ``cond`` is an integer class tensor [B] or ``None``.
+    An option whose default is ``none`` = "derived from the data options" is resolved by the
+    config's ``derived_options()`` (see :func:`derived_options`), so a stored spec holds its value.
     """
 
     prediction: str
@@ -121,7 +123,9 @@ class Classifier(Protocol):
 class Dataset(Protocol):
     """A dataset component: its options say where the data is; ``load()`` reads it.
 
-    Contract: ``load(split)`` returns a :class:`difftk.data.arrays.ArrayDataset`, or raises a
+    Contract: ``load(split)`` returns :class:`difftk.data.examples.Examples` (an in-memory
+    :class:`~difftk.data.arrays.ArrayDataset`, or :class:`~difftk.data.indexed.IndexedImages`
+    for image files decoded as they are read), or raises a
     one-line :class:`~difftk.errors.DifftkError` naming a missing path or a wrong format.
     ``split`` is ``"train"`` or ``"test"``.
     """
@@ -159,6 +163,13 @@ def num_classes_of(denoiser: Any) -> int:
     if value is None:
         value = getattr(getattr(denoiser, "config", None), "num_classes", 0)
     return int(value or 0)
+
+
+def derived_options(denoiser: Any) -> dict[str, Any]:
+    """Options a denoiser left unset (``none``) and derived from its data options, with their values:
+    its config's ``derived_options()`` if it has one (unet-attn's attention resolutions), else none."""
+    derive = getattr(getattr(denoiser, "config", None), "derived_options", None)
+    return dict(derive()) if callable(derive) else {}
 
 
 # --- checking a class against its kind's protocol, at registration --------------------------------

@@ -16,7 +16,7 @@ from difftk.checkpoint.files import (
     Checkpoint,
     read_checkpoint,
 )
-from difftk.data.arrays import ArrayDataset
+from difftk.data.examples import Examples
 from difftk.data.fitting import describe_dataset, fit_to_data
 from difftk.errors import OptionError
 from difftk.pipeline.compose import Pipeline
@@ -65,11 +65,27 @@ def check_resumable(ckpt: Checkpoint, pipeline: Pipeline, dataset_info: Mapping[
         if diff is not None:
             raise TrainingError(f"{ckpt.path} was trained with guidance.{diff}={old_o.get(diff)!r}; the pipeline now "
                                 f"sets {new_o.get(diff)!r}: resume with the same pipeline")
+    check_same_data(ckpt, dataset_info)
+
+
+def check_same_data(ckpt: Checkpoint, dataset_info: Mapping[str, Any]) -> None:
+    """The data of a resumed run must be the run's: same name, shape, size, classes and content
+    (the fingerprint; a checkpoint written before fingerprints were recorded skips that check)."""
     saved = ckpt.dataset
     for key in ("name", "shape", "size", "num_classes"):
         if key in saved and saved[key] != dataset_info.get(key):
             raise TrainingError(f"{ckpt.path} was trained on {saved.get('name')} with {key}={saved[key]}; "
-                                f"this data has {key}={dataset_info.get(key)}: resume with the same data=NAME")
+                                f"this data has {key}={dataset_info.get(key)}: resume with the run's data")
+    old, new = saved.get("fingerprint"), dataset_info.get("fingerprint")
+    if old is not None and old != new:
+        classes = ""
+        if saved.get("class_names") != dataset_info.get("class_names"):
+            classes = (f": classes {', '.join(saved.get('class_names') or ['none'])} → "
+                       f"{', '.join(dataset_info.get('class_names') or ['none'])}")
+        where = saved.get("options", {}).get("path")
+        raise TrainingError(f"{ckpt.path} was trained on other {saved.get('name')} data (content fingerprint "
+                            f"{old[:12]}, this data {str(new)[:12]}{classes}): resume with the run's data"
+                            f"{f' ({where})' if where else ''}, or start a new run with another out=DIR")
 
 
 def resume_state(out: str | Path, **overrides: Any) -> tuple[Checkpoint, TrainConfig]:
@@ -80,7 +96,7 @@ def resume_state(out: str | Path, **overrides: Any) -> tuple[Checkpoint, TrainCo
     return ckpt, config_for_resume(ckpt.train_config, **overrides)
 
 
-def train(spec: PipelineSpec | Pipeline, dataset: ArrayDataset, config: TrainConfig, *,
+def train(spec: PipelineSpec | Pipeline, dataset: Examples, config: TrainConfig, *,
           out: str | Path | None = None, resume: bool = False, device: str | torch.device | None = None,
           reporter: Reporter | None = None, dataset_spec: ComponentSpec | None = None,
           source: str = "pipeline", checkpoint: Checkpoint | None = None) -> TrainResult:

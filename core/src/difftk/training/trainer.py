@@ -30,10 +30,11 @@ import attrs
 import torch
 
 from difftk.components.protocols import num_classes_of
-from difftk.data.arrays import ArrayDataset
+from difftk.data.examples import Examples, flip_images, flip_mask, to_model
 from difftk.data.fitting import describe_dataset
 from difftk.data.images import picture, save_png
-from difftk.errors import OptionError
+from difftk.data.loader import BatchReader
+from difftk.errors import DifftkError, OptionError
 from difftk.evaluation.context import MetricResult
 from difftk.model import Model
 from difftk.pipeline.compose import Pipeline
@@ -59,6 +60,12 @@ class TrainResult:
     loss: float | None = None  # mean loss over the last log window
     signal: int | None = None  # what stopped an interrupted run (SIGINT, SIGTERM or SIGHUP)
     measurements: tuple[tuple[int, MetricResult], ...] = ()  # (step, result) of every eval_metrics score
+
+
+class _Unreadable(Exception):
+    def __init__(self, error: DifftkError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _NonFinite(Exception):
@@ -88,7 +95,7 @@ class Trainer(CheckpointState):
     objective's noise with ``seed + 2``.
     """
 
-    def __init__(self, pipeline: Pipeline, dataset: ArrayDataset, config: TrainConfig, *,
+    def __init__(self, pipeline: Pipeline, dataset: Examples, config: TrainConfig, *,
                  device: torch.device | str = "cpu", out: str | Path | None = None,
                  dataset_info: Mapping[str, Any] | None = None, filled: Mapping[str, int] | None = None) -> None:
         if pipeline.denoiser is None or pipeline.objective is None:
@@ -113,6 +120,7 @@ class Trainer(CheckpointState):
         # the metrics of the training curves (eval_every), built now so a bad name stops the run before it starts
         self.measures = TrainingMetrics(config, self.dataset_info) if config.eval_every and self.ranks.main else None
         self.measured: list[tuple[int, MetricResult]] = []
+        self.reader: BatchReader | None = None  # reads the batches ahead while fit() runs
         self.step = 0
         self.last_checkpoint: int | None = None
         self._stop_requested = False
@@ -131,9 +139,15 @@ class Trainer(CheckpointState):
         gradient norm is NaN or infinite, so the state stays that of the last good step.
         """
         index = self.order.next()
-        B = self.config.batch_size
-        x0, y = self.dataset.batch(index[self.ranks.rank * B:(self.ranks.rank + 1) * B], self.device)
-        x0 = to_memory_format(x0, self.config.channels_last)
+        B, rows = self.config.batch_size, self._rows()
+        try:
+            x, y = self.reader.read(index[rows]) if self.reader is not None else self.dataset.read(index[rows])
+        except DifftkError as err:
+            raise _Unreadable(err) from None
+        if self.dataset.flip:  # the coin of every example of the global batch, then this rank's share
+            x = flip_images(x, flip_mask(self.config.seed, self.step + 1, len(index))[rows])
+        x0 = to_memory_format(to_model(x, self.dataset.kind, self.device), self.config.channels_last)
+        y = y.to(self.device) if y is not None else None
         cond = y if self.conditional else None
         relabel = getattr(self.pipeline.guidance, "training_condition", None)
         if cond is not None and relabel is not None:  # e.g. cfg's label dropout, from the checkpointed generator
@@ -159,6 +173,17 @@ class Trainer(CheckpointState):
         self._update_ema()
         self._updating = False
         return value, norm
+
+    def _rows(self) -> slice:
+        """This process's share of a global batch."""
+        B = self.config.batch_size
+        return slice(self.ranks.rank * B, (self.ranks.rank + 1) * B)
+
+    def _upcoming(self):
+        """The index batches this process will read, from a copy of the order (for the reader)."""
+        order, rows = self.order.copy(), self._rows()
+        while True:
+            yield order.next()[rows]
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -240,6 +265,7 @@ class Trainer(CheckpointState):
             reporter.note(f"measuring {self.measures.description()} (log.jsonl)"
                           + (f"; no held-out data: {self.measures.why}" if self.measures.data is None else ""))
         try:
+            self.reader = BatchReader(self.dataset, self._upcoming(), cfg.workers, pin_memory=self.device.type == "cuda")
             with catch_stop_signals(self._on_stop_signal):
                 while self.step < total:
                     before = self.rng_state()
@@ -251,6 +277,10 @@ class Trainer(CheckpointState):
                         return self._interrupted(reporter, samples, mean_loss, before)
                     except _NonFinite as bad:
                         raise TrainingError(self._non_finite_message(bad)) from None
+                    except _Unreadable as bad:  # nothing of the step was done: keep every step so far
+                        if self.step:
+                            self._interrupted(reporter, samples, mean_loss, before)
+                        raise self._unreadable(bad.error) from None
                     s = self.step
                     window.append(loss)
                     reporter.update(s, loss, cfg.lr_at(s))
@@ -275,6 +305,9 @@ class Trainer(CheckpointState):
                     if distributed.any_rank(self._stop_requested, self.ranks):  # all ranks stop at one step
                         return self._interrupted(reporter, samples, mean_loss, None)
         finally:
+            if self.reader is not None:
+                self.reader.close()
+                self.reader = None
             if log is not None:
                 log.close()
             reporter.stop()
@@ -291,6 +324,16 @@ class Trainer(CheckpointState):
             checkpoint = self.paths.checkpoint
         return TrainResult(step=self.step, interrupted=True, checkpoint=checkpoint, samples=tuple(samples), loss=loss,
                            signal=self.stop_signal or signal.SIGINT, measurements=tuple(self.measured))
+
+    def _unreadable(self, error: DifftkError) -> DifftkError:
+        """``error`` (data that cannot be read at step k) with what was kept: the checkpoint of step k − 1."""
+        if not self.step:
+            kept = "no step was trained"
+        elif self.paths is not None:
+            kept = f"{self.paths.checkpoint} holds step {self.step:,}: fix the data, then resume"
+        else:
+            kept = f"stopped at step {self.step:,}"
+        return type(error)(f"{error} ({kept})")
 
     def _non_finite_message(self, bad: _NonFinite) -> str:
         where = f"the {bad.what} is {bad.value} at step {self.step + 1}: training stopped"
