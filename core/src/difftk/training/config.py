@@ -129,7 +129,7 @@ def config_for_resume(saved: Mapping[str, Any], **overrides: Any) -> TrainConfig
 
 def changed_settings(saved: Mapping[str, Any], config: TrainConfig) -> list[str]:
     """``name old → new`` for every setting a resumed run changes (``steps`` aside), to be said."""
-    now = attrs.asdict(config, retain_collection_types=True)
+    now = {f.name: getattr(config, f.name) for f in attrs.fields(TrainConfig)}
     changed = [f"{k} {_plain(saved[k])!r} → {now[k]!r}" for k in now
                if k != "steps" and k in saved and _plain(saved[k]) != now[k]]
     if config.lr_schedule != "constant" and config.decay_steps is None and saved.get("steps", config.steps) != config.steps:
