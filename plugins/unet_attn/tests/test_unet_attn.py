@@ -12,7 +12,8 @@ from difftk.components.plugins import host
 from difftk.errors import OptionError
 from difftk.testing import check_denoiser
 from difftk_unet_attn import UNetAttn, UNetAttnConfig, fast_cpu_conv
-from difftk_unet_attn.layers import AttentionBlock, timestep_embedding
+from difftk.maths.embedding import timestep_embedding
+from difftk_unet_attn.layers import AttentionBlock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from difftk.maths.embedding import timestep_embedding
 from torch import nn
 
 from difftk_unet_attn.config import UNetAttnConfig
 from difftk_unet_attn.conv import Conv3x3
-from difftk_unet_attn.layers import NORM_EPS, AttentionBlock, Downsample, ResBlock, Upsample, silu, timestep_embedding
+from difftk_unet_attn.layers import NORM_EPS, AttentionBlock, Downsample, ResBlock, Upsample, silu
 
 
 class _Level(nn.Module):
