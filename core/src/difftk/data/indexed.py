@@ -73,7 +73,13 @@ class IndexedImages:
         rows = index.tolist()
         out = np.empty((len(rows), *self.shape), dtype=np.uint8)
         for k, i in enumerate(rows):
-            image = self.decode(self.path(i))
+            try:
+                image = self.decode(self.path(i))
+            except DifftkError:
+                raise
+            except Exception as err:  # a decoder's own failure, still one line naming the file
+                raise DifftkError(f"{self.name}: cannot read {self.path(i)} ({type(err).__name__}: "
+                                  f"{' '.join(str(err).split())[:200]}): replace or remove it") from None
             if image.shape != self.shape:
                 C, H, W = self.shape
                 raise DifftkError(f"{self.name}: {self.path(i)} is {image.shape[2]}×{image.shape[1]} with "

@@ -60,8 +60,11 @@ class BatchReader:
         self.dataset, self.workers = dataset, workers
         self._it = None
         if workers:
+            # a generator of its own: the loader draws its workers' base seed from it, not from torch's
+            # global RNG, which the run's dropout draws from (and a checkpoint stores)
             loader = DataLoader(_Reads(dataset), sampler=_Keys(upcoming), batch_size=None, num_workers=workers,
-                                collate_fn=_as_is, pin_memory=pin_memory, prefetch_factor=prefetch)
+                                collate_fn=_as_is, pin_memory=pin_memory, prefetch_factor=prefetch,
+                                generator=torch.Generator().manual_seed(0))
             self._it = iter(loader)
 
     def read(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

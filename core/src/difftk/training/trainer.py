@@ -30,10 +30,9 @@ import attrs
 import torch
 
 from difftk.components.protocols import num_classes_of
-from difftk.data.examples import Examples, flip_images, flip_mask, to_model
+from difftk.data.examples import Examples
 from difftk.data.fitting import describe_dataset
 from difftk.data.images import picture, save_png
-from difftk.data.loader import BatchReader
 from difftk.errors import DifftkError, OptionError
 from difftk.evaluation.context import MetricResult
 from difftk.model import Model
@@ -42,7 +41,7 @@ from difftk.runtime import distributed
 from difftk.runtime.fastpath import autocast, prepare, to_memory_format
 from difftk.training.config import TrainConfig, TrainingError
 from difftk.training.measuring import TrainingMetrics
-from difftk.training.order import BatchOrder
+from difftk.training.feed import Feed, Unreadable
 from difftk.training.reporter import Reporter
 from difftk.training.rundir import RunPaths
 from difftk.training.signals import catch_stop_signals
@@ -60,12 +59,6 @@ class TrainResult:
     loss: float | None = None  # mean loss over the last log window
     signal: int | None = None  # what stopped an interrupted run (SIGINT, SIGTERM or SIGHUP)
     measurements: tuple[tuple[int, MetricResult], ...] = ()  # (step, result) of every eval_metrics score
-
-
-class _Unreadable(Exception):
-    def __init__(self, error: DifftkError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 class _NonFinite(Exception):
@@ -112,7 +105,8 @@ class Trainer(CheckpointState):
         self.ranks = distributed.current()
         net = prepare(self.model, channels_last=config.channels_last, compile=config.compile)
         self.net = distributed.DistributedDenoiser(net) if self.ranks.distributed else net
-        self.order = BatchOrder(len(dataset), config.batch_size * self.ranks.world, config.seed + 1)
+        self.feed = Feed(dataset, config.batch_size, self.ranks, config.seed)
+        self.order = self.feed.order
         noise_seed = config.seed + 2 + distributed.NOISE_SEED_STRIDE * self.ranks.rank
         self.noise = torch.Generator(device=self.device).manual_seed(noise_seed)
         self.conditional = num_classes_of(self.model) > 0 and dataset.labels is not None
@@ -120,7 +114,6 @@ class Trainer(CheckpointState):
         # the metrics of the training curves (eval_every), built now so a bad name stops the run before it starts
         self.measures = TrainingMetrics(config, self.dataset_info) if config.eval_every and self.ranks.main else None
         self.measured: list[tuple[int, MetricResult]] = []
-        self.reader: BatchReader | None = None  # reads the batches ahead while fit() runs
         self.step = 0
         self.last_checkpoint: int | None = None
         self._stop_requested = False
@@ -138,16 +131,8 @@ class Trainer(CheckpointState):
         Raises :class:`_NonFinite` *before* touching the weights when the loss or the
         gradient norm is NaN or infinite, so the state stays that of the last good step.
         """
-        index = self.order.next()
-        B, rows = self.config.batch_size, self._rows()
-        try:
-            x, y = self.reader.read(index[rows]) if self.reader is not None else self.dataset.read(index[rows])
-        except DifftkError as err:
-            raise _Unreadable(err) from None
-        if self.dataset.flip:  # the coin of every example of the global batch, then this rank's share
-            x = flip_images(x, flip_mask(self.config.seed, self.step + 1, len(index))[rows])
-        x0 = to_memory_format(to_model(x, self.dataset.kind, self.device), self.config.channels_last)
-        y = y.to(self.device) if y is not None else None
+        x0, y = self.feed.next(self.step + 1, self.device)
+        x0 = to_memory_format(x0, self.config.channels_last)
         cond = y if self.conditional else None
         relabel = getattr(self.pipeline.guidance, "training_condition", None)
         if cond is not None and relabel is not None:  # e.g. cfg's label dropout, from the checkpointed generator
@@ -173,17 +158,6 @@ class Trainer(CheckpointState):
         self._update_ema()
         self._updating = False
         return value, norm
-
-    def _rows(self) -> slice:
-        """This process's share of a global batch."""
-        B = self.config.batch_size
-        return slice(self.ranks.rank * B, (self.ranks.rank + 1) * B)
-
-    def _upcoming(self):
-        """The index batches this process will read, from a copy of the order (for the reader)."""
-        order, rows = self.order.copy(), self._rows()
-        while True:
-            yield order.next()[rows]
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -265,7 +239,7 @@ class Trainer(CheckpointState):
             reporter.note(f"measuring {self.measures.description()} (log.jsonl)"
                           + (f"; no held-out data: {self.measures.why}" if self.measures.data is None else ""))
         try:
-            self.reader = BatchReader(self.dataset, self._upcoming(), cfg.workers, pin_memory=self.device.type == "cuda")
+            self.feed.start(cfg.workers, pin_memory=self.device.type == "cuda")
             with catch_stop_signals(self._on_stop_signal):
                 while self.step < total:
                     before = self.rng_state()
@@ -277,7 +251,7 @@ class Trainer(CheckpointState):
                         return self._interrupted(reporter, samples, mean_loss, before)
                     except _NonFinite as bad:
                         raise TrainingError(self._non_finite_message(bad)) from None
-                    except _Unreadable as bad:  # nothing of the step was done: keep every step so far
+                    except Unreadable as bad:  # nothing of the step was done: keep every step so far
                         if self.step:
                             self._interrupted(reporter, samples, mean_loss, before)
                         raise self._unreadable(bad.error) from None
@@ -305,9 +279,7 @@ class Trainer(CheckpointState):
                     if distributed.any_rank(self._stop_requested, self.ranks):  # all ranks stop at one step
                         return self._interrupted(reporter, samples, mean_loss, None)
         finally:
-            if self.reader is not None:
-                self.reader.close()
-                self.reader = None
+            self.feed.close()
             if log is not None:
                 log.close()
             reporter.stop()
