@@ -104,6 +104,6 @@ def test_compose_with_data_writes_the_fitted_options(here):
     result = run("compose", "--from", "p.toml", "--data", "image-folder:imgs", "-o", "fitted.toml")
     assert result.exit_code == 0, result.output
     text = (here / "fitted.toml").read_text()
-    for line in ("in_channels = 3", "image_size = 32", "num_classes = 2", "attention_resolutions = [ 16,]"):
+    for line in ("in_channels = 3", "image_size = 32", "num_classes = 2", "attention_resolutions = [16]"):
         assert line.replace(" ", "") in text.replace(" ", ""), text
     assert run("train", "fitted.toml", "--data", "image-folder:imgs", "--steps", 1, "--out", "r", *CHEAP).exit_code == 0
