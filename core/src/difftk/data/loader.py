@@ -9,6 +9,7 @@ starts a new reader from its restored order, continues exactly.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -51,6 +52,13 @@ def _as_is(item):
     return item
 
 
+def _leave_signals_to_the_trainer(worker_id: int) -> None:
+    """Workers ignore Ctrl-C, SIGTERM and SIGHUP (a terminal sends Ctrl-C to every process of the
+    group): the trainer finishes its step, writes its checkpoint and then stops them."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class BatchReader:
     """Reads the batches ``upcoming`` (an iterator of index tensors, the order they will be asked
     for) with ``workers`` processes, or in this process when ``workers`` is 0."""
@@ -64,14 +72,18 @@ class BatchReader:
             # global RNG, which the run's dropout draws from (and a checkpoint stores)
             loader = DataLoader(_Reads(dataset), sampler=_Keys(upcoming), batch_size=None, num_workers=workers,
                                 collate_fn=_as_is, pin_memory=pin_memory, prefetch_factor=prefetch,
-                                generator=torch.Generator().manual_seed(0))
+                                generator=torch.Generator().manual_seed(0), worker_init_fn=_leave_signals_to_the_trainer)
             self._it = iter(loader)
 
     def read(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The stored examples ``index`` (the next batch of ``upcoming``) and their labels."""
         if self._it is None:
             return self.dataset.read(index)
-        got, x, y = next(self._it)
+        try:
+            got, x, y = next(self._it)
+        except RuntimeError as err:  # a worker killed from outside (out of memory, a signal to it alone)
+            raise DataReadError(f"{self.dataset.name}: a loader worker stopped ({' '.join(str(err).split())[:200]}): "
+                                "retry with fewer workers") from None
         if isinstance(x, str):
             raise DataReadError(x)
         if not torch.equal(got, index):  # the order was advanced without this reader: a bug, not bad data
