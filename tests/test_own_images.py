@@ -107,3 +107,14 @@ def test_compose_with_data_writes_the_fitted_options(here):
     for line in ("in_channels = 3", "image_size = 32", "num_classes = 2", "attention_resolutions = [16]"):
         assert line.replace(" ", "") in text.replace(" ", ""), text
     assert run("train", "fitted.toml", "--data", "image-folder:imgs", "--steps", 1, "--out", "r", *CHEAP).exit_code == 0
+
+
+def test_compose_with_data_builds_options_that_need_the_data(here):
+    """A fourth level needs a side divisible by 8: the data's 32 px are filled before the build
+    (without --data, the default image_size=28 cannot take it)."""
+    png_folder(here / "imgs", 32)
+    deeper = ("compose", "--from", "p.toml", "--set", "denoiser.channel_mult=1,2,2,2")
+    assert "image_size=28 must be divisible by" in one_line_error(run(*deeper, "-o", "bad.toml"))
+    result = run(*deeper, "--data", "image-folder:imgs", "-o", "deep.toml")
+    assert result.exit_code == 0, result.output
+    assert "image_size = 32" in (here / "deep.toml").read_text()

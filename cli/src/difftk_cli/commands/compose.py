@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import click
+from difftk.data.fitting import data_options as data_options_of
 from difftk.data.fitting import fit_to_data, load_dataset
 from difftk.errors import OptionError
 from difftk.pipeline.compose import Pipeline
 from difftk.pipeline.compose import compose as compose_pipeline
-from difftk.pipeline.spec import PIPELINE_KINDS, PipelineSpec
+from difftk.pipeline.spec import PIPELINE_KINDS, ComponentSpec, PipelineSpec
 from rich.markup import escape
 from rich.tree import Tree
 
@@ -61,14 +62,18 @@ def compose(schedule, sampler, guidance, denoiser, objective, sets, from_file, d
     for kind in PIPELINE_KINDS:
         if given[kind]:
             chosen[kind] = given[kind]
-    pipeline = compose_pipeline(**chosen, options=parse_sets(sets), from_strings=True)
-    if data is not None:
-        if pipeline.denoiser is None:
+    options = parse_sets(sets)
+    if data is not None:  # the data's options first, so that options that depend on them build
+        if "denoiser" not in chosen:
             raise OptionError("--data fits the denoiser to the data, but the pipeline has none: give --denoiser NAME")
         dataset, _ = load_dataset(*parse_data(data), options=parse_data_options(data_options))
-        pipeline, _ = fit_to_data(pipeline, dataset, source="the pipeline", kinds=("denoiser",))
+        name = chosen["denoiser"] if isinstance(chosen["denoiser"], str) else chosen["denoiser"]["name"]
+        options["denoiser"] = {**options.get("denoiser", {}), **data_options_of(ComponentSpec(name, {}), dataset)}
     elif data_options:
         raise OptionError("--data-option sets an option of the dataset given by --data: give --data NAME[:PATH]")
+    pipeline = compose_pipeline(**chosen, options=options, from_strings=True)
+    if data is not None:
+        pipeline, _ = fit_to_data(pipeline, dataset, source="the pipeline", kinds=("denoiser",))
     out.print(pipeline_tree(pipeline, title=f"pipeline{f' → {output}' if output else ''}"))
     if output:
         pipeline.save(output)
