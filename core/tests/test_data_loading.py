@@ -29,7 +29,10 @@ def toy(register_plugin):
 
 
 def read_npy(path: Path) -> np.ndarray:
-    """The decoder of the test folders: one uint8 [C, H, W] array per .npy file (picklable, for workers)."""
+    """The decoder of the test folders: one uint8 [C, H, W] array per .npy file (picklable, for
+    workers); a file with a ``.broken`` marker beside it fails as an unreadable file would."""
+    if path.with_suffix(".broken").exists():
+        raise ValueError(f"{path.name} is damaged")
     return np.load(path)
 
 
@@ -145,16 +148,15 @@ def test_an_unreadable_file_stops_with_one_line_and_keeps_every_step(toy, tmp_pa
     ds = folder(tmp_path / "data")
     train(pipeline(), ds, config(), out=tmp_path / "whole")
     train(pipeline(), ds, config(steps=5, workers=workers), out=tmp_path / "part")
-    victim = tmp_path / "data" / "b" / "19.npy"  # not among the two examples fitting probes
-    kept = victim.read_bytes()
-    victim.write_bytes(b"x" * len(kept))  # same size: the fingerprint cannot tell, the read must
+    marker = tmp_path / "data" / "b" / "19.broken"  # not among the two examples fitting probes
+    marker.touch()  # the file's bytes are unchanged (so is the fingerprint); reading it fails
     ckpt, cfg = resume_state(tmp_path / "part", steps=9)
     with pytest.raises(DifftkError) as info:
         train(pipeline(), ds, cfg, out=tmp_path / "part", resume=True, checkpoint=ckpt)
     line, step = str(info.value), read_checkpoint(tmp_path / "part" / "checkpoint.safetensors").step
     assert "\n" not in line and "19.npy" in line and f"checkpoint.safetensors holds step {step}: fix the data" in line
     assert 5 <= step < 9
-    victim.write_bytes(kept)
+    marker.unlink()
     ckpt, cfg = resume_state(tmp_path / "part", steps=9)
     train(pipeline(), ds, cfg, out=tmp_path / "part", resume=True, checkpoint=ckpt)
     assert same(tensors(tmp_path / "whole"), tensors(tmp_path / "part"))
