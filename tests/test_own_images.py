@@ -65,7 +65,7 @@ def test_a_mixed_size_folder_needs_image_size_once(here):
     assert again.exit_code == 0, again.output
     assert json.loads(read_checkpoint("r2/checkpoint.safetensors").metadata["dataset"])["options"]["image_size"] == 32
     line = one_line_error(run("train", "p.toml", "--steps", 5, "--out", "r2", "--resume", "--data-option", "image_size=16"))
-    assert "trained with --data-option image_size=32" in line
+    assert "trained with the data option image_size=32" in line
 
 
 def test_resume_on_another_folder_of_the_same_shape_is_refused(here):

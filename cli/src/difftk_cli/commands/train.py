@@ -17,7 +17,7 @@ from difftk.runtime import distributed
 from difftk.runtime.device import resolve_device
 from difftk.runtime.fastpath import PRECISIONS
 from difftk.training.config import LR_SCHEDULES, TrainConfig, changed_settings
-from difftk.training.job import resume_state
+from difftk.training.job import resume_data, resume_state
 from difftk.training.job import train as run_training
 from difftk.training.rundir import RunPaths
 from rich.markup import escape
@@ -142,30 +142,6 @@ def _check_eval(settings: dict, given: dict) -> None:
                           "(`difftk plugins` lists them)")
 
 
-def _run_data(saved: dict, given: tuple[str, str | None] | None, options: dict[str, str]):
-    """The data of a resumed run: the dataset and options its checkpoint records, loaded again.
-    ``--data`` may name the same dataset (at another path: the fingerprint decides); a different
-    dataset or a changed ``--data-option`` is refused."""
-    recorded = dict(saved.get("options") or {})
-    if "name" not in saved or ("options" not in saved and given is None):
-        raise OptionError("the checkpoint does not record its data's name and options: give --data NAME[:PATH] "
-                          "(and its --data-option) as the run was started")
-    name, path = given if given is not None else (saved["name"], None)
-    if name != saved["name"]:
-        raise OptionError(f"the run was trained on {saved['name']}, and a resumed run keeps its data: drop --data {name}")
-    if path is None:
-        path = recorded.get("path")
-    dataset, spec = load_dataset(name, None, options={**{k: v for k, v in recorded.items() if k != "path"},
-                                                      **({"path": path} if path is not None else {}), **options})
-    now = {k: (str(v) if isinstance(v, Path) else v) for k, v in spec.options if k != "path"}
-    for key, value in now.items():
-        before = recorded.get(key, value)
-        if (list(before) if isinstance(before, list | tuple) else before) != (list(value) if isinstance(value, tuple) else value):
-            raise OptionError(f"the run was trained with --data-option {key}={before}, and a resumed run keeps its data "
-                              f"options: drop --data-option {key}={options.get(key, value)}")
-    return dataset, spec
-
-
 def _train(ctx, pipeline, given_data, data_options, steps, out_dir, resume, device, ranks, options) -> None:
     if not ranks.main:  # one console: rank 0 prints, the others train quietly
         out.quiet = True
@@ -191,7 +167,7 @@ def _train(ctx, pipeline, given_data, data_options, steps, out_dir, resume, devi
     else:
         config = TrainConfig(**overrides)
     if checkpoint is not None:
-        dataset, dataset_spec = _run_data(checkpoint.dataset, given_data, data_options)
+        dataset, dataset_spec = resume_data(checkpoint.dataset, given_data, data_options)
     else:
         dataset, dataset_spec = load_dataset(*given_data, options=data_options)
     result = run_training(spec, dataset, config, out=out_dir, resume=resume, device=device, source=pipeline,

@@ -17,7 +17,7 @@ from difftk.checkpoint.files import (
     read_checkpoint,
 )
 from difftk.data.examples import Examples
-from difftk.data.fitting import describe_dataset, fit_to_data
+from difftk.data.fitting import describe_dataset, fit_to_data, load_dataset
 from difftk.errors import OptionError
 from difftk.pipeline.compose import Pipeline
 from difftk.pipeline.spec import ComponentSpec, PipelineSpec
@@ -86,6 +86,39 @@ def check_same_data(ckpt: Checkpoint, dataset_info: Mapping[str, Any]) -> None:
         raise TrainingError(f"{ckpt.path} was trained on other {saved.get('name')} data (content fingerprint "
                             f"{old[:12]}, this data {str(new)[:12]}{classes}): resume with the run's data"
                             f"{f' ({where})' if where else ''}, or start a new run with another out=DIR")
+
+
+def resume_data(saved: Mapping[str, Any], given: tuple[str, str | None] | None = None,
+                options: Mapping[str, str] | None = None) -> tuple[Examples, ComponentSpec]:
+    """The data of a resumed run, loaded again from what its checkpoint records (``saved``: its
+    ``dataset`` metadata): the dataset, its path and its options.
+
+    ``given`` (name, path) may name the same dataset, at another path (the content fingerprint,
+    checked by :func:`check_same_data`, decides whether it is the same data); ``options`` may
+    repeat the run's. Another dataset, or an option that differs from the run's, is refused.
+    """
+    options = dict(options or {})
+    recorded = dict(saved.get("options") or {})
+    if "name" not in saved or ("options" not in saved and given is None):
+        raise OptionError("the checkpoint does not record its data's name and options: give data=NAME[:PATH] "
+                          "(and its data options) as the run was started")
+    name, path = given if given is not None else (saved["name"], None)
+    if name != saved["name"]:
+        raise OptionError(f"the run was trained on {saved['name']}, and a resumed run keeps its data: drop data={name}")
+    if path is None:
+        path = recorded.get("path")
+    merged = {k: v for k, v in recorded.items() if k != "path"} | ({"path": path} if path is not None else {}) | options
+    dataset, spec = load_dataset(name, None, options=merged)
+    for key, value in spec.options:
+        before = recorded.get(key, value)
+        if key != "path" and _plain_value(before) != _plain_value(value):
+            raise OptionError(f"the run was trained with the data option {key}={before}, and a resumed run keeps its "
+                              f"data options: drop the data option {key}={options.get(key, value)}")
+    return dataset, spec
+
+
+def _plain_value(value: Any) -> Any:
+    return list(value) if isinstance(value, list | tuple) else str(value) if isinstance(value, Path) else value
 
 
 def resume_state(out: str | Path, **overrides: Any) -> tuple[Checkpoint, TrainConfig]:
