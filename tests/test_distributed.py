@@ -42,6 +42,7 @@ WORKER = textwrap.dedent('''
 
     torch.set_num_threads(1)
     objective, out, steps, batch, resume = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+    workers = int(sys.argv[6])
     plugins.host().register(toys, name="toys")
     plugins.host().register(Extra(), name="extra")
     ranks, device = distributed.init(torch.device("cpu"))
@@ -50,7 +51,8 @@ WORKER = textwrap.dedent('''
     data = load_dataset("toy-points")[0].subset(torch.arange(40))
     torch.manual_seed(5)
     pipeline, _ = fit_to_data(spec, data)
-    config = TrainConfig(steps=steps, batch_size=batch, warmup=2, seed=5, checkpoint_every=100, sample_every=0, log_every=1)
+    config = TrainConfig(steps=steps, batch_size=batch, warmup=2, seed=5, checkpoint_every=100, sample_every=0, log_every=1,
+                         workers=workers)
     trainer = Trainer(pipeline, data, config, out=out, dataset_info=describe_dataset(data))
     if resume:
         ckpt = read_checkpoint(out)
@@ -73,11 +75,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(tmp_path, out, *, nproc, objective="simple", steps=4, batch=4, resume=False, attempts=3):
+def run(tmp_path, out, *, nproc, objective="simple", steps=4, batch=4, resume=False, workers=0, attempts=3):
     """Start ``nproc`` workers; a rendezvous port taken between choosing and binding it is retried."""
     for attempt in range(attempts):
         try:
-            return _run(tmp_path, out, nproc=nproc, objective=objective, steps=steps, batch=batch, resume=resume)
+            return _run(tmp_path, out, nproc=nproc, objective=objective, steps=steps, batch=batch, resume=resume,
+                        workers=workers)
         except PortTaken:
             if attempt == attempts - 1:
                 raise
@@ -87,7 +90,7 @@ class PortTaken(Exception):
     pass
 
 
-def _run(tmp_path, out, *, nproc, objective, steps, batch, resume):
+def _run(tmp_path, out, *, nproc, objective, steps, batch, resume, workers):
     """Start ``nproc`` worker processes (as torchrun would: RANK, WORLD_SIZE, MASTER_ADDR/PORT) and wait."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
@@ -99,7 +102,7 @@ def _run(tmp_path, out, *, nproc, objective, steps, batch, resume):
         if nproc == 1:
             env.pop("WORLD_SIZE")
         procs.append(subprocess.Popen([sys.executable, str(script), objective, str(out), str(steps), str(batch),
-                                       "1" if resume else "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       "1" if resume else "0", str(workers)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))
     results = [p.communicate(timeout=120) for p in procs]
     for p, (_, stderr) in zip(procs, results, strict=True):
@@ -135,6 +138,16 @@ def test_ranks_stay_identical_one_checkpoint_is_written_and_resume_is_exact(tmp_
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_loader_workers_change_nothing_under_ddp(tmp_path):
+    """Each rank reads its share of every global batch ahead with its own loader workers: a run of
+    3 steps with 1 worker per rank, resumed to 5 with 2, ends as the straight run without workers."""
+    run(tmp_path, tmp_path / "whole", nproc=2, steps=5)
+    run(tmp_path, tmp_path / "part", nproc=2, steps=3, workers=1)
+    run(tmp_path, tmp_path / "part", nproc=2, steps=5, resume=True, workers=2)
+    a, b = read_checkpoint(tmp_path / "whole").tensors, read_checkpoint(tmp_path / "part").tensors
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize("nproc", [2])

@@ -101,7 +101,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_continue(toy):
     result = train("--sample-every", 0, pipeline="int.toml", steps=10)
     assert result.exit_code == 130 and "Traceback" not in result.output
     assert "stopped by SIGINT at step 3: checkpoint → run/checkpoint.safetensors" in result.stdout
-    assert "continue with: difftk train int.toml --data toy-images --steps 10 --out run --resume" in result.stdout
+    assert "continue with: difftk train int.toml --steps 10 --out run --resume" in result.stdout  # the run keeps its data
     assert read_checkpoint("run/checkpoint.safetensors").step == 3
 
 

@@ -44,7 +44,8 @@ def test_checkpoint_records_how_it_was_made(run):
     assert TrainConfig(**ckpt.train_config) == TrainConfig(steps=4, batch_size=4, sample_every=0, seed=1)
     assert ckpt.dataset | {"options": None} == {
         "name": "toy-images", "kind": "image", "shape": [1, 8, 8], "size": 64, "num_classes": 2,
-        "class_names": ["horizontal", "vertical"], "plugin": "toys", "options": None}
+        "class_names": ["horizontal", "vertical"], "plugin": "toys", "options": None,
+        "fingerprint": load_dataset("toy-images")[0].fingerprint()}  # the content, for a resume to check
     assert ckpt.metadata["difftk_version"] == difftk.__version__
     prefixes = {name.split("/")[0] for name in ckpt.tensors}
     assert prefixes == {"model", "ema", "optim", "rng"}

@@ -10,22 +10,25 @@ import torch
 from datasets_formats import save_image
 from difftk.components.plugins import host
 from difftk.components.protocols import Dataset
-from difftk.data.arrays import ArrayDataset
+from difftk.data.examples import Examples
 from difftk.errors import DifftkError
 from difftk_datasets import SPLITS
 
 
-def check_dataset(component, split: str) -> ArrayDataset:
-    """``load(split)`` gives a non-empty ArrayDataset with consistent labels, deterministically;
-    image batches scale to [−1, 1]; a bad split is one DifftkError line."""
+def check_dataset(component, split: str) -> Examples:
+    """``load(split)`` gives non-empty Examples with consistent labels, deterministically, stored
+    as uint8 images or float32 points; image batches scale to [−1, 1]; a bad split is one DifftkError line."""
     assert isinstance(component, Dataset) and attrs.has(type(component))
     ds = component.load(split)
-    assert isinstance(ds, ArrayDataset) and len(ds) > 0
+    assert isinstance(ds, Examples) and len(ds) > 0
+    stored, labels = ds.read(torch.arange(len(ds)))
+    assert stored.shape == (len(ds), *ds.shape)
     if ds.kind == "image":
-        assert ds.data.dtype == torch.uint8 and ds.data.ndim == 4
+        assert stored.dtype == torch.uint8 and stored.ndim == 4
         assert ds.shape[0] in (1, 3)
     else:
-        assert ds.data.dtype == torch.float32 and ds.data.ndim == 2 and torch.isfinite(ds.data).all()
+        assert stored.dtype == torch.float32 and stored.ndim == 2 and torch.isfinite(stored).all()
+        assert not ds.flip
     if ds.labels is None:
         assert ds.num_classes == 0 and ds.class_names == ()
     else:
@@ -37,7 +40,9 @@ def check_dataset(component, split: str) -> ArrayDataset:
     if ds.kind == "image":
         assert x.min() >= -1.0 and x.max() <= 1.0
     again = component.load(split)
-    assert torch.equal(again.data, ds.data)
+    assert torch.equal(again.read(torch.arange(len(ds)))[0], stored) and again.fingerprint() == ds.fingerprint()
+    if labels is not None:
+        assert torch.equal(labels, ds.labels)
     with pytest.raises(DifftkError) as info:
         component.load("validation")
     assert "\n" not in str(info.value)

@@ -12,7 +12,8 @@ from difftk.components.plugins import host
 from difftk.errors import OptionError
 from difftk.testing import check_denoiser
 from difftk_unet_attn import UNetAttn, UNetAttnConfig, fast_cpu_conv
-from difftk_unet_attn.layers import AttentionBlock, timestep_embedding
+from difftk.maths.embedding import timestep_embedding
+from difftk_unet_attn.layers import AttentionBlock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -91,7 +92,7 @@ def test_command_line_strings_parse_into_tuples():
 
 @pytest.mark.parametrize(("options", "message"), [
     (dict(image_size=30), r"image_size=30 must be divisible by 2\*\*\(len\(channel_mult\)-1\)=4.*use a multiple of 4"),
-    (dict(attention_resolutions=(16,)), r"attention_resolutions has 16, but the feature maps are 28, 14, 7: choose"),
+    (dict(attention_resolutions=(16,)), r"attention_resolutions has 16, but the feature maps are 28, 14, 7: use attention_resolutions=14 "),
     (dict(base_channels=48, norm_groups=32), r"width 48 .* not divisible by norm_groups=32: use base_channels a multiple of 32"),
     (dict(base_channels=40, channel_mult=(2, 4), norm_groups=16, attention_resolutions=()), r"width 40 \(base_channels"),
     (dict(image_size=4, channel_mult=(1, 1, 1), base_channels=32, norm_groups=32, attention_resolutions=()),
@@ -313,3 +314,16 @@ def test_upsample_equals_nearest_then_conv3x3():
     ref_grads = torch.autograd.grad(ref, (ref_x, up.conv.weight, up.conv.bias), g)
     for a, b in zip(grads, ref_grads, strict=True):
         assert torch.allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize(("image_size", "attention"), [(8, (4,)), (16, (8,)), (28, (14,)), (32, (16,)), (64, (16,)),
+                                                       (128, (16,))])
+def test_unset_attention_is_derived_from_the_image_size(image_size, attention):
+    """none = 16×16 (Ho et al. 2020, App. B) or half the image at 32 px and below; written out by
+    derived_options, and an explicit value is kept as given."""
+    levels = (1, 2, 2) if image_size <= 64 else (1, 1, 2, 2, 4)
+    config = UNetAttn.Config(image_size=image_size, channel_mult=levels)
+    assert config.attention_resolutions is None and config.attention == attention
+    assert config.derived_options() == {"attention_resolutions": attention}
+    explicit = UNetAttn.Config(image_size=image_size, channel_mult=levels, attention_resolutions=())
+    assert explicit.attention == () and explicit.derived_options() == {}

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import click
+from difftk.data.fitting import data_options as data_options_of
+from difftk.data.fitting import fit_to_data, load_dataset
+from difftk.errors import OptionError
 from difftk.pipeline.compose import Pipeline
 from difftk.pipeline.compose import compose as compose_pipeline
-from difftk.pipeline.spec import PIPELINE_KINDS, PipelineSpec
+from difftk.pipeline.spec import PIPELINE_KINDS, ComponentSpec, PipelineSpec
 from rich.markup import escape
 from rich.tree import Tree
 
 from difftk_cli.console import out
-from difftk_cli.options import parse_sets
+from difftk_cli.options import DATA_OPTION, parse_data, parse_data_options, parse_sets
 
 
 def pipeline_tree(pipeline: Pipeline, title: str = "pipeline") -> Tree:
@@ -31,18 +34,25 @@ def pipeline_tree(pipeline: Pipeline, title: str = "pipeline") -> Tree:
 @click.option("--objective", metavar="NAME", help="Training objective, e.g. simple (optional).")
 @click.option("--set", "sets", metavar="KIND.OPTION=VALUE", multiple=True, help="Set an option; repeatable.")
 @click.option("--from", "from_file", type=click.Path(dir_okay=False), help="Start from a pipeline file; other flags override it.")
+@click.option("--data", metavar="NAME[:PATH]",
+              help="Fit the denoiser to this dataset now: its data options and those derived from them are written out.")
+@DATA_OPTION
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the pipeline as TOML here.")
-def compose(schedule, sampler, guidance, denoiser, objective, sets, from_file, output) -> None:
+def compose(schedule, sampler, guidance, denoiser, objective, sets, from_file, data, data_options, output) -> None:
     """Assemble a pipeline from registered components, check it, and print it.
 
     Names are checked against the installed plugins (with a did-you-mean), options against
-    each component's allowed values, and the components against each other.
+    each component's allowed values, and the components against each other. With --data the
+    denoiser's options that describe the data (channels, image size, classes) and those it
+    derives from them (unet-attn's attention resolutions) are taken from that dataset;
+    otherwise `difftk train` takes them from its data.
 
     \b
     Examples:
       difftk compose --schedule linear --sampler ddim -o p.toml
       difftk compose --schedule linear --sampler ddim --set sampler.eta=0.5 --set schedule.T=500
       difftk compose --from p.toml --sampler ancestral
+      difftk compose --schedule cosine --sampler ddim --denoiser unet-attn --objective simple --data image-folder:photos -o p.toml
     """
     given = {"schedule": schedule, "sampler": sampler, "guidance": guidance, "denoiser": denoiser, "objective": objective}
     chosen: dict = {}
@@ -52,7 +62,18 @@ def compose(schedule, sampler, guidance, denoiser, objective, sets, from_file, o
     for kind in PIPELINE_KINDS:
         if given[kind]:
             chosen[kind] = given[kind]
-    pipeline = compose_pipeline(**chosen, options=parse_sets(sets), from_strings=True)
+    options = parse_sets(sets)
+    if data is not None:  # the data's options first, so that options that depend on them build
+        if "denoiser" not in chosen:
+            raise OptionError("--data fits the denoiser to the data, but the pipeline has none: give --denoiser NAME")
+        dataset, _ = load_dataset(*parse_data(data), options=parse_data_options(data_options))
+        name = chosen["denoiser"] if isinstance(chosen["denoiser"], str) else chosen["denoiser"]["name"]
+        options["denoiser"] = {**options.get("denoiser", {}), **data_options_of(ComponentSpec(name, {}), dataset)}
+    elif data_options:
+        raise OptionError("--data-option sets an option of the dataset given by --data: give --data NAME[:PATH]")
+    pipeline = compose_pipeline(**chosen, options=options, from_strings=True)
+    if data is not None:
+        pipeline, _ = fit_to_data(pipeline, dataset, source="the pipeline", kinds=("denoiser",))
     out.print(pipeline_tree(pipeline, title=f"pipeline{f' → {output}' if output else ''}"))
     if output:
         pipeline.save(output)

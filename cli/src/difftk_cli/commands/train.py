@@ -17,7 +17,7 @@ from difftk.runtime import distributed
 from difftk.runtime.device import resolve_device
 from difftk.runtime.fastpath import PRECISIONS
 from difftk.training.config import LR_SCHEDULES, TrainConfig, changed_settings
-from difftk.training.job import resume_state
+from difftk.training.job import resume_data, resume_state
 from difftk.training.job import train as run_training
 from difftk.training.rundir import RunPaths
 from rich.markup import escape
@@ -42,8 +42,9 @@ def _given(ctx: click.Context, options: dict) -> dict:
 
 @click.command()
 @click.argument("pipeline", type=click.Path(dir_okay=False))
-@click.option("--data", required=True, metavar="NAME[:PATH]",
-              help="Dataset to train on, with its path when it reads one (e.g. mnist, cifar10:/data/cifar).")
+@click.option("--data", metavar="NAME[:PATH]",
+              help="Dataset to train on, with its path when it reads one (e.g. mnist, cifar10:/data/cifar); "
+              "on --resume the run's own.")
 @DATA_OPTION
 @click.option("--steps", type=click.IntRange(min=1), required=True, help="Train up to this many optimizer steps in total.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
@@ -85,6 +86,8 @@ def _given(ctx: click.Context, options: dict) -> dict:
               help="auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, tf32 or bf16.")
 @click.option("--channels-last", is_flag=True, default=_default("channels_last"), help="Channels-last memory format for images.")
 @click.option("--compile", "compile", is_flag=True, default=_default("compile"), help="Train through torch.compile.")
+@click.option("--workers", type=click.IntRange(min=0, max=64), default=_default("workers"), show_default=True,
+              help="Processes that read and decode batches ahead (DataLoader workers); 0 = in the training process.")
 @click.option("--init", metavar="CHECKPOINT", default=None,
               help="Fine-tune: start from this checkpoint's EMA weights (a file, run directory or shipped model's name).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -95,15 +98,18 @@ def train(ctx, pipeline, data, data_options, steps, out_dir, resume, device, npr
     """Train PIPELINE (a TOML file from `difftk compose`) on a dataset.
 
     The denoiser's data options (in_channels, image_size, num_classes) are taken from the
-    data. Samples are drawn with an EMA of the weights. Ctrl-C writes a checkpoint and stops;
-    --resume continues bit for bit. On --resume, options left out keep the run's values.
+    data, and the options it derives from them (unet-attn's attention resolutions) follow.
+    Samples are drawn with an EMA of the weights. Ctrl-C writes a checkpoint and stops;
+    --resume continues bit for bit. On --resume, options left out keep the run's values, and
+    the data is the run's own (--data may be left out; other data is refused).
 
     \b
     Examples:
       difftk compose --schedule linear --sampler ddim --denoiser unet-attn --objective simple -o p.toml
       difftk train p.toml --data mnist --steps 2000 --out runs/mnist
       difftk train p.toml --data cifar10:/data/cifar-10 --steps 50000 --batch-size 128 --out runs/cifar
-      difftk train p.toml --data mnist --steps 4000 --out runs/mnist --resume
+      difftk train p.toml --steps 4000 --out runs/mnist --resume
+      difftk train p.toml --data image-folder:photos --data-option image_size=32 --data-option flip=true --steps 5000 --workers 2 --out runs/photos
       difftk train p.toml --data two-moons --steps 2000 --out runs/moons --eval-every 200 --eval-metric sliced-wasserstein
       difftk train p.toml --data mnist --steps 2000 --out runs/ddp --nproc 2
       torchrun --nproc-per-node 4 -m difftk_cli train p.toml --data mnist --steps 2000 --out runs/ddp
@@ -113,10 +119,13 @@ def train(ctx, pipeline, data, data_options, steps, out_dir, resume, device, npr
         i = next(k for k, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
         del argv[i:i + (1 if "=" in argv[i] else 2)]
         sys.exit(distributed.launch(nproc, argv))
-    name, path = parse_data(data)
+    if data is None and not resume:
+        raise OptionError("--data names the dataset to train on (e.g. --data mnist or --data image-folder:DIR); "
+                          "only --resume takes the run's own")
+    given_data = parse_data(data) if data is not None else None
     ranks, device = distributed.init(resolve_device(device))
     try:
-        _train(ctx, pipeline, data, name, path, parse_data_options(data_options), steps, out_dir, resume, device, ranks,
+        _train(ctx, pipeline, given_data, parse_data_options(data_options), steps, out_dir, resume, device, ranks,
                options)
     finally:
         distributed.finish()
@@ -133,16 +142,18 @@ def _check_eval(settings: dict, given: dict) -> None:
                           "(`difftk plugins` lists them)")
 
 
-def _train(ctx, pipeline, data, name, path, data_options, steps, out_dir, resume, device, ranks, options) -> None:
+def _train(ctx, pipeline, given_data, data_options, steps, out_dir, resume, device, ranks, options) -> None:
     if not ranks.main:  # one console: rank 0 prints, the others train quietly
         out.quiet = True
+    paths = RunPaths(Path(out_dir))
+    if resume and ranks.main:  # a live run is refused first, though it may not have a checkpoint yet
+        paths.check_unlocked()
     spec = PipelineSpec.load(pipeline)
     options["eval_metrics"] = tuple(n.strip() for text in options["eval_metrics"] for n in text.split(",") if n.strip())
     if not resume:
         _check_eval(options, options)
     overrides = {"steps": steps, **(_given(ctx, options) if resume else options)}
     checkpoint = None
-    paths = RunPaths(Path(out_dir))
     if resume:
         checkpoint, config = resume_state(out_dir, **overrides)
         _check_eval(attrs.asdict(config), _given(ctx, options))
@@ -155,13 +166,14 @@ def _train(ctx, pipeline, data, name, path, data_options, steps, out_dir, resume
             return
     else:
         config = TrainConfig(**overrides)
-    dataset, dataset_spec = load_dataset(name, path, options=data_options)
+    if checkpoint is not None:
+        dataset, dataset_spec = resume_data(checkpoint.dataset, given_data, data_options)
+    else:
+        dataset, dataset_spec = load_dataset(*given_data, options=data_options)
     result = run_training(spec, dataset, config, out=out_dir, resume=resume, device=device, source=pipeline,
                           reporter=RichTrainReporter(out), dataset_spec=dataset_spec, checkpoint=checkpoint)
     if result.interrupted:
-        again = shlex.join(["difftk", "train", pipeline, "--data", data,
-                            *[a for k, v in data_options.items() for a in ("--data-option", f"{k}={v}")],
-                            "--steps", str(config.steps), "--out", out_dir, "--resume"])
+        again = shlex.join(["difftk", "train", pipeline, "--steps", str(config.steps), "--out", out_dir, "--resume"])
         by = signal.Signals(result.signal).name if result.signal else "SIGINT"
         out.print(f"stopped by {by} at step {result.step:,}: checkpoint → {escape(str(paths.checkpoint))}")
         out.print(f"continue with: {escape(again)}")

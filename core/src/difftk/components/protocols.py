@@ -54,6 +54,8 @@ class Denoiser(Protocol):
     the classes it is conditioned on; ``learned_variance``. A denoiser that calls another
     (guidance, edits) derives from :class:`difftk.components.wrapping.DenoiserWrapper`, which
     carries all three and the variance channels.
+    An option whose default is ``none`` = "derived from the data options" is resolved by the
+    config's ``derived_options()`` (see :func:`derived_options`), so a stored spec holds its value.
     """
 
     prediction: str
@@ -150,7 +152,9 @@ class Classifier(Protocol):
 class Dataset(Protocol):
     """A dataset component: its options say where the data is; ``load()`` reads it.
 
-    Contract: ``load(split)`` returns a :class:`difftk.data.arrays.ArrayDataset`, or raises a
+    Contract: ``load(split)`` returns :class:`difftk.data.examples.Examples` (an in-memory
+    :class:`~difftk.data.arrays.ArrayDataset`, or :class:`~difftk.data.indexed.IndexedImages`
+    for image files decoded as they are read), or raises a
     one-line :class:`~difftk.errors.DifftkError` naming a missing path or a wrong format.
     ``split`` is ``"train"`` or ``"test"``.
     """
@@ -210,6 +214,13 @@ def nfe_of(sampler: Any, steps: int | None, schedule: Any) -> int | None:
     loop applies: ᾱ(1) = 0 raised to a floor every sampler can step from)."""
     nfe = getattr(sampler, "nfe", None)
     return nfe(steps, for_sampling(schedule)) if callable(nfe) else None
+
+
+def derived_options(denoiser: Any) -> dict[str, Any]:
+    """Options a denoiser left unset (``none``) and derived from its data options, with their values:
+    its config's ``derived_options()`` if it has one (unet-attn's attention resolutions), else none."""
+    derive = getattr(getattr(denoiser, "config", None), "derived_options", None)
+    return dict(derive()) if callable(derive) else {}
 
 
 # --- checking a class against its kind's protocol, at registration --------------------------------

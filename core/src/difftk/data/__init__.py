@@ -1,2 +1,3 @@
-"""Data: examples as arrays (images or points), pictures of samples, and fitting a pipeline's
-denoiser to the data it trains on."""
+"""Data: what a dataset's examples are (the Examples protocol), in memory (arrays) or as image
+files decoded when read (indexed), read ahead by loader workers (loader); pictures of samples;
+and fitting a pipeline's denoiser to the data it trains on."""

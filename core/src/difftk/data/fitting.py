@@ -2,8 +2,10 @@
 
 A pipeline file says which denoiser to train, not how big the data is. Before the model is
 built, the options that describe the data — whichever of :data:`DATA_OPTIONS` the denoiser
-has — are taken from the dataset, and the built denoiser is called once on two examples, so
-that data it cannot take is a one-line error before training starts.
+has — are taken from the dataset; the options the denoiser derives from them (those left
+unset, ``none``, such as unet-attn's attention resolutions) are then written out, so the
+spec a checkpoint stores holds every value. The built denoiser is called once on two
+examples, so that data it cannot take is a one-line error before training starts.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
 from difftk.components import plugins
-from difftk.components.protocols import learned_variance_of, num_classes_of
-from difftk.data.arrays import ArrayDataset
+from difftk.components.protocols import derived_options, learned_variance_of, num_classes_of
+from difftk.data.examples import Examples
 from difftk.data.images import point_bounds
 from difftk.errors import DifftkError, IncompatibleError, OptionError
 from difftk.pipeline.compose import Pipeline, build, build_component, spec_of
@@ -27,9 +30,9 @@ DATA_OPTIONS: tuple[str, ...] = ("in_channels", "image_size", "num_classes")
 
 
 def load_dataset(name: str, path: str | None = None, split: str = "train",
-                 options: Mapping[str, str] | None = None) -> tuple[ArrayDataset, ComponentSpec]:
-    """Create dataset component ``name`` (with ``path`` and the string ``options`` if given), load
-    ``split``, and describe it.
+                 options: Mapping[str, Any] | None = None) -> tuple[Examples, ComponentSpec]:
+    """Create dataset component ``name`` (with ``path`` and ``options`` if given: strings are
+    parsed, as from a command line), load ``split``, and describe it.
 
     An unknown name or option gets the registry's did-you-mean; a dataset that does not read
     from a path, a missing path and a failed load are one-line errors.
@@ -50,17 +53,20 @@ def load_dataset(name: str, path: str | None = None, split: str = "train",
         raise DifftkError(f"dataset '{name}' cannot be read: {err.strerror or err}{where}") from None
     except Exception as err:
         raise DifftkError(f"dataset '{name}' failed to load: {type(err).__name__}: {' '.join(str(err).split())}") from None
-    if not isinstance(data, ArrayDataset):
-        raise IncompatibleError(f"dataset '{name}' returned a {type(data).__name__}, not a difftk.data.arrays.ArrayDataset")
+    if not isinstance(data, Examples):
+        raise IncompatibleError(f"dataset '{name}' returned a {type(data).__name__}, which lacks the surface of "
+                                "difftk.data.examples.Examples (an ArrayDataset or IndexedImages has it)")
     return data, spec_of("dataset", component)
 
 
-def describe_dataset(dataset: ArrayDataset, spec: ComponentSpec | None = None) -> dict[str, Any]:
-    """What a checkpoint records about its data: enough to sample and to check a resume."""
+def describe_dataset(dataset: Examples, spec: ComponentSpec | None = None) -> dict[str, Any]:
+    """What a checkpoint records about its data: enough to sample, to load it again on a resume
+    (name and options, the path among them) and to tell it from other data (``fingerprint``)."""
     info: dict[str, Any] = {
         "name": spec.name if spec is not None else dataset.name,
         "kind": dataset.kind, "shape": list(dataset.shape), "size": len(dataset),
         "num_classes": dataset.num_classes, "class_names": list(dataset.class_names),
+        "fingerprint": dataset.fingerprint(),
     }
     if spec is not None:
         info["options"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in spec.options}
@@ -71,7 +77,7 @@ def describe_dataset(dataset: ArrayDataset, spec: ComponentSpec | None = None) -
     return info
 
 
-def data_options(denoiser: ComponentSpec, dataset: ArrayDataset) -> dict[str, int]:
+def data_options(denoiser: ComponentSpec, dataset: Examples) -> dict[str, int]:
     """The values of :data:`DATA_OPTIONS` the denoiser has, read from the dataset."""
     fields = plugins.registry().get("denoiser", denoiser.name).option_fields()
     label = f"denoiser '{denoiser.name}'"
@@ -96,16 +102,18 @@ def data_options(denoiser: ComponentSpec, dataset: ArrayDataset) -> dict[str, in
     return out
 
 
-def fit_to_data(pipeline: PipelineSpec | Pipeline, dataset: ArrayDataset, *,
-                source: str = "pipeline") -> tuple[Pipeline, dict[str, int]]:
-    """Build ``pipeline`` with the denoiser's data options taken from ``dataset``.
+def fit_to_data(pipeline: PipelineSpec | Pipeline, dataset: Examples, *, source: str = "pipeline",
+                kinds: tuple[str, ...] = ("denoiser", "objective")) -> tuple[Pipeline, dict[str, Any]]:
+    """Build ``pipeline`` with the denoiser's data options taken from ``dataset``, and the options
+    it derives from them written out.
 
-    Returns the live pipeline and the options that were filled. The denoiser is then called
-    once on two examples, so that data it cannot take (an image size its architecture does
-    not allow) is a one-line error here rather than a traceback in the first step.
+    Returns the live pipeline (whose spec holds every value) and the options that were filled
+    or derived. The denoiser is then called once on two examples, so that data it cannot take
+    (an image size its architecture does not allow) is a one-line error here rather than a
+    traceback in the first step. ``kinds`` are the components the pipeline must have.
     """
     spec = pipeline.spec if isinstance(pipeline, Pipeline) else pipeline
-    for kind in ("denoiser", "objective"):
+    for kind in kinds:
         if kind not in spec:
             raise OptionError(f"{source} has no {kind}, so it cannot be trained: compose it with {kind}=NAME")
     den = spec["denoiser"]
@@ -122,11 +130,16 @@ def fit_to_data(pipeline: PipelineSpec | Pipeline, dataset: ArrayDataset, *,
         raise OptionError(f"{dataset.name} gives {given}, which denoiser '{den.name}' cannot take: {reason}") from None
     if not isinstance(live.denoiser, torch.nn.Module) or not any(True for _ in live.denoiser.parameters()):
         raise IncompatibleError(f"denoiser '{den.name}' has no trainable parameters (it must be a torch.nn.Module)")
+    derived = derived_options(live.denoiser)
+    if derived:  # the same network, its spec with every value written out
+        built = live.spec["denoiser"]
+        written = ComponentSpec(den.name, {**built.options_dict, **derived}, built.plugin, built.version)
+        live = attrs.evolve(live, spec=PipelineSpec({**dict(live.spec.components), "denoiser": written}))
     _probe(live.denoiser, dataset, den.name)
-    return live, filled
+    return live, {**filled, **derived}
 
 
-def _probe(denoiser: torch.nn.Module, dataset: ArrayDataset, name: str) -> None:
+def _probe(denoiser: torch.nn.Module, dataset: Examples, name: str) -> None:
     """Call the denoiser once on the CPU (eval mode, no gradients) and check the output shape."""
     x, y = dataset.batch(torch.arange(min(2, len(dataset))))
     t = torch.full((len(x),), 0.5)

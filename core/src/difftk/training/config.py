@@ -56,6 +56,8 @@ class TrainConfig:
     precision: str = option("auto", help="auto (bf16 on CUDA, else fp32), fp32, tf32 or bf16 autocast", choices=PRECISIONS)
     channels_last: bool = option(False, help="keep image weights and batches in channels-last memory format")
     compile: bool = option(False, help="train the denoiser through torch.compile")
+    workers: int = option(0, help="processes that read and decode the batches ahead (DataLoader workers); 0 = read "
+                          "in the training process. The batches are the same with any number", ge=0, le=64)
     init: str | None = option(None, help="start from the EMA weights of this checkpoint (fine-tuning); none = random",
                               optional=True)
     eval_every: int = option(0, help="score eval_metrics on the EMA model every K steps (and at the end) and append "
@@ -127,10 +129,15 @@ def config_for_resume(saved: Mapping[str, Any], **overrides: Any) -> TrainConfig
 
 def changed_settings(saved: Mapping[str, Any], config: TrainConfig) -> list[str]:
     """``name old → new`` for every setting a resumed run changes (``steps`` aside), to be said."""
-    now = attrs.asdict(config)
-    changed = [f"{k} {saved[k]!r} → {now[k]!r}" for k in now
-               if k != "steps" and k in saved and saved[k] != now[k]]
+    now = {f.name: getattr(config, f.name) for f in attrs.fields(TrainConfig)}
+    changed = [f"{k} {_plain(saved[k])!r} → {now[k]!r}" for k in now
+               if k != "steps" and k in saved and _plain(saved[k]) != now[k]]
     if config.lr_schedule != "constant" and config.decay_steps is None and saved.get("steps", config.steps) != config.steps:
         changed.append(f"the {config.lr_schedule} decay, which ends at steps, now ends at step {config.steps:,} "
                        f"instead of {saved['steps']:,} (--decay-steps fixes where it ends)")
     return changed
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value as the config holds it: lists (JSON has no tuples) as tuples."""
+    return tuple(value) if isinstance(value, list) else value

@@ -17,8 +17,8 @@ from difftk.checkpoint.files import (
     read_checkpoint,
 )
 from difftk.components.protocols import grid_size_of
-from difftk.data.arrays import ArrayDataset
-from difftk.data.fitting import describe_dataset, fit_to_data
+from difftk.data.examples import Examples
+from difftk.data.fitting import describe_dataset, fit_to_data, load_dataset
 from difftk.errors import OptionError
 from difftk.pipeline.compose import Pipeline
 from difftk.pipeline.spec import ComponentSpec, PipelineSpec
@@ -66,11 +66,60 @@ def check_resumable(ckpt: Checkpoint, pipeline: Pipeline, dataset_info: Mapping[
         if diff is not None:
             raise TrainingError(f"{ckpt.path} was trained with guidance.{diff}={old_o.get(diff)!r}; the pipeline now "
                                 f"sets {new_o.get(diff)!r}: resume with the same pipeline")
+    check_same_data(ckpt, dataset_info)
+
+
+def check_same_data(ckpt: Checkpoint, dataset_info: Mapping[str, Any]) -> None:
+    """The data of a resumed run must be the run's: same name, shape, size, classes and content
+    (the fingerprint; a checkpoint written before fingerprints were recorded skips that check)."""
     saved = ckpt.dataset
     for key in ("name", "shape", "size", "num_classes"):
         if key in saved and saved[key] != dataset_info.get(key):
             raise TrainingError(f"{ckpt.path} was trained on {saved.get('name')} with {key}={saved[key]}; "
-                                f"this data has {key}={dataset_info.get(key)}: resume with the same data=NAME")
+                                f"this data has {key}={dataset_info.get(key)}: resume with the run's data")
+    old, new = saved.get("fingerprint"), dataset_info.get("fingerprint")
+    if old is not None and old != new:
+        classes = ""
+        if saved.get("class_names") != dataset_info.get("class_names"):
+            classes = (f": classes {', '.join(saved.get('class_names') or ['none'])} → "
+                       f"{', '.join(dataset_info.get('class_names') or ['none'])}")
+        where = saved.get("options", {}).get("path")
+        raise TrainingError(f"{ckpt.path} was trained on other {saved.get('name')} data (content fingerprint "
+                            f"{old[:12]}, this data {str(new)[:12]}{classes}): resume with the run's data"
+                            f"{f' ({where})' if where else ''}, or start a new run with another out=DIR")
+
+
+def resume_data(saved: Mapping[str, Any], given: tuple[str, str | None] | None = None,
+                options: Mapping[str, str] | None = None) -> tuple[Examples, ComponentSpec]:
+    """The data of a resumed run, loaded again from what its checkpoint records (``saved``: its
+    ``dataset`` metadata): the dataset, its path and its options.
+
+    ``given`` (name, path) may name the same dataset, at another path (the content fingerprint,
+    checked by :func:`check_same_data`, decides whether it is the same data); ``options`` may
+    repeat the run's. Another dataset, or an option that differs from the run's, is refused.
+    """
+    options = dict(options or {})
+    recorded = dict(saved.get("options") or {})
+    if "name" not in saved or ("options" not in saved and given is None):
+        raise OptionError("the checkpoint does not record its data's name and options: give data=NAME[:PATH] "
+                          "(and its data options) as the run was started")
+    name, path = given if given is not None else (saved["name"], None)
+    if name != saved["name"]:
+        raise OptionError(f"the run was trained on {saved['name']}, and a resumed run keeps its data: drop data={name}")
+    if path is None:
+        path = recorded.get("path")
+    merged = {k: v for k, v in recorded.items() if k != "path"} | ({"path": path} if path is not None else {}) | options
+    dataset, spec = load_dataset(name, None, options=merged)
+    for key, value in spec.options:
+        before = recorded.get(key, value)
+        if key != "path" and _plain_value(before) != _plain_value(value):
+            raise OptionError(f"the run was trained with the data option {key}={before}, and a resumed run keeps its "
+                              f"data options: drop the data option {key}={options.get(key, value)}")
+    return dataset, spec
+
+
+def _plain_value(value: Any) -> Any:
+    return list(value) if isinstance(value, list | tuple) else str(value) if isinstance(value, Path) else value
 
 
 def resume_state(out: str | Path, **overrides: Any) -> tuple[Checkpoint, TrainConfig]:
@@ -81,7 +130,7 @@ def resume_state(out: str | Path, **overrides: Any) -> tuple[Checkpoint, TrainCo
     return ckpt, config_for_resume(ckpt.train_config, **overrides)
 
 
-def train(spec: PipelineSpec | Pipeline, dataset: ArrayDataset, config: TrainConfig, *,
+def train(spec: PipelineSpec | Pipeline, dataset: Examples, config: TrainConfig, *,
           out: str | Path | None = None, resume: bool = False, device: str | torch.device | None = None,
           reporter: Reporter | None = None, dataset_spec: ComponentSpec | None = None,
           source: str = "pipeline", checkpoint: Checkpoint | None = None) -> TrainResult:

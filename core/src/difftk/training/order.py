@@ -41,6 +41,16 @@ class BatchOrder:
             need -= take
         return torch.cat(parts)
 
+    def copy(self) -> BatchOrder:
+        """An independent order at the same place: drawing from it leaves this one where it is
+        (a loader reads ahead from a copy)."""
+        twin = BatchOrder.__new__(BatchOrder)
+        twin.size, twin.batch_size = self.size, self.batch_size
+        twin.generator = torch.Generator().set_state(self.generator.get_state())
+        twin.epoch_start, twin.perm = self.epoch_start, self.perm
+        twin.epoch, twin.position = self.epoch, self.position
+        return twin
+
     def state(self) -> tuple[torch.Tensor, dict[str, int]]:
         return self.epoch_start, {"epoch": self.epoch, "position": self.position}
 

@@ -74,6 +74,22 @@ class RunPaths:
                     "starting it over")
         return None
 
+    def check_unlocked(self) -> None:
+        """Refuse at once, with the writer's pid, if a run holds the lock; changes nothing (the first
+        check of a resume, before the checkpoint is looked for: a live run may not have one yet)."""
+        try:
+            fd = os.open(self.root / LOCK_NAME, os.O_RDONLY)
+        except OSError:  # no lock file: no run has written here
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            raise TrainingError(f"{self.root} is being written by another difftk train (pid {holder}): wait for it "
+                                "to finish, or choose another out=DIR") from None
+        finally:
+            os.close(fd)
+
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold an exclusive lock on the run directory while a run writes it, so that a second

@@ -30,10 +30,10 @@ import attrs
 import torch
 
 from difftk.components.protocols import num_classes_of
-from difftk.data.arrays import ArrayDataset
+from difftk.data.examples import Examples
 from difftk.data.fitting import describe_dataset
 from difftk.data.images import picture, save_png
-from difftk.errors import OptionError
+from difftk.errors import DifftkError, OptionError
 from difftk.evaluation.context import MetricResult
 from difftk.model import Model
 from difftk.pipeline.compose import Pipeline
@@ -41,7 +41,7 @@ from difftk.runtime import distributed
 from difftk.runtime.fastpath import autocast, prepare, to_memory_format
 from difftk.training.config import TrainConfig, TrainingError
 from difftk.training.measuring import TrainingMetrics
-from difftk.training.order import BatchOrder
+from difftk.training.feed import Feed, Unreadable
 from difftk.training.reporter import Reporter
 from difftk.training.rundir import RunPaths
 from difftk.training.signals import catch_stop_signals
@@ -88,7 +88,7 @@ class Trainer(CheckpointState):
     objective's noise with ``seed + 2``.
     """
 
-    def __init__(self, pipeline: Pipeline, dataset: ArrayDataset, config: TrainConfig, *,
+    def __init__(self, pipeline: Pipeline, dataset: Examples, config: TrainConfig, *,
                  device: torch.device | str = "cpu", out: str | Path | None = None,
                  dataset_info: Mapping[str, Any] | None = None, filled: Mapping[str, int] | None = None) -> None:
         if pipeline.denoiser is None or pipeline.objective is None:
@@ -105,7 +105,8 @@ class Trainer(CheckpointState):
         self.ranks = distributed.current()
         net = prepare(self.model, channels_last=config.channels_last, compile=config.compile)
         self.net = distributed.DistributedDenoiser(net) if self.ranks.distributed else net
-        self.order = BatchOrder(len(dataset), config.batch_size * self.ranks.world, config.seed + 1)
+        self.feed = Feed(dataset, config.batch_size, self.ranks, config.seed)
+        self.order = self.feed.order
         noise_seed = config.seed + 2 + distributed.NOISE_SEED_STRIDE * self.ranks.rank
         self.noise = torch.Generator(device=self.device).manual_seed(noise_seed)
         self.conditional = num_classes_of(self.model) > 0 and dataset.labels is not None
@@ -130,9 +131,7 @@ class Trainer(CheckpointState):
         Raises :class:`_NonFinite` *before* touching the weights when the loss or the
         gradient norm is NaN or infinite, so the state stays that of the last good step.
         """
-        index = self.order.next()
-        B = self.config.batch_size
-        x0, y = self.dataset.batch(index[self.ranks.rank * B:(self.ranks.rank + 1) * B], self.device)
+        x0, y = self.feed.next(self.step + 1, self.device)
         x0 = to_memory_format(x0, self.config.channels_last)
         cond = y if self.conditional else None
         relabel = getattr(self.pipeline.guidance, "training_condition", None)
@@ -240,6 +239,7 @@ class Trainer(CheckpointState):
             reporter.note(f"measuring {self.measures.description()} (log.jsonl)"
                           + (f"; no held-out data: {self.measures.why}" if self.measures.data is None else ""))
         try:
+            self.feed.start(cfg.workers, pin_memory=self.device.type == "cuda")
             with catch_stop_signals(self._on_stop_signal):
                 while self.step < total:
                     before = self.rng_state()
@@ -251,6 +251,10 @@ class Trainer(CheckpointState):
                         return self._interrupted(reporter, samples, mean_loss, before)
                     except _NonFinite as bad:
                         raise TrainingError(self._non_finite_message(bad)) from None
+                    except Unreadable as bad:  # nothing of the step was done: keep every step so far
+                        if self.step:
+                            self._interrupted(reporter, samples, mean_loss, before)
+                        raise self._unreadable(bad.error) from None
                     s = self.step
                     window.append(loss)
                     reporter.update(s, loss, cfg.lr_at(s))
@@ -275,6 +279,7 @@ class Trainer(CheckpointState):
                     if distributed.any_rank(self._stop_requested, self.ranks):  # all ranks stop at one step
                         return self._interrupted(reporter, samples, mean_loss, None)
         finally:
+            self.feed.close()
             if log is not None:
                 log.close()
             reporter.stop()
@@ -291,6 +296,16 @@ class Trainer(CheckpointState):
             checkpoint = self.paths.checkpoint
         return TrainResult(step=self.step, interrupted=True, checkpoint=checkpoint, samples=tuple(samples), loss=loss,
                            signal=self.stop_signal or signal.SIGINT, measurements=tuple(self.measured))
+
+    def _unreadable(self, error: DifftkError) -> DifftkError:
+        """``error`` (data that cannot be read at step k) with what was kept: the checkpoint of step k − 1."""
+        if not self.step:
+            kept = "no step was trained"
+        elif self.paths is not None:
+            kept = f"{self.paths.checkpoint} holds step {self.step:,}: fix the data, then resume"
+        else:
+            kept = f"stopped at step {self.step:,}"
+        return type(error)(f"{error} ({kept})")
 
     def _non_finite_message(self, bad: _NonFinite) -> str:
         where = f"the {bad.what} is {bad.value} at step {self.step + 1}: training stopped"

@@ -33,6 +33,8 @@ class CIFAR10:
 
     NAME: ClassVar[str] = "cifar10"
     path: str = option(help=f"directory with data_batch_1..5.bin and test_batch.bin (or its parent holding {SUBDIR}/)")
+    flip: bool = option(False, help="mirror training images left to right at random, as Ho et al. 2020 (§4) trained "
+                        "CIFAR-10 (seeded per example and step: a resumed run flips alike)")
 
     def load(self, split: str = "train") -> ArrayDataset:
         """Split ``train`` (data_batch_1..5.bin, 50,000 images) or ``test`` (test_batch.bin, 10,000)."""
@@ -49,6 +51,7 @@ class CIFAR10:
             num_classes=10,
             name=self.NAME,
             class_names=self._class_names(root),
+            flip=self.flip,
         )
 
     def _root(self) -> Path:

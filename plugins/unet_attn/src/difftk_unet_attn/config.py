@@ -18,8 +18,9 @@ class UNetAttnConfig:
     channel_mult: tuple[int, ...] = option(
         (1, 2, 2), help="width of each level as a multiple of base_channels; the resolution halves between levels", ge=1)
     num_res_blocks: int = option(1, help="residual blocks per level on the way down", ge=1)
-    attention_resolutions: tuple[int, ...] = option(
-        (14,), help="feature-map sizes that get self-attention (the middle always has it)", ge=1)
+    attention_resolutions: tuple[int, ...] | None = option(
+        None, help="feature-map sizes that get self-attention (the middle always has it); none = derived from "
+        "image_size: 16 (Ho et al. 2020, App. B), or half the image at 32 px and below", ge=1, optional=True)
     num_heads: int = option(4, help="attention heads", ge=1)
     dropout: float = option(0.1, help="dropout rate inside residual blocks", ge=0.0, lt=1.0)
     num_classes: int = option(0, help="classes for conditioning (0 = unconditional)", ge=0)
@@ -39,11 +40,13 @@ class UNetAttnConfig:
                 self, f"image_size={self.image_size} must be divisible by 2**(len(channel_mult)-1)={step} to halve "
                 f"{levels - 1} times: use a multiple of {step} or fewer channel_mult entries")
         sizes = self.resolutions
-        bad = [r for r in self.attention_resolutions if r not in sizes]
+        bad = [r for r in self.attention if r not in sizes]
         if bad:
+            fit = ",".join(map(str, derived_attention(sizes))) or "none"
             raise option_error(
                 self, f"attention_resolutions has {', '.join(map(str, bad))}, but the feature maps are "
-                f"{', '.join(map(str, sizes))}: choose among those")
+                f"{', '.join(map(str, sizes))}: use attention_resolutions={fit} (what none derives for "
+                f"image_size={self.image_size}), or choose among those")
         widths = sorted({self.base_channels} | {self.base_channels * m for m in self.channel_mult})
         odd = [w for w in widths if w % self.norm_groups]
         if odd:
@@ -60,7 +63,7 @@ class UNetAttnConfig:
                     f"channels in norm_groups={self.norm_groups} groups: use fewer norm_groups, a larger image_size "
                     "or fewer channel_mult entries")
         attended = {self.base_channels * m for m, r in zip(self.channel_mult, sizes, strict=True)
-                    if r in self.attention_resolutions} | {self.base_channels * self.channel_mult[-1]}
+                    if r in self.attention} | {self.base_channels * self.channel_mult[-1]}
         split = [w for w in sorted(attended) if w % self.num_heads]
         if split:
             raise option_error(
@@ -71,6 +74,23 @@ class UNetAttnConfig:
     def resolutions(self) -> tuple[int, ...]:
         """The feature-map size of each level, from the input down."""
         return tuple(self.image_size // 2**i for i in range(len(self.channel_mult)))
+
+    @property
+    def attention(self) -> tuple[int, ...]:
+        """The feature-map sizes that get attention: ``attention_resolutions``, or the derived ones."""
+        return self.attention_resolutions if self.attention_resolutions is not None else derived_attention(self.resolutions)
+
+    def derived_options(self) -> dict[str, tuple[int, ...]]:
+        """The options left unset (none) with the values they take for this image_size."""
+        return {} if self.attention_resolutions is not None else {"attention_resolutions": self.attention}
+
+
+def derived_attention(resolutions: tuple[int, ...]) -> tuple[int, ...]:
+    """Attention at one level below the input: the largest feature map of at most 16 (Ho et al.
+    2020, App. B: 16×16 from 32×32 up to 256×256) and at most half the image (14 for MNIST's 28)."""
+    image = resolutions[0]
+    below = [r for r in resolutions[1:] if r <= min(16, image // 2)]
+    return (max(below),) if below else ()
 
 
 def _divisor_near(n: int, k: int) -> int:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from difftk.maths.embedding import timestep_embedding
 from torch import nn
 
 from difftk_unet_attn.config import UNetAttnConfig
 from difftk_unet_attn.conv import Conv3x3
-from difftk_unet_attn.layers import NORM_EPS, AttentionBlock, Downsample, ResBlock, Upsample, silu, timestep_embedding
+from difftk_unet_attn.layers import NORM_EPS, AttentionBlock, Downsample, ResBlock, Upsample, silu
 
 
 class _Level(nn.Module):
@@ -78,7 +79,7 @@ class UNetAttn(nn.Module):
                 blocks.append(res(ch, base * mult))
                 ch = base * mult
                 widths.append(ch)
-            self.down.append(_Level(blocks, size in c.attention_resolutions, heads, groups))
+            self.down.append(_Level(blocks, size in c.attention, heads, groups))
             if i < len(c.channel_mult) - 1:
                 self.downsample.append(Downsample(ch))
                 widths.append(ch)
@@ -94,7 +95,7 @@ class UNetAttn(nn.Module):
             for _ in range(c.num_res_blocks + 1):
                 blocks.append(res(ch + widths.pop(), base * c.channel_mult[i]))
                 ch = base * c.channel_mult[i]
-            self.up.append(_Level(blocks, c.resolutions[i] in c.attention_resolutions, heads, groups))
+            self.up.append(_Level(blocks, c.resolutions[i] in c.attention, heads, groups))
             if i > 0:
                 self.upsample.append(Upsample(ch))
 

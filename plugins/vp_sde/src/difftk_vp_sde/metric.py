@@ -46,7 +46,7 @@ class BitsPerDimODE:
         values, nfe = [], 0
         for start in range(0, len(index), self.batch_size):
             batch = index[start:start + self.batch_size]
-            x = dequantize(data.data[batch].to(context.device), g)
+            x = dequantize(data.read(batch)[0].to(context.device), g)  # the stored uint8 pixels, any dataset type
             cond = data.labels[batch].to(context.device) if conditional else None
             result = ode_log_likelihood(context.denoiser, context.pipeline.schedule, x, cond=cond,
                                         divergence=self.divergence, n_probes=self.n_probes, eps=self.eps,
