@@ -1,6 +1,8 @@
 """Shipped checkpoints (`Registrar.add_checkpoint`, difftk-pretrained), `difftk export`, and
 `difftk sample NAME --pipeline FILE`."""
 
+import json
+
 import difftk
 import pytest
 import torch
@@ -9,31 +11,33 @@ from difftk.checkpoint.files import SAMPLING_CONTENTS, read_checkpoint, resolve_
 from difftk.components import plugins
 from difftk.errors import UnknownComponentError
 from difftk.model import load
+from difftk.sampling.draw import class_labels
+from difftk.training.classifier import load_classifier, read_classifier_metadata
+from difftk_pretrained.plugin import EMOJI_JUDGE
 from PIL import Image
 
 MAX_SHIPPED_BYTES = 20 * 1000 * 1000
+EMOJI_STEPS = 1000  # scripts/train_emoji.sh
 
 
+# --- the shipped models ------------------------------------------------------------------------------
 
 
-# --- the shipped MNIST model ----------------------------------------------------------------------
-
-
-def shipped_class_conditional_mnist(name: str):
+def shipped_class_conditional(name: str, dataset: str = "mnist", num_classes: int = 10):
     """The checkpoint shipped as ``name``, after what every shipped model must be: registered by this
-    plugin, small, EMA weights only, a cfg-trained class-conditional MNIST model."""
+    plugin, small, EMA weights only, a cfg-trained model conditional on the classes of ``dataset``."""
     shipped = plugins.registry().checkpoint(name)
     assert shipped.plugin == "pretrained" and shipped.path.stat().st_size <= MAX_SHIPPED_BYTES
     ckpt = read_checkpoint(name)
     assert ckpt.metadata["contents"] == SAMPLING_CONTENTS and not ckpt.section("model") and not ckpt.section("optim")
     spec = ckpt.spec
     assert spec["guidance"].name == "cfg" and spec["guidance"].options_dict["p_uncond"] > 0
-    assert spec["denoiser"].options_dict["num_classes"] == 10 and ckpt.dataset["name"] == "mnist"
+    assert spec["denoiser"].options_dict["num_classes"] == num_classes and ckpt.dataset["name"] == dataset
     return ckpt, spec
 
 
 def test_mnist_cfg_is_shipped_small_and_says_how_it_was_made():
-    ckpt, spec = shipped_class_conditional_mnist("mnist-cfg")
+    ckpt, spec = shipped_class_conditional("mnist-cfg")
     assert (spec["schedule"].name, spec["denoiser"].name, spec["objective"].name) == ("cosine", "unet-attn", "simple")
     assert ckpt.train_config["steps"] >= ckpt.step > 0
 
@@ -41,7 +45,7 @@ def test_mnist_cfg_is_shipped_small_and_says_how_it_was_made():
 def test_mnist_flow_is_shipped_small_and_is_the_time_to_quality_recipe():
     """scripts/train_mnist_flow.sh's model: the recipe of benchmarks/time_to_quality.py with a
     uniform share in the τ draws, EMA weights only, and its learning-rate schedule recorded with it."""
-    ckpt, spec = shipped_class_conditional_mnist("mnist-flow")
+    ckpt, spec = shipped_class_conditional("mnist-flow")
     assert (spec["schedule"].name, spec["denoiser"].name, spec["objective"].name) == ("flow", "unet-attn", "flow-matching")
     assert spec["denoiser"].options_dict["prediction"] == "flow" and spec["denoiser"].options_dict["channel_mult"] == [1, 4, 6]
     assert spec["objective"].options_dict["loc"] == 0.5 and spec["objective"].options_dict["uniform_fraction"] == 0.3
@@ -63,6 +67,46 @@ def test_a_shipped_model_draws_the_requested_digit_shapes(name):
     assert border.mean() < -0.9  # the frame of an MNIST digit is empty
 
 
+def test_emoji_flow_is_shipped_small_and_is_the_colour_recipe():
+    """scripts/train_emoji.sh's model: mnist-flow's recipe at 3×32×32 on the shipped emoji."""
+    ckpt, spec = shipped_class_conditional("emoji-flow", dataset="emoji", num_classes=5)
+    assert (spec["schedule"].name, spec["denoiser"].name, spec["objective"].name) == ("flow", "unet-attn", "flow-matching")
+    options = spec["denoiser"].options_dict
+    assert (options["in_channels"], options["image_size"], options["attention_resolutions"]) == (3, 32, [8])
+    assert spec["objective"].options_dict["uniform_fraction"] == 0.3
+    assert ckpt.step == ckpt.train_config["steps"] == EMOJI_STEPS and ckpt.train_config["lr_schedule"] == "cosine"
+
+
+def test_the_emoji_judge_is_a_classifier_of_the_emoji_classes_and_reads_real_emoji():
+    """The judge shipped beside emoji-flow: trained on the train split only, and right on most of
+    the held-out test split, clean (t = 0): 86.3 % (the largest class alone is 45.7 %), each class
+    at least 0.72 (docs/pretrained.md)."""
+    metadata, _ = read_classifier_metadata(EMOJI_JUDGE)
+    assert json.loads(metadata["dataset"])["name"] == "emoji" and EMOJI_JUDGE.stat().st_size <= 1_000_000
+    judge = load_classifier(EMOJI_JUDGE)
+    test = difftk.create("dataset", "emoji").load("test")
+    x, y = test.batch(torch.arange(len(test)))
+    right = judge(x, torch.zeros(len(x))).argmax(1) == y
+    assert float(right.double().mean()) >= 0.85
+    for c in range(test.num_classes):  # every class, not only the largest
+        assert float(right[y == c].double().mean()) >= 0.7, test.class_names[c]
+
+
+@pytest.mark.xfail(strict=True, reason="emoji-flow misses both bars: 2.2–6.8 % of pixels beyond ±1.05 and "
+                   "the judge reads 0.76–0.80 of its samples as their class (docs/pretrained.md); a model "
+                   "that meets them makes this pass, and strict turns that into a failure to remove the mark")
+def test_the_judge_reads_unguided_emoji_flow_samples_as_their_class():
+    """The cheap form of the card's bars (docs/pretrained.md, n = 500): 20 unguided class-conditional
+    samples, 4 of each class, DDIM at 20 steps, x̂₀ not clipped — at most 2 % of pixels beyond
+    ±1.05, and at least 0.8 read by the judge as the class asked for."""
+    model = load("emoji-flow")
+    labels = class_labels(20, model.num_classes)
+    x = model.sample(20, sampler="ddim", steps=20, guidance=False, labels=labels, seed=0)
+    assert x.shape == (20, 3, 32, 32) and torch.isfinite(x).all()
+    read = load_classifier(EMOJI_JUDGE)(x.clamp(-1, 1), torch.zeros(20)).argmax(1)
+    assert float((x.abs() > 1.05).double().mean()) <= 0.02 and float((read == labels).double().mean()) >= 0.8
+
+
 def test_sample_by_name_with_a_composed_pipeline(tmp_path):
     assert run("compose", "--schedule", "cosine", "--sampler", "ancestral", "--guidance", "cfg",
                "--set", "guidance.scale=1.5", "-o", tmp_path / "p.toml").exit_code == 0
@@ -81,7 +125,7 @@ def test_a_pipeline_with_another_schedule_is_refused_in_one_line(tmp_path):
 
 def test_a_misspelt_model_name_gets_a_did_you_mean(tmp_path):
     line = one_line_error(run("sample", "mnist-cgf", "-o", tmp_path / "d.png"))
-    assert "did you mean 'mnist-cfg'" in line and "shipped: mnist-cfg" in line
+    assert "did you mean 'mnist-cfg'" in line and "shipped: emoji-flow, mnist-cfg, mnist-flow" in line
     with pytest.raises(UnknownComponentError):
         resolve_path("nothing-like-it")
 

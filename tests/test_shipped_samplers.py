@@ -1,9 +1,9 @@
 """Every registered sampler on each shipped model, x̂₀ clipping off: samples stay in the data's
-range and are the digit asked for; DDIM and the probability-flow ODE agree.
+range and are the class asked for; DDIM and the probability-flow ODE agree.
 
 The cheap form of the sampler table in docs/pretrained.md (benchmarks/shipped_samplers.py):
-one sample per digit, about 20 denoiser evaluations each, so that a change that breaks a sampler
-on a real model (not only on the exact oracles) fails here.
+one sample per digit (two per emoji class), about 20 denoiser evaluations each, so that a change
+that breaks a sampler on a real model (not only on the exact oracles) fails here.
 """
 
 import difftk
@@ -11,23 +11,32 @@ import pytest
 import torch
 from difftk.model import load
 from difftk.sampling.draw import class_labels
+from difftk.training.classifier import load_classifier
 from difftk_metrics.network import embed
+from difftk_pretrained.plugin import EMOJI_JUDGE
 
 #: 20 steps, except the SDE solvers at their defaults (first order and stochastic, they need more:
 #: docs/pretrained.md shows where each breaks) and the ODE, which chooses its own
 CHEAP = {"pc": dict(steps=None), "ode": dict(steps=None), "euler-maruyama": dict(steps=None)}
-N = 10  # one sample per digit
+N = 10  # one sample per digit, two per emoji class
 #: at least 7 of the 10 digits right: a working sampler (0.93–0.98 right over 100 samples on either
 #: model) falls below with a binomial chance under 0.4 %, while a broken one (the ε-model's
 #: unclipped samplers drew 0.10–0.31 right) reaches it with 1.3 % at most. 9 of 10 failed a working
 #: sampler at 0.96 with 5.8 %, and the draws share x_T across samplers, so one unlucky seed failed
 #: several at once (mnist-flow: 0.96 right over 200, three of its eight misses among the first ten)
 MIN_RIGHT = 0.7
+#: the samplers that emoji-flow (1,000 steps, 40 min on 2 shared CPU cores) fails here, measured:
+#: 2.3–7.3 % of pixels beyond ±1.05 on these 10 samples (2.2–6.8 % at n = 100, docs/pretrained.md);
+#: ancestral and respaced pass (≤ 2 % here, 3.0 % at n = 100). Strict: a sampler or model that
+#: passes fails the suite until it leaves this set
+EMOJI_FLOW_FAILS = frozenset({"ddim", "dpm-solver-2m", "dpm-solver-2m-sde", "dpm-solver-3m", "edm", "euler-maruyama",
+                              "flow-euler", "heun", "ode", "pc", "unipc"})
 
 
-@pytest.fixture(scope="module", params=["mnist-cfg", "mnist-flow"])
+@pytest.fixture(scope="module", params=["mnist-cfg", "mnist-flow", "emoji-flow"])
 def model(request):
-    """A v-prediction model on the cosine schedule, and a flow-matching model on the straight path."""
+    """A v-prediction model on the cosine schedule, and flow-matching models on the straight path,
+    in grey and in colour."""
     return load(request.param)
 
 
@@ -35,29 +44,36 @@ def out_of_range(x: torch.Tensor) -> float:
     return float((x.abs() > 1.05).double().mean())
 
 
-def accuracy(x: torch.Tensor, labels: torch.Tensor) -> float:
-    _, logits = embed(x.clamp(-1, 1))
+def accuracy(model, x: torch.Tensor, labels: torch.Tensor) -> float:
+    """The fraction read as the class asked for: by the digit classifier, or the emoji judge at t = 0."""
+    if model.checkpoint.dataset["name"] == "emoji":
+        logits = load_classifier(EMOJI_JUDGE)(x.clamp(-1, 1), torch.zeros(len(x)))
+    else:
+        _, logits = embed(x.clamp(-1, 1))
     return float((logits.argmax(dim=1) == labels).double().mean())
 
 
 @pytest.mark.parametrize("name", difftk.available("sampler"))
-def test_every_sampler_draws_in_range_digits_without_clipping(model, name):
+def test_every_sampler_draws_in_range_classes_without_clipping(request, model, name):
+    if model.checkpoint.dataset["name"] == "emoji" and name in EMOJI_FLOW_FAILS:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="emoji-flow leaves grain (docs/pretrained.md)"))
     sampler = difftk.create("sampler", name)
     assert getattr(sampler, "clip_x0", None) is None  # off by default: nothing hides a broken sampler
     options = CHEAP.get(name, dict(steps=20))
     if name == "ode":  # adaptive: loose tolerances keep it near 20 evaluations
         sampler = difftk.create("sampler", "ode", rtol=1e-2, atol=1e-2)
-    labels = class_labels(N, 10)
+    labels = class_labels(N, model.num_classes)
     x = model.sample(N, sampler=sampler, guidance=False, labels=labels, seed=0, **options)
     assert torch.isfinite(x).all()
     assert out_of_range(x) <= 0.02, f"{name}: {100 * out_of_range(x):.2f}% of pixels beyond ±1.05"
-    assert accuracy(x, labels) >= MIN_RIGHT, f"{name}: accuracy {accuracy(x, labels):.2f} on the requested digits"
+    right = accuracy(model, x, labels)
+    assert right >= MIN_RIGHT, f"{name}: accuracy {right:.2f} on the requested classes"
 
 
 def test_ddim_and_the_ode_agree_from_the_same_noise(model):
     """DDIM (η = 0) is a first-order discretization of the probability-flow ODE (Song et al.
     2020, §4.3): with enough steps both map x_T to the same image."""
-    labels = class_labels(4, 10)
+    labels = class_labels(4, model.num_classes)
     x_T = torch.randn((4, *model.data_shape), generator=torch.Generator().manual_seed(5))
     schedule = model.pipeline.schedule
     with torch.inference_mode():

@@ -60,6 +60,7 @@ def cases(tmp_path, mnist_dir, cifar_dir):
     return {
         "mnist": [{}, {"path": str(mnist_root)}],
         "cifar10": [{"path": str(cifar_root)}],
+        "emoji": [{}],
         "image-folder": [{"path": str(images), "holdout": 0.5}, {"path": str(images), "holdout": 0.5, "channels": 1}],
         "gaussian-mixture": [{"n": 64}],
         "two-moons": [{"n": 64}],
