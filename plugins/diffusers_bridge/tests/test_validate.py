@@ -48,8 +48,8 @@ def depth(value) -> int:
 
 @settings(max_examples=60, deadline=None)
 @given(value=json_values)
-@example(["]]]", {"[[": "{"}])  # brackets inside strings do not nest
-@example({"a\\\"[": [[]]})  # nor after an escaped quote
+@example(value=["]]]", {"[[": "{"}])  # brackets inside strings do not nest
+@example(value={"a\\\"[": [[]]})  # nor after an escaped quote
 def test_nesting_depth_is_the_depth_of_the_parsed_value(value):
     assert nesting_depth(json.dumps(value).encode()) == depth(value)
 
@@ -110,6 +110,7 @@ GOOD = {
     "rescale_betas_zero_snr": st.booleans(), "lower_order_final": st.booleans(),
     "algorithm_type": st.sampled_from(["dpmsolver++", "sde-dpmsolver++", "dpmsolver"]),
     "solver_type": st.sampled_from(["midpoint", "bh1", "bh2"]), "variance_type": st.sampled_from(["fixed_small", "fixed_large"]),
+    "shift": st.sampled_from([1.0, 3.0]),
 }
 
 
@@ -130,9 +131,10 @@ def scheduler_configs(draw):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(config=scheduler_configs())
-@example({"_class_name": "DDPMScheduler", "beta_start": "abc"})
-@example({"_class_name": "DDIMScheduler", "trained_betas": ["x"], "num_train_timesteps": 1})
-@example({"_class_name": "EulerDiscreteScheduler", "num_train_timesteps": 10, "trained_betas": [0.1] * 10})
+@example(config={"_class_name": "DDPMScheduler", "beta_start": "abc"})
+@example(config={"_class_name": "DDIMScheduler", "trained_betas": ["x"], "num_train_timesteps": 1})
+@example(config={"_class_name": "EulerDiscreteScheduler", "num_train_timesteps": 10, "trained_betas": [0.1] * 10})
+@example(config={"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": "abc"})
 def test_fuzzed_scheduler_configs_are_one_line_or_build_their_components(config, tmp_path):
     path = tmp_path / "scheduler_config.json"
     path.write_text(json.dumps(config))
@@ -141,7 +143,7 @@ def test_fuzzed_scheduler_configs_are_one_line_or_build_their_components(config,
     except DifftkError as err:
         one_line(err)
         return
-    schedule = difftk.create("schedule", "diffusers", **read.schedule_options)
+    schedule = difftk.create("schedule", read.schedule["name"], **read.schedule["options"])
     sampler = difftk.create("sampler", read.sampler["name"], **read.sampler["options"])
     grid = sampler.time_grid(schedule, min(3, read.T))
     assert len(grid) >= 1 and 0 < grid[-1] <= grid[0] <= 1
@@ -190,7 +192,7 @@ def test_fuzzed_unet_configs_are_one_line_or_a_model_that_samples(saved_pipeline
 @given(index=st.dictionaries(st.sampled_from(["_class_name", "unet", "scheduler", "vae"]),
                        st.one_of(json_values, st.just(["diffusers", "UNet2DModel"]),
                                  st.sampled_from(["DDPMPipeline", "DDIMPipeline", ["diffusers", "EulerDiscreteScheduler"]]))))
-@example({"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], "scheduler": [1, 2]})
+@example(index={"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], "scheduler": [1, 2]})
 def test_fuzzed_model_indexes_are_one_line_or_a_model(saved_pipeline, tmp_path_factory, index):
     folder = tmp_path_factory.mktemp("index")
     shutil.copytree(saved_pipeline, folder, dirs_exist_ok=True)

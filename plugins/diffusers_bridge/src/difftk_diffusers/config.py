@@ -15,6 +15,7 @@ DPMSolverMultistepScheduler        dpmsolver++: ddim (order 1), dpm-solver-2m, d
                                    dpm-solver-2m-sde
 DPMSolverSinglestepScheduler       order 1 only: ddim
 UniPCMultistepScheduler            unipc (solver_order, solver_type → variant, lower_order_final)
+FlowMatchEulerDiscreteScheduler    flow-euler (shift) on the ``flow`` schedule, the UNet on the flow clock
 =================================  ==============================================================
 
 ``use_karras_sigmas`` is the core grid's ``karras`` spacing (σ with ρ = 7 from σ(1) to σ(1/T),
@@ -127,6 +128,10 @@ def _unipc(v: Mapping[str, Any]) -> dict[str, Any]:
 
 _NO_THRESHOLD = {"thresholding": (False, "dynamic thresholding of x̂₀ has no difftk counterpart")}
 _ZERO_END = {"final_sigmas_type": ("zero", "difftk's samplers end at x̂₀, σ = 0")}
+def _flow_euler(v: Mapping[str, Any]) -> dict[str, Any]:
+    return {"name": "flow-euler", "options": {"spacing": "flow", "shift": float(v["shift"])}}
+
+
 _NO_SHIFT = {"use_dynamic_shifting": (False, "a flow-matching grid")}
 _NO_FANCY_SIGMAS = {"use_exponential_sigmas": (False, "use use_karras_sigmas or timestep_spacing"),
                     "use_beta_sigmas": (False, "use use_karras_sigmas or timestep_spacing")}
@@ -178,7 +183,16 @@ SCHEDULERS: dict[str, SchedulerClass] = {
          "solver_p": (None, "UniPC's own predictor is used"), "use_flow_sigmas": (False, "a flow-matching grid"),
          "sigma_min": (None, "difftk's σ run from σ(1) to σ(1/T)"), "sigma_max": (None, "difftk's σ run from σ(1)"),
          "shift_terminal": (None, "a flow-matching grid"), **_NO_SHIFT}, plus_one=True),
+    "FlowMatchEulerDiscreteScheduler": SchedulerClass(
+        {"num_train_timesteps": 1000, "shift": 1.0, "use_dynamic_shifting": False, "invert_sigmas": False,
+         "shift_terminal": None, "use_karras_sigmas": False, **_SIGMA_GRID, "stochastic_sampling": False}, _flow_euler,
+        {**_NO_FANCY_SIGMAS, "use_dynamic_shifting": (False, "a fixed shift is the sampler's shift"),
+         "invert_sigmas": (False, "σ runs from 1 (noise) to 0 (data)"), "shift_terminal": (None, "the grid ends at σ = 0"),
+         "use_karras_sigmas": (False, "the flow grid is evenly spaced in σ"),
+         "stochastic_sampling": (False, "flow-euler is deterministic")}),
 }
+#: the scheduler classes of a flow-matching model: velocity prediction on the flow schedule, no β
+FLOW_CLASSES = ("FlowMatchEulerDiscreteScheduler",)
 
 
 @attrs.frozen
@@ -194,9 +208,22 @@ class SchedulerConfig:
         return int(self.values["num_train_timesteps"])
 
     @property
+    def flow(self) -> bool:
+        """Whether this is a flow-matching scheduler: the UNet predicts the velocity ε − x₀ at timestep σ·T."""
+        return self.class_name in FLOW_CLASSES
+
+    @property
     def prediction(self) -> str:
-        """difftk's name of the config's ``prediction_type``: eps, v or x0."""
-        return PREDICTIONS[self.values["prediction_type"]]
+        """difftk's name of the config's ``prediction_type``: eps, v or x0 (flow for a flow-matching scheduler)."""
+        return "flow" if self.flow else PREDICTIONS[self.values["prediction_type"]]
+
+    @property
+    def schedule(self) -> dict[str, Any]:
+        """The schedule, ``{"name", "options"}``: ``diffusers`` with the config's β, or ``flow`` (τ = t; the shift is
+        the sampler's, so that the UNet's σ is the time itself)."""
+        if self.flow:
+            return {"name": "flow", "options": {"shift": 1.0}}
+        return {"name": "diffusers", "options": self.schedule_options}
 
     @property
     def schedule_options(self) -> dict[str, Any]:
@@ -235,6 +262,12 @@ def check_values(where: str, v: dict[str, Any], class_name: str = "DDPMScheduler
     """Check the type and range of every key read, in place (whole floats become ints); one line for the first
     key difftk cannot honour, naming it and what is supported."""
     v["num_train_timesteps"] = T = integer(where, "num_train_timesteps", v["num_train_timesteps"], 2, MAX_T)
+    if class_name in FLOW_CLASSES:
+        v["shift"] = number(where, "shift", v["shift"], 0.0, 1000.0, open_lo=True)
+        for key in ("use_dynamic_shifting", "invert_sigmas", "use_karras_sigmas", "stochastic_sampling"):
+            boolean(where, key, v[key])
+        _check_fixed(where, v, class_name)
+        return
     if v["trained_betas"] is not None:
         betas = numbers(where, "trained_betas", v["trained_betas"], 0.0, 1.0, MAX_T)
         if len(betas) != T:
@@ -260,6 +293,10 @@ def check_values(where: str, v: dict[str, Any], class_name: str = "DDPMScheduler
         v["solver_order"] = integer(where, "solver_order", v["solver_order"], 1, 3)
     if "solver_type" in v and class_name == "UniPCMultistepScheduler":
         choice(where, "solver_type", v["solver_type"], ("bh1", "bh2"))
+    _check_fixed(where, v, class_name)
+
+
+def _check_fixed(where: str, v: Mapping[str, Any], class_name: str) -> None:
     for key, (allowed, why) in SCHEDULERS[class_name].fixed.items():
         options = allowed if isinstance(allowed, tuple) else (allowed,)
         if not any(type(v[key]) is type(a) and v[key] == a for a in options):
@@ -275,7 +312,9 @@ def scheduler_times(config: SchedulerConfig | Mapping[str, Any], steps: int) -> 
     With K = steps (and K' = K + 1 for the multistep solvers, which drop the last of K' points):
     leading: k = j·⌊T/K'⌋ + steps_offset; trailing: k = round(T − j·T/K) − 1; linspace:
     k = round(j·(T − 1)/(K' − 1)), j = 0..K'−1 (the schedules of Lin et al. 2024, Table 2); Euler's
-    and Heun's linspace timesteps are not rounded.
+    and Heun's linspace timesteps are not rounded. FlowMatchEulerDiscreteScheduler's σ are
+    s(linspace(1, s(1/T), K)) with the shift s(σ) = sσ/(1 + (s − 1)σ): the times returned are the
+    linspace, which flow-euler (with the config's ``shift``) shifts once more.
     """
     if isinstance(config, SchedulerConfig):
         values, kind = config.values, SCHEDULERS[config.class_name]
@@ -285,6 +324,10 @@ def scheduler_times(config: SchedulerConfig | Mapping[str, Any], steps: int) -> 
     T, K = int(values["num_train_timesteps"]), int(steps)
     if not 1 <= K <= T:
         raise OptionError(f"steps={K}: diffusers' schedulers take 1..{T} steps (num_train_timesteps={T})")
+    if "shift" in values and "beta_start" not in values:  # flow matching: σ = s(linspace(1, s(1/T), K))
+        s = float(values["shift"])
+        end = s / T / (1 + (s - 1) / T)  # s(1/T), Esser et al. 2024, eq. 23; flow-euler's shift s makes the σ
+        return tuple(float(x) for x in np.linspace(1.0, end, K))
     points = K + 1 if kind.plus_one else K
     j = np.arange(points, dtype=np.float64)
     if values["timestep_spacing"] == "leading":

@@ -164,7 +164,7 @@ def _check_weights_fit(unet_dir: Path, config: dict[str, Any]) -> None:
                               f"{first[:200]})") from None
     wanted = 2 * sum(p.numel() for p in network.parameters())
     held = sum((unet_dir / name).stat().st_size for name in WEIGHTS if (unet_dir / name).is_file())
-    if wanted > held * 1.01 + 2**20:
+    if wanted > held * 1.01 + 2**16:  # 64 KiB for the files' headers
         raise CheckpointError(f"{unet_dir}/config.json describes a UNet of {wanted // 2:,} weights, more than its weight "
                               f"files ({held:,} bytes) hold: the config and the weights are not the same model")
 
@@ -221,9 +221,9 @@ def build_model(folder: Path, unet_config: dict[str, Any], unet: torch.nn.Module
                 null_class: bool, device: torch.device | str, dataset: dict[str, Any] | None = None) -> Model:
     """The Model of a UNet and its scheduler config: a pipeline of registered components."""
     config = DiffusersUNet.Config(unet=json.dumps(unet_config, sort_keys=True), prediction=scheduler.prediction,
-                                  T=scheduler.T, null_class=null_class)
+                                  T=scheduler.T, null_class=null_class, clock="flow" if scheduler.flow else "ddpm")
     denoiser = DiffusersUNet(config, unet=unet)
-    pipeline = difftk.compose(schedule={"name": "diffusers", "options": scheduler.schedule_options},
+    pipeline = difftk.compose(schedule=scheduler.schedule,
                               sampler=scheduler.sampler, denoiser=denoiser, guidance="cfg" if null_class else None)
     shape = data_shape(unet_config, folder)
     _check_fits(denoiser.eval(), shape, folder)
