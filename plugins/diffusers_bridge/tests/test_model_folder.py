@@ -30,7 +30,7 @@ def test_the_folder_holds_config_weights_and_pipeline_and_samples_as_the_model(f
     config = json.loads((folder / "config.json").read_text())
     assert config["_class_name"] == "DifftkModel" and config["format"] == 1 and config["step"] == original.step
     assert config["data"]["shape"] == list(original.data_shape)
-    assert PipelineSpec.load(folder / "pipeline.toml").to_dict() == original.pipeline.spec.to_dict() == config["pipeline"]
+    assert PipelineSpec.load(folder / "pipeline.toml").to_dict() == original.checkpoint.spec.to_dict() == config["pipeline"]
     assert torch.equal(again.sample(2, steps=3, seed=4), original.sample(2, steps=3, seed=4))
 
 
