@@ -135,12 +135,12 @@ def test_the_defaults_read_are_diffusers_own():
     ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 3},
      "sde-dpmsolver++ with solver_order 3 is not supported"),
     ("DPMSolverMultistepScheduler", {"final_sigmas_type": "sigma_min"}, "final_sigmas_type 'sigma_min' is not supported"),
-    ("DPMSolverMultistepScheduler", {"thresholding": True}, "thresholding True is not supported (dynamic thresholding"),
-    ("DPMSolverMultistepScheduler", {"use_lu_lambdas": True}, "use_lu_lambdas True is not supported"),
+    ("DPMSolverMultistepScheduler", {"thresholding": True}, "thresholding true is not supported (dynamic thresholding"),
+    ("DPMSolverMultistepScheduler", {"use_lu_lambdas": True}, "use_lu_lambdas true is not supported"),
     ("EulerDiscreteScheduler", {"interpolation_type": "log_linear"}, "interpolation_type 'log_linear' is not supported"),
     ("EulerDiscreteScheduler", {"timestep_type": "continuous"}, "timestep_type 'continuous' is not supported"),
     ("UniPCMultistepScheduler", {"disable_corrector": [0]}, "disable_corrector [0] is not supported"),
-    ("UniPCMultistepScheduler", {"predict_x0": False}, "predict_x0 False is not supported"),
+    ("UniPCMultistepScheduler", {"predict_x0": False}, "predict_x0 false is not supported"),
 ])
 def test_a_config_without_a_difftk_counterpart_is_one_line_naming_what_is(name, keys, message, tmp_path):
     path = tmp_path / "scheduler_config.json"

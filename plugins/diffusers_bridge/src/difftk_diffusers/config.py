@@ -301,7 +301,8 @@ def _check_fixed(where: str, v: Mapping[str, Any], class_name: str) -> None:
         options = allowed if isinstance(allowed, tuple) else (allowed,)
         if not any(type(v[key]) is type(a) and v[key] == a for a in options):
             shown = ", ".join("null" if a is None else str(a).lower() if isinstance(a, bool) else str(a) for a in options)
-            raise CheckpointError(f"{where}: {key} {v[key]!r} is not supported ({why}; supported: {shown})")
+            said = "null" if v[key] is None else str(v[key]).lower() if isinstance(v[key], bool) else repr(v[key])
+            raise CheckpointError(f"{where}: {key} {said} is not supported ({why}; supported: {shown})")
 
 
 def scheduler_times(config: SchedulerConfig | Mapping[str, Any], steps: int) -> tuple[float, ...]:
