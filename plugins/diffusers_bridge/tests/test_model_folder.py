@@ -74,3 +74,6 @@ def test_a_hub_id_is_one_line_saying_to_download_it_first(tmp_path, monkeypatch)
     assert "huggingface-cli download google/ddpm-cifar10-32 --local-dir ddpm-cifar10-32" in text
     result = run("sample", "google/ddpm-cifar10-32", "-n", 1, "-o", tmp_path / "x.png")
     assert result.exit_code == 2 and "download the folder first" in result.stderr and "Traceback" not in result.output
+    (tmp_path / "runs").mkdir()  # beside an existing folder it is a local path: difftk's own error stands
+    with pytest.raises(CheckpointError, match="no such checkpoint file, run directory or shipped model"):
+        difftk.load("runs/mnist")

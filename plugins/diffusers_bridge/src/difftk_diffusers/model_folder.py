@@ -47,7 +47,8 @@ def is_model_folder(path: Path) -> bool:
 
 def hub_hint(source: Any) -> str | None:
     """For a ``source`` that does not exist and looks like a Hub id (``google/ddpm-cifar10-32``), what to do."""
-    if not isinstance(source, str) or not HUB_ID.fullmatch(source) or Path(source).exists():
+    if not isinstance(source, str) or not HUB_ID.fullmatch(source) or Path(source).exists() \
+            or Path(source).parent.exists():  # runs/mnist beside an existing runs/ is a local path with a typo
         return None
     name = source.split("/")[1]
     return (f"{source}: no such file or folder. If it is a Hugging Face Hub id: difftk reads local folders only and "
