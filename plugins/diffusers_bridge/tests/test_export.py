@@ -3,6 +3,7 @@
 import json
 
 import difftk
+import diffusers
 import numpy as np
 import pytest
 import torch
@@ -36,8 +37,6 @@ def test_a_sampler_written_as_a_scheduler_config_reads_back_as_itself(name, opti
     sampler = difftk.create("sampler", name, **options)
     class_name, keys, notes = sampler_config(spec_of("sampler", sampler))
     assert not notes, notes  # each of these steps in diffusers exactly as in difftk
-    import diffusers
-
     getattr(diffusers, class_name)(**keys).save_config(tmp_path)
     back = read_scheduler_config(tmp_path / "scheduler_config.json").sampler
     again = difftk.create("sampler", back["name"], **back["options"])

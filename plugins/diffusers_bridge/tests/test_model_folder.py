@@ -1,6 +1,7 @@
 """difftk's own models as a Hub-style folder: export, load back, and refuse what does not belong together."""
 
 import json
+import shutil
 
 import difftk
 import pytest
@@ -35,8 +36,6 @@ def test_the_folder_holds_config_weights_and_pipeline_and_samples_as_the_model(f
 
 
 def test_a_config_that_disagrees_with_the_weights_is_one_line(folder, tmp_path):
-    import shutil
-
     bad = tmp_path / "bad"
     shutil.copytree(folder, bad)
     config = json.loads((bad / "config.json").read_text())

@@ -163,7 +163,7 @@ def _check_weights_fit(unet_dir: Path, config: dict[str, Any]) -> None:
         raise CheckpointError(f"{unet_dir}/config.json: diffusers cannot build this UNet ({type(err).__name__}: "
                               f"{first[:200]})") from None
     wanted = 2 * sum(p.numel() for p in network.parameters())
-    held = sum((unet_dir / name).stat().st_size for name in WEIGHTS if (unet_dir / name).is_file())
+    held = sum(path.stat().st_size for path in unet_dir.glob("diffusion_pytorch_model*") if path.is_file())  # shards too
     if wanted > held * 1.01 + 2**16:  # 64 KiB for the files' headers
         raise CheckpointError(f"{unet_dir}/config.json describes a UNet of {wanted // 2:,} weights, more than its weight "
                               f"files ({held:,} bytes) hold: the config and the weights are not the same model")
