@@ -203,3 +203,14 @@ def test_fuzzed_model_indexes_are_one_line_or_a_model(saved_pipeline, tmp_path_f
         one_line(err)
         return
     assert model.data_shape == (3, 8, 8)
+
+
+def test_a_sharded_unet_counts_all_its_shards_against_the_config(unet, tmp_path):
+    """The weights bound sums every shard: a UNet saved in 50 kB shards (an index and its files) still loads."""
+    net = unet()
+    net.save_pretrained(tmp_path / "sharded", max_shard_size="50KB")
+    assert (tmp_path / "sharded" / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    DDPMScheduler(clip_sample=False).save_config(tmp_path / "sharded")
+    model = difftk.load(tmp_path / "sharded")
+    assert all(torch.equal(a, b) for a, b in zip(model.denoiser.unet.state_dict().values(), net.state_dict().values(),
+                                                 strict=True))
