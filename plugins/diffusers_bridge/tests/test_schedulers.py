@@ -11,6 +11,7 @@ import torch
 from difftk.errors import CheckpointError
 from difftk_diffusers import load as load_diffusers
 from difftk_diffusers.config import SCHEDULERS, read_scheduler_config, scheduler_times
+from difftk_diffusers.folder import build_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -37,17 +38,23 @@ def diffusers_loop(unet, scheduler, x_T, steps, seed):
 
 @pytest.fixture(scope="module")
 def bare_unet(unet, tmp_path_factory):
-    """One tiny UNet folder (config.json and weights), read with each scheduler config in turn."""
+    """One tiny UNet folder (config.json and weights), read once, then built with each scheduler config in turn."""
     net = unet(seed=5)
     folder = tmp_path_factory.mktemp("unet")
     net.save_pretrained(folder)
-    return net, folder
+    scheduler = tmp_path_factory.mktemp("scheduler")
+    diffusers.DDPMScheduler().save_config(scheduler)
+    model = load_diffusers(folder, scheduler=scheduler / "scheduler_config.json")
+    return model.denoiser.unet, folder
 
 
 def read_with(bare_unet, scheduler, tmp_path):
+    """The model of the UNet with ``scheduler``'s config as save_config writes it (the folder loader's build step)."""
     net, folder = bare_unet
     scheduler.save_config(tmp_path)
-    return net, load_diffusers(folder, scheduler=tmp_path / "scheduler_config.json")
+    config = read_scheduler_config(tmp_path / "scheduler_config.json")
+    unet_config = {k: v for k, v in dict(net.config).items() if not k.startswith("_")}
+    return net, build_model(folder, unet_config, net, config, null_class=False, device="cpu")
 
 
 CASES = [  # (class, config keys, steps, walk diffusers' grid through scheduler_times, the sampler it becomes)
