@@ -70,7 +70,7 @@ def test_export_a_difftk_checkpoint_writes_its_schedule_and_says_the_weights_do_
     config = read_scheduler_config(tmp_path / "out" / "scheduler" / "scheduler_config.json")
     back = difftk.create("schedule", "diffusers", **config.schedule_options)
     assert np.max(np.abs(betas(back) - betas(difftk.load("mnist-cfg")))) <= 1e-12
-    assert config.class_name == "DDPMScheduler" and not (tmp_path / "out" / "unet").exists()
+    assert config.class_name == "DDIMScheduler" and not (tmp_path / "out" / "unet").exists()  # mnist-cfg samples with ddim
 
 
 def test_export_a_diffusers_model_back_to_a_ddpm_pipeline(unet, save_pipeline, tmp_path):
@@ -96,7 +96,7 @@ def test_export_a_diffusers_model_back_to_a_ddpm_pipeline(unet, save_pipeline, t
     (lambda f: _edit(f / "scheduler" / "scheduler_config.json", prediction_type="score") or f, (),
      "prediction_type 'score' is not supported (supported: epsilon, v_prediction, sample)"),
     (lambda f: _edit(f / "scheduler" / "scheduler_config.json", _class_name="PNDMScheduler") or f, (),
-     "'PNDMScheduler' is not supported (supported: DDPMScheduler, DDIMScheduler)"),
+     "'PNDMScheduler' is not supported (supported: DDPMScheduler, DDIMScheduler, EulerDiscreteScheduler"),
 ])
 def test_errors_on_the_command_line_are_one_line(setup, args, message, ddpm_folder, tmp_path):
     folder = setup(ddpm_folder)

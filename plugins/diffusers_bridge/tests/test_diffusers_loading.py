@@ -89,8 +89,9 @@ def broken(folder, where, change):
 
 
 @pytest.mark.parametrize("where,change,message", [
-    ("scheduler/scheduler_config.json", lambda d: d.update(_class_name="EulerDiscreteScheduler"),
-     "scheduler class (_class_name) 'EulerDiscreteScheduler' is not supported (supported: DDPMScheduler, DDIMScheduler)"),
+    ("scheduler/scheduler_config.json", lambda d: d.update(_class_name="LMSDiscreteScheduler"),
+     "scheduler class (_class_name) 'LMSDiscreteScheduler' is not supported (supported: DDPMScheduler, DDIMScheduler, "
+     "EulerDiscreteScheduler"),
     ("scheduler/scheduler_config.json", lambda d: d.update(beta_schedule="laplace"),
      "beta_schedule 'laplace' is not supported (supported: linear, scaled_linear, squaredcos_cap_v2, sigmoid, or trained_betas)"),
     ("scheduler/scheduler_config.json", lambda d: d.update(prediction_type="flow_prediction"),

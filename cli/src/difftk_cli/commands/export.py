@@ -9,9 +9,12 @@ import click
 import difftk
 from difftk.checkpoint.files import export_for_sampling
 from difftk.errors import OptionError
+from difftk.pipeline.compose import spec_of
+from difftk.pipeline.spec import PipelineSpec
 from rich.markup import escape
 
 from difftk_cli.console import out
+from difftk_cli.options import parse_sets
 
 
 @click.command()
@@ -19,26 +22,42 @@ from difftk_cli.console import out
 @click.option("-o", "--output", type=click.Path(), required=True,
               help="Write the exported checkpoint (a .safetensors file) or, for another format, what it writes (a folder).")
 @click.option("--format", "fmt", metavar="NAME", default="difftk", show_default=True,
-              help="difftk (a checkpoint for sampling), or a format a plugin adds: diffusers (difftk-diffusers).")
-def export(checkpoint, output, fmt) -> None:
+              help="difftk (a checkpoint for sampling), or a format a plugin adds: diffusers, folder (difftk-diffusers).")
+@click.option("--sampler", metavar="NAME", help="--format diffusers: write the scheduler config of this sampler (default: "
+              "the pipeline's).")
+@click.option("--set", "sets", metavar="sampler.OPTION=VALUE", multiple=True,
+              help="--format diffusers: set an option of the sampler whose scheduler is written, e.g. sampler.spacing=trailing; "
+                   "repeatable.")
+def export(checkpoint, output, fmt, sampler, sets) -> None:
     """Write CHECKPOINT's EMA weights and metadata, without optimizer and RNG state, to OUTPUT.
 
     The result samples and evaluates like the original (`difftk sample`, `difftk evaluate`)
     at about a quarter of its size, but cannot be resumed. With --format NAME the model is
     written in another library's format by the plugin that provides it (--format diffusers: a
-    DDPMPipeline folder whose scheduler config reproduces the schedule's β exactly).
+    DDPMPipeline folder whose scheduler config reproduces the schedule's β exactly and steps as
+    the sampler does, --sampler NAME choosing another; --format folder: a Hub-style folder of
+    config.json, model.safetensors and pipeline.toml that difftk.load reads back).
 
     \b
     Examples:
       difftk export runs/mnist -o mnist.safetensors
       difftk export runs/mnist --format diffusers -o mnist-diffusers
+      difftk export runs/mnist --format diffusers --sampler dpm-solver-2m --set sampler.spacing=trailing -o mnist-dpm
+      difftk export runs/mnist --format folder -o mnist-folder
     """
+    options = parse_sets(sets, ("sampler",), why=" (export writes the sampler's scheduler)")
+    if (sampler or options) and fmt != "diffusers":
+        raise OptionError(f"--sampler and --set choose the scheduler of --format diffusers; --format {fmt} keeps the "
+                          "pipeline's own sampler")
     if fmt != "difftk":
         model = difftk.load(checkpoint)
+        if sampler or options:
+            chosen = model.sampler(sampler, options.get("sampler"))
+            model = model.using(PipelineSpec((("sampler", spec_of("sampler", chosen)),)), source="--sampler")
         report = difftk.plugin_manager().hook.difftk_export(model=model, format=fmt, output=Path(output))
         if report is None:
             raise OptionError(f"--format {fmt}: no installed plugin writes this format (difftk itself writes difftk; "
-                              "difftk-diffusers adds diffusers)")
+                              "difftk-diffusers adds diffusers and folder)")
         for line in str(report).splitlines():
             out.print(escape(line))
         return

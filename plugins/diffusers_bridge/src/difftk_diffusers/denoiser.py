@@ -19,8 +19,11 @@ from difftk.errors import OptionError
 from difftk.options import option
 
 
-def unet_timestep(t: torch.Tensor, T: int) -> torch.Tensor:
-    """k = t·T − 1 as float32, exact integers on the grid t = (k + 1)/T (computed in float64)."""
+def unet_timestep(t: torch.Tensor, T: int, clock: str = "ddpm") -> torch.Tensor:
+    """k = t·T − 1 as float32, exact integers on the grid t = (k + 1)/T (computed in float64); on the ``flow``
+    clock k = σ·T, σ = t (FlowMatchEulerDiscreteScheduler's timestep)."""
+    if clock == "flow":
+        return (t.detach().to(torch.float64) * T).to(torch.float32)
     x = t.detach().to(torch.float64) * T
     r = torch.round(x)
     tol = 1e-9 if t.dtype == torch.float64 else 1e-4 * max(1.0, T / 1000)
@@ -57,8 +60,12 @@ class DiffusersUNet(torch.nn.Module):
     @attrs.frozen
     class Config:
         unet: str = option(help="the UNet2DModel config as JSON (its config.json)")
-        prediction: str = option("eps", help="what the UNet predicts (diffusers' prediction_type)", choices=("eps", "v", "x0"))
+        prediction: str = option("eps", help="what the UNet predicts (diffusers' prediction_type; flow: the velocity "
+                                 "ε − x₀ of a flow-matching UNet)", choices=("eps", "v", "x0", "flow"))
         T: int = option(1000, help="num_train_timesteps: timestep k is the time t = (k + 1)/T", ge=2, le=1_000_000)
+        clock: str = option("ddpm", help="ddpm: timestep k = t·T − 1 of a DDPM-type scheduler, the UNet given the VP "
+                            "state; flow: k = σ·T with σ = t on the flow schedule (FlowMatchEulerDiscreteScheduler), "
+                            "the UNet given the flow state (1 − σ)·x₀ + σ·ε", choices=("ddpm", "flow"))
         null_class: bool = option(False, help="the last class embedding is the null class ∅ of cfg (C = num_class_embeds − 1)")
 
     def __init__(self, config: Config, unet: torch.nn.Module | None = None) -> None:
@@ -91,5 +98,9 @@ class DiffusersUNet(torch.nn.Module):
             labels = cond.long() if cond is not None else torch.full((x_t.shape[0],), self.num_classes, device=x_t.device)
             if int(labels.min()) < 0 or int(labels.max()) >= self.class_embeds:
                 raise OptionError(f"class labels must lie in 0..{self.num_classes - 1}, got {int(labels.min())}..{int(labels.max())}")
-        k = unet_timestep(t, self.T).to(x_t.device)
+        k = unet_timestep(t, self.T, self.config.clock).to(x_t.device)
+        if self.config.clock == "flow":  # x_τ = x_t/(α+σ) = x_t·√((1−τ)² + τ²) on the flow schedule, τ = t
+            tau = t.detach().to(torch.float64).clamp(0.0, 1.0)
+            scale = ((1 - tau) ** 2 + tau**2).sqrt().to(x_t.dtype).to(x_t.device)
+            x_t = x_t * scale.view(-1, *([1] * (x_t.dim() - 1)))
         return self.unet(x_t, k, class_labels=labels).sample

@@ -1,6 +1,8 @@
 """``difftk export CHECKPOINT --format diffusers -o DIR``: a difftk model in diffusers' layout.
 
-The schedule is written as a DDPMScheduler config whose β are the difftk schedule's β: a named
+The schedule is written as the config of the diffusers scheduler that steps as the model's
+sampler does (:func:`sampler_config`: ancestral → DDPMScheduler, ddim → DDIMScheduler, …), whose
+β are the difftk schedule's β: a named
 ``beta_schedule`` when the ``diffusers`` schedule of that name reproduces every β to 1e-12, else
 ``trained_betas`` (every β, in full float64 precision). The named keys are still filled in with
 the nearest named schedule when it agrees to float32 precision, so the file says what it is.
@@ -20,7 +22,7 @@ from difftk.components.protocols import grid_size_of
 from difftk.errors import DifftkError, IncompatibleError, OutputError
 from difftk.pipeline.compose import build_component
 
-from difftk_diffusers.config import PREDICTIONS, SPACINGS
+from difftk_diffusers.config import PREDICTIONS
 from difftk_diffusers.denoiser import DiffusersUNet
 from difftk_diffusers.folder import SETTINGS_FILE
 from difftk_diffusers.schedule import BETA_SCHEDULES, DiffusersSchedule
@@ -84,22 +86,100 @@ def fit_schedule(schedule: Any, spec: Any) -> tuple[dict[str, Any], str]:
             f"trained_betas ({T} values, exact; {why})")
 
 
-def scheduler_config(model: Any) -> tuple[dict[str, Any], str]:
-    """The DDPMScheduler keyword arguments for ``model`` and how its β were written, in words."""
+#: difftk's spacings that are diffusers' timestep_spacing of the same name
+GRID_SPACINGS = ("leading", "trailing", "linspace")
+#: the samplers a diffusers scheduler class steps as (docs/diffusers.md has the table)
+EXPORTABLE = ("ancestral", "ddim", "heun", "dpm-solver-2m", "dpm-solver-3m", "dpm-solver-2m-sde", "unipc")
+
+
+def _grid_keys(opts: dict[str, Any], name: str, karras: bool = True) -> dict[str, Any]:
+    """timestep_spacing (and use_karras_sigmas) of a difftk sampler's spacing."""
+    if opts.get("times") is not None:
+        raise IncompatibleError(f"sampler '{name}' walks an explicit grid (times=…): diffusers' configs hold a spacing, "
+                                "not a grid; export with spacing linspace, leading or trailing")
+    spacing = opts.get("spacing", "linspace")
+    if spacing == "karras" and karras:
+        return {"use_karras_sigmas": True, "timestep_spacing": "linspace"}
+    if spacing not in GRID_SPACINGS:
+        allowed = ", ".join((*GRID_SPACINGS, "karras") if karras else GRID_SPACINGS)
+        raise IncompatibleError(f"sampler '{name}' with spacing {spacing} has no diffusers scheduler (spacings it has: {allowed})")
+    return {"timestep_spacing": spacing}
+
+
+def sampler_config(spec: Any) -> tuple[str, dict[str, Any], list[str]]:
+    """The diffusers scheduler class and keys that step as the sampler of ComponentSpec ``spec``, and notes
+    on what differs (an empty list when diffusers steps exactly as difftk does)."""
+    name, opts = spec.name, spec.options_dict
+    clip = opts.get("clip_x0")
+    clip_keys = {"clip_sample": clip is not None, "clip_sample_range": float(clip) if clip is not None else 1.0}
+    notes: list[str] = []
+    if name == "ancestral":
+        variance = "fixed_large" if opts.get("variance") == "beta" else "fixed_small"
+        return "DDPMScheduler", {**_grid_keys(opts, name, karras=False), **clip_keys, "variance_type": variance}, notes
+    if name == "ddim":
+        eta = float(opts.get("eta", 0.0))
+        if eta == 1.0 and clip is None:
+            return "EulerAncestralDiscreteScheduler", _grid_keys(opts, name, karras=False), notes
+        keys = _grid_keys(opts, name)
+        if keys.get("use_karras_sigmas"):
+            if eta != 0.0 or clip is not None:
+                raise IncompatibleError("ddim on the karras grid is EulerDiscreteScheduler, which has neither eta nor "
+                                        "clip_sample: export it with eta=0 and clip_x0 none")
+            return "EulerDiscreteScheduler", keys, notes
+        if eta != 0.0:
+            notes.append(f"eta={eta:g} is an argument of the DDIM pipeline's call (pipe(eta={eta:g})), not of its config")
+        return "DDIMScheduler", {**keys, **clip_keys}, notes
+    if name == "heun":
+        if opts.get("sigma_max") is not None:
+            notes.append(f"diffusers' Heun starts at σ(1); difftk's heun was capped at sigma_max={opts['sigma_max']:g}, "
+                         "which only the karras grid uses (sample with --set sampler.sigma_max=none to match)")
+        return "HeunDiscreteScheduler", {**_grid_keys(opts, name), **clip_keys}, notes
+    if name in ("dpm-solver-2m", "dpm-solver-3m", "dpm-solver-2m-sde", "unipc"):
+        if clip is not None:
+            raise IncompatibleError(f"sampler '{name}' with clip_x0={clip:g}: diffusers' multistep solvers have no "
+                                    "clip_sample (only dynamic thresholding); export it with clip_x0 none")
+        keys = _grid_keys(opts, name)
+        if keys["timestep_spacing"] != "trailing" and not keys.get("use_karras_sigmas"):
+            notes.append(f"{keys['timestep_spacing']} spacing: diffusers' multistep schedulers place K + 1 points and drop "
+                         "the last, so the grids differ; trailing and karras are the same in both")
+        if name == "unipc":
+            if not opts.get("corrector", True):
+                raise IncompatibleError("unipc without its corrector has no diffusers config (disable_corrector lists "
+                                        "steps, not all of them): export it with corrector true")
+            return "UniPCMultistepScheduler", {**keys, "solver_order": int(opts.get("order", 2)), "predict_x0": True,
+                                               "solver_type": opts.get("variant", "bh2"),
+                                               "lower_order_final": bool(opts.get("lower_order_final", True))}, notes
+        if opts.get("lower_order_final", True):
+            notes.append("lower_order_final: difftk lowers the step into the last grid time, diffusers the step to σ = 0 "
+                         "(and the one before below 15 steps); with lower_order_final false the two agree")
+        if name == "dpm-solver-3m" and opts.get("third_order") != "reference":
+            notes.append("third_order taylor: diffusers' 3M uses the reference code's D2 (third_order reference)")
+        algorithm = "sde-dpmsolver++" if name.endswith("sde") else "dpmsolver++"
+        order = 3 if name == "dpm-solver-3m" else 2
+        return "DPMSolverMultistepScheduler", {**keys, "solver_order": order, "algorithm_type": algorithm,
+                                               "solver_type": "midpoint", "lower_order_final": True,
+                                               "final_sigmas_type": "zero"}, notes
+    raise IncompatibleError(f"sampler '{name}' has no diffusers scheduler (exportable: {', '.join(EXPORTABLE)}): "
+                            "choose one with --sampler NAME")
+
+
+def scheduler_config(model: Any) -> tuple[str, dict[str, Any], str]:
+    """The diffusers scheduler class and keyword arguments for ``model`` and its sampler, and how its β and
+    its sampler were written, in words."""
     prediction = getattr(model.denoiser, "prediction", None)
     types = {ours: theirs for theirs, ours in PREDICTIONS.items()}
     if prediction not in types:
-        raise IncompatibleError(f"the denoiser predicts {prediction!r}; diffusers' DDPMScheduler takes prediction_type "
+        raise IncompatibleError(f"the denoiser predicts {prediction!r}; diffusers' schedulers take prediction_type "
                                 f"for {', '.join(types)} only")
     betas, how = fit_schedule(model.schedule, model.pipeline.spec["schedule"])
-    sampler = model.pipeline.spec["sampler"]
-    opts = sampler.options_dict
-    clip = opts.get("clip_x0")
-    config = {**betas, "prediction_type": types[prediction], "clip_sample": clip is not None,
-              "clip_sample_range": float(clip) if clip is not None else 1.0,
-              "variance_type": "fixed_large" if sampler.name == "ancestral" and opts.get("variance") == "beta" else "fixed_small",
-              "timestep_spacing": opts.get("spacing") if opts.get("spacing") in SPACINGS else "leading"}
-    return config, how
+    sampler = model.pipeline.spec.get("sampler")
+    if sampler is None:
+        class_name, keys, notes = "DDPMScheduler", {"timestep_spacing": "leading", "clip_sample": False}, []
+    else:
+        class_name, keys, notes = sampler_config(sampler)
+    config = {**betas, "prediction_type": types[prediction], **keys}
+    words = f"{class_name} for sampler {sampler.name if sampler else 'none'}; {how}"
+    return class_name, config, "; ".join([words, *notes])
 
 
 def _check_output(out: Path) -> None:
@@ -110,13 +190,15 @@ def _check_output(out: Path) -> None:
 
 
 def export_diffusers(model: Any, output: str | Path) -> str:
-    """Write ``model`` to folder ``output`` as a DDPMPipeline (or its scheduler alone); the report, in words."""
-    from diffusers import DDPMPipeline, DDPMScheduler
+    """Write ``model`` to folder ``output`` as a DDPMPipeline with the scheduler of its sampler (or that scheduler
+    alone); the report, in words."""
+    import diffusers
+    from diffusers import DDPMPipeline
 
     out = Path(output)
     _check_output(out)
-    config, how = scheduler_config(model)
-    scheduler = DDPMScheduler(**config)
+    class_name, config, how = scheduler_config(model)
+    scheduler = getattr(diffusers, class_name)(**config)
     lines = []
     denoiser = model.denoiser
     if isinstance(denoiser, DiffusersUNet):
@@ -131,7 +213,7 @@ def export_diffusers(model: Any, output: str | Path) -> str:
         scheduler.save_pretrained(out / "scheduler")
         label = model.pipeline.spec["denoiser"].name if "denoiser" in model.pipeline.spec else type(denoiser).__name__
         params = sum(p.numel() for p in denoiser.parameters()) if isinstance(denoiser, torch.nn.Module) else 0
-        lines.append(f"wrote {out / 'scheduler' / 'scheduler_config.json'} (DDPMScheduler; {how})")
+        lines.append(f"wrote {out / 'scheduler' / 'scheduler_config.json'} ({how})")
         lines.append(f"weights not exported: denoiser '{label}' ({params:,} parameters) is not a diffusers UNet2DModel (its "
                      "blocks, attention and embeddings have no UNet2DModel layout); only the schedule was written")
     return "\n".join(lines)

@@ -31,6 +31,7 @@ from difftk.model import Model
 
 from difftk_diffusers.config import SchedulerConfig, read_scheduler_config
 from difftk_diffusers.denoiser import DiffusersUNet, unet_problem
+from difftk_diffusers.validate import integer, integers, read_json, strings
 
 #: pipelines whose folder is a UNet2DModel and a scheduler, nothing else
 PIPELINES: tuple[str, ...] = ("DDPMPipeline", "DDIMPipeline")
@@ -41,16 +42,6 @@ WEIGHTS: tuple[str, ...] = ("diffusion_pytorch_model.safetensors", "diffusion_py
 SETTINGS_FILE, SETTINGS = "difftk.json", ("null_class", "scheduler", "dataset")
 #: what a folder that is meant to be a diffusers model has
 MARKERS: tuple[str, ...] = ("model_index.json", "config.json", "scheduler_config.json", "unet", "scheduler", SETTINGS_FILE)
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path} cannot be read as JSON: {' '.join(str(err).split())}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, not a {type(data).__name__}")
-    return data
 
 
 def is_diffusers_folder(source: Any) -> bool:
@@ -66,7 +57,7 @@ def locate(folder: Path, scheduler: str | Path | None = None) -> tuple[Path, Pat
     """(the UNet's folder, the scheduler config file, the scheduler class to assume) of a model folder."""
     index = folder / "model_index.json"
     if index.is_file():
-        info = _json(index)
+        info = read_json(index, "a pipeline index (model_index.json)")
         name = info.get("_class_name")
         if name not in PIPELINES:
             raise CheckpointError(f"{index}: pipeline {name!r} is not supported (supported: {', '.join(PIPELINES)}, "
@@ -74,7 +65,9 @@ def locate(folder: Path, scheduler: str | Path | None = None) -> tuple[Path, Pat
         unet, sched = info.get("unet"), info.get("scheduler")
         if not (isinstance(unet, list) and unet[-1:] == ["UNet2DModel"]):
             raise CheckpointError(f"{index}: unet {unet!r} is not supported (supported: a UNet2DModel)")
-        default = sched[-1] if isinstance(sched, list) and sched else "DDPMScheduler"
+        if sched is not None and not (isinstance(sched, list) and sched and isinstance(sched[-1], str)):
+            raise CheckpointError(f"{index}: scheduler {sched!r} is not supported (supported: [library, scheduler class])")
+        default = sched[-1] if sched else "DDPMScheduler"
         return folder / "unet", Path(scheduler) if scheduler else folder / "scheduler" / "scheduler_config.json", default
     if (folder / "unet" / "config.json").is_file():
         return folder / "unet", Path(scheduler) if scheduler else folder / "scheduler" / "scheduler_config.json", "DDPMScheduler"
@@ -93,13 +86,15 @@ def read_settings(folder: Path) -> dict[str, Any]:
     path = folder / SETTINGS_FILE
     if not path.is_file():
         return {}
-    settings = _json(path)
+    settings = read_json(path, "difftk's settings of a diffusers model")
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         raise CheckpointError(f"{path}: unknown setting {unknown[0]!r} (settings: {', '.join(SETTINGS)})")
     if not isinstance(settings.get("null_class", False), bool):
         raise CheckpointError(f"{path}: null_class must be true or false")
     if "scheduler" in settings:
+        if not isinstance(settings["scheduler"], str) or not settings["scheduler"]:
+            raise CheckpointError(f"{path}: scheduler must be the scheduler config's file name, relative to the folder")
         settings["scheduler"] = folder / str(settings["scheduler"])
     data = settings.get("dataset")
     if data is not None:
@@ -113,20 +108,83 @@ def read_settings(folder: Path) -> dict[str, Any]:
     return settings
 
 
+#: bounds of the UNet2DModel config keys that size the network: (lowest, highest); diffusers' defaults
+UNET_BOUNDS: dict[str, tuple[int, int]] = {"in_channels": (1, 64), "out_channels": (1, 64), "layers_per_block": (1, 32),
+                                           "norm_num_groups": (1, 4096)}
+UNET_OPTIONAL: dict[str, tuple[int, int]] = {"num_class_embeds": (1, 100_000), "time_embedding_dim": (1, 16384),
+                                             "attention_head_dim": (1, 4096), "attn_norm_num_groups": (1, 4096)}
+UNET_DEFAULTS: dict[str, Any] = {"in_channels": 3, "out_channels": 3, "layers_per_block": 2, "norm_num_groups": 32,
+                                 "block_out_channels": [224, 448, 672, 896],
+                                 "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"],
+                                 "up_block_types": ["AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"]}
+#: the largest image side, and the most channels of a block
+MAX_SIDE, MAX_CHANNELS = 4096, 4096
+
+
+def check_unet_config(where: str, config: dict[str, Any]) -> None:
+    """Type and range of every UNet2DModel key that sizes the network, before anything is built from it."""
+    v = {**UNET_DEFAULTS, **{k: val for k, val in config.items() if val is not None}}
+    for key, (lo, hi) in UNET_BOUNDS.items():
+        integer(where, key, v[key], lo, hi)
+    for key, (lo, hi) in UNET_OPTIONAL.items():
+        if v.get(key) is not None:
+            integer(where, key, v[key], lo, hi)
+    channels = integers(where, "block_out_channels", v["block_out_channels"], 1, MAX_CHANNELS, max_len=8)
+    for key in ("down_block_types", "up_block_types"):
+        if len(strings(where, key, v[key], max_len=8)) != len(channels):
+            raise CheckpointError(f"{where}: {key} has {len(v[key])} blocks but block_out_channels has {len(channels)}")
+    groups = v["norm_num_groups"]
+    if any(c % groups for c in channels):
+        raise CheckpointError(f"{where}: norm_num_groups {groups} must divide every block_out_channels {list(channels)}")
+    size = config.get("sample_size")
+    if size is None:
+        raise CheckpointError(f"{where} has no sample_size: difftk needs the image size to sample")
+    sides = (size, size) if not isinstance(size, list | tuple) else size
+    if not isinstance(sides, list | tuple) or len(sides) != 2:
+        raise CheckpointError(f"{where}: sample_size {size!r} must be an integer or [height, width]")
+    factor = 2 ** (len(channels) - 1)  # one downsampling between blocks
+    for side in sides:
+        side = integer(where, "sample_size", side, 1, MAX_SIDE)
+        if side % factor:
+            raise CheckpointError(f"{where}: sample_size {size!r} must be a multiple of {factor} (the UNet halves the "
+                                  f"image {len(channels) - 1} times)")
+
+
+def _check_weights_fit(unet_dir: Path, config: dict[str, Any]) -> None:
+    """The network the config describes, counted on the meta device (nothing allocated), must be no larger than
+    the weight files can hold (2 bytes a weight at the least): a config cannot ask for memory its weights lack."""
+    from diffusers import UNet2DModel
+
+    try:
+        with torch.device("meta"):
+            network = UNet2DModel.from_config(config)
+    except Exception as err:  # diffusers' own complaint about the architecture, in one line
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{unet_dir}/config.json: diffusers cannot build this UNet ({type(err).__name__}: "
+                              f"{first[:200]})") from None
+    wanted = 2 * sum(p.numel() for p in network.parameters())
+    held = sum(path.stat().st_size for path in unet_dir.glob("diffusion_pytorch_model*") if path.is_file())  # shards too
+    if wanted > held * 1.01 + 2**16:  # 64 KiB for the files' headers
+        raise CheckpointError(f"{unet_dir}/config.json describes a UNet of {wanted // 2:,} weights, more than its weight "
+                              f"files ({held:,} bytes) hold: the config and the weights are not the same model")
+
+
 def read_unet(unet_dir: Path, null_class: bool) -> tuple[dict[str, Any], torch.nn.Module]:
     """The UNet2DModel config and the network with its weights, from ``unet_dir``."""
     config_file = unet_dir / "config.json"
     if not config_file.is_file():
         raise CheckpointError(f"{unet_dir}: no config.json (the UNet2DModel's settings) in it")
-    config = _json(config_file)
+    config = read_json(config_file, "a UNet2DModel config")
     if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
         raise CheckpointError(f"{config_file} describes a {config['_class_name']!r}, not a UNet2DModel (supported: UNet2DModel)")
+    check_unet_config(str(config_file), config)
     problem = unet_problem(config, null_class)
     if problem is not None:
         raise CheckpointError(f"{config_file}: {problem}")
     if not any((unet_dir / name).is_file() for name in WEIGHTS):
         raise CheckpointError(f"{unet_dir} has no weight file ({' or '.join(WEIGHTS[:2])}): copy the weights that "
                               "save_pretrained wrote")
+    _check_weights_fit(unet_dir, config)
     from diffusers import UNet2DModel
 
     try:
@@ -138,24 +196,39 @@ def read_unet(unet_dir: Path, null_class: bool) -> tuple[dict[str, Any], torch.n
 
 
 def data_shape(config: dict[str, Any], where: Path) -> list[int]:
-    """[C, H, W] of one example, from the UNet's ``in_channels`` and ``sample_size``."""
-    size = config.get("sample_size")
-    if size is None:
-        raise CheckpointError(f"{where}/config.json has no sample_size: difftk needs the image size to sample")
-    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    """[C, H, W] of one example, from the UNet's ``in_channels`` and ``sample_size`` (checked by :func:`check_unet_config`)."""
+    check_unet_config(f"{where}/config.json", config)
+    size = config["sample_size"]
+    height, width = (size, size) if not isinstance(size, list | tuple) else size
     return [int(config.get("in_channels", 3)), int(height), int(width)]
+
+
+def _check_fits(denoiser: DiffusersUNet, shape: list[int], where: Path) -> None:
+    """One UNet call on a zero example: a shape the network cannot take is one line now, not a traceback mid-sampling."""
+    cond = torch.zeros(1, dtype=torch.long) if denoiser.class_embeds else None
+    try:
+        with torch.inference_mode():
+            out = denoiser(torch.zeros((1, *shape)), torch.full((1,), 0.5), cond=cond)
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{where}: the UNet cannot take an example of shape {shape} ({type(err).__name__}: "
+                              f"{first[:200]})") from None
+    if tuple(out.shape) != (1, *shape):
+        raise CheckpointError(f"{where}: the UNet returns shape {list(out.shape[1:])} for examples of shape {shape}")
 
 
 def build_model(folder: Path, unet_config: dict[str, Any], unet: torch.nn.Module, scheduler: SchedulerConfig,
                 null_class: bool, device: torch.device | str, dataset: dict[str, Any] | None = None) -> Model:
     """The Model of a UNet and its scheduler config: a pipeline of registered components."""
     config = DiffusersUNet.Config(unet=json.dumps(unet_config, sort_keys=True), prediction=scheduler.prediction,
-                                  T=scheduler.T, null_class=null_class)
+                                  T=scheduler.T, null_class=null_class, clock="flow" if scheduler.flow else "ddpm")
     denoiser = DiffusersUNet(config, unet=unet)
-    pipeline = difftk.compose(schedule={"name": "diffusers", "options": scheduler.schedule_options},
+    pipeline = difftk.compose(schedule=scheduler.schedule,
                               sampler=scheduler.sampler, denoiser=denoiser, guidance="cfg" if null_class else None)
+    shape = data_shape(unet_config, folder)
+    _check_fits(denoiser.eval(), shape, folder)
     denoiser = denoiser.to(device).eval().requires_grad_(False)
-    data = {"kind": "image", "shape": data_shape(unet_config, folder), "num_classes": denoiser.num_classes,
+    data = {"kind": "image", "shape": shape, "num_classes": denoiser.num_classes,
             "class_names": [], "name": "", **(dataset or {})}
     record = Checkpoint(path=folder, tensors={}, metadata={"format": "diffusers"}, spec=pipeline.spec, step=0,
                         dataset=data, train_config={}, plugins={})
