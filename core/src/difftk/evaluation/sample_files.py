@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
+from difftk.data.images import open_image
 from difftk.data.arrays import ArrayDataset, to_uint8_images
 from difftk.errors import DifftkError, OutputError
 from difftk.runtime.files import atomic_write_bytes, check_output, short_path
@@ -206,16 +207,13 @@ def _read_folder(path: Path) -> ArrayDataset:
     for p in entries:
         if p.stat().st_size == 0:
             raise DifftkError(f"{short_path(p)} is empty (0 bytes): remove it, or write it again")
-        try:
-            with Image.open(p) as image:
-                image.load()
-                if image.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr"):
-                    raise DifftkError(f"{short_path(p)} has {image.mode} pixels: save 8-bit grey or RGB images")
-                grey = image.mode in ("1", "L", "LA")
-                array = np.asarray(image.convert("L" if grey else "RGB"), dtype=np.uint8)
-                labels.append(image.info.get("label") if image.format == "PNG" else None)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            raise DifftkError(f"{short_path(p)} is not a readable image ({' '.join(str(err).split())[:120]})") from None
+        with open_image(p, lambda why, p=p: DifftkError(f"{short_path(p)} is not a readable image ({why[:120]})")) as image:
+            image.load()
+            if image.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr"):
+                raise DifftkError(f"{short_path(p)} has {image.mode} pixels: save 8-bit grey or RGB images")
+            grey = image.mode in ("1", "L", "LA")
+            array = np.asarray(image.convert("L" if grey else "RGB"), dtype=np.uint8)
+            labels.append(image.info.get("label") if image.format == "PNG" else None)
         array = array[..., None] if grey else array
         if pixels and array.shape[:2] != pixels[0].shape[:2]:
             (h, w), (h0, w0) = array.shape[:2], pixels[0].shape[:2]
