@@ -12,6 +12,7 @@ text is JSON, how long and how deep it may be, and one check that returns what i
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,18 @@ def optional(inner: Check) -> Check:
     return lambda value: None if value is None else inner(value)
 
 
+_VERSION = re.compile(r"[\w.+!-]{1,64}")
+
+
+def version(value: Any) -> str | None:
+    """A version string as packages write them (``0.1.0``, ``2.13.0+cpu``)."""
+    if not isinstance(value, str) or not _VERSION.fullmatch(value):
+        return f"is {_show(value)}; expected a version such as '0.1.0'"
+    return None
+
+
 def version_of_plugin(value: Any) -> str | None:
-    return None if value is None else text(64)(value)
+    return None if value is None else version(value)
 
 
 def example_shape(value: Any) -> str | None:
@@ -200,15 +211,15 @@ def _data_order(value: Any) -> str | None:
 CHECKPOINT_FIELDS: dict[str, Field] = {
     "format": Field(text(64), form="text"),
     "format_version": Field(count(1, 1 << 16), form="int"),
-    "difftk_version": Field(text(64), form="text"),
+    "difftk_version": Field(version, form="text"),
     "step": Field(count(0, MAX_COUNT), form="int"),
-    "contents": Field(text(64), form="text"),
+    "contents": Field(text(64, ("ema",)), form="text"),
     "pipeline": Field(table(None, 16), max_depth=4),
     "plugins": Field(table(version_of_plugin, 1024), max_depth=1),
     "train_config": Field(table(scalar_or_list, 256), max_depth=2),
     "dataset": Field(_dataset_check, max_bytes=4 << 20, max_depth=3),
     # param_groups list every parameter's index, so this grows with the network
-    "optimizer": Field(table(None, 16), max_bytes=16 << 20, max_depth=5),
+    "optimizer": Field(table(None, 16), max_bytes=8 << 20, max_depth=5),
     "data_order": Field(_data_order, max_depth=1),
 }
 

@@ -94,6 +94,11 @@ def check_training_state(ckpt: Checkpoint, *, data_size: int, noise_state_size: 
                                     f"{' or '.join(f'{s:,}' for s in sizes)}")
         if sizes is None and tensor.numel() not in (cpu, 16):  # a CPU (Mersenne Twister) or CUDA (Philox) state
             raise bad(f"rng/{key}", f"holds {tensor.numel():,} bytes; a generator state is {cpu:,} (CPU) or 16 (CUDA)")
+        if tensor.numel() == cpu:
+            try:  # a scratch generator takes it, or says why not (e.g. "Invalid mt19937 state")
+                torch.Generator().set_state(tensor)
+            except RuntimeError as err:
+                raise bad(f"rng/{key}", f"is not a generator state ({' '.join(str(err).split())[:80]})") from None
     for index in (key.partition(".")[2] for key in rng if key.startswith("noise.")):
         if not (index.isdigit() and 1 <= int(index) < 1 << 16):
             raise bad(f"rng/noise.{index}", "is not named by a process rank (noise.1, noise.2, …)")
@@ -112,7 +117,7 @@ def check_training_state(ckpt: Checkpoint, *, data_size: int, noise_state_size: 
 def _check_optimizer(rest: Any, tensors: Mapping[str, torch.Tensor], bad) -> dict[str, Any]:
     """The optimizer ``state_dict`` from metadata ``optimizer`` and the ``optim/…`` tensors, checked:
     param_groups a list of objects whose ``params`` are distinct indices and whose settings are
-    numbers, flags or lists of numbers; per-parameter state keyed by those indices."""
+    numbers, flags or lists of numbers (never text); per-parameter state keyed by those indices."""
     groups = rest.get("param_groups")
     if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) for g in groups):
         raise bad("metadata optimizer.param_groups", f"is {str(groups)[:40]!r}; expected a list of objects")
@@ -125,7 +130,7 @@ def _check_optimizer(rest: Any, tensors: Mapping[str, torch.Tensor], bad) -> dic
             raise bad(f"metadata optimizer.param_groups[{i}].params", "repeats a parameter index")
         indices.update(params)
         for key, value in group.items():
-            plain = value is None or isinstance(value, bool | str) or is_number(value)
+            plain = value is None or isinstance(value, bool) or is_number(value)
             if key != "params" and not (plain or (isinstance(value, list) and len(value) <= 16
                                                   and all(is_number(v) for v in value))):
                 raise bad(f"metadata optimizer.param_groups[{i}].{key}", f"is {str(value)[:40]!r}; expected a number")
