@@ -70,9 +70,9 @@ def _is_ours_npz(path: Path) -> bool:
 
 def _is_ours_png(path: Path) -> bool:
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             return image.format == "PNG" and image.info.get("Software") == MARK
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except DifftkError:
         return False
 
 
