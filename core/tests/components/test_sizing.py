@@ -44,6 +44,7 @@ class WidePlugin:
 def wide(register_plugin):
     assert register_plugin(WidePlugin(), "wide")
     BUILT.clear()
+    sizing._SIZES.clear()
 
 
 def test_a_huge_network_is_refused_on_the_meta_device(wide):
@@ -55,6 +56,8 @@ def test_a_huge_network_is_refused_on_the_meta_device(wide):
 def test_a_network_within_the_bound_is_built_once_for_real(wide):
     net = difftk.create("denoiser", "wide", width=4)
     assert BUILT == ["meta", "cpu"] and net.layer.weight.device.type == "cpu"
+    difftk.create("denoiser", "wide", width=4)
+    assert BUILT == ["meta", "cpu", "cpu"]  # the same options are counted once
 
 
 def test_the_bound_is_the_count_of_parameters_and_buffers(wide, monkeypatch):

@@ -35,9 +35,19 @@ def network_size(cls: type, config: Any) -> int | None:
     return sum(t.numel() for t in probe.parameters()) + sum(t.numel() for t in probe.buffers())
 
 
+#: (class, options) -> size, so that a network built again with the same options is counted once
+_SIZES: dict[tuple[type, Any], int | None] = {}
+
+
 def check_network_size(label: str, cls: type, config: Any) -> None:
     """Refuse options that make ``cls(config)`` hold more than :data:`MAX_PARAMETERS` values."""
-    size = network_size(cls, config)
+    try:
+        key = (cls, config)
+        if key not in _SIZES and len(_SIZES) >= 256:
+            _SIZES.clear()
+        size = _SIZES[key] if key in _SIZES else _SIZES.setdefault(key, network_size(cls, config))
+    except TypeError:  # options that cannot be hashed: count every time
+        size = network_size(cls, config)
     if size is not None and size > MAX_PARAMETERS:
         raise OptionError(f"{label} with these options would hold {size:,} parameters ({4 * size / 1e9:,.0f} GB in "
                           f"float32); at most {MAX_PARAMETERS:,} are allowed: lower its size options (channels, "
