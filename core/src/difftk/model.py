@@ -273,7 +273,10 @@ def load(source: str | Path, device: torch.device | str = "cpu") -> Model:
         return model
     if "shape" not in ckpt.dataset:
         raise CheckpointError(f"{ckpt.path}: metadata 'dataset' lacks the data shape")
-    pipeline = build(ckpt.spec, source=str(ckpt.path), absent_ok=SAMPLING_ONLY)
+    try:
+        pipeline = build(ckpt.spec, source=str(ckpt.path), absent_ok=SAMPLING_ONLY)
+    except OptionError as err:  # options the file stores that no component takes (or too large a network)
+        raise CheckpointError(f"{ckpt.path}: the stored pipeline cannot be built: {err}") from None
     if pipeline.denoiser is None or not isinstance(pipeline.denoiser, torch.nn.Module):
         raise CheckpointError(f"{ckpt.path}: the stored pipeline has no trainable denoiser")
     ema = ckpt.section("ema")

@@ -172,12 +172,16 @@ def open_image(path: str | Path, error: Callable[[str], Exception] | None = None
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > MAX_IMAGE_PIXELS:
-                    raise fail(f"its header says {width}×{height}, more than {MAX_IMAGE_PIXELS:,} pixels")
+                    raise fail(f"its header says {width}×{height}, more than {MAX_IMAGE_PIXELS:,} pixels: a "
+                               "decompression bomb, or far larger than any model's images")
                 yield image
     except DifftkError:
         raise
     except FileNotFoundError:
         raise (error("no such file") if error is not None else DifftkError(f"{path}: no such image file")) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise fail(f"its header claims more than {MAX_IMAGE_PIXELS:,} pixels: a decompression bomb, or far larger "
+                   "than any model's images") from None
     except (*IMAGE_ERRORS, Image.DecompressionBombWarning) as err:
         raise fail(" ".join(str(err).split())[:160] or type(err).__name__) from None
 
