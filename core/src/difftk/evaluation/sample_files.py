@@ -19,6 +19,7 @@ Every file read is untrusted: whatever is wrong with it is one :class:`DifftkErr
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import shutil
@@ -263,9 +264,22 @@ def _read_npz(path: Path) -> ArrayDataset:
 
 
 def _array(archive, key: str, name: str) -> np.ndarray:
-    """Array ``key`` of an open npz; pickled (object) arrays and damaged members are one line."""
+    """Array ``key`` of an open npz; pickled (object) arrays and damaged members are one line, and
+    so is a member whose header claims more bytes than it holds (checked before numpy allocates)."""
     try:
+        info = archive.zip.getinfo(f"{key}.npy")
+        with archive.zip.open(info) as fh:
+            major, _ = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(fh)
+            start = fh.tell()
+        need = math.prod(shape) * dtype.itemsize
+        if need > info.file_size - start:
+            raise DifftkError(f"{name}: {key} claims shape {list(shape)} ({need:,} bytes) but holds "
+                              f"{max(info.file_size - start, 0):,}: the file is damaged")
         return archive[key]
+    except MemoryError:
+        raise DifftkError(f"{name}: {key} does not fit in memory: give fewer samples") from None
     except ValueError as err:
         if "pickle" in str(err):
             raise DifftkError(f"{name}: {key} is a pickled object array, which difftk never loads: save it as a "
