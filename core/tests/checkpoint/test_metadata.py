@@ -129,3 +129,48 @@ def test_fuzzed_headers_are_one_line(tmp_path, header):
     with pytest.raises(CheckpointError) as err:
         read_checkpoint(path)
     assert "\n" not in str(err.value)
+
+
+@pytest.fixture
+def toy_run(register_plugin, tmp_path):
+    """The checkpoint of a 1-step run of the tiny denoiser on toy images."""
+    import difftk
+    import difftk.testing.toys as toys
+    from difftk.data.fitting import load_dataset
+    from difftk.training.config import TrainConfig
+    from difftk.training.job import train
+
+    assert register_plugin(toys, "toys")
+    spec = difftk.compose(schedule={"name": "linear", "options": {"T": 50}}, sampler="ddim", denoiser="tiny",
+                          objective="simple").spec
+    data, data_spec = load_dataset("toy-images")
+    return train(spec, data, TrainConfig(steps=1, batch_size=4, sample_every=0), out=tmp_path / "run",
+                 dataset_spec=data_spec).checkpoint
+
+
+option_values = st.none() | st.booleans() | st.integers(-1, 64) | st.floats() | st.text(max_size=3) | st.lists(
+    st.integers(-1, 4), max_size=3)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(denoiser=st.dictionaries(st.sampled_from(["hidden", "in_channels", "num_classes", "prediction", "nope"]),
+                                option_values, max_size=2),
+       dataset=st.dictionaries(st.sampled_from(sorted(DATASET_FIELDS)), option_values, max_size=2))
+@example(denoiser={"hidden": 10 ** 10}, dataset={})  # 50 billion weights: refused before allocating
+@example(denoiser={}, dataset={"shape": [1, 65536, 65536]})
+def test_a_fuzzed_checkpoint_loads_and_samples_or_is_one_line(toy_run, denoiser, dataset):
+    import difftk
+
+    ckpt = read_checkpoint(toy_run)
+    pipeline = json.loads(ckpt.metadata["pipeline"])
+    pipeline["denoiser"]["options"].update(denoiser)
+    meta = {k: v for k, v in ckpt.metadata.items() if k not in ("format", "format_version")}
+    meta.update(pipeline=json.dumps(pipeline), dataset=json.dumps({**ckpt.dataset, **dataset}))
+    path = save_checkpoint(toy_run.with_name("fuzzed.safetensors"), ckpt.tensors, meta, replaces="run")
+    try:
+        model = difftk.load(path)
+        x = model.sample(2, steps=2, labels=[0, 1] if model.num_classes else None)
+    except DifftkError as err:
+        assert "\n" not in str(err)
+    else:
+        assert x.shape == (2, *model.data_shape) and torch.isfinite(x).all()
