@@ -182,7 +182,7 @@ def open_image(path: str | Path, error: Callable[[str], Exception] | None = None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise fail(f"its header claims more than {MAX_IMAGE_PIXELS:,} pixels: a decompression bomb, or far larger "
                    "than any model's images") from None
-    except (*IMAGE_ERRORS, Image.DecompressionBombWarning) as err:
+    except IMAGE_ERRORS as err:
         raise fail(" ".join(str(err).split())[:160] or type(err).__name__) from None
 
 

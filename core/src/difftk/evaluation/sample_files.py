@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
-from difftk.data.images import open_image
 from difftk.data.arrays import ArrayDataset, to_uint8_images
+from difftk.data.images import open_image
 from difftk.errors import DifftkError, OutputError
 from difftk.runtime.files import atomic_write_bytes, check_output, short_path
 
