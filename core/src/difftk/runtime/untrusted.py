@@ -88,7 +88,7 @@ def read_json(text: str | bytes, *, what: str = "the JSON", max_bytes: int = MAX
         except UnicodeDecodeError as err:
             raise error(f"{what} is not UTF-8 text (byte {err.start})") from None
     if not json_within_depth(text, max_depth):
-        raise error(f"{what} is nested more than {max_depth} levels deep")
+        raise error(f"{what} is nested more than {max_depth} level{'s' if max_depth != 1 else ''} deep")
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as err:  # JSONDecodeError, a rejected number, an over-long integer
@@ -103,7 +103,7 @@ def read_toml(text: str, *, what: str = "the TOML", max_bytes: int = MAX_TOML_BY
     if size > max_bytes:
         raise error(f"{what} is {size:,} bytes long; at most {max_bytes:,} are read")
     if not toml_within_depth(text, max_depth):
-        raise error(f"{what} is nested more than {max_depth} levels deep")
+        raise error(f"{what} is nested more than {max_depth} level{'s' if max_depth != 1 else ''} deep")
     try:
         data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError, ValueError) as err:
