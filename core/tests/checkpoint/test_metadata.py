@@ -174,3 +174,11 @@ def test_a_fuzzed_checkpoint_loads_and_samples_or_is_one_line(toy_run, denoiser,
         assert "\n" not in str(err)
     else:
         assert x.shape == (2, *model.data_shape) and torch.isfinite(x).all()
+
+
+def test_parsed_values_are_checked_by_the_same_rows():
+    from difftk.checkpoint.metadata import check_metadata
+
+    check_metadata("c", DATASET, {"seed": 1}, {"ddpm": "0.1.0"})
+    with pytest.raises(CheckpointError, match="c: metadata 'dataset' has dataset.kind that is 'video'"):
+        check_metadata("c", {**DATASET, "kind": "video"}, {}, {})

@@ -252,3 +252,12 @@ def parse_fields(path: Path, metadata: Mapping[str, str], fields: Mapping[str, F
             raise bad(key, why)
         parsed[key] = value
     return parsed
+
+
+def check_metadata(path: Path, dataset: Any, train_config: Any, plugin_versions: Any) -> None:
+    """Already-parsed ``dataset``, ``train_config`` and ``plugins`` checked by their rows of
+    :data:`CHECKPOINT_FIELDS` (for callers that hold the values rather than the header)."""
+    for key, value in (("dataset", dataset), ("train_config", train_config), ("plugins", plugin_versions)):
+        why = CHECKPOINT_FIELDS[key].check(value)
+        if why is not None:
+            raise CheckpointError(f"{path}: metadata '{key}' {why}; the file was edited or is not from difftk")
