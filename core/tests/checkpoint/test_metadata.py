@@ -63,11 +63,9 @@ def test_the_size_of_an_example_is_bounded_before_anything_allocates(tmp_path):
         read_checkpoint(path)
 
 
-@pytest.mark.parametrize("key", sorted(CHECKPOINT_FIELDS))
+@pytest.mark.parametrize("key", sorted(set(CHECKPOINT_FIELDS) - {"format"}))  # another format: not a checkpoint
 @pytest.mark.parametrize("bad", ["[" * 100_000, "x" * 70_000, '[1, "a"]'])
 def test_each_header_field_is_bounded_and_checked(tmp_path, key, bad):
-    if key == "format":  # not a difftk checkpoint at all
-        return
     path = write(tmp_path / "c.safetensors", **{key: bad})
     with pytest.raises(CheckpointError, match=f"metadata '{key}' ") as err:
         read_checkpoint(path).json(key)
