@@ -26,6 +26,7 @@ import attrs
 import torch
 
 from difftk.checkpoint.files import Checkpoint, load_weights, read_checkpoint
+from difftk.checkpoint.tensors import count_non_finite
 from difftk.components import plugins
 from difftk.components.protocols import grid_size_of, learned_variance_of, num_classes_of
 from difftk.errors import CheckpointError, OptionError, UnknownComponentError
@@ -272,13 +273,15 @@ def load(source: str | Path, device: torch.device | str = "cpu") -> Model:
         return model
     if "shape" not in ckpt.dataset:
         raise CheckpointError(f"{ckpt.path}: metadata 'dataset' lacks the data shape")
-    pipeline = build(ckpt.spec, source=str(ckpt.path), absent_ok=SAMPLING_ONLY)
+    try:
+        pipeline = build(ckpt.spec, source=str(ckpt.path), absent_ok=SAMPLING_ONLY)
+    except OptionError as err:  # options the file stores that no component takes (or too large a network)
+        raise CheckpointError(f"{ckpt.path}: the stored pipeline cannot be built: {err}") from None
     if pipeline.denoiser is None or not isinstance(pipeline.denoiser, torch.nn.Module):
         raise CheckpointError(f"{ckpt.path}: the stored pipeline has no trainable denoiser")
     ema = ckpt.section("ema")
-    bad = sum(int((~torch.isfinite(t)).sum()) for t in ema.values() if t.is_floating_point())
+    bad, total = count_non_finite(ema)
     if bad:
-        total = sum(t.numel() for t in ema.values())
         raise CheckpointError(f"{ckpt.path}: {bad:,} of its {total:,} EMA weights are NaN or infinite (the run diverged "
                               "before this checkpoint was written): sample an earlier checkpoint, or retrain with a "
                               "lower learning rate")

@@ -272,3 +272,19 @@ def test_images_asked_for_by_label_are_distinct_images_of_those_labels_in_order(
     assert y[index].tolist() == cond and len(set(index.tolist())) == len(cond)
     for c in range(4):
         assert [i for i, k in zip(index.tolist(), cond, strict=True) if k == c] == have[c][offset * counts[c]:(offset + 1) * counts[c]]
+
+
+@pytest.mark.parametrize("key", ["arr_0", "labels"])
+def test_an_npz_member_that_claims_more_than_it_holds_is_refused_before_allocating(tmp_path, key):
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        if key == "labels":
+            with archive.open("arr_0.npy", "w") as fh:
+                np.lib.format.write_array(fh, np.zeros((2, 4, 4, 1), np.uint8))
+        with archive.open(f"{key}.npy", "w") as fh:  # a 300-byte file whose header claims 314 GB
+            np.lib.format.write_array_header_1_0(fh, {"descr": "|u1", "fortran_order": False,
+                                                      "shape": (100_000, 1024, 1024, 3)})
+            fh.write(b"\0" * 100)
+    with pytest.raises(DifftkError, match=f"{key} claims shape \\[100000, 1024, 1024, 3\\] \\(314,572,800,000 bytes\\) "
+                                          "but holds 100: the file is damaged"):
+        read_samples(path)

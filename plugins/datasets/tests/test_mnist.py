@@ -197,3 +197,22 @@ def test_gzip_of_garbage_header(tmp_path):
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
         (tmp_path / name).write_bytes(gzip.compress(struct.pack(">I", 0xDEADBEEF)))
     assert "magic number 0xdeadbeef" in load_error(tmp_path)
+
+
+def test_a_gzip_bomb_is_never_decompressed_whole(mnist_dir, monkeypatch):
+    from difftk_datasets import idx
+
+    root, _ = mnist_dir(gz=True)
+    file = root / "train-images-idx3-ubyte.gz"
+    head = gzip.decompress(file.read_bytes())[:16]
+    with gzip.open(file, "wb") as f:  # 6 images claimed, 64 MB of zeros behind them
+        f.write(head)
+        for _ in range(64):
+            f.write(bytes(1 << 20))
+    reads: list[int] = []
+    original = gzip.GzipFile.read
+    monkeypatch.setattr(gzip.GzipFile, "read", lambda self, n=-1: reads.append(n) or original(self, n))
+    assert "has trailing bytes: its header says 6×28×28 = 4,704 bytes of data, found more than 4,704" in load_error(root)
+    assert -1 not in reads and sum(reads) <= 16 + 4_705
+    monkeypatch.setattr(idx, "MAX_IDX_BYTES", 4_000)
+    assert "claims 6×28×28 = 4,704 bytes of data, more than the 4,000 an IDX file may hold" in load_error(root)

@@ -33,6 +33,9 @@ def plot(runs, output, smooth) -> None:
     """
     check_output(Path(output))
     logs = [read_run(r) for r in runs]
+    for log in logs:
+        for note in log.skipped:
+            out.print(escape(f"warning: {note}"))
     groups = replicate_groups(logs)
     path = plot_curves(groups, output, smoothing=smooth)
     panels = curve_quantities(groups)

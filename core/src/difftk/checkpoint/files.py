@@ -21,7 +21,6 @@ atomically, so a crash mid-write leaves the previous checkpoint as it was.
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,10 +31,12 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from difftk.checkpoint.metadata import check_metadata
+from difftk.checkpoint.metadata import CHECKPOINT_FIELDS, parse_fields
+from difftk.checkpoint.tensors import check_weight_dtypes
 from difftk.errors import CheckpointError, OutputError, SpecError
 from difftk.pipeline.spec import PipelineSpec
 from difftk.runtime.files import atomic_write_bytes
+from difftk.runtime.untrusted import read_json
 
 FORMAT = "difftk-checkpoint"
 FORMAT_VERSION = 1
@@ -135,10 +136,13 @@ class Checkpoint:
         return {name[len(head):]: t for name, t in self.tensors.items() if name.startswith(head)}
 
     def json(self, key: str, default: Any = None) -> Any:
-        """Metadata ``key`` parsed as JSON (``default`` when absent)."""
+        """Metadata ``key`` parsed as JSON and checked (:data:`~difftk.checkpoint.metadata.CHECKPOINT_FIELDS`;
+        ``default`` when absent)."""
         if key not in self.metadata:
             return default
-        return _parse_json(self.path, key, self.metadata[key])
+        if key in CHECKPOINT_FIELDS:
+            return parse_fields(self.path, {key: self.metadata[key]}, {key: CHECKPOINT_FIELDS[key]})[key]
+        return read_json(self.metadata[key], what=f"metadata '{key}'", error=lambda why: _corrupt(self.path, why))
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -173,24 +177,16 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
     if missing:
         raise CheckpointError(f"{path} is not a complete difftk checkpoint: its metadata lacks {', '.join(missing)}")
-    try:
-        version = int(metadata["format_version"])
-        step = int(metadata["step"])
-    except ValueError:
-        raise _corrupt(path, "format_version and step must be integers") from None
+    fields = parse_fields(path, metadata, CHECKPOINT_FIELDS)
+    version, step = fields["format_version"], fields["step"]
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written in checkpoint format {version} by difftk "
                               f"{metadata['difftk_version']}; this difftk reads format {FORMAT_VERSION}: upgrade difftk-core")
     try:
-        spec = PipelineSpec.from_json(metadata["pipeline"], source=str(path))
+        spec = PipelineSpec.from_dict(fields["pipeline"], source=str(path))
     except SpecError as err:
         raise CheckpointError(f"{path}: the stored pipeline cannot be read: {err}") from None
-    if step < 0:
-        raise _corrupt(path, f"step is {step}, below 0")
-    dataset = _parse_json(path, "dataset", metadata["dataset"])
-    train_config = _parse_json(path, "train_config", metadata["train_config"])
-    plugin_versions = _parse_json(path, "plugins", metadata["plugins"])
-    check_metadata(path, dataset, train_config, plugin_versions)
+    dataset, train_config, plugin_versions = fields["dataset"], fields["train_config"], fields["plugins"]
     return Checkpoint(path=path, tensors=tensors, metadata=metadata, spec=spec, step=step, dataset=dataset,
                       train_config=train_config, plugins=plugin_versions)
 
@@ -222,21 +218,11 @@ def _header_metadata(path: Path, data: bytes) -> dict[str, str]:
     (size,) = struct.unpack("<Q", data[:8])
     if 8 + size > len(data):
         raise _corrupt(path, f"the header claims {size} bytes but the file has {len(data) - 8} after the length")
-    try:
-        header = json.loads(data[8:8 + size])
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _corrupt(path, f"the header is not JSON ({err})") from None
+    header = read_json(data[8:8 + size], what="the header", error=lambda why: _corrupt(path, why))
     meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise _corrupt(path, "the header metadata is not a table of strings")
     return meta
-
-
-def _parse_json(path: Path, key: str, text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise _corrupt(path, f"metadata '{key}' is not JSON ({err})") from None
 
 
 def load_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, source: str, what: str) -> None:
@@ -244,6 +230,7 @@ def load_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, 
     label = getattr(getattr(module, "config", None).__class__, "component_label", type(module).__name__)
     if not state:
         raise CheckpointError(f"{source} holds no {what} weights")
+    check_weight_dtypes(module, state, source=source, what=what)
     try:
         result = module.load_state_dict(dict(state), strict=False)
     except RuntimeError as err:

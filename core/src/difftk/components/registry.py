@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from difftk.components.protocols import protocol_problem
+from difftk.components.sizing import check_network_size
 from difftk.errors import DifftkError, OptionError, UnknownComponentError, did_you_mean
 from difftk.options import option_fields, parse_value
 
@@ -103,7 +104,10 @@ class ComponentInfo:
                    else f"set it with {self.kind}.{missing[0]}=VALUE")
             raise OptionError(f"{self.label} needs option(s) {', '.join(missing)}: {how}")
         config = self.options_cls(**opts)  # validators raise one-line OptionErrors
-        return config if self.options_cls is self.cls else self.cls(config)
+        if self.options_cls is self.cls:
+            return config
+        check_network_size(self.label, self.cls, config)  # before the real build allocates
+        return self.cls(config)
 
 
 class Registry:

@@ -8,9 +8,11 @@ of the first two coordinates on fixed bounds, so pictures from different steps c
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -147,19 +149,52 @@ def save_png(image: Image.Image, path: str | Path) -> Path:
         raise DifftkError(f"cannot write {path}: {err.strerror or err}") from None
 
 
+#: the most pixels an image file may have (8192²): below Pillow's own decompression-bomb limit, so a
+#: file whose header claims more is refused before a byte of it is decoded
+MAX_IMAGE_PIXELS = 1 << 26
+#: what Pillow raises for a damaged or hostile file: a bad header or chunk (OSError, SyntaxError), a
+#: text chunk past its limit (ValueError), a size past its bomb limit
+IMAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+@contextlib.contextmanager
+def open_image(path: str | Path, error: Callable[[str], Exception] | None = None) -> Iterator[Image.Image]:
+    """Open an untrusted image file: its size is checked from the header before anything is decoded
+    (at most :data:`MAX_IMAGE_PIXELS`), and every failure of Pillow, while opening or inside the
+    ``with`` block, becomes ``error(reason)`` (by default a :class:`DifftkError` naming the file).
+    The one way difftk opens an image it did not make."""
+    def fail(reason: str) -> Exception:
+        return error(reason) if error is not None else DifftkError(f"{path} is not a readable image ({reason})")
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise fail(f"its header says {width}×{height}, more than {MAX_IMAGE_PIXELS:,} pixels: a "
+                               "decompression bomb, or far larger than any model's images")
+                yield image
+    except DifftkError:
+        raise
+    except FileNotFoundError:
+        raise (error("no such file") if error is not None else DifftkError(f"{path}: no such image file")) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise fail(f"its header claims more than {MAX_IMAGE_PIXELS:,} pixels: a decompression bomb, or far larger "
+                   "than any model's images") from None
+    except IMAGE_ERRORS as err:
+        raise fail(" ".join(str(err).split())[:160] or type(err).__name__) from None
+
+
 def load_image(path: str | Path, shape: Sequence[int]) -> torch.Tensor:
     """The image file at ``path`` as [1, C, H, W] float32 in [−1, 1] for examples of ``shape``
     (C, H, W): converted to grey or RGB as C says; its size must be H×W (one-line error otherwise)."""
     C, H, W = shape
-    try:
-        with Image.open(path) as image:
-            image = image.convert("L" if C == 1 else "RGB")
-    except FileNotFoundError:
-        raise DifftkError(f"{path}: no such image file") from None
-    except OSError as err:
-        raise DifftkError(f"{path} is not an image (PNG, JPEG, …): {err}") from None
-    if image.size != (W, H):
-        raise DifftkError(f"{path} is {image.width}×{image.height}; the model's examples are {W}×{H}: resize it first")
+    with open_image(path, lambda why: DifftkError(f"{path}: no such image file" if why == "no such file" else
+                                                  f"{path} is not an image (PNG, JPEG, …): {why}")) as image:
+        if image.size != (W, H):
+            raise DifftkError(f"{path} is {image.width}×{image.height}; the model's examples are {W}×{H}: resize it first")
+        image = image.convert("L" if C == 1 else "RGB")
     array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(H, W, -1).permute(2, 0, 1)
     return (array.to(torch.float32) / 127.5 - 1.0).unsqueeze(0)
 

@@ -19,6 +19,7 @@ Every file read is untrusted: whatever is wrong with it is one :class:`DifftkErr
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import shutil
@@ -31,6 +32,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from difftk.data.arrays import ArrayDataset, to_uint8_images
+from difftk.data.images import open_image
 from difftk.errors import DifftkError, OutputError
 from difftk.runtime.files import atomic_write_bytes, check_output, short_path
 
@@ -69,9 +71,9 @@ def _is_ours_npz(path: Path) -> bool:
 
 def _is_ours_png(path: Path) -> bool:
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             return image.format == "PNG" and image.info.get("Software") == MARK
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except DifftkError:
         return False
 
 
@@ -206,16 +208,13 @@ def _read_folder(path: Path) -> ArrayDataset:
     for p in entries:
         if p.stat().st_size == 0:
             raise DifftkError(f"{short_path(p)} is empty (0 bytes): remove it, or write it again")
-        try:
-            with Image.open(p) as image:
-                image.load()
-                if image.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr"):
-                    raise DifftkError(f"{short_path(p)} has {image.mode} pixels: save 8-bit grey or RGB images")
-                grey = image.mode in ("1", "L", "LA")
-                array = np.asarray(image.convert("L" if grey else "RGB"), dtype=np.uint8)
-                labels.append(image.info.get("label") if image.format == "PNG" else None)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            raise DifftkError(f"{short_path(p)} is not a readable image ({' '.join(str(err).split())[:120]})") from None
+        with open_image(p, lambda why, p=p: DifftkError(f"{short_path(p)} is not a readable image ({why[:120]})")) as image:
+            image.load()
+            if image.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr"):
+                raise DifftkError(f"{short_path(p)} has {image.mode} pixels: save 8-bit grey or RGB images")
+            grey = image.mode in ("1", "L", "LA")
+            array = np.asarray(image.convert("L" if grey else "RGB"), dtype=np.uint8)
+            labels.append(image.info.get("label") if image.format == "PNG" else None)
         array = array[..., None] if grey else array
         if pixels and array.shape[:2] != pixels[0].shape[:2]:
             (h, w), (h0, w0) = array.shape[:2], pixels[0].shape[:2]
@@ -265,9 +264,22 @@ def _read_npz(path: Path) -> ArrayDataset:
 
 
 def _array(archive, key: str, name: str) -> np.ndarray:
-    """Array ``key`` of an open npz; pickled (object) arrays and damaged members are one line."""
+    """Array ``key`` of an open npz; pickled (object) arrays and damaged members are one line, and
+    so is a member whose header claims more bytes than it holds (checked before numpy allocates)."""
     try:
+        info = archive.zip.getinfo(f"{key}.npy")
+        with archive.zip.open(info) as fh:
+            major, _ = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(fh)
+            start = fh.tell()
+        need = math.prod(shape) * dtype.itemsize
+        if need > info.file_size - start:
+            raise DifftkError(f"{name}: {key} claims shape {list(shape)} ({need:,} bytes) but holds "
+                              f"{max(info.file_size - start, 0):,}: the file is damaged")
         return archive[key]
+    except MemoryError:
+        raise DifftkError(f"{name}: {key} does not fit in memory: give fewer samples") from None
     except ValueError as err:
         if "pickle" in str(err):
             raise DifftkError(f"{name}: {key} is a pickled object array, which difftk never loads: save it as a "

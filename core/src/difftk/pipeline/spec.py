@@ -8,7 +8,6 @@ checkpoint knows how it was made and what it needs.
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import attrs
 
 from difftk.errors import IncompatibleError, OptionError, SpecError
 from difftk.options import option_fields
+from difftk.runtime.untrusted import read_json, read_toml
 
 #: The kinds a pipeline holds, in order; schedule and sampler are required.
 PIPELINE_KINDS: tuple[str, ...] = ("schedule", "denoiser", "objective", "sampler", "guidance")
@@ -117,12 +117,22 @@ class PipelineSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "pipeline") -> PipelineSpec:
-        fmt = data.get("difftk", {}).get("format", FORMAT)
+        """The spec a parsed pipeline file (or a checkpoint's ``pipeline`` metadata) describes; its
+        structure is checked, since the file is untrusted (each problem one :class:`SpecError` line)."""
+        if not isinstance(data, Mapping):
+            raise SpecError(f"{source}: a pipeline is a table of sections ([schedule], [sampler], …), "
+                            f"not {type(data).__name__}")
+        head = data.get("difftk", {})
+        if not isinstance(head, Mapping):
+            raise SpecError(f"{source}: difftk = {_shown(head)} must be a section: write [difftk] with format = {FORMAT}")
+        fmt = head.get("format", FORMAT)
+        if not isinstance(fmt, int) or isinstance(fmt, bool):
+            raise SpecError(f"{source}: [difftk] format = {_shown(fmt)} is not a whole number: write format = {FORMAT}")
         if fmt != FORMAT:
             raise SpecError(f"{source}: pipeline format {fmt} is not supported (this difftk reads format {FORMAT})")
         unknown = [k for k in data if k not in PIPELINE_KINDS and k != "difftk"]
         if unknown:
-            raise SpecError(f"{source}: unknown section [{unknown[0]}] (sections: {', '.join(PIPELINE_KINDS)})")
+            raise SpecError(f"{source}: unknown section [{str(unknown[0])[:60]}] (sections: {', '.join(PIPELINE_KINDS)})")
         comps = {}
         for kind in PIPELINE_KINDS:
             if kind not in data:
@@ -130,18 +140,22 @@ class PipelineSpec:
             table = data[kind]
             if not isinstance(table, Mapping) or not isinstance(table.get("name"), str):
                 raise SpecError(f"{source}: section [{kind}] needs a name, e.g. name = \"...\"")
+            for key in ("plugin", "version"):
+                if table.get(key) is not None and not isinstance(table[key], str):
+                    raise SpecError(f"{source}: [{kind}] {key} = {_shown(table[key])} must be a string")
             options = table.get("options", {})
             if not isinstance(options, Mapping):
                 raise SpecError(f"{source}: [{kind}.options] must be a table")
+            for key, value in options.items():
+                if not _storable(value):
+                    raise SpecError(f"{source}: [{kind}.options] {key} = {_shown(value)} is not an option value (a "
+                                    "number, string, true/false or a list of them)")
             comps[kind] = ComponentSpec(table["name"], options, table.get("plugin"), table.get("version"))
         return cls(comps)
 
     @classmethod
     def from_toml(cls, text: str, *, source: str = "pipeline") -> PipelineSpec:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as err:
-            raise SpecError(f"{source}: not valid TOML ({err})") from None
+        data = read_toml(text, what=source, error=SpecError)
         for kind in PIPELINE_KINDS:  # TOML has no null: "none" stands for an option that is off
             options = data.get(kind, {}).get("options") if isinstance(data.get(kind), Mapping) else None
             if isinstance(options, dict):
@@ -150,10 +164,7 @@ class PipelineSpec:
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "pipeline") -> PipelineSpec:
-        try:
-            return cls.from_dict(json.loads(text), source=source)
-        except json.JSONDecodeError as err:
-            raise SpecError(f"{source}: not valid JSON ({err})") from None
+        return cls.from_dict(read_json(text, what=source, error=SpecError), source=source)
 
     @classmethod
     def load(cls, path: str | Path) -> PipelineSpec:
@@ -165,6 +176,18 @@ class PipelineSpec:
         except (OSError, UnicodeDecodeError) as err:
             raise SpecError(f"{path}: cannot be read as a pipeline ({err})") from None
         return cls.from_toml(text, source=str(path))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "…"
+
+
+def _storable(value: Any) -> bool:
+    """A value an option may hold in a stored spec: a scalar, or a list of scalars (one level)."""
+    def scalar(v: Any) -> bool:
+        return v is None or isinstance(v, bool | int | float | str)
+    return scalar(value) or (isinstance(value, list | tuple) and all(scalar(v) for v in value))
 
 
 def _toml_value(value: Any) -> str:

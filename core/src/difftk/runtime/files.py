@@ -3,13 +3,13 @@ path never silently replaces a training checkpoint."""
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 import tempfile
 from pathlib import Path
 
-from difftk.errors import OutputError
+from difftk.errors import DifftkError, OutputError
+from difftk.runtime.untrusted import read_json
 
 #: what a write may replace: ``none`` (no difftk checkpoint: pictures, pipelines, logs),
 #: ``export`` (an exported or classifier checkpoint, never a resumable training one), ``run``
@@ -34,8 +34,8 @@ def checkpoint_kind(path: Path) -> str | None:
             (size,) = struct.unpack("<Q", head)
             if not 2 <= size <= 100_000_000:
                 return None
-            meta = json.loads(fh.read(size)).get("__metadata__") or {}
-    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+            meta = read_json(fh.read(size), max_bytes=100_000_000).get("__metadata__") or {}
+    except (OSError, DifftkError, AttributeError):
         return None
     if not isinstance(meta, dict) or meta.get("format") != "difftk-checkpoint":
         return None

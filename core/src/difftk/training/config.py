@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from difftk.errors import DifftkError, OptionError
+from difftk.errors import CheckpointError, DifftkError, OptionError
 from difftk.options import option
 from difftk.runtime.fastpath import PRECISIONS
 
@@ -112,11 +112,32 @@ TrainConfig.component_label = "training"
 FIXED_ON_RESUME: tuple[str, ...] = ("seed", "init")
 
 
-def config_for_resume(saved: Mapping[str, Any], **overrides: Any) -> TrainConfig:
+def check_saved_config(saved: Mapping[str, Any], source: str = "the checkpoint") -> None:
+    """Each setting of a checkpoint's ``train_config`` checked alone, by the validator of its field:
+    a bad value is the file's fault and is said so, naming the stored setting, never a flag the user
+    did not give."""
+    fields = attrs.fields_dict(TrainConfig)
+    for key, value in saved.items():
+        attribute = fields.get(key)
+        if attribute is None or attribute.validator is None:
+            continue
+        converted = attribute.converter(value) if attribute.converter is not None else value
+        try:
+            attribute.validator(None, attribute, converted)
+        except OptionError as err:
+            reason = str(err).split(f"option {key}={converted!r}", 1)[-1].strip()
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "…"
+            raise CheckpointError(f"{source}: its stored training setting {key} = {shown} {reason}; the file was "
+                                  "edited or is not from difftk train") from None
+
+
+def config_for_resume(saved: Mapping[str, Any], *, source: str = "the checkpoint", **overrides: Any) -> TrainConfig:
     """The configuration a checkpoint was trained with, with the given (non-``None``) overrides.
 
-    Overrides of :data:`FIXED_ON_RESUME` that differ from the run's are refused.
+    The stored settings are checked first (:func:`check_saved_config`). Overrides of
+    :data:`FIXED_ON_RESUME` that differ from the run's are refused.
     """
+    check_saved_config(saved, source)
     fields = attrs.fields_dict(TrainConfig)
     base = {k: v for k, v in saved.items() if k in fields}
     for key in FIXED_ON_RESUME:

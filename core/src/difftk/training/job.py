@@ -127,7 +127,7 @@ def resume_state(out: str | Path, **overrides: Any) -> tuple[Checkpoint, TrainCo
     paths = RunPaths(Path(out))
     paths.prepare(resume=True)
     ckpt = read_checkpoint(paths.checkpoint)
-    return ckpt, config_for_resume(ckpt.train_config, **overrides)
+    return ckpt, config_for_resume(ckpt.train_config, source=str(ckpt.path), **overrides)
 
 
 def train(spec: PipelineSpec | Pipeline, dataset: Examples, config: TrainConfig, *,

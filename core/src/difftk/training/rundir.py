@@ -8,7 +8,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -130,20 +130,22 @@ class RunPaths:
                 (self.root / LOCK_NAME).unlink(missing_ok=True)
                 self.root.rmdir()
 
-    def open_log(self, step: int):
+    def open_log(self, step: int, note: Callable[[str], None] | None = None):
         """Open log.jsonl for appending, first dropping the records after ``step`` (those of a
-        run resumed from an earlier checkpoint than its last log line)."""
+        run resumed from an earlier checkpoint than its last log line) and its damaged lines,
+        each of which is named to ``note``."""
+        from difftk.training.runs import read_log
+
         log = self.log
         try:
             if log.exists():
-                kept = []
-                for line in log.read_text(encoding="utf-8").splitlines():
-                    try:
-                        if json.loads(line)["step"] <= step:
-                            kept.append(line + "\n")
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        continue
-                atomic_write_text(log, "".join(kept), replaces="run")
+                records, damaged = read_log(log)
+                for message in damaged:
+                    if note is not None:
+                        note(message.replace(": skipped", ": dropped from the log"))
+                kept = [json.dumps(record) + "\n" for _, record in records if record["step"] <= step]
+                if damaged or len(kept) != len(records):
+                    atomic_write_text(log, "".join(kept), replaces="run")
             log.parent.mkdir(parents=True, exist_ok=True)
             return log.open("a", encoding="utf-8")
         except OSError as err:

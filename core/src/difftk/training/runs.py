@@ -3,8 +3,10 @@ from its seed, so that runs that differ only by seed can be pooled (``difftk plo
 compare``).
 
 A record of log.jsonl with the key ``metric`` is a measurement (:mod:`difftk.training.measuring`);
-one with ``loss`` is the mean loss of a log window. Lines that are not JSON (the half-written last
-line of a killed run) are skipped.
+one with ``loss`` is the mean loss of a log window. The log is untrusted like every file difftk
+reads (:func:`read_log`): a damaged line (not UTF-8 or not JSON, a number that is not finite or is
+beyond float32's range, a record without its fields; the half-written last line of a killed run)
+is skipped, and named.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Any
 import attrs
 
 from difftk.checkpoint.files import CHECKPOINT_NAME
+from difftk.checkpoint.metadata import CHECKPOINT_FIELDS, MAX_COUNT, is_int, is_number, parse_fields
 from difftk.errors import DifftkError
+from difftk.runtime.untrusted import read_json
 
 #: the key that marks a measurement record in log.jsonl (loss records have ``loss`` instead)
 METRIC_KEY = "metric"
@@ -53,6 +57,8 @@ class RunLog:
     #: :func:`experiment` of the run; a run without a checkpoint is an experiment of its own
     experiment: str
     seed: int | None
+    #: one note for each damaged line of log.jsonl, which was skipped
+    skipped: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -68,6 +74,65 @@ def _metadata(checkpoint: Path) -> dict[str, str] | None:
             return dict(f.metadata() or {})
     except Exception:  # no checkpoint yet, or a file being replaced: the run stands alone
         return None
+
+
+#: the largest magnitude a logged number may have: float32's range, which no loss or measurement leaves
+MAX_LOG_VALUE = 3.4028234663852886e38
+#: the longest line of log.jsonl read (a record is about 100 bytes)
+MAX_LOG_LINE = 64 << 10
+
+
+def _record_problem(record: Any) -> str | None:
+    """What is wrong with one log record, or ``None``: an object whose ``step`` is a whole number ≥ 0,
+    whose numbers are all within :data:`MAX_LOG_VALUE`, with a numeric ``loss`` or a named ``metric``
+    and its numeric ``value``."""
+    if not isinstance(record, dict):
+        return f"is {type(record).__name__}, not an object"
+    if not (is_int(record.get("step")) and 0 <= record["step"] <= MAX_COUNT):
+        return f"has step {str(record.get('step'))[:40]!r}; expected a whole number ≥ 0"
+    for key, value in record.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and not abs(value) <= MAX_LOG_VALUE:
+            return f"has {key} = {value:.3g}, beyond the range of any loss or measurement"
+    if METRIC_KEY in record:
+        if not isinstance(record[METRIC_KEY], str) or not 0 < len(record[METRIC_KEY]) <= 256:
+            return "names its metric with no string"
+        for key in ("value", "spread"):
+            if (key == "value" or key in record) and not is_number(record.get(key)):
+                return f"has {key} {str(record.get(key))[:40]!r}; expected a number"
+        if "unit" in record and not isinstance(record["unit"], str):
+            return "has a unit that is not a string"
+    elif "loss" in record and not is_number(record["loss"]):
+        return f"has loss {str(record['loss'])[:40]!r}; expected a number"
+    return None
+
+
+def read_log(log: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
+    """The records of a log.jsonl with their line numbers, and a note naming each damaged line
+    (skipped): not UTF-8, not a JSON object within the bounds of
+    :func:`~difftk.runtime.untrusted.read_json`, or a record :func:`_record_problem` refuses.
+    A file that cannot be read at all is one :class:`DifftkError` line."""
+    try:
+        data = log.read_bytes()
+    except OSError as err:
+        raise DifftkError(f"{log}: cannot be read ({err.strerror or err})") from None
+    records: list[tuple[int, dict[str, Any]]] = []
+    notes: list[str] = []
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        what = f"{log} line {number}"
+        try:
+            record = read_json(line, what=what, max_bytes=MAX_LOG_LINE, max_depth=4, error=DifftkError)
+            why = _record_problem(record)
+            if why is not None:
+                raise DifftkError(f"{what} {why}")
+        except DifftkError as err:
+            last = number == len(lines) and not data.endswith(b"\n")
+            notes.append(f"{err}{' (a write cut short)' if last else ''}: skipped")
+            continue
+        records.append((number, record))
+    return records, notes
 
 
 def read_run(path: str | Path) -> RunLog:
@@ -86,35 +151,29 @@ def read_run(path: str | Path) -> RunLog:
     loss: dict[int, float] = {}
     metrics: dict[str, dict[int, tuple[float, float]]] = {}
     units: dict[str, str] = {}
-    try:
-        lines = log.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise DifftkError(f"{log}: cannot be read ({err.strerror or err})") from None
-    for line in lines:
-        try:
-            record = json.loads(line)
-            step = int(record["step"])
-            if METRIC_KEY in record:
-                name = str(record[METRIC_KEY])
-                metrics.setdefault(name, {})[step] = (float(record["value"]), float(record.get("spread", math.nan)))
-                if record.get("unit"):
-                    units[name] = str(record["unit"])
-            elif "loss" in record:
-                loss[step] = float(record["loss"])
-        except (ValueError, KeyError, TypeError):
-            continue
+    records, skipped = read_log(log)
+    for _, record in records:
+        step = record["step"]
+        if METRIC_KEY in record:
+            name = record[METRIC_KEY]
+            metrics.setdefault(name, {})[step] = (record["value"], record.get("spread", math.nan))
+            if record.get("unit"):
+                units[name] = record["unit"]
+        elif "loss" in record:
+            loss[step] = record["loss"]
     if not loss and not metrics:
         raise DifftkError(f"{log} holds no loss or metric records yet")
     meta = _metadata(root / CHECKPOINT_NAME)
     try:
-        config = json.loads(meta["train_config"])
-        what = experiment(json.loads(meta["pipeline"]), config, json.loads(meta["dataset"]))
+        fields = parse_fields(root / CHECKPOINT_NAME, meta or {}, CHECKPOINT_FIELDS)
+        config = fields["train_config"]
+        what = experiment(fields["pipeline"], config, fields["dataset"])
         seed = int(config["seed"])
-    except (TypeError, KeyError, ValueError):
+    except (DifftkError, TypeError, KeyError, ValueError):  # no checkpoint, or a damaged one: the run stands alone
         what, seed = json.dumps({"run": str(root.resolve())}), None
     return RunLog(root=root, loss=tuple(sorted(loss.items())),
                   metrics={m: tuple((s, v, e) for s, (v, e) in sorted(points.items())) for m, points in metrics.items()},
-                  units=units, experiment=what, seed=seed)
+                  units=units, experiment=what, seed=seed, skipped=tuple(skipped))
 
 
 def replicate_groups(runs: Sequence[RunLog]) -> list[list[RunLog]]:

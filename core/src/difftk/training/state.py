@@ -23,6 +23,7 @@ from difftk.checkpoint.files import (
     save_checkpoint,
     unflatten_optimizer,
 )
+from difftk.checkpoint.training_state import check_training_state
 from difftk.components import plugins
 from difftk.runtime import distributed
 from difftk.version import __version__
@@ -98,6 +99,7 @@ class CheckpointState:
 
     def load_state(self, ckpt: Checkpoint) -> None:
         """Continue from ``ckpt``: weights, EMA, optimizer, every RNG state and the step."""
+        check_training_state(ckpt, data_size=self.order.size, noise_state_size=self.noise.get_state().numel())
         source = str(ckpt.path)
         if ckpt.metadata.get("contents") == SAMPLING_CONTENTS:
             raise CheckpointError(f"{source} was exported for sampling (EMA weights only) and cannot be resumed: "

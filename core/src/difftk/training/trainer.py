@@ -232,7 +232,7 @@ class Trainer(CheckpointState):
         samples: list[Path] = []
         window: list[float] = []
         mean_loss: float | None = None
-        log = self.paths.open_log(self.step) if self.paths is not None and self.ranks.main else None
+        log = self.paths.open_log(self.step, reporter.note) if self.paths is not None and self.ranks.main else None
         self._stop_requested = False
         reporter.start(self, total)
         if self.measures is not None:

@@ -8,6 +8,7 @@ files 0x00000801 (uint8, 1 dimension: N). Files may be gzipped.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 import zlib
@@ -20,45 +21,63 @@ from difftk_datasets.common import DatasetError
 UBYTE = 0x08
 
 
+#: the most data bytes an IDX file may claim (MNIST's training images are 47 MB): a header or a gzip
+#: stream that asks for more is refused before it is read
+MAX_IDX_BYTES = 1 << 32
+
+
 def read_idx(dataset: str, file: Path, ndim: int) -> np.ndarray:
     """The uint8 array stored in IDX ``file`` (plain or ``.gz``), which must have ``ndim`` dimensions.
 
     Every way the file can be wrong — not gzip, wrong magic number, short header, too few or
-    too many data bytes — is one :class:`DatasetError` line naming the file.
+    too many data bytes, a gzipped file claiming more than :data:`MAX_IDX_BYTES` — is one
+    :class:`DatasetError` line naming the file. At most as many bytes as the header claims (and one
+    more) are read, a chunk at a time, so a gzip bomb is never decompressed whole.
     """
-    raw = _read_bytes(dataset, file)
     magic = (UBYTE << 8) | ndim
     what = "images" if ndim == 3 else "labels" if ndim == 1 else f"{ndim}-d data"
-    if len(raw) < 4:
-        raise DatasetError(f"{dataset}: {file} is truncated: {len(raw)} bytes, too short for an IDX header")
-    found = int.from_bytes(raw[:4], "big")
-    if found != magic:
-        raise DatasetError(
-            f"{dataset}: {file} has magic number 0x{found:08x}, not 0x{magic:08x} "
-            f"(IDX uint8 {what}, {ndim} dimension{'s' if ndim > 1 else ''}): is it an MNIST IDX file?"
-        )
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DatasetError(f"{dataset}: {file} is truncated: {len(raw)} bytes, shorter than its {header}-byte IDX header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = math.prod(shape)  # exact: a header may claim more than int64 holds
-    found_bytes = len(raw) - header
-    if found_bytes != expected:
+    with _open(dataset, file) as read:
+        head = read(header)
+        if len(head) < 4:
+            raise DatasetError(f"{dataset}: {file} is truncated: {len(head)} bytes, too short for an IDX header")
+        found = int.from_bytes(head[:4], "big")
+        if found != magic:
+            raise DatasetError(
+                f"{dataset}: {file} has magic number 0x{found:08x}, not 0x{magic:08x} "
+                f"(IDX uint8 {what}, {ndim} dimension{'s' if ndim > 1 else ''}): is it an MNIST IDX file?"
+            )
+        if len(head) < header:
+            raise DatasetError(f"{dataset}: {file} is truncated: {len(head)} bytes, shorter than its {header}-byte IDX header")
+        shape = tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+        expected = math.prod(shape)  # exact: a header may claim more than int64 holds
         dims = "×".join(map(str, shape))
-        problem = "is truncated" if found_bytes < expected else "has trailing bytes"
-        raise DatasetError(
-            f"{dataset}: {file} {problem}: its header says {dims} = {expected:,} bytes of data, found {found_bytes:,}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
+        if expected > MAX_IDX_BYTES and file.suffix == ".gz":  # a plain file's length says it is truncated
+            raise DatasetError(f"{dataset}: {file} claims {dims} = {expected:,} bytes of data, more than the "
+                               f"{MAX_IDX_BYTES:,} an IDX file may hold: the file is damaged")
+        chunks, left = [], expected + 1
+        while left and (chunk := read(min(left, 1 << 24))):  # memory grows with what is there, not what is claimed
+            chunks.append(chunk)
+            left -= len(chunk)
+        raw = b"".join(chunks)
+    if len(raw) != expected:
+        problem = "is truncated" if len(raw) < expected else "has trailing bytes"
+        shown = f"{len(raw):,}" if len(raw) <= expected else f"more than {expected:,}"
+        raise DatasetError(f"{dataset}: {file} {problem}: its header says {dims} = {expected:,} bytes of data, found {shown}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(shape).copy()
 
 
-def _read_bytes(dataset: str, file: Path) -> bytes:
+@contextlib.contextmanager
+def _open(dataset: str, file: Path):
+    """``read(n)`` of ``file`` (gunzipped when it ends in .gz); read errors are one line."""
     try:
-        if file.suffix == ".gz":
-            with gzip.open(file, "rb") as f:
-                return f.read()
-        return file.read_bytes()
-    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-        raise DatasetError(f"{dataset}: {file} is not a valid gzip file ({err or type(err).__name__}): re-download it") from None
+        with (gzip.open(file, "rb") if file.suffix == ".gz" else open(file, "rb")) as f:
+            def read(n: int) -> bytes:
+                try:
+                    return f.read(n)
+                except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+                    raise DatasetError(f"{dataset}: {file} is not a valid gzip file ({err or type(err).__name__}): "
+                                       "re-download it") from None
+            yield read
     except OSError as err:
         raise DatasetError(f"{dataset}: cannot read {file}: {err.strerror or err}") from None

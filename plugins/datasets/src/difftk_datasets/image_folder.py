@@ -8,9 +8,10 @@ from typing import ClassVar
 import attrs
 import numpy as np
 import torch
+from difftk.data.images import open_image
 from difftk.data.indexed import IndexedImages, file_table
 from difftk.options import option
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from difftk_datasets.common import DatasetError, check_split, data_dir
 
@@ -84,26 +85,23 @@ class ImageFolder:
         """(C, H, W) of every image: image_size×image_size, or the first file's size (from its header)."""
         if self.image_size is not None:
             return (self.channels, self.image_size, self.image_size)
-        try:
-            with Image.open(first) as im:
-                w, h = im.size
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise DatasetError(f"{self.NAME}: cannot read {first} as an image ({err}): replace or remove it") from None
+        with open_image(first, self._unreadable(first)) as im:
+            w, h = im.size
         return (self.channels, h, w)
+
+    def _unreadable(self, file: Path):
+        return lambda why: DatasetError(f"{self.NAME}: cannot read {file} as an image ({why}): replace or remove it")
 
     def read(self, file: Path) -> np.ndarray:
         """One image as uint8 [C, H, W] (what :class:`IndexedImages` calls, in loader workers too)."""
-        try:
-            with Image.open(file) as im:
-                im = ImageOps.exif_transpose(im)
-                if im.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey (PNG): scale to 8 bits
-                    im = Image.fromarray((np.asarray(im, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
-                im = im.convert("L" if self.channels == 1 else "RGB")
-                if self.image_size is not None:
-                    im = _square(im, self.image_size, self.resize)
-                array = np.asarray(im, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise DatasetError(f"{self.NAME}: cannot read {file} as an image ({err}): replace or remove it") from None
+        with open_image(file, self._unreadable(file)) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey (PNG): scale to 8 bits
+                im = Image.fromarray((np.asarray(im, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
+            im = im.convert("L" if self.channels == 1 else "RGB")
+            if self.image_size is not None:
+                im = _square(im, self.image_size, self.resize)
+            array = np.asarray(im, dtype=np.uint8)
         return array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy()
 
 
