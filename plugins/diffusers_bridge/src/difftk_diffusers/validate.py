@@ -1,8 +1,8 @@
 """The one validator of the JSON files the bridge reads: bounded before parsing, typed key by key.
 
 Every file is untrusted. :func:`read_json` refuses a file over :data:`MAX_BYTES` or nested deeper
-than :data:`MAX_DEPTH` before ``json.loads`` sees it (a 100,000-deep array would otherwise end in
-a RecursionError), and the typed readers (:func:`integer`, :func:`number`, :func:`numbers`, …)
+than :data:`MAX_DEPTH` before ``json.loads`` sees it (through :mod:`difftk.runtime.untrusted`;
+a 100,000-deep array would otherwise end in a RecursionError), and the typed readers (:func:`integer`, :func:`number`, :func:`numbers`, …)
 check a value's type and range before anything is built from it, so that no config can ask for
 an allocation it did not bound. Each problem is one :class:`CheckpointError` line naming the
 file, the key, what it holds and what would be right.
@@ -10,15 +10,13 @@ file, the key, what it holds and what would be right.
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from difftk.errors import CheckpointError
+from difftk.runtime import untrusted
 
 #: the largest JSON file read (a trained_betas list of 10⁶ values is about 25 MB)
 MAX_BYTES = 32 * 2**20
@@ -27,37 +25,25 @@ MAX_DEPTH = 32
 #: the longest list a config key may hold, trained_betas aside (those are bounded by num_train_timesteps)
 MAX_LIST = 64
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-
-
-def nesting_depth(text: bytes) -> int:
-    """How deep ``[`` and ``{`` nest in JSON ``text`` (brackets inside strings do not count)."""
-    brackets = np.frombuffer(_STRING.sub(b'""', text), dtype=np.uint8)
-    steps = (np.isin(brackets, (ord("["), ord("{"))).astype(np.int64)
-             - np.isin(brackets, (ord("]"), ord("}"))).astype(np.int64))
-    return int(np.cumsum(steps).max(initial=0))
-
-
 def read_json(path: Path, what: str) -> dict[str, Any]:
-    """The JSON object in ``path`` (``what`` names the file's role for the messages), bounded in size and depth."""
+    """The JSON object in ``path`` (``what`` names the file's role for the messages), bounded in
+    size and depth by the core's untrusted-text reader before anything is parsed."""
+
+    def error(reason: str) -> CheckpointError:
+        return CheckpointError(f"{path}: {reason}")
+
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
-            raise CheckpointError(f"{path}: {size:,} bytes is too large for {what} (at most {MAX_BYTES:,})")
+            raise error(f"{size:,} bytes is too large for {what} (at most {MAX_BYTES:,})")
         text = path.read_bytes()
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file ({what})") from None
+        raise error(f"no such file ({what})") from None
     except OSError as err:
         raise CheckpointError(f"{path} cannot be read ({err.strerror or err})") from None
-    depth = nesting_depth(text)
-    if depth > MAX_DEPTH:
-        raise CheckpointError(f"{path}: JSON nested {depth:,} deep is not {what} (at most {MAX_DEPTH} levels)")
-    try:
-        data = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise CheckpointError(f"{path} cannot be read as {what}: {' '.join(str(err).split())[:200]}") from None
+    data = untrusted.read_json(text, what=what, max_bytes=MAX_BYTES, max_depth=MAX_DEPTH, error=error)
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: {what} is a JSON object, not a {type(data).__name__}")
+        raise error(f"{what} is a JSON object, not a {type(data).__name__}")
     return data
 
 
