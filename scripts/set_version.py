@@ -15,7 +15,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 VERSION = re.compile(r'^version = "[^"]*"$', re.M)
-CORE_RANGE = re.compile(r'"difftk-core[^"]*"')
+CORE_RANGE = re.compile(r'"difftk-core[<>=!~][^"]*"')  # a requirement, never the name = "difftk-core" line
 
 
 def core_range(version: str) -> str:

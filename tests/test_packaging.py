@@ -24,6 +24,7 @@ def project(folder: Path) -> dict:
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_distribution_has_the_one_version_and_requires_a_core_of_it(folder):
     meta = project(folder)["project"]
+    assert re.fullmatch(r"difftk-[a-z]+(-[a-z]+)*", meta["name"]), meta["name"]
     assert meta["version"] == VERSION, f"{folder.name}: run python scripts/set_version.py {VERSION}"
     for text in meta.get("dependencies", []):
         requirement = Requirement(text)
