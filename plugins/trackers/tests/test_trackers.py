@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import wandb_records
 from click.testing import CliRunner
 from difftk.checkpoint.files import read_checkpoint
 from difftk_cli.main import cli
 from PIL import Image
-
-import wandb_records
 
 LR = 3e-3
 
