@@ -20,7 +20,8 @@ if [ "$built" != "$expected" ]; then
 fi
 version=$(.venv/bin/python -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 python3 -m venv "$work/venv"
-PIP=("$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+# --no-compile: byte-compiling all of torch at install costs more CPU than this check ever imports
+PIP=("$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile)
 # torch first, the build the development environment has (pip's cache or find-links serve the file
 # it already downloaded), so that nothing pulls another build of it; then difftk from the wheels.
 "${PIP[@]}" "torch==$(.venv/bin/python -c 'import torch; print(torch.__version__)')"

@@ -138,8 +138,9 @@ def train(ctx, pipeline, **params) -> None:
                           f"{missing.split()[0].lstrip('-')} = … in the [training] section of {pipeline}")
     if nproc > 1 and not distributed.launched():
         argv = [a for a in sys.argv[1:]]
-        i = next(k for k, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
-        del argv[i:i + (1 if "=" in argv[i] else 2)]
+        i = next((k for k, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc=")), None)
+        if i is not None:  # else nproc came from the file's [training]: each process reads it, launched
+            del argv[i:i + (1 if "=" in argv[i] else 2)]
         sys.exit(distributed.launch(nproc, argv))
     if data is None and not resume:
         raise OptionError("--data names the dataset to train on (e.g. --data mnist or --data image-folder:DIR); "
