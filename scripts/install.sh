@@ -18,13 +18,21 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] && [ -x "$VENV/bin/difft
   exit 0
 fi
 PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
-# torch first, pinned: the CPU build; an unpinned torch would pull the CUDA build.
-"${PIP[@]}" "torch==2.13.0"
+# torch first, pinned, so that nothing pulls another build of it. Which build the pin gets depends on
+# the index: where pip is set up with a local CPU wheel of it (find-links, as on the project's machines)
+# or with PyTorch's CPU index, the CPU build; from PyPI alone on Linux x86-64, the CUDA build (GBs).
+# TORCH overrides the requirement, index options included, e.g.
+#   TORCH="torch==2.13.0 --index-url <PyTorch's CPU or CUDA index>" bash scripts/install.sh
+# shellcheck disable=SC2086  # TORCH is a requirement and options, split on purpose
+"${PIP[@]}" ${TORCH:-"torch==2.13.0"}
 args=(-e "core[test]" -e cli)
 for plugin in plugins/*/; do
   [ -f "$plugin/pyproject.toml" ] && args+=(-e "${plugin%/}")
 done
 "${PIP[@]}" "${args[@]}"
+# The trackers' libraries (the difftk-trackers plugin imports them only when a run logs to them),
+# pinned, for their tests: TensorBoard, MLflow's client without its server, Weights & Biases.
+"${PIP[@]}" "tensorboard==2.21.0" "mlflow-skinny==3.17.2" "wandb==0.31.0"
 # The metrics' agreement tests compare with pytorch-fid and torch-fidelity, which import torchvision.
 # torchvision 0.28.0 is the release paired with torch 2.13.0, but its PyPI wheel's compiled operators are
 # CUDA builds: beside the CPU torch its import fails ("operator torchvision::nms does not exist"), and so

@@ -94,6 +94,8 @@ class RichTrainReporter(Reporter):
         self.progress.update(self.task, completed=step, loss=f"{self._sum / self._count:.4f}")
 
     def log(self, record: Mapping[str, Any]) -> None:
+        if "loss" not in record:  # a measurement: said through note()
+            return
         self._sum, self._count = 0.0, 0
         if not self.console.is_terminal:
             self.console.print(f"step {record['step']:,}/{self.total:,}  loss {record['loss']:.4f}  lr {record['lr']:.3g}")

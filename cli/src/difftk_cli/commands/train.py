@@ -20,8 +20,10 @@ from difftk.training.config import LR_SCHEDULES, TrainConfig, changed_settings
 from difftk.training.job import resume_data, resume_state
 from difftk.training.job import train as run_training
 from difftk.training.rundir import RunPaths
+from difftk.training.tracking import Tracking, create_loggers
 from rich.markup import escape
 
+from difftk_cli import experiment
 from difftk_cli.console import out
 from difftk_cli.options import DATA_OPTION, parse_data, parse_data_options
 from difftk_cli.progress import RichTrainReporter
@@ -35,9 +37,10 @@ def _default(name: str):
     return attrs.fields_dict(TrainConfig)[name].default
 
 
-def _given(ctx: click.Context, options: dict) -> dict:
-    """The options the user gave on the command line (on --resume the rest keep the run's values)."""
-    return {k: v for k, v in options.items() if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
+def _given(ctx: click.Context, options: dict, from_file: set[str]) -> dict:
+    """The options the user gave, on the command line or in the file's [training] (on --resume the
+    rest keep the run's values)."""
+    return {k: v for k, v in options.items() if k in from_file or ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
 
 
 @click.command()
@@ -46,9 +49,11 @@ def _given(ctx: click.Context, options: dict) -> dict:
               help="Dataset to train on, with its path when it reads one (e.g. mnist, cifar10:/data/cifar); "
               "on --resume the run's own.")
 @DATA_OPTION
-@click.option("--steps", type=click.IntRange(min=1), required=True, help="Train up to this many optimizer steps in total.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
-              help="Run directory: checkpoint.safetensors, samples/step_XXXXXX.png, log.jsonl.")
+@click.option("--steps", type=click.IntRange(min=1), help="Train up to this many optimizer steps in total (required, here "
+              "or in [training]).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Run directory: checkpoint.safetensors, samples/step_XXXXXX.png, log.jsonl (required, here or in "
+              "[training]).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint, exactly.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=_default("batch_size"), show_default=True, help="Examples per step.")
 @click.option("--lr", type=click.FloatRange(min=0, max=1, min_open=True), default=_default("lr"), show_default=True,
@@ -93,8 +98,11 @@ def _given(ctx: click.Context, options: dict) -> dict:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes to train in (torch.distributed DDP via torchrun): each takes B of a global batch of N×B.")
+@click.option("--log-to", "log_to", metavar="NAME[,NAME]", multiple=True,
+              help="Also send the run's configuration, records and sample grids to these loggers "
+              "(tensorboard, mlflow, wandb: in the run directory, offline); repeatable.")
 @click.pass_context
-def train(ctx, pipeline, data, data_options, steps, out_dir, resume, device, nproc, **options) -> None:
+def train(ctx, pipeline, **params) -> None:
     """Train PIPELINE (a TOML file from `difftk compose`) on a dataset.
 
     The denoiser's data options (in_channels, image_size, num_classes) are taken from the
@@ -102,6 +110,10 @@ def train(ctx, pipeline, data, data_options, steps, out_dir, resume, device, npr
     Samples are drawn with an EMA of the weights. Ctrl-C writes a checkpoint and stops;
     --resume continues bit for bit. On --resume, options left out keep the run's values, and
     the data is the run's own (--data may be left out; other data is refused).
+
+    PIPELINE may hold a [training] section with any of these options (without their dashes,
+    e.g. steps = 2000, data = "mnist", log_to = ["tensorboard"]): then `difftk train
+    exp.toml` alone runs the experiment, and the options given here override the file's.
 
     \b
     Examples:
@@ -113,11 +125,22 @@ def train(ctx, pipeline, data, data_options, steps, out_dir, resume, device, npr
       difftk train p.toml --data two-moons --steps 2000 --out runs/moons --eval-every 200 --eval-metric sliced-wasserstein
       difftk train p.toml --data mnist --steps 2000 --out runs/ddp --nproc 2
       torchrun --nproc-per-node 4 -m difftk_cli train p.toml --data mnist --steps 2000 --out runs/ddp
+      difftk train exp.toml --log-to tensorboard,mlflow,wandb
     """
+    PipelineSpec.load(pipeline)  # a missing or broken file is said before its [training] is read
+    params, from_file = experiment.merge(ctx, pipeline, params)
+    data, data_options, steps, out_dir, resume, device, nproc, log_to = (
+        params.pop(k) for k in ("data", "data_options", "steps", "out_dir", "resume", "device", "nproc", "log_to"))
+    options = params
+    if steps is None or out_dir is None:
+        missing = "--steps N" if steps is None else "--out DIR"
+        raise OptionError(f"{missing} is needed: give it on the command line, or as "
+                          f"{missing.split()[0].lstrip('-')} = … in the [training] section of {pipeline}")
     if nproc > 1 and not distributed.launched():
         argv = [a for a in sys.argv[1:]]
-        i = next(k for k, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
-        del argv[i:i + (1 if "=" in argv[i] else 2)]
+        i = next((k for k, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc=")), None)
+        if i is not None:  # else nproc came from the file's [training]: each process reads it, launched
+            del argv[i:i + (1 if "=" in argv[i] else 2)]
         sys.exit(distributed.launch(nproc, argv))
     if data is None and not resume:
         raise OptionError("--data names the dataset to train on (e.g. --data mnist or --data image-folder:DIR); "
@@ -126,7 +149,7 @@ def train(ctx, pipeline, data, data_options, steps, out_dir, resume, device, npr
     ranks, device = distributed.init(resolve_device(device))
     try:
         _train(ctx, pipeline, given_data, parse_data_options(data_options), steps, out_dir, resume, device, ranks,
-               options)
+               options, from_file, [n.strip() for text in log_to for n in text.split(",") if n.strip()])
     finally:
         distributed.finish()
 
@@ -142,9 +165,11 @@ def _check_eval(settings: dict, given: dict) -> None:
                           "(`difftk plugins` lists them)")
 
 
-def _train(ctx, pipeline, given_data, data_options, steps, out_dir, resume, device, ranks, options) -> None:
+def _train(ctx, pipeline, given_data, data_options, steps, out_dir, resume, device, ranks, options, from_file,
+           log_to) -> None:
     if not ranks.main:  # one console: rank 0 prints, the others train quietly
         out.quiet = True
+    loggers = create_loggers(log_to) if ranks.main else {}  # an unknown name or a missing library: before any work
     paths = RunPaths(Path(out_dir))
     if resume and ranks.main:  # a live run is refused first, though it may not have a checkpoint yet
         paths.check_unlocked()
@@ -152,11 +177,11 @@ def _train(ctx, pipeline, given_data, data_options, steps, out_dir, resume, devi
     options["eval_metrics"] = tuple(n.strip() for text in options["eval_metrics"] for n in text.split(",") if n.strip())
     if not resume:
         _check_eval(options, options)
-    overrides = {"steps": steps, **(_given(ctx, options) if resume else options)}
+    overrides = {"steps": steps, **(_given(ctx, options, from_file) if resume else options)}
     checkpoint = None
     if resume:
         checkpoint, config = resume_state(out_dir, **overrides)
-        _check_eval(attrs.asdict(config), _given(ctx, options))
+        _check_eval(attrs.asdict(config), _given(ctx, options, from_file))
         changed = changed_settings(checkpoint.train_config, config)
         if changed and ranks.main:
             out.print(escape(f"resuming with changed settings: {'; '.join(changed)}"))
@@ -170,8 +195,10 @@ def _train(ctx, pipeline, given_data, data_options, steps, out_dir, resume, devi
         dataset, dataset_spec = resume_data(checkpoint.dataset, given_data, data_options)
     else:
         dataset, dataset_spec = load_dataset(*given_data, options=data_options)
+    reporter = RichTrainReporter(out)
     result = run_training(spec, dataset, config, out=out_dir, resume=resume, device=device, source=pipeline,
-                          reporter=RichTrainReporter(out), dataset_spec=dataset_spec, checkpoint=checkpoint)
+                          reporter=Tracking(loggers, reporter) if loggers else reporter, dataset_spec=dataset_spec,
+                          checkpoint=checkpoint)
     if result.interrupted:
         again = shlex.join(["difftk", "train", pipeline, "--steps", str(config.steps), "--out", out_dir, "--resume"])
         by = signal.Signals(result.signal).name if result.signal else "SIGINT"

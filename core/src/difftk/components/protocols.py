@@ -173,6 +173,28 @@ class Metric(Protocol):
     def evaluate(self, context: Any) -> Any: ...
 
 
+@runtime_checkable
+class Logger(Protocol):
+    """A tracker that receives what a training run records (``difftk train --log-to NAME``).
+
+    Contract: ``start(run)`` once, before the first step, with a
+    :class:`difftk.training.tracking.RunStart` (the run directory, the step it starts at and the
+    run's configuration); ``log(record)`` with every record appended to log.jsonl, loss records
+    (``step``, ``loss``, ``lr``, ``grad_norm``, ``time``) and measurements (``step``, ``metric``,
+    ``value``, ``spread``, …); ``image(path, step)`` with every sample grid written (a PNG);
+    ``finish()`` once, however the run ends. A library the logger needs and cannot import is a
+    one-line :class:`~difftk.errors.DifftkError` when the logger is created, naming what to install.
+    """
+
+    def start(self, run: Any) -> None: ...
+
+    def log(self, record: Any) -> None: ...
+
+    def image(self, path: Any, step: int) -> None: ...
+
+    def finish(self) -> None: ...
+
+
 #: the protocol each component kind is checked against when a plugin registers it
 PROTOCOLS: dict[str, type] = {
     "schedule": NoiseSchedule,
@@ -183,6 +205,7 @@ PROTOCOLS: dict[str, type] = {
     "classifier": Classifier,
     "dataset": Dataset,
     "metric": Metric,
+    "logger": Logger,
 }
 
 

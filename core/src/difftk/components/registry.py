@@ -20,7 +20,8 @@ from difftk.errors import DifftkError, OptionError, UnknownComponentError, did_y
 from difftk.options import option_fields, parse_value
 
 #: The component kinds, in the order a pipeline lists them.
-KINDS: tuple[str, ...] = ("schedule", "denoiser", "objective", "sampler", "guidance", "classifier", "dataset", "metric")
+KINDS: tuple[str, ...] = ("schedule", "denoiser", "objective", "sampler", "guidance", "classifier", "dataset", "metric",
+                         "logger")
 
 
 class RegistrationError(DifftkError):
@@ -249,6 +250,10 @@ class Registrar:
     def add_metric(self, name: str, cls: type) -> None:
         """Register a Metric."""
         self.add("metric", name, cls)
+
+    def add_logger(self, name: str, cls: type) -> None:
+        """Register a Logger: a tracker that ``difftk train --log-to NAME`` sends the run's records to."""
+        self.add("logger", name, cls)
 
     def add_checkpoint(self, name: str, path: str | Path, summary: str = "") -> None:
         """Register a trained checkpoint shipped inside the plugin's package (a file written by

@@ -21,6 +21,8 @@ from difftk.runtime.untrusted import read_json, read_toml
 #: The kinds a pipeline holds, in order; schedule and sampler are required.
 PIPELINE_KINDS: tuple[str, ...] = ("schedule", "denoiser", "objective", "sampler", "guidance")
 REQUIRED_KINDS: tuple[str, ...] = ("schedule", "sampler")
+#: the section of an experiment file that holds the settings of ``difftk train``; a spec ignores it
+TRAINING_SECTION = "training"
 FORMAT = 1
 
 
@@ -130,9 +132,10 @@ class PipelineSpec:
             raise SpecError(f"{source}: [difftk] format = {_shown(fmt)} is not a whole number: write format = {FORMAT}")
         if fmt != FORMAT:
             raise SpecError(f"{source}: pipeline format {fmt} is not supported (this difftk reads format {FORMAT})")
-        unknown = [k for k in data if k not in PIPELINE_KINDS and k != "difftk"]
+        unknown = [k for k in data if k not in PIPELINE_KINDS and k not in ("difftk", TRAINING_SECTION)]
         if unknown:
-            raise SpecError(f"{source}: unknown section [{str(unknown[0])[:60]}] (sections: {', '.join(PIPELINE_KINDS)})")
+            raise SpecError(f"{source}: unknown section [{str(unknown[0])[:60]}] (sections: "
+                            f"{', '.join(PIPELINE_KINDS)}, and {TRAINING_SECTION} for difftk train)")
         comps = {}
         for kind in PIPELINE_KINDS:
             if kind not in data:
@@ -222,4 +225,5 @@ def _toml_value(value: Any) -> str:
 
 
 
-__all__ = ["FORMAT", "PIPELINE_KINDS", "REQUIRED_KINDS", "ComponentSpec", "PipelineSpec", "component_options"]
+__all__ = ["FORMAT", "PIPELINE_KINDS", "REQUIRED_KINDS", "TRAINING_SECTION", "ComponentSpec", "PipelineSpec",
+           "component_options"]

@@ -87,13 +87,14 @@ class TrainingMetrics:
                 results.append(result)
         return results
 
-    def write(self, results: list[MetricResult], step: int, log: IO[str] | None) -> None:
-        """Append the records of ``results`` to the open log (when there is one)."""
-        if log is None:
-            return
-        for result in results:
-            log.write(json.dumps(metric_record(step, result)) + "\n")
-        log.flush()
+    def write(self, results: list[MetricResult], step: int, log: IO[str] | None) -> list[dict[str, Any]]:
+        """Append the records of ``results`` to the open log (when there is one); return them."""
+        records = [metric_record(step, result) for result in results]
+        if log is not None:
+            for record in records:
+                log.write(json.dumps(record) + "\n")
+            log.flush()
+        return records
 
     def description(self) -> str:
         """What is measured when, in words, for the start of a run."""

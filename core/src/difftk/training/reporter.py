@@ -24,8 +24,8 @@ class Reporter:
         """Step ``step`` finished with ``loss`` at learning rate ``lr``."""
 
     def log(self, record: Mapping[str, Any]) -> None:
-        """A loss record (what log.jsonl gets): step, mean loss of the window, lr, grad norm. Measurements
-        (``eval_metrics``) are said through :meth:`note`."""
+        """A record appended to log.jsonl: a loss record (step, mean loss of the window, lr, grad norm,
+        time) or a measurement of ``eval_metrics`` (step, ``metric``, value, spread, …; no ``loss``)."""
 
     def wrote(self, what: str, path: Path, step: int) -> None:
         """A file was written: ``what`` is ``"checkpoint"`` or ``"samples"``."""

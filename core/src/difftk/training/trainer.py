@@ -204,11 +204,12 @@ class Trainer(CheckpointState):
         return Model(pipeline=self.pipeline, denoiser=self.ema, data=self.dataset_info)
 
     def measure(self, reporter: Reporter, log: Any) -> None:
-        """Score ``eval_metrics`` on the EMA model at this step; append the records to the log."""
+        """Score ``eval_metrics`` on the EMA model at this step; append the records to the log and tell ``reporter``."""
         assert self.measures is not None
         reporter.note(f"step {self.step:,}: measuring {', '.join(self.measures.metrics)}")
         results = self.measures.measure(self.ema_model(), self.step)
-        self.measures.write(results, self.step, log)
+        for record in self.measures.write(results, self.step, log):
+            reporter.log(record)
         self.measured += [(self.step, r) for r in results]
         for result in results:
             reporter.note(f"step {self.step:,}: {result}")
