@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The guidance study (docs/guidance_study.md): for each shipped model and each guidance method, accuracy
-# and KID over the method's main parameter, with `difftk compare` on DDIM at 25 steps, the same seeds in
+# The guidance study (docs/guidance_study.md): for each shipped model and each guidance method, accuracy,
+# KID and FID (METRICS) over the method's main parameter, with `difftk compare` on DDIM at 25 steps, the same seeds in
 # every cell (Welch's t against the cell difftk compare names). One output folder per model and method.
 #   N=1000 SEEDS=0,1,2 MODELS="mnist-cfg mnist-flow" bash benchmarks/guidance_study.sh [OUT]   (the study)
-#   PILOT=1 N=100 SEEDS=0,1 MODELS=mnist-flow bash benchmarks/guidance_study.sh runs/guidance-pilot  (the pilot:
-#   one operating point per method, plain cfg at 0 and 3)
+#   PILOT=1 N=100 SEEDS=0,1 MODELS=mnist-flow METRICS="accuracy fid" bash benchmarks/guidance_study.sh runs/guidance-pilot
+#   (the pilot: one operating point per method, plain cfg at 0 and 3; KID is noise at n = 100)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=.venv/bin/difftk
@@ -13,7 +13,9 @@ N="${N:-1000}"
 SEEDS="${SEEDS:-0,1,2}"
 MODELS="${MODELS:-mnist-cfg mnist-flow}"
 STEPS="${STEPS:-25}"
-common=(--metric accuracy --metric kid --sampler ddim --steps "$STEPS" -n "$N" --seed "$SEEDS")
+METRICS="${METRICS:-accuracy kid fid}"
+common=(--sampler ddim --steps "$STEPS" -n "$N" --seed "$SEEDS")
+for metric in $METRICS; do common+=(--metric "$metric"); done
 for model in $MODELS; do
   run() {  # run NAME GUIDANCE SCALES [--set guidance.X=V ...]
     local name=$1 guidance=$2 scales=$3; shift 3

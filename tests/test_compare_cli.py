@@ -70,7 +70,7 @@ def test_compare_sets_a_sampler_option_on_every_cell(tmp_path):
 
 def test_compare_sets_a_guidance_option_with_every_scale(tmp_path):
     def kid(*sets):
-        result = run("compare", "mnist-cfg", "--metric", "kid", "--steps", 2, "-n", 10, "--guidance", "apg",
+        result = run("compare", "mnist-cfg", "--metric", "kid", "--steps", 1, "-n", 4, "--guidance", "apg",
                      "--scale", 2, *sets, "-o", tmp_path)
         assert result.exit_code == 0, result.output
         return float(next(csv.DictReader((tmp_path / "compare.csv").open()))["value"])

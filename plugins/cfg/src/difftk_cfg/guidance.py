@@ -15,16 +15,6 @@ from difftk.maths.terminal import for_sampling
 from difftk.options import option
 
 
-def interval_option() -> Any:
-    return option(None, help="guide only where σ = √((1−ᾱ)/ᾱ) lies in (σ_lo, σ_hi], e.g. 0.28,5.42 "
-                  "(Kynkäänniemi et al. 2024); elsewhere the conditional model; none = every σ", ge=0.0, optional=True)
-
-
-def check_interval(owner: str, interval: tuple[float, ...] | None) -> None:
-    if interval is not None and (len(interval) != 2 or not interval[0] < interval[1]):
-        raise OptionError(f"{owner}: option interval={interval!r} must be two noise levels σ_lo < σ_hi, e.g. 0.28,5.42")
-
-
 class LabelDropout:
     """What every guidance of this plugin shares: label dropout in training (Ho & Salimans 2022,
     Algorithm 1), the check that a model was trained with it, and the refusal of an unconditional
@@ -87,10 +77,14 @@ class ClassifierFreeGuidance(LabelDropout):
     p_uncond: float = option(0.1, help="training: probability of replacing a label by the null class", ge=0.0, lt=1.0)
     rescale: float = option(0.0, help="φ of Lin et al. 2024 §3.4: bring the guided output's std back to the conditional one's "
                             "(0 = off, 0.7 in the paper)", ge=0.0, le=1.0)
-    interval: tuple[float, ...] | None = interval_option()
+    interval: tuple[float, ...] | None = option(None, help="guide only where σ = √((1−ᾱ)/ᾱ) lies in (σ_lo, σ_hi], e.g. "
+                                                "0.28,5.42 (Kynkäänniemi et al. 2024); elsewhere the conditional model; "
+                                                "none = every σ", ge=0.0, optional=True)
 
     def __attrs_post_init__(self) -> None:
-        check_interval(self.label, self.interval)
+        if self.interval is not None and (len(self.interval) != 2 or not self.interval[0] < self.interval[1]):
+            raise OptionError(f"{self.label}: option interval={self.interval!r} must be two noise levels σ_lo < σ_hi, "
+                              "e.g. 0.28,5.42")
 
     def wrap(self, denoiser: Denoiser, schedule: NoiseSchedule) -> CFGDenoiser:
         """The guided denoiser (the schedule gives σ(t) for ``interval``)."""
