@@ -34,7 +34,7 @@ def weak(prediction="eps", widen=2.0):
 @given(seed=st.integers(0, 2**31 - 1), w=st.floats(0.0, 6.0), ours=st.sampled_from(PREDICTIONS),
        theirs=st.sampled_from(PREDICTIONS), conditional=st.booleans())
 def test_autoguidance_is_one_plus_w_model_minus_w_guide_in_any_parameterisation(seed, w, ours, theirs, conditional):
-    """(1+w)·D₁ − w·D₀ (Karras et al. 2024, §3), checked in ε; D₀ may predict in another parameterisation,
+    """(1+w)·D₁ − w·D₀ (Karras et al. 2024), checked in ε; D₀ may predict in another parameterisation,
     and an unconditional pair (cond = None) is guided too."""
     g = torch.Generator().manual_seed(seed)
     x = 3 * torch.randn((4, 2), generator=g, dtype=torch.float64)

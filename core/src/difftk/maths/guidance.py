@@ -21,7 +21,7 @@ def _dims(x: torch.Tensor) -> list[int]:
 
 def extrapolate(pred_c: torch.Tensor, pred_u: torch.Tensor, w: Any) -> torch.Tensor:
     """(1+w)·pred_c − w·pred_u = pred_c + w·(pred_c − pred_u) (Ho & Salimans 2022, eq. 6; Karras et
-    al. 2024, §3, with the guiding model D₀ in place of pred_u). ``w``: a float or a [B, 1, …] tensor."""
+    al. 2024, with the guiding model D₀ in place of pred_u). ``w``: a float or a [B, 1, …] tensor."""
     return pred_c + w * (pred_c - pred_u)
 
 
@@ -31,7 +31,7 @@ def sigma_of(alpha_bar: torch.Tensor) -> torch.Tensor:
 
 
 def in_interval(alpha_bar: torch.Tensor, interval: tuple[float, float] | None) -> torch.Tensor:
-    """[B] bool: σ(ᾱ) ∈ (σ_lo, σ_hi], where guidance applies (Kynkäänniemi et al. 2024, §3); all
+    """[B] bool: σ(ᾱ) ∈ (σ_lo, σ_hi], where guidance applies (Kynkäänniemi et al. 2024); all
     True without an interval."""
     if interval is None:
         return torch.ones(alpha_bar.shape, dtype=torch.bool, device=alpha_bar.device)
@@ -49,14 +49,14 @@ def rescale(guided: torch.Tensor, pred_c: torch.Tensor, phi: float) -> torch.Ten
 
 
 def project(v0: torch.Tensor, v1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(v0∥, v0⊥): v0 split into its part along v1 and the rest, per example (Sadat et al. 2024, §4)."""
+    """(v0∥, v0⊥): v0 split into its part along v1 and the rest, per example (Sadat et al. 2024)."""
     unit = v1 / v1.flatten(1).norm(dim=1).clamp_min(torch.finfo(v1.dtype).tiny).view(-1, *[1] * (v1.ndim - 1))
     parallel = (v0 * unit).sum(dim=_dims(v0), keepdim=True) * unit
     return parallel, v0 - parallel
 
 
 def apg(pred_c: torch.Tensor, diff: torch.Tensor, w: float, eta: float, r: float) -> torch.Tensor:
-    """Adaptive projected guidance on denoised predictions (Sadat et al. 2024, §4):
+    """Adaptive projected guidance on denoised predictions (Sadat et al. 2024):
     Δ = D_c − D_u (or its momentum average, given as ``diff``), rescaled to norm ≤ r (r = 0: off), split
     along D_c, and D̂ = D_c + w·(Δ⊥ + η·Δ∥) (the paper's w − 1 is this w)."""
     if r > 0:

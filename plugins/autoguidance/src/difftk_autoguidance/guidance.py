@@ -1,4 +1,4 @@
-"""Autoguidance (Karras et al. 2024, §3): guide a model with a weaker version of itself."""
+"""Autoguidance (Karras et al. 2024): guide a model with a weaker version of itself."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ CHECK_TIMES = torch.linspace(0.0, 1.0, 65, dtype=torch.float64)
 
 @attrs.frozen
 class Autoguidance:
-    """Autoguidance: D̃(x; σ, c) = (1+w)·D₁(x; σ, c) − w·D₀(x; σ, c) (Karras et al. 2024, §3, with
+    """Autoguidance: D̃(x; σ, c) = (1+w)·D₁(x; σ, c) − w·D₀(x; σ, c) (Karras et al. 2024, with
     their weight 1 + w).
 
     D₁ is the model sampled, D₀ (``guide``) a weaker model of the same task and conditioning: in

@@ -14,7 +14,7 @@ from difftk_cfg.guidance import LabelDropout, PairedDenoiser
 
 @attrs.frozen
 class AdaptiveProjectedGuidance(LabelDropout):
-    """APG (Sadat et al. 2024, §4, Algorithm 1), on the denoised predictions D = x̂₀:
+    """APG (Sadat et al. 2024), on the denoised predictions D = x̂₀:
 
         Δ_k = D_c − D_u + β·Δ_{k−1}        (momentum over the draw's denoiser calls, Δ_{−1} = 0)
         Δ ← Δ·min(1, r/‖Δ‖)                (norm threshold r; r = 0: off)
@@ -22,7 +22,7 @@ class AdaptiveProjectedGuidance(LabelDropout):
         D̂ = D_c + w·(Δ⊥ + η·Δ∥)
 
     ``scale`` is the paper's w − 1 (our w = 0 is the conditional model); η = 1, r = 0, β = 0 is cfg.
-    The parallel part is what oversaturates (§4.1), so the paper's η is 0; β < 0 (−0.5 in the paper)
+    The parallel part is what oversaturates, so the paper's η is 0; β < 0 (−0.5 in the paper)
     pushes away from the previous steps' update. The momentum is state across the steps of one
     draw, per example: the core resets it before every batch (``reset``), so batches and repeated
     draws never share it.

@@ -16,7 +16,7 @@ from difftk_cfg.guidance import LabelDropout, PairedDenoiser
 @attrs.frozen
 class CFGPlusPlus(LabelDropout):
     """CFG++: x̂₀ from ε_λ = ε(x,∅) + λ·(ε(x,c) − ε(x,∅)), re-noised with ε(x,∅) (Chung et al. 2024,
-    Algorithm 1: x_s = √ᾱ_s·x̂₀(ε_λ) + √(1−ᾱ_s)·ε(x,∅)).
+    their DDIM update: x_s = √ᾱ_s·x̂₀(ε_λ) + √(1−ᾱ_s)·ε(x,∅)).
 
     Defined for the samplers whose step is DDIM's, x_s = √ᾱ_s·x̂₀ + c·ε̂ (+ σ·z), taking x̂₀ and ε̂
     apart (those that declare ``renoise``: ``ddim``, any η; the paper's is η = 0). Every other sampler

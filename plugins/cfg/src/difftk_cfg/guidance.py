@@ -69,7 +69,7 @@ class ClassifierFreeGuidance(LabelDropout):
 
     ``rescale`` φ (Lin et al. 2024, §3.4): out̃ ← φ·out̃·std(out_c)/std(out̃) + (1−φ)·out̃, per
     example, in the denoiser's own parameterisation (the paper's v-model, diffusers' any).
-    ``interval`` (Kynkäänniemi et al. 2024, §3): guidance only where σ(t) ∈ (σ_lo, σ_hi]; elsewhere
+    ``interval`` (Kynkäänniemi et al. 2024): guidance only where σ(t) ∈ (σ_lo, σ_hi]; elsewhere
     the conditional model (their weight 1, our w = 0).
     """
 
