@@ -64,8 +64,23 @@ def test_compare_sets_a_sampler_option_on_every_cell(tmp_path):
     assert kid() == kid("--set", "sampler.eta=0") != kid("--set", "sampler.eta=1")
     assert "eta" in one_line_error(
         run("compare", "mnist-cfg", "--metric", "kid", "--sampler", "ddim", "--set", "sampler.eta=x", "-o", tmp_path))
-    assert "only metric and sampler options" in one_line_error(
-        run("compare", "mnist-cfg", "--metric", "kid", "--set", "guidance.scale=2", "-o", tmp_path))
+    assert "only metric, sampler, guidance options" in one_line_error(
+        run("compare", "mnist-cfg", "--metric", "kid", "--set", "schedule.T=2", "-o", tmp_path))
+
+
+def test_compare_sets_a_guidance_option_with_every_scale(tmp_path):
+    def kid(*sets):
+        result = run("compare", "mnist-cfg", "--metric", "kid", "--steps", 1, "-n", 4, "--guidance", "apg",
+                     "--scale", 2, *sets, "-o", tmp_path)
+        assert result.exit_code == 0, result.output
+        return float(next(csv.DictReader((tmp_path / "compare.csv").open()))["value"])
+
+    # the same seed, so only the option can move the value: η = 1 is cfg, η = 0 (the default) drops Δ∥
+    assert kid() != kid("--set", "guidance.eta=1")
+    assert "eta" in one_line_error(run("compare", "mnist-cfg", "--metric", "kid", "--guidance", "apg", "--scale", 1,
+                                       "--set", "guidance.eta=2", "-o", tmp_path))
+    assert "applies with each --scale" in one_line_error(
+        run("compare", "mnist-cfg", "--metric", "kid", "--set", "guidance.eta=0", "-o", tmp_path))
 
 
 def test_compare_reports_the_nfe_of_each_cell(tmp_path):

@@ -45,6 +45,10 @@ ELSEWHERE = {
     ("denoiser", "diffusers-unet"): "plugins/diffusers_bridge/tests/test_diffusers_components.py",
     ("guidance", "cfg"): "tests/test_guidance.py",
     ("guidance", "classifier"): "tests/test_guidance.py",
+    ("guidance", "cfg++"): "plugins/cfg/tests/test_guidance_rules.py",
+    ("guidance", "apg"): "plugins/cfg/tests/test_guidance_rules.py",
+    ("guidance", "cfg-zero-star"): "plugins/cfg/tests/test_guidance_rules.py",
+    ("guidance", "autoguidance"): "plugins/autoguidance/tests/test_autoguidance.py",
 }
 #: the kinds whose every component is checked by a file of its own
 KIND_CHECKS = {"dataset": "plugins/datasets/tests/test_dataset_conformance.py",

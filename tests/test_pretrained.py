@@ -52,6 +52,20 @@ def test_mnist_flow_is_shipped_small_and_is_the_time_to_quality_recipe():
     assert ckpt.step == ckpt.train_config["steps"] == 1868 and ckpt.train_config["lr_schedule"] == "cosine"
 
 
+def test_mnist_flow_weak_is_mnist_flows_recipe_smaller_and_shorter():
+    """scripts/train_mnist_flow_weak.sh's model, the autoguidance companion of mnist-flow (Karras et al.
+    2024): the same schedule, objective, prediction and data, a tenth of the parameters, a third of the steps."""
+    ckpt, spec = shipped_class_conditional("mnist-flow-weak")
+    _, strong = shipped_class_conditional("mnist-flow")
+    for kind in ("schedule", "objective"):
+        assert spec[kind] == strong[kind]
+    weak, full = spec["denoiser"].options_dict, strong["denoiser"].options_dict
+    assert weak["prediction"] == full["prediction"] == "flow" and weak["base_channels"] == 8 and weak["channel_mult"] == [1, 2, 4]
+    assert ckpt.step == ckpt.train_config["steps"] == 600
+    assert sum(p.numel() for p in load("mnist-flow-weak").denoiser.parameters()) * 9 < sum(
+        p.numel() for p in load("mnist-flow").denoiser.parameters())
+
+
 @pytest.mark.parametrize("name", ["mnist-cfg", "mnist-flow"])
 def test_a_shipped_model_draws_the_requested_digit_shapes(name):
     """Ten cfg-guided DDIM steps, x̂₀ not clipped, give a bright digit-sized blob on a dark

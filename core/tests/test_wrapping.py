@@ -36,3 +36,36 @@ def test_the_base_passes_the_output_through():
     inner = TinyDenoiser(in_channels=1)
     x, t = torch.randn(3, 1, 2, 2), torch.rand(3)
     assert torch.equal(DenoiserWrapper(inner)(x, t), inner(x, t))
+
+
+class Counting(DenoiserWrapper):
+    """Counts its calls within a draw, as APG's momentum or CFG-Zero*'s zero-init do."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.calls = 0
+
+    def reset(self):
+        self.calls = 0
+
+    def transform(self, x_t, t, cond=None):
+        self.calls += 1
+        return self.inner_output(x_t, t, cond)
+
+
+def test_reset_all_reaches_nested_wrappers_and_the_core_resets_before_every_batch():
+    import difftk
+    from difftk.components.wrapping import reset_all
+    from difftk.sampling.draw import generate
+    from difftk.testing import ReferenceLinearSchedule
+
+    inner = Counting(TinyDenoiser())
+    outer = Doubled(inner)
+    inner.calls = 5
+    reset_all(outer)
+    assert inner.calls == 0
+    seen = []
+    sampler = difftk.create("sampler", "ddim")
+    generate(outer, ReferenceLinearSchedule(T=100), sampler, (1, 3, 3), 6, steps=4, batch_size=3,
+             callback=lambda batch, info: seen.append((batch, inner.calls)) if info.index == 0 else None)
+    assert seen == [(0, 1), (1, 1)]  # each batch's first step is the first call of its draw

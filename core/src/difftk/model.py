@@ -221,9 +221,12 @@ class Model:
         Any sampler edits: :mod:`difftk.sampling.edit` hands it a truncated clock and a denoiser.
         """
         chosen = self.sampler(sampler, sampler_options)
-        denoiser, _ = self.guided(guidance, guidance_options, scale=scale)
+        denoiser, wrapper = self.guided(guidance, guidance_options, scale=scale)
         cond = self.labels(n, labels, denoiser)
         edit = self.edit(n, init, strength, mask)
+        check = getattr(wrapper, "check_sampler", None)
+        if check is not None:  # a guidance defined for some samplers only (CFG++) refuses the others
+            check(chosen, edit is not None)
         T = grid_size_of(self.schedule)
         if edit is not None and T is not None and steps is not None and edit.strength is not None:
             below = round(snap_strength(self.schedule, edit.strength) * T)

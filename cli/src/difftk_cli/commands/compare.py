@@ -89,8 +89,8 @@ def _reference(text: str | None, checkpoints, grid) -> dict[str, str]:
 @click.option("--scale", "scales", metavar="W1,W2", help="Guidance scales to compare, e.g. 0,1,3.")
 @click.option("-n", "--num", "n", type=click.IntRange(min=1), help="Samples per measurement (each metric's option n).")
 @click.option("--set", "sets", metavar="KIND.OPTION=VALUE", multiple=True,
-              help="Set a metric or sampler option (metric.n=500, sampler.clip_x0=1); repeatable. Sampler options apply "
-                   "to every sampler of the grid.")
+              help="Set a metric, sampler or guidance option (metric.n=500, sampler.clip_x0=1, guidance.eta=0); "
+                   "repeatable. Sampler options apply to every sampler of the grid, guidance options with every --scale.")
 @click.option("--seed", "seed_text", metavar="S[,S2,…]", default="0", show_default=True,
               help="The seeds every cell is measured with (the same in every cell); several give each cell a mean ± CI.")
 @click.option("--reference", metavar="KEY=VALUE[,…]",
@@ -118,13 +118,17 @@ def compare(checkpoints, metric_names, samplers, steps, guidance, scales, n, set
       difftk compare mnist-cfg --metric fid --steps 10,25,50 --seed 0,1,2 -n 200 -o cmp --report cmp/report
       difftk compare runs/a-s0 runs/a-s1 runs/b-s0 runs/b-s1 --metric fid --reference checkpoint=runs/a-s0 -o ab
     """
-    sets_by_kind = parse_sets(sets, ("metric", "sampler"))
+    sets_by_kind = parse_sets(sets, ("metric", "sampler", "guidance"))
     options = sets_by_kind.get("metric", {})
     if n is not None:
         options["n"] = str(n)
     scale_values = _list(scales, float, "scale")
+    if scales is None and sets_by_kind.get("guidance"):
+        raise OptionError("--set guidance.* applies with each --scale: give --guidance NAME --scale W1,W2")
     if scales is not None and guidance is None:
         raise OptionError("--scale needs --guidance NAME (e.g. --guidance cfg)")
+    if sets_by_kind.get("guidance"):  # before measuring: a bad option fails now
+        build_component("guidance", guidance, {**sets_by_kind["guidance"], "scale": str(scale_values[0])})
     grid = dict(samplers=_list(samplers, str, "sampler"), steps=_list(steps, int, "steps"), scales=scale_values)
     seeds = _seeds(seed_text)
     for name in grid["samplers"] if sets_by_kind.get("sampler") else ():  # before measuring: a bad option fails now
@@ -150,7 +154,7 @@ def compare(checkpoints, metric_names, samplers, steps, guidance, scales, n, set
                          f"{row.scale if row.scale is not None else '-'}{seed}: {r.name} = {r.value:.4f} ± {r.spread:.4f}"))
 
     rows = run_grid(checkpoints, metric_names, guidance=guidance, metric_options=per_metric, seeds=seeds,
-                    sampler_options=sets_by_kind.get("sampler"),
+                    sampler_options=sets_by_kind.get("sampler"), guidance_options=sets_by_kind.get("guidance"),
                     device=resolve_device(device), on_row=show, on_context=draw if report_dir else None, **grid)
     summaries = summarize(rows, ref)
     against = "reference" if ref else "best"

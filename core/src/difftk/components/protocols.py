@@ -53,7 +53,9 @@ class Denoiser(Protocol):
     :data:`difftk.maths.diffusion.PREDICTIONS` (converted in the core only); ``num_classes``,
     the classes it is conditioned on; ``learned_variance``. A denoiser that calls another
     (guidance, edits) derives from :class:`difftk.components.wrapping.DenoiserWrapper`, which
-    carries all three and the variance channels.
+    carries all three and the variance channels. Optionally ``split_output(x_t, t, cond)`` returns
+    (the output x̂₀ is read from, the output ε̂ is read from, the variance channels or ``None``) when
+    the two differ (CFG++); :func:`difftk.sampling.steps.predict` then uses them.
     An option whose default is ``none`` = "derived from the data options" is resolved by the
     config's ``derived_options()`` (see :func:`derived_options`), so a stored spec holds its value.
     """
@@ -96,7 +98,11 @@ class Sampler(Protocol):
     :func:`default_steps_of` and :func:`nfe_of`): ``default_steps``, the steps taken when none
     are given; ``nfe(steps, schedule)``, the denoiser evaluations of one ``sample`` call
     (``None`` for a sampler that chooses its own steps); optionally ``convergence_order``, the
-    order its error falls at, which :func:`difftk.testing.check_sampler` holds it to.
+    order its error falls at, which :func:`difftk.testing.check_sampler` holds it to; optionally
+    ``renoise`` (default ``False``, read through :func:`renoise_of`): ``True`` when every step is
+    x_s = √ᾱ_s·x̂₀ + c·ε̂ (+ σ·z), x̂₀ and ε̂ taken from the prediction that
+    :func:`difftk.sampling.steps.predict` returns (DDIM's form, Song et al. 2020, eq. 12). Only then
+    may a denoiser give the two different roles (CFG++, Chung et al. 2024).
 
     The core hands ``sample`` and ``nfe`` the schedule through
     :func:`difftk.maths.terminal.for_sampling` (a zero-terminal-SNR schedule's ᾱ(1) = 0 raised to a
@@ -117,6 +123,15 @@ class Guidance(Protocol):
 
     Contract: ``wrap(denoiser, schedule)`` returns a new :class:`Denoiser` (samplers never
     know guidance exists); at zero guidance strength it equals the wrapped denoiser.
+
+    Optional: ``check_trained(spec)``, called with the model's pipeline spec before sampling,
+    refuses a model that lacks what the guidance needs of training (cfg: label dropout);
+    ``check_sampler(sampler, editing)``, called with the sampler and whether the draw edits images,
+    refuses a sampler the method is not defined for (CFG++: only samplers that declare ``renoise``).
+    Both raise a one-line :class:`~difftk.errors.DifftkError`. A wrapped denoiser that keeps state
+    across the steps of one draw (APG's momentum) is a
+    :class:`~difftk.components.wrapping.DenoiserWrapper` whose ``reset`` the core calls before every
+    batch it samples.
     """
 
     def wrap(self, denoiser: Denoiser, schedule: NoiseSchedule) -> Denoiser: ...
@@ -237,6 +252,11 @@ def nfe_of(sampler: Any, steps: int | None, schedule: Any) -> int | None:
     loop applies: ᾱ(1) = 0 raised to a floor every sampler can step from)."""
     nfe = getattr(sampler, "nfe", None)
     return nfe(steps, for_sampling(schedule)) if callable(nfe) else None
+
+
+def renoise_of(sampler: Any) -> bool:
+    """Whether a sampler's steps re-noise x̂₀ with ε̂ as DDIM's do (its ``renoise``; default no)."""
+    return bool(getattr(sampler, "renoise", False))
 
 
 def derived_options(denoiser: Any) -> dict[str, Any]:

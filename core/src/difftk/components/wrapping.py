@@ -44,6 +44,19 @@ class DenoiserWrapper(torch.nn.Module):
         """The wrapper's prediction and variance channels; by default the wrapped denoiser's."""
         return self.inner_output(x_t, t, cond)
 
+    def reset(self) -> None:
+        """Forget what was carried across the steps of a draw (APG's momentum); by default nothing.
+        The core calls it (:func:`reset_all`) before every batch it samples."""
+
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         pred, var = self.transform(x_t, t, cond)
         return pred if var is None else torch.cat([pred, var], dim=1)
+
+
+def reset_all(denoiser: Denoiser) -> None:
+    """:meth:`DenoiserWrapper.reset` on every wrapper in ``denoiser`` (wrappers nest: an edit around a
+    guidance), so a new draw starts from no state whatever drew before it."""
+    modules = denoiser.modules() if isinstance(denoiser, torch.nn.Module) else ()
+    for module in modules:
+        if isinstance(module, DenoiserWrapper):
+            module.reset()

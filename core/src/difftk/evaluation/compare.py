@@ -110,14 +110,15 @@ def experiment_of(model: Model, path: str) -> str:
 
 def compare(checkpoints: Sequence[str], metrics: Sequence[str], *, samplers: Sequence[str | None] = (None,),
             steps: Sequence[int | None] = (None,), scales: Sequence[float | None] = (None,), guidance: str | None = None,
-            sampler_options: Mapping[str, str] | None = None,
+            sampler_options: Mapping[str, str] | None = None, guidance_options: Mapping[str, str] | None = None,
             metric_options: Mapping[str, Mapping[str, str]] | None = None, seed: int = 0,
             seeds: Sequence[int] | None = None, device: torch.device | str = "cpu",
             on_row: Callable[[GridRow], None] | None = None,
             on_context: Callable[[tuple, Model, EvalContext], None] | None = None) -> list[GridRow]:
     """Measure every checkpoint × sampler × steps × scale with every metric, once per seed of
     ``seeds`` (default: ``seed`` alone), the same seeds everywhere (so differences come from the
-    parts changed, not from the noise). Checkpoints of one experiment with different training
+    parts changed, not from the noise); ``guidance_options`` (APG's ``eta``, autoguidance's ``guide``, …)
+    apply with every scale of ``scales``. Checkpoints of one experiment with different training
     seeds share their cells (:attr:`GridRow.cell`). ``on_context(cell, model, context)`` is called after the
     metrics of each way of sampling (e.g. to draw a grid of its samples)."""
     rows = []
@@ -131,7 +132,7 @@ def compare(checkpoints: Sequence[str], metrics: Sequence[str], *, samplers: Seq
         seeds_of.setdefault(what, set()).add(trained)
         data, _ = held_out_data(model.checkpoint.dataset if model.checkpoint is not None else model.data)
         for sampler, k, scale, s in itertools.product(samplers, steps, scales, seeds if seeds is not None else (seed,)):
-            gopts = {"scale": str(scale)} if scale is not None else None
+            gopts = {**(guidance_options or {}), "scale": str(scale)} if scale is not None else None
             context = context_for(model, data, sampler=sampler, sampler_options=sampler_options,
                                   guidance=guidance if scale is not None else None, guidance_options=gopts, steps=k, seed=s)
             nfe = nfe_of(context.sampler if context.sampler is not None else model.pipeline.sampler, k, model.schedule)

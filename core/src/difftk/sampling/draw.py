@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from difftk.components.protocols import Denoiser, NoiseSchedule
+from difftk.components.wrapping import reset_all
 from difftk.errors import OptionError, did_you_mean
 from difftk.maths.terminal import for_sampling
 from difftk.runtime import distributed
@@ -88,6 +89,7 @@ def generate(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Any, shape: S
         net, clock = denoiser, schedule
         if edit is not None:
             net, clock, x_T = edit.for_batch(denoiser, schedule, start, x_T)
+        reset_all(net)  # a batch is a draw of its own: no state from the one before (APG's momentum)
         x = sampler.sample(net, clock, x_T, steps=steps, cond=c, generator=noise, callback=step_cb)
         out.append(x.float().cpu())
     x = torch.cat(out)

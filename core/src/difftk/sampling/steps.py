@@ -70,8 +70,16 @@ def predict(denoiser: Denoiser, x_t: torch.Tensor, t: torch.Tensor, alpha_bar: A
 
     ``alpha_bar`` is ᾱ(t) as a float (one time for the batch) or a [B] tensor. With
     ``clip_x0`` the estimate x̂₀ is clamped to [−clip_x0, clip_x0] and ε̂ made consistent with
-    it, as the reference DDPM/DDIM code does for data in [−1, 1].
+    it, as the reference DDPM/DDIM code does for data in [−1, 1]. A denoiser with ``split_output``
+    (CFG++) gives x̂₀ and ε̂ from two outputs; clipping then clamps x̂₀ and keeps that ε̂.
     """
+    split = getattr(denoiser, "split_output", None)
+    if split is not None:
+        out_x0, out_eps, var_interp = split(x_t, t, cond)
+        _, x0 = eps_and_x0(denoiser.prediction, out_x0, x_t, alpha_bar)
+        eps, _ = eps_and_x0(denoiser.prediction, out_eps, x_t, alpha_bar)
+        x0 = x0.clamp(-clip_x0, clip_x0) if clip_x0 is not None else x0
+        return Prediction(x_t, alpha_bar, eps=eps, x0=x0, var_interp=var_interp)
     out, var_interp = denoiser_output(denoiser, x_t, t, cond)
     if clip_x0 is not None:
         _, x0 = eps_and_x0(denoiser.prediction, out, x_t, alpha_bar)

@@ -32,6 +32,8 @@ class DDIMSampler(AffineSampler):
     default_steps: ClassVar[int] = 50
     #: the global error of η = 0 falls as 1/K: an Euler step of the ODE in σ/α (Song et al. 2020, eq. 14)
     convergence_order: ClassVar[int] = 1
+    #: every step is √ᾱ_s·x̂₀ + c·ε̂ + σ·z with x̂₀ and ε̂ read apart (guidance that re-noises, CFG++, needs it)
+    renoise: ClassVar[bool] = True
 
     def plan(self, schedule, steps: int | None) -> AffineSteps:
         """The coefficients of every step, in float64."""

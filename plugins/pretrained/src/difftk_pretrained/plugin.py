@@ -20,6 +20,10 @@ def difftk_register_components(register):
         "mnist-flow", DATA / "mnist-flow.safetensors",
         "class-conditional MNIST unet-attn (1.70 M parameters), flow matching, 24 min of training on 2 CPU cores")
     register.add_checkpoint(
+        "mnist-flow-weak", DATA / "mnist-flow-weak.safetensors",
+        "the weaker companion of mnist-flow for autoguidance: its recipe with a network of 0.18 M parameters "
+        "trained 600 steps (docs/pretrained.md)")
+    register.add_checkpoint(
         "emoji-flow", DATA / "emoji-flow.safetensors",
         "class-conditional 3×32×32 colour emoji unet-attn (1.70 M parameters), flow matching, 3,000 steps "
         "(74 min on 2 shared CPU cores)")

@@ -1,0 +1,86 @@
+"""Read what benchmarks/guidance_study.sh measured (OUT/MODEL/METHOD/compare.csv) and write the study's
+table and figure: each method's cells (mean ± 95 % CI over the seeds), Welch's t against the plain-cfg
+cell whose accuracy is nearest (the comparison at equal class fidelity), and per model the Pareto front
+of accuracy against FID (or KID) per method.
+
+    python benchmarks/guidance_study.py runs/guidance-study [--metric fid] [-o docs/images/guidance_study.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+from difftk.maths.stats import mean_confidence_interval, welch_t_test
+
+#: the order methods are listed in; plain cfg first, the baseline every other one is tested against
+METHODS = ("cfg", "cfg-rescale", "cfg-interval", "cfgpp", "apg", "cfg-zero-star", "autoguidance")
+
+
+def read(out: Path) -> dict[str, dict[str, dict[float, dict[str, list[float]]]]]:
+    """model → method → scale → metric → the per-seed values."""
+    data: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
+    for path in sorted(out.glob("*/*/compare.csv")):
+        model, method = path.parent.parent.name, path.parent.name
+        for row in csv.DictReader(path.open()):
+            data[model][method][float(row["scale"])][row["metric"]].append(float(row["value"]))
+    return data
+
+
+def table(data, quality: str) -> list[str]:
+    lines = ["| model | method | scale | accuracy | " + quality.upper() + " | cfg at the nearest accuracy | p (Welch, "
+             + quality.upper() + ") |", "|---|---|---|---|---|---|---|"]
+    for model, methods in data.items():
+        base = methods.get("cfg", {})
+        for method in [m for m in METHODS if m in methods]:
+            for scale, metrics in sorted(methods[method].items()):
+                acc, q = metrics.get("accuracy", []), metrics.get(quality, [])
+                if not acc or not q:
+                    continue
+                (am, ac), (qm, qc) = mean_confidence_interval(acc), mean_confidence_interval(q)
+                versus, p = "", ""
+                if method != "cfg" and base:
+                    w = min(base, key=lambda s: abs(sum(base[s]["accuracy"]) / len(base[s]["accuracy"]) - am))
+                    versus = f"w = {w:g}"
+                    p = f"{welch_t_test(q, base[w][quality]).p:.3f}"
+                lines.append(f"| {model} | {method} | {scale:g} | {am:.3f} ± {ac:.3f} | {qm:.1f} ± {qc:.1f} | {versus} | {p} |")
+    return lines
+
+
+def plot(data, quality: str, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(data), figsize=(6 * len(data), 4.5), squeeze=False)
+    for ax, (model, methods) in zip(axes[0], data.items()):
+        for method in [m for m in METHODS if m in methods]:
+            points = sorted((sum(v[quality]) / len(v[quality]), sum(v["accuracy"]) / len(v["accuracy"]), s)
+                            for s, v in methods[method].items() if v.get(quality) and v.get("accuracy"))
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=method)
+            for x, y, s in points:
+                ax.annotate(f"{s:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set(title=model, xlabel=f"{quality.upper()} (lower is better)", ylabel="accuracy (higher is better)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--metric", default="fid", help="the quality metric: fid or kid")
+    parser.add_argument("-o", "--plot", type=Path, default=None, help="write the accuracy-against-quality figure here")
+    args = parser.parse_args()
+    data = read(args.out)
+    print("\n".join(table(data, args.metric)))
+    if args.plot is not None:
+        plot(data, args.metric, args.plot)
+
+
+if __name__ == "__main__":
+    main()

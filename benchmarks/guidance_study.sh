@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The guidance study (docs/guidance_study.md): for each shipped model and each guidance method, accuracy,
+# KID and FID (METRICS) over the method's main parameter, with `difftk compare` on DDIM at 25 steps, the same seeds in
+# every cell (Welch's t against the cell difftk compare names). One output folder per model and method.
+#   N=1000 SEEDS=0,1,2 MODELS="mnist-cfg mnist-flow" bash benchmarks/guidance_study.sh [OUT]   (the study)
+#   PILOT=1 N=100 SEEDS=0,1 MODELS=mnist-flow METRICS="accuracy fid" bash benchmarks/guidance_study.sh runs/guidance-pilot
+#   (the pilot: one operating point per method, plain cfg at 0 and 3; KID is noise at n = 100)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+D=.venv/bin/difftk
+OUT="${1:-runs/guidance-study}"
+N="${N:-1000}"
+SEEDS="${SEEDS:-0,1,2}"
+MODELS="${MODELS:-mnist-cfg mnist-flow}"
+STEPS="${STEPS:-25}"
+METRICS="${METRICS:-accuracy kid fid}"
+common=(--sampler ddim --steps "$STEPS" -n "$N" --seed "$SEEDS")
+for metric in $METRICS; do common+=(--metric "$metric"); done
+for model in $MODELS; do
+  run() {  # run NAME GUIDANCE SCALES [--set guidance.X=V ...]
+    local name=$1 guidance=$2 scales=$3; shift 3
+    echo "== $model $name: --guidance $guidance --scale $scales $*"
+    /usr/bin/time -f "   %e s wall" $D compare "$model" "${common[@]}" --guidance "$guidance" --scale "$scales" "$@" \
+      -o "$OUT/$model/$name" > "$OUT/$model/$name.log"
+    tail -1 "$OUT/$model/$name.log"
+  }
+  mkdir -p "$OUT/$model"
+  if [ -n "${PILOT:-}" ]; then W=3 WS=0,3 L=0.6 A=1; else W=1,3,5 WS=0,1,3,5 L=0.2,0.6,1 A=0.5,1,2; fi
+  run cfg cfg "$WS"
+  run cfg-rescale cfg "$W" --set guidance.rescale=0.7
+  run cfg-interval cfg "$W" --set guidance.interval=0.28,5.42
+  run cfgpp cfg++ "$L"
+  run apg apg "$W" --set guidance.eta=0 --set guidance.momentum=-0.5
+  run cfg-zero-star cfg-zero-star "$W"
+  if [ "$model" = mnist-flow ]; then
+    run autoguidance autoguidance "$A" --set guidance.guide=mnist-flow-weak
+  fi
+done

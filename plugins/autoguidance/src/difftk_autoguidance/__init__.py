@@ -1,0 +1,1 @@
+"""Autoguidance (Karras et al. 2024) for difftk."""
