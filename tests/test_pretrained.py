@@ -1,7 +1,6 @@
 """Shipped checkpoints (`Registrar.add_checkpoint`, difftk-pretrained), `difftk export`, and
 `difftk sample NAME --pipeline FILE`."""
 
-import json
 
 import difftk
 import pytest
@@ -96,7 +95,7 @@ def test_the_emoji_judge_is_a_classifier_of_the_emoji_classes_and_reads_real_emo
     the held-out test split, clean (t = 0): 86.3 % (the largest class alone is 45.7 %), each class
     at least 0.72 (docs/pretrained.md)."""
     metadata, _ = read_classifier_metadata(EMOJI_JUDGE)
-    assert json.loads(metadata["dataset"])["name"] == "emoji" and EMOJI_JUDGE.stat().st_size <= 1_000_000
+    assert metadata["dataset"]["name"] == "emoji" and EMOJI_JUDGE.stat().st_size <= 1_000_000
     judge = load_classifier(EMOJI_JUDGE)
     test = difftk.create("dataset", "emoji").load("test")
     x, y = test.batch(torch.arange(len(test)))
