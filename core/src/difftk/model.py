@@ -266,7 +266,7 @@ def load(source: str | Path, device: torch.device | str = "cpu") -> Model:
     try:
         ckpt = read_checkpoint(source)
     except (CheckpointError, UnknownComponentError) as not_a_checkpoint:  # no plugin claims it: the error stands
-        model = plugins.plugin_manager().hook.difftk_load_model(source=source, device=device)
+        model = plugins.first_result("difftk_load_model", skip_failures=True, source=source, device=device)
         if model is None:
             raise not_a_checkpoint from None
         return model

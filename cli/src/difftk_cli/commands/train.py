@@ -23,7 +23,7 @@ from difftk.training.rundir import RunPaths
 from rich.markup import escape
 
 from difftk_cli.console import out
-from difftk_cli.options import DATA_OPTION, parse_data, parse_data_options
+from difftk_cli.options import DATA_OPTION, Command, OutputPath, parse_data, parse_data_options
 from difftk_cli.progress import RichTrainReporter
 
 #: exit status of a run stopped by Ctrl-C (after its checkpoint was written); 128 + N for signal N
@@ -40,14 +40,14 @@ def _given(ctx: click.Context, options: dict) -> dict:
     return {k: v for k, v in options.items() if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
 
 
-@click.command()
+@click.command(cls=Command, reads=("init",))
 @click.argument("pipeline", type=click.Path(dir_okay=False))
 @click.option("--data", metavar="NAME[:PATH]",
               help="Dataset to train on, with its path when it reads one (e.g. mnist, cifar10:/data/cifar); "
               "on --resume the run's own.")
 @DATA_OPTION
 @click.option("--steps", type=click.IntRange(min=1), required=True, help="Train up to this many optimizer steps in total.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+@click.option("--out", "out_dir", type=OutputPath("run"), required=True,
               help="Run directory: checkpoint.safetensors, samples/step_XXXXXX.png, log.jsonl.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint, exactly.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=_default("batch_size"), show_default=True, help="Examples per step.")

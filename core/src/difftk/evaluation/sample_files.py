@@ -48,7 +48,10 @@ def format_of(path: str | Path, given: str | None) -> str:
     name ending in / or an existing folder, and png otherwise; a name that contradicts the layout is
     one line."""
     suffix = Path(path).suffix.lower()
-    folder = str(path).endswith(("/", os.sep)) or Path(path).is_dir()
+    try:
+        folder = str(path).endswith(("/", os.sep)) or Path(path).is_dir()
+    except OSError:  # a name too long, a loop of links: the output guard says which
+        folder = False
     fmt = given or ("npz" if suffix == ".npz" else "png-folder" if folder else "png")
     if fmt == "npz" and suffix != ".npz":
         raise OutputError(f"{short_path(path)}: an npz of samples is named NAME.npz (format=npz)")
