@@ -122,7 +122,7 @@ def test_each_output_is_checked_before_the_work(name, param_name, tmp_path, monk
     assert "afile is a file, not a folder" in said["under a file"]
     assert "bytes, and this file system allows" in said["too long"]
     assert "symbolic links" in said["link loop"]
-    assert "cannot write /proc/difftk-out" in said["/proc"]
+    assert "cannot write /proc/difftk-out" in said["/proc"] and "(in /proc)" in said["/proc"]
     work = _foreign(tmp_path / f"mine{suffix}", folder, purpose)
     before = work.read_bytes()
     line = _run(_argv(name, param_name, str(tmp_path / f"mine{suffix}"), tmp_path))

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 import difftk
 from click.core import ParameterSource
 from difftk.components import plugins
 from difftk.data.fitting import load_dataset
-from difftk.errors import DifftkError, OptionError, OutputError
+from difftk.errors import DifftkError, OptionError
 from difftk.evaluation.compare import context_for, held_out_data, measure
 from difftk.evaluation.context import EvalContext
 from difftk.evaluation.sample_files import read_samples
 from difftk.runtime import distributed
 from difftk.runtime.device import resolve_device
-from difftk.runtime.files import atomic_write_text, check_output, short_path
+from difftk.runtime.files import atomic_write_text
 from rich.markup import escape
 
 from difftk_cli.console import out, warn

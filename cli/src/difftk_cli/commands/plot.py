@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 from difftk.training.runs import read_run, replicate_groups
 from rich.markup import escape

@@ -12,14 +12,13 @@ from click.core import ParameterSource
 from difftk.checkpoint.files import FORMAT as CHECKPOINT_FORMAT
 from difftk.components.protocols import num_classes_of
 from difftk.data.images import grid_shape, load_image, load_mask, picture, save_png, trajectory_strip
-from difftk.errors import OptionError, OutputError
-from difftk.evaluation.sample_files import FORMATS, check_samples_output, format_of, write_npz, write_png_folder
+from difftk.errors import OptionError
+from difftk.evaluation.sample_files import FORMATS, format_of, write_npz, write_png_folder
 from difftk.pipeline.compose import spec_of
 from difftk.pipeline.spec import PipelineSpec, component_options
 from difftk.runtime import distributed
 from difftk.runtime.device import resolve_device
 from difftk.runtime.fastpath import PRECISIONS, autocast
-from difftk.runtime.files import check_output, short_path
 from difftk.sampling.draw import class_rows
 from difftk.sampling.edit import snap_strength
 from difftk.sampling.trajectory import TrajectoryRecorder

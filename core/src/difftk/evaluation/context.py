@@ -195,6 +195,7 @@ class EvalContext:
             return self._drawn[key]
         if self.images is None:
             check_draw(n, self.shape)
+        if self.images is not None:
             x = self.given(n, cond, offset)
         else:
             if self.ranks.distributed:  # the other processes draw their blocks of this draw with process 0

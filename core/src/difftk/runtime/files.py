@@ -243,7 +243,7 @@ def _probe(path: Path, where: Path) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=".difftk-probe.", dir=where)
     except OSError as err:
-        raise OutputError(f"cannot write {short_path(path)}: {short_path(where)}: {err.strerror or err}") from None
+        raise OutputError(f"cannot write {short_path(path)}: {err.strerror or err} (in {short_path(where)})") from None
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(tmp)
