@@ -33,7 +33,7 @@ def test_evaluate_with_an_absurd_n_is_refused_in_bounded_memory(register_plugin,
     monkeypatch.chdir(tmp_path)
     run = CliRunner().invoke
     assert run(cli, ["compose", "--schedule", "linear", "--sampler", "ddim", "--denoiser", "tiny", "--objective",
-                     "simple", "--set", "schedule.T=20", "-o", "p.toml"]).exit_code == 0
+                     "simple", "--set", "schedule.T=50", "-o", "p.toml"]).exit_code == 0
     trained = run(cli, ["train", "p.toml", "--data", "toy-points", "--steps", "1", "--batch-size", "8", "--out", "run",
                         "--sample-every", "0"])
     assert trained.exit_code == 0, trained.output
