@@ -343,12 +343,12 @@ def scratch2() -> None:
         Path(f"log-{name}/log.jsonl").write_bytes(text)
     # classifier files
     assert CliRunner().invoke(cli, ["train-classifier", "run", "--data", "mnist", "--steps", "1", "--batch-size", "4",
-                                    "--set", "classifier.base_channels=4", "--out", "clf.safetensors"]).exit_code == 0
+                                    "--set", "classifier.base_channels=8", "--out", "clf.safetensors"]).exit_code == 0
     _edit_meta("clf.safetensors", "clf-notjson.safetensors", classifier="{not json")
     _edit_meta("clf.safetensors", "clf-missing.safetensors", classifier=None)
     _edit_meta("clf.safetensors", "clf-types.safetensors", classifier='{"name": 7, "options": "x"}')
     _edit_meta("clf.safetensors", "clf-wide.safetensors", classifier=lambda text: text.replace(
-        '"base_channels": 4', '"base_channels": 100000'))
+        '"base_channels": 8', '"base_channels": 100000'))
     _edit_meta("clf.safetensors", "clf-deep.safetensors", classifier=deep)
     from safetensors.torch import load_file, save_file
 
@@ -600,7 +600,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--show-all", action="store_true")
     ap.add_argument("--only-new", action="store_true", help="only issue 31's cases (more_cases)")
+    ap.add_argument("--trace", action="store_true", help="print each case to stderr before it runs")
+    ap.add_argument("--memory", type=float, default=4.0,
+                    help="GB the cases may map beyond what is mapped at the start (RLIMIT_AS): a size bomb that "
+                         "difftk does not bound is then a MemoryError, counted as a traceback, not a machine out of memory")
     args = ap.parse_args()
+    import resource
+
+    with open("/proc/self/status") as fh:
+        mapped = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+    limit = mapped + int(args.memory * 1e9)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
     import importlib
     import time
 
@@ -617,6 +627,8 @@ def main() -> None:
         first = [] if args.only_new else [(command, argv, {}) for command, argv in cases()]
         for part, (command, argv, opts) in [*(("old", c) for c in first), *(("new", c) for c in more_cases())]:
             before = _snapshot(Path(tmp))
+            if args.trace:
+                print(f"{part}: difftk {' '.join(a[:40] for a in argv)} {opts or ''}", file=sys.stderr, flush=True)
             result = _invoke(argv, opts, site)
             after = _snapshot(Path(tmp))
             # the files made before the cases (not the outputs of earlier cases, nor the runs resumed on purpose)
