@@ -419,7 +419,7 @@ def scratch3() -> None:
 OUTPUTS = [
     ("sample", ["sample", "m.safetensors", "-n", "2", "--steps", "2"], "-o", ".png"),
     ("sample", ["sample", "m.safetensors", "-n", "2", "--steps", "2", "-o", "ok.png"], "--trajectory", ".png"),
-    ("compose", ["compose", "--schedule", "linear", "--sampler", "ddim"], "-o", ".toml"),
+    ("compose", ["compose", "--from", "p.toml", "--sampler", "ddim"], "-o", ".toml"),
     ("export", ["export", "run"], "-o", ".safetensors"),
     ("export", ["export", "hf", "--format", "diffusers"], "-o", "/"),
     ("evaluate", ["evaluate", "m.safetensors", "--metric", "fid", "-n", "10"], "--json", ".json"),
@@ -454,7 +454,7 @@ def more_cases() -> list[tuple]:
         if command == "export" and folder:
             own = "diffusers-mine"
         targets = [f"afile/o{ext}", "y" * 300 + ext, f"/proc/difftk{ext}", f"loop/o{ext}", own, "",
-                   "afile" if folder else "adir"]
+                   "afile" if folder else "mine-dir"]
         if command in INPUT_OF and not folder:
             targets.append(INPUT_OF[command])
         if not folder:
@@ -547,7 +547,7 @@ def _install_bad_plugins(root: Path) -> Path:
     site.mkdir()
     for name, text in BAD_PLUGINS.items():
         (site / f"{name}.py").write_text(text)
-        info = site / f"{name.replace('_', '-')}-0.0.1.dist-info"
+        info = site / f"{name}-0.0.1.dist-info"  # the wheel spelling: "-" only before the version
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: 0.0.1\n")
         (info / "entry_points.txt").write_text(f"[difftk]\n{name} = {name}\n")

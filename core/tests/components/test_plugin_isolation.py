@@ -36,7 +36,7 @@ def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("site")
     for name, text in THIRD_PARTY.items():
         (root / f"{name}.py").write_text(text)
-        info = root / f"{name.replace('_', '-')}-0.0.1.dist-info"
+        info = root / f"{name}-0.0.1.dist-info"  # the wheel spelling: "-" only before the version
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: 0.0.1\n")
         (info / "entry_points.txt").write_text(f"[difftk]\n{name} = {name}\n")
@@ -68,15 +68,16 @@ def test_exit_hang_and_raise_at_import_are_each_one_line_and_the_rest_load(insta
 
 
 def test_a_plugin_whose_load_model_raises_does_not_take_other_paths_down(installed, tmp_path):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    """The path's own error stands, and the plugin that failed to read it is named in the same line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the plugins that exit and hang at import are the test above
         with plugin_host():
             with pytest.raises(CheckpointError) as err:
                 difftk.load(tmp_path / "nope.safetensors")
-    assert "nope.safetensors" in str(err.value) and "\n" not in str(err.value)
-    said = [str(w.message) for w in caught if issubclass(w.category, PluginWarning)]
-    assert any('plugin "fails_to_load" failed in difftk_load_model: ValueError: the plugin\'s own bug' in s
-               and "DIFFTK_BLOCK_PLUGINS=fails_to_load" in s for s in said), said
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(str(tmp_path / "nope.safetensors"))
+    assert 'plugin "fails_to_load" failed in difftk_load_model: ValueError: the plugin\'s own bug' in message
+    assert "DIFFTK_BLOCK_PLUGINS=fails_to_load leaves it out" in message
 
 
 @pytest.mark.parametrize("value, strict", [("1", True), ("true", True), ("YES", True), ("on", True), ("", False),

@@ -208,11 +208,12 @@ def _import(ep: metadata.EntryPoint) -> Any:
     return done["module"]
 
 
-def first_result(hook: str, *, skip_failures: bool = False, **kwargs: Any) -> Any:
+def first_result(hook: str, *, failures: list[str] | None = None, **kwargs: Any) -> Any:
     """Call the ``firstresult`` hook ``hook`` one implementation at a time, in pluggy's order (the last
     registered first), and return the first result that is not ``None``. A plugin's own
     :class:`DifftkError` stands; any other exception is one line naming the plugin: a
-    :class:`PluginError`, or with ``skip_failures`` a warning, and the next plugin is asked."""
+    :class:`PluginError`, or, given a ``failures`` list, appended to it while the next plugin is asked
+    (the caller says what failed when no plugin answers, and warns when another one did)."""
     caller = getattr(plugin_manager().hook, hook)
     for impl in reversed(caller.get_hookimpls()):
         try:
@@ -223,9 +224,9 @@ def first_result(hook: str, *, skip_failures: bool = False, **kwargs: Any) -> An
             said = f"SystemExit({err.code!r})" if isinstance(err, SystemExit) else _one_line(err)
             message = (f'plugin "{impl.plugin_name}" failed in {hook}: {said} '
                        f"(DIFFTK_BLOCK_PLUGINS={impl.plugin_name} leaves it out)")
-            if not skip_failures:
+            if failures is None:
                 raise PluginError(message) from None
-            warnings.warn(message + ": skipped", PluginWarning, stacklevel=2)
+            failures.append(message)
             continue
         if result is not None:
             return result
