@@ -1,14 +1,14 @@
-"""Command-line parsing the commands share: ``--set``, ``--data``, ``--data-option`` and metric options.
+"""Command-line parsing the commands share: ``--set``, ``--data``, ``--data-option``, metric options, and
+the output guard every command runs before its work (:class:`OutputPath`, :class:`Command`).
 
 Each rule is written once here; a command imports these, never another command.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 from difftk.components import plugins

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.markup import escape
-
 from difftk.runtime.files import guard_output
+from rich.markup import escape
 
 from difftk_cli.console import out
 from difftk_cli.options import Command, OutputPath
-from difftk_cli.scaffold import KINDS, scaffold
+from difftk_cli.scaffold import KINDS, check_name_free, scaffold
 
 
 @click.command("new-plugin", cls=Command)
@@ -30,6 +29,8 @@ def new_plugin(name, kind, out_dir) -> None:
       difftk new-plugin snr-linear --kind schedule -o plugins/snr_linear
       cd difftk-my-sampler && pip install -e . && python -m pytest tests
     """
+    if not out_dir:  # the default folder is named after the plugin: the name first, then the folder's guard
+        check_name_free(name, kind)
     target = Path(out_dir) if out_dir else guard_output(f"difftk-{name}", "new-folder")
     files = scaffold(name, kind, target)
     article = "an" if kind[0] in "aeiou" else "a"

@@ -202,8 +202,6 @@ def _import(ep: metadata.EntryPoint) -> Any:
     if thread.is_alive():
         raise _ImportTimeout(_timeout())
     if "error" in done:
-        if isinstance(done["error"], KeyboardInterrupt):
-            raise done["error"]
         raise done["error"]
     return done["module"]
 
