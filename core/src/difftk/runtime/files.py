@@ -209,8 +209,8 @@ def _folder_foreign(path: Path, purpose: str) -> str | None:
                     return "its samples is a file, where the run writes its sample grids"
             elif item.is_dir() or item.is_symlink():
                 return f"its {name} is a {'directory' if item.is_dir() else 'link'}, where the run writes a file"
-            elif name == "checkpoint.safetensors" and written_for(item) != "training":
-                return "its checkpoint.safetensors is not a difftk training checkpoint"
+            elif name == "checkpoint.safetensors" and written_for(item) not in ("training", "export"):
+                return "its checkpoint.safetensors is not a difftk checkpoint"  # an export there: resume says why
             elif name == "log.jsonl" and not _is_run_log(item):
                 return "its log.jsonl is not a difftk training log"
     return None
