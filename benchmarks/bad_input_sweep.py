@@ -612,6 +612,9 @@ def main() -> None:
     import importlib
     import time
 
+    from difftk_cli.console import show_plugin_warnings
+
+    show_plugin_warnings()  # a skipped plugin is one `warning:` line, as `difftk` itself prints it
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         scratch(Path(tmp))
