@@ -59,7 +59,7 @@ def test_folders_hold_only_what_difftk_wrote_there(tmp_path):
     hf = tmp_path / "hf"
     hf.mkdir()
     (hf / "model_index.json").write_text("{}")
-    with pytest.raises(OutputError, match="not a model difftk exported: give a new or empty folder"):
+    with pytest.raises(OutputError, match="it holds model_index.json and is not a model difftk exported: choose another path"):
         guard_output(hf, "foreign-model")
     (hf / EXPORT_MARK).write_text("{}")
     assert guard_output(hf, "foreign-model") == hf

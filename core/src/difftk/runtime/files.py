@@ -182,9 +182,9 @@ def _folder_foreign(path: Path, purpose: str) -> str | None:
     if not names:
         return None
     if purpose == "new-folder":
-        return f"it holds {names[0]}: give a new or empty folder"
+        return f"it exists and is not empty (it holds {names[0]})"
     if purpose == "foreign-model":
-        return None if EXPORT_MARK in names else f"it holds {names[0]}, not a model difftk exported: give a new or empty folder"
+        return None if EXPORT_MARK in names else f"it holds {names[0]} and is not a model difftk exported"
     if purpose == "sample-folder":
         bad = next((n for n in names if not (n[:-4].isdigit() and n.endswith(".png")
                                              and written_for(path / n) == "picture")), None)
@@ -302,7 +302,8 @@ def guard_output(path: str | Path, purpose: str, *, inputs: Mapping[str, str | P
         except OSError as err:
             raise OutputError(f"cannot write {short_path(path)}: {err.strerror or err}") from None
         if foreign:
-            raise OutputError(f"{short_path(path)} would be written into, but {foreign}: choose another path")
+            raise OutputError(f"{short_path(path)} would be written into, but {foreign}: choose another path "
+                              "(a new or empty folder)")
     elif exists:
         made = written_for(path)
         if made != purpose:
