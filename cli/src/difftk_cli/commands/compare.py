@@ -178,7 +178,8 @@ def compare(checkpoints, metric_names, samplers, steps, guidance, scales, n, set
         png = plot_grid([s.as_dict() for s in summaries], target / "compare.png")
     out.print(escape(f"wrote {csv_path}, {target / 'summary.csv'} and {png}"))
     if report_dir:
-        page = write_report(report_dir, summaries, title="difftk compare", against=against, grids=grids,
-                            command=shlex.join(["difftk", *sys.argv[1:]]) if sys.argv[1:2] == ["compare"]
-                            else "difftk compare", plot_png=png.read_bytes())
+        with output_folder(report_dir):
+            page = write_report(report_dir, summaries, title="difftk compare", against=against, grids=grids,
+                                command=shlex.join(["difftk", *sys.argv[1:]]) if sys.argv[1:2] == ["compare"]
+                                else "difftk compare", plot_png=png.read_bytes())
         out.print(escape(f"wrote {page} (one self-contained file)"))
