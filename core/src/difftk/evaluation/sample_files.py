@@ -32,12 +32,12 @@ from PIL import Image, PngImagePlugin
 
 from difftk.data.arrays import ArrayDataset, to_uint8_images
 from difftk.errors import DifftkError, OutputError
-from difftk.runtime.files import atomic_write_bytes, check_output, short_path
+from difftk.runtime.files import SAMPLES_MARK, atomic_write_bytes, check_output, short_path
 
 #: the layouts ``difftk sample --format`` writes: a grid picture, or the two layouts above
 FORMATS: tuple[str, ...] = ("png", "png-folder", "npz")
 #: what every file written here carries (PNG text chunk ``Software``, npz zip comment)
-MARK = "difftk samples"
+MARK = SAMPLES_MARK
 #: the image files a folder may hold (names starting with "." are skipped)
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _INDEXED = re.compile(r"^\d+\.png$")

@@ -33,18 +33,8 @@ def short_path(path: str | Path, limit: int = 120) -> str:
 def checkpoint_kind(path: Path) -> str | None:
     """``"training"`` or ``"export"`` when ``path`` is a difftk checkpoint (by its safetensors
     header: a training checkpoint holds an optimizer state), else ``None``. Reads the header only."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if len(head) != 8:
-                return None
-            (size,) = struct.unpack("<Q", head)
-            if not 2 <= size <= 100_000_000:
-                return None
-            meta = json.loads(fh.read(size)).get("__metadata__") or {}
-    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
-        return None
-    if not isinstance(meta, dict) or meta.get("format") != "difftk-checkpoint":
+    meta = _safetensors_metadata(path) or {}
+    if meta.get("format") != "difftk-checkpoint":
         return None
     return "training" if "optimizer" in meta else "export"
 
@@ -149,10 +139,10 @@ def written_for(path: Path) -> str | None:
             return None
         return "picture" if software.startswith(PNG_MARK) else None
     if suffix == ".safetensors":
-        meta = _safetensors_metadata(path) or {}
-        if meta.get("format") == "difftk-checkpoint":
-            return "training" if "optimizer" in meta else "export"
-        return "classifier" if meta.get("format") == "difftk-classifier" else None
+        kind = checkpoint_kind(path)
+        if kind is not None:
+            return kind
+        return "classifier" if (_safetensors_metadata(path) or {}).get("format") == "difftk-classifier" else None
     line = _first_line(path)
     if suffix == ".toml" and line.startswith("# difftk pipeline"):
         return "pipeline"
