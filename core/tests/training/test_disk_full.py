@@ -116,3 +116,25 @@ def test_a_lock_that_is_a_folder_is_named(toy, tmp_path):
     (tmp_path / "run" / ".lock").mkdir(parents=True)
     with pytest.raises(TrainingError, match=r"\.lock is a folder, where difftk train keeps the run's lock file"):
         train(spec(), points(), config(), out=tmp_path / "run")
+
+
+def test_a_full_disk_at_a_checkpoint_keeps_the_one_before(toy, tmp_path, monkeypatch):
+    """The periodic checkpoint of step 6 does not fit (as on a real tmpfs that fills): step 3's is named."""
+    from difftk.checkpoint import files
+
+    real, written = files.atomic_write_bytes, []
+
+    def write(path, data, **kw):
+        if written:
+            raise OutputError(f"cannot write {path}: No space left on device")
+        written.append(path)
+        return real(path, data, **kw)
+
+    monkeypatch.setattr(files, "atomic_write_bytes", write)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError) as err:
+        train(spec(), points(), config(), out=out)
+    message = str(err.value)
+    assert "\n" not in message and "No space left on device" in message
+    assert f"training stopped at step 6, and {out / 'checkpoint.safetensors'} holds step 3: free some space" in message
+    assert read_checkpoint(out / "checkpoint.safetensors").step == 3

@@ -34,7 +34,7 @@ from difftk.components.protocols import num_classes_of
 from difftk.data.examples import Examples
 from difftk.data.fitting import describe_dataset
 from difftk.data.images import picture, save_png
-from difftk.errors import DifftkError, OptionError, OutputError
+from difftk.errors import CheckpointError, DifftkError, OptionError, OutputError
 from difftk.evaluation.context import MetricResult
 from difftk.model import Model
 from difftk.pipeline.compose import Pipeline
@@ -283,8 +283,8 @@ class Trainer(CheckpointState):
                         self.measure(reporter, log)
                     if distributed.any_rank(self._stop_requested, self.ranks):  # all ranks stop at one step
                         return self._interrupted(reporter, samples, mean_loss, None)
-        except OSError as bad:  # a write failed after a whole step (a full disk): keep that step, in one line
-            if not isinstance(bad, OutputError) and bad.errno not in DISK_ERRORS:
+        except (OSError, CheckpointError) as bad:  # a write failed after a whole step (a full disk): say what is kept
+            if isinstance(bad, OSError) and not isinstance(bad, OutputError) and bad.errno not in DISK_ERRORS:
                 raise
             raise TrainingError(self._write_failed(bad)) from None
         finally:
@@ -306,7 +306,7 @@ class Trainer(CheckpointState):
         return TrainResult(step=self.step, interrupted=True, checkpoint=checkpoint, samples=tuple(samples), loss=loss,
                            signal=self.stop_signal or signal.SIGINT, measurements=tuple(self.measured))
 
-    def _write_failed(self, err: OSError) -> str:
+    def _write_failed(self, err: OSError | CheckpointError) -> str:
         """What a failed write (the log, a sample grid, the checkpoint) stopped and what was kept: the
         checkpoint of this step is written when it can be, else the last one stays."""
         said = str(err) if isinstance(err, DifftkError) else f"cannot write to the run: {err.strerror or err}"
