@@ -29,7 +29,7 @@ from difftk.maths.stats import bootstrap_standard_error, frechet_distance, momen
 from difftk.model import load
 from difftk.sampling.draw import class_labels
 from difftk.training.classifier import load_classifier
-from difftk_metrics.metrics import real_images
+from difftk_metrics.features import MnistFeatures, held_out_features
 from difftk_metrics.network import embed
 
 
@@ -92,7 +92,7 @@ def main() -> None:
         data, why = held_out_data(model.data)
         if data is None:
             raise SystemExit(f"no held-out data: {why}")
-        real_features, _ = embed(real_images(data))
+        real_features, _ = held_out_features(data, MnistFeatures())
     print(f"model {args.model}: step {model.checkpoint.step:,}, prediction {model.denoiser.prediction}, "
           f"schedule {model.pipeline.spec['schedule'].name}; n = {args.n}, unguided (w = 0), seed 0; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")

@@ -51,7 +51,8 @@ def test_no_output_command_replaces_a_training_checkpoint(toy, tmp_path):
                  ["compose", "--schedule", "linear", "--sampler", "ddim", "-o", target],
                  ["schedules", "--plot", target]):
         line = one_line_error(run(*args))
-        assert "is a training checkpoint (what difftk train --resume continues); writing there would replace it" in line
+        assert "run/checkpoint.safetensors exists and is a training checkpoint; writing" in line
+        assert "there would replace it: choose another path" in line
     assert files(tmp_path / "run") == before  # byte for byte
     assert run("train", "p.toml", "--data", "toy-images", "--steps", 5, "--out", "run", "--resume").exit_code == 0
 
@@ -62,17 +63,19 @@ def test_an_export_may_replace_an_export_but_a_picture_may_not(toy):
     assert run("export", "run", "-o", "m.safetensors").exit_code == 0
     assert run("export", "run", "-o", "m.safetensors").exit_code == 0
     line = one_line_error(run("sample", "m.safetensors", "-n", 2, "--steps", 2, "-o", "m.safetensors"))
-    assert "m.safetensors is a difftk checkpoint; writing there would replace it" in line
+    assert "m.safetensors is the CHECKPOINT this command reads: write to another path" in line
+    line = one_line_error(run("sample", "run", "-n", 2, "--steps", 2, "-o", "m.safetensors"))
+    assert "m.safetensors exists and is a difftk checkpoint export; writing a PNG picture there would replace it" in line
 
 
 @pytest.mark.parametrize("args, expect", [
-    (["compose", "--schedule", "linear", "--sampler", "ddim", "-o", "afile/x.toml"], "afile is a file, not a directory"),
-    (["compose", "--schedule", "linear", "--sampler", "ddim", "-o", "adir"], "File 'adir' is a directory"),
-    (["schedules", "--plot", "x" * 300 + "/s.png"], "File name too long"),
+    (["compose", "--schedule", "linear", "--sampler", "ddim", "-o", "afile/x.toml"], "afile is a file, not a folder"),
+    (["compose", "--schedule", "linear", "--sampler", "ddim", "-o", "adir"], "adir is a folder: give a file name for a pipeline file"),
+    (["schedules", "--plot", "x" * 300 + "/s.png"], "is 300 bytes, and this file system allows 255"),
     (["new-plugin", "ddim"], "the distribution difftk-ddim is already installed"),
     (["new-plugin", "ancestral", "-o", "fresh"], "a sampler of that name is already registered"),
-    (["new-plugin", "mine", "-o", "afile"], "Directory 'afile' is a file"),
-    (["export", "mnist-cfg", "-o", "afile"], "an exported checkpoint is a .safetensors file"),
+    (["new-plugin", "mine", "-o", "afile"], "afile is a file: a folder for a new package is written to a folder"),
+    (["export", "mnist-cfg", "-o", "afile"], "afile exists and was not written by difftk"),
     (["sample", "mnist-cfg", "--sampler", "", "-o", "x.png"], "an empty sampler name"),
 ])
 def test_bad_output_paths_are_one_line(toy, tmp_path, args, expect):
@@ -84,7 +87,7 @@ def test_bad_output_paths_are_one_line(toy, tmp_path, args, expect):
 
 def test_a_run_directory_name_too_long_is_one_line(toy):
     compose()
-    assert "File name too long" in one_line_error(train(out="x" * 5000))
+    assert "is 5000 bytes, and this file system allows 255" in one_line_error(train(out="x" * 5000))
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")

@@ -66,7 +66,7 @@ def test_sample_and_evaluate_inputs_and_outputs_are_one_line(tmp_path, monkeypat
     Image.new("L", (28, 28)).save("photos/holiday.png")
     assert "holds holiday.png, which difftk did not write" in one_line_error(
         run("sample", "mnist-cfg", "-n", 2, "--format", "png-folder", "-o", "photos"))
-    assert "is the --init image this command reads" in one_line_error(
+    assert "is the --init this command reads" in one_line_error(
         run("sample", "mnist-cfg", "-n", 1, "-o", "photos/holiday.png", "--init", "photos/holiday.png", "--strength", "0.5"))
     np.savez("floats.npz", np.zeros((2, 28, 28, 1), np.float32))
     assert "arr_0 is float32" in one_line_error(run("evaluate", "--samples", "floats.npz", "--metric", "fid"))

@@ -15,8 +15,9 @@ from rich.markup import escape
 
 #: output that is not a terminal (a file, a pipe) is not cut to 80 columns: tables keep their full rows
 WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 10_000
-out = Console(highlight=False, soft_wrap=True, width=WIDTH)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+#: no emoji codes: text from the user or a file (":-1:", ":smile:") is printed as it was given
+out = Console(highlight=False, soft_wrap=True, width=WIDTH, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 #: exit status of an error the user can fix (bad name, option, file)
 USER_ERROR = 2

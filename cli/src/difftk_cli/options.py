@@ -1,15 +1,19 @@
-"""Command-line parsing the commands share: ``--set``, ``--data``, ``--data-option`` and metric options.
+"""Command-line parsing the commands share: ``--set``, ``--data``, ``--data-option``, metric options, and
+the output guard every command runs before its work (:class:`OutputPath`, :class:`Command`).
 
 Each rule is written once here; a command imports these, never another command.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import click
 from difftk.components import plugins
 from difftk.errors import OptionError
+from difftk.runtime.files import guard_output
 
 
 def parse_sets(pairs: Sequence[str], allowed: Sequence[str] | None = None, *, why: str = "") -> dict[str, dict[str, str]]:
@@ -86,3 +90,65 @@ DATA_OPTION = click.option("--data-option", "data_options", metavar="KEY=VALUE",
 
 #: where to compute, for every command that does
 DEVICE_OPTION = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+
+
+class OutputPath(click.Path):
+    """The type of every option or argument that names an output. ``purpose`` is a key of
+    :data:`difftk.runtime.files.PURPOSES`, or a function of the command's parameters that gives one
+    (export writes a checkpoint or a folder as --format says). :class:`Command` checks the path with
+    :func:`~difftk.runtime.files.guard_output` before the command runs."""
+
+    def __init__(self, purpose: str | Callable[[dict[str, Any]], str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.purpose = purpose
+
+    def purpose_for(self, params: dict[str, Any]) -> str:
+        return self.purpose(params) if callable(self.purpose) else self.purpose
+
+
+def _label(param: click.Parameter) -> str:
+    return param.human_readable_name if isinstance(param, click.Argument) else max(param.opts, key=len)
+
+
+class Command(click.Command):
+    """A command whose outputs are checked before it runs: every parameter of type
+    :class:`OutputPath` goes through :func:`~difftk.runtime.files.guard_output`, with every path the
+    command reads (its other path parameters, and those named in ``reads``) as the inputs it may
+    not replace. So no work is lost to an output that cannot be written."""
+
+    def __init__(self, *args: Any, reads: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reads = reads
+
+    def inputs(self, params: dict[str, Any]) -> dict[str, str]:
+        """``{label: path}`` of every path this command reads."""
+        found: dict[str, str] = {}
+        for param in self.params:
+            value = params.get(param.name)
+            if value is None or isinstance(param.type, OutputPath):
+                continue
+            if isinstance(param.type, click.Path) or param.name in self.reads:
+                for i, v in enumerate(value if isinstance(value, (tuple, list)) else (value,)):
+                    found[_label(param) + (f" #{i + 1}" if isinstance(value, (tuple, list)) and len(value) > 1 else "")] = str(v)
+        return found
+
+    def outputs(self, params: dict[str, Any]) -> list[tuple[click.Parameter, str, str]]:
+        """(parameter, path, purpose) of every output given."""
+        return [(p, str(params[p.name]), p.type.purpose_for(params)) for p in self.params
+                if isinstance(p.type, OutputPath) and params.get(p.name) is not None]
+
+    def invoke(self, ctx: click.Context) -> Any:
+        self.check_outputs(ctx.params)
+        return super().invoke(ctx)
+
+    def check_outputs(self, params: dict[str, Any]) -> None:
+        """Guard every output among ``params``; a command whose values also come from elsewhere (an
+        experiment file's ``[training]``) calls this again with them before its work."""
+        inputs = self.inputs(params)
+        seen: dict[Path, str] = {}
+        for param, path, purpose in self.outputs(params):
+            guard_output(path, purpose, inputs=inputs)
+            key = Path(path).absolute()
+            if key in seen:
+                raise OptionError(f"{_label(param)} {path} is the {seen[key]} output too: give each output its own path")
+            seen[key] = _label(param)

@@ -21,10 +21,10 @@ def _pyplot():
 def _save(fig: Any, path: str | Path) -> Path:
     import io
 
-    from difftk.runtime.files import atomic_write_bytes
+    from difftk.runtime.files import PNG_MARK, atomic_write_bytes
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": PNG_MARK})
     _pyplot().close(fig)
     return atomic_write_bytes(Path(path), buffer.getvalue())
 

@@ -79,7 +79,7 @@ def render(summaries: Sequence[CellSummary], *, title: str, command: str, agains
             f'<td class="num">{"-" if s.scale is None else f"{s.scale:g}"}</td><td>{esc(s.metric)}</td>'
             f'<td class="num">{esc(s.interval())}{unit}</td><td class="num">{s.k}</td><td class="num">{s.n:,}</td>'
             f'<td class="verdict">{esc(s.verdict())}</td></tr>')
-    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>",
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"generator\" content=\"difftk\"><title>{esc(title)}</title>",
              f"<style>{_STYLE}</style></head><body>", f"<h1>{esc(title)}</h1>",
              f"<p class=\"note\"><code>{esc(command)}</code></p>",
              "<h2>Results</h2>", f"<table>{head}{''.join(body)}</table>",

@@ -18,6 +18,7 @@ Rules that hold on every path, because they are written only here:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -270,9 +271,12 @@ def load(source: str | Path, device: torch.device | str = "cpu") -> Model:
     try:
         ckpt = read_checkpoint(source)
     except (CheckpointError, UnknownComponentError) as not_a_checkpoint:  # no plugin claims it: the error stands
-        model = plugins.plugin_manager().hook.difftk_load_model(source=source, device=device)
-        if model is None:
-            raise not_a_checkpoint from None
+        failed: list[str] = []
+        model = plugins.first_result("difftk_load_model", failures=failed, source=source, device=device)
+        if model is None:  # the error of the path, and what each plugin that tried to read it said
+            raise type(not_a_checkpoint)("; ".join([str(not_a_checkpoint), *failed])) from None
+        for message in failed:
+            warnings.warn(message, plugins.PluginWarning, stacklevel=2)
         return model
     if "shape" not in ckpt.dataset:
         raise CheckpointError(f"{ckpt.path}: metadata 'dataset' lacks the data shape")

@@ -107,7 +107,7 @@ def test_an_unknown_export_format_is_one_line(ddpm_folder, tmp_path):
     line = one_line_error(run("export", ddpm_folder, "--format", "onnx", "-o", tmp_path / "o"))
     assert "--format onnx: no installed plugin writes this format" in line
     line = one_line_error(run("export", "mnist-cfg", "--format", "diffusers", "-o", ddpm_folder / "model_index.json"))
-    assert "is a file: --format diffusers writes a folder" in line
+    assert "model_index.json is a file: a folder of a model in another library's format is written to a folder" in line
 
 
 def _edit(path, **changes):

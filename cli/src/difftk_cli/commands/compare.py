@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shlex
 import sys
-from pathlib import Path
 
 import click
 from difftk.data.images import picture
@@ -14,12 +13,12 @@ from difftk.evaluation.compare import better_of, summarize, write_csv
 from difftk.evaluation.compare import compare as run_grid
 from difftk.pipeline.compose import build_component
 from difftk.runtime.device import resolve_device
-from difftk.runtime.files import check_output
+from difftk.runtime.files import output_folder
 from rich.markup import escape
 from rich.table import Table
 
 from difftk_cli.console import out, warn
-from difftk_cli.options import metric_options, parse_sets
+from difftk_cli.options import Command, OutputPath, metric_options, parse_sets
 from difftk_cli.plots import plot_grid
 from difftk_cli.report import statistics_note, write_report
 
@@ -36,6 +35,8 @@ def _list(text: str | None, cast, what: str) -> list:
         values = [cast(v.strip()) for v in text.split(",") if v.strip()]
     except ValueError:
         raise OptionError(f"--{what} {text!r}: give a comma list, e.g. --{what} {'10,50' if cast is int else '0,1,3'}") from None
+    if not values and cast is str:
+        raise OptionError(f"--{what} {text!r} names no {what}: give names, comma-separated (e.g. --{what} ddim,ancestral)")
     if not values or (cast is not str and min(values) < (1 if cast is int else 0)):
         raise OptionError(f"--{what} {text!r}: give {'step counts ≥ 1' if cast is int else 'scales ≥ 0'}, comma-separated")
     return values
@@ -80,7 +81,7 @@ def _reference(text: str | None, checkpoints, grid) -> dict[str, str]:
     return pairs
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path())
 @click.option("--metric", "metric_names", required=True, multiple=True, metavar="NAME", help="A registered metric; repeatable.")
 @click.option("--sampler", "samplers", metavar="A,B", help="Samplers to compare (default: each checkpoint's own).")
@@ -95,9 +96,9 @@ def _reference(text: str | None, checkpoints, grid) -> dict[str, str]:
               help="The seeds every cell is measured with (the same in every cell); several give each cell a mean ± CI.")
 @click.option("--reference", metavar="KEY=VALUE[,…]",
               help="Test every cell against this one (keys checkpoint, sampler, steps, scale) instead of the best.")
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True,
+@click.option("-o", "--out", "out_dir", type=OutputPath("compare"), required=True,
               help="Write compare.csv, summary.csv and compare.png here.")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False),
+@click.option("--report", "report_dir", type=OutputPath("report"),
               help="Also write a self-contained HTML report, REPORT/index.html (table, plot, samples per cell).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def compare(checkpoints, metric_names, samplers, steps, guidance, scales, n, sets, seed_text, reference, out_dir,
@@ -135,8 +136,6 @@ def compare(checkpoints, metric_names, samplers, steps, guidance, scales, n, set
         if name is not None:
             build_component("sampler", name, sets_by_kind["sampler"])
     ref = _reference(reference, checkpoints, grid)
-    if report_dir:  # before measuring, so no work is lost to a bad path
-        check_output(Path(report_dir) / "index.html")
     cells = len(checkpoints) * len(grid["samplers"]) * len(grid["steps"]) * len(grid["scales"]) * len(metric_names)
     out.print(f"comparing {cells * len(seeds)} measurements" + (f" ({len(seeds)} seeds each)" if len(seeds) > 1 else ""))
     per_metric = metric_options(metric_names, options, n_flag=n is not None)
@@ -177,14 +176,14 @@ def compare(checkpoints, metric_names, samplers, steps, guidance, scales, n, set
     out.print(escape(note))
     for caveat in dict.fromkeys(row.result.caveat for row in rows if row.result.caveat):
         warn(caveat)
-    target = Path(out_dir)
-    target.mkdir(parents=True, exist_ok=True)
-    csv_path = write_csv(rows, target / "compare.csv")
-    write_csv(summaries, target / "summary.csv")
-    png = plot_grid([s.as_dict() for s in summaries], target / "compare.png")
+    with output_folder(out_dir) as target:  # a failed write (a full disk) leaves no empty folder behind
+        csv_path = write_csv(rows, target / "compare.csv")
+        write_csv(summaries, target / "summary.csv")
+        png = plot_grid([s.as_dict() for s in summaries], target / "compare.png")
     out.print(escape(f"wrote {csv_path}, {target / 'summary.csv'} and {png}"))
     if report_dir:
-        page = write_report(report_dir, summaries, title="difftk compare", against=against, grids=grids,
-                            command=shlex.join(["difftk", *sys.argv[1:]]) if sys.argv[1:2] == ["compare"]
-                            else "difftk compare", plot_png=png.read_bytes())
+        with output_folder(report_dir):
+            page = write_report(report_dir, summaries, title="difftk compare", against=against, grids=grids,
+                                command=shlex.join(["difftk", *sys.argv[1:]]) if sys.argv[1:2] == ["compare"]
+                                else "difftk compare", plot_png=png.read_bytes())
         out.print(escape(f"wrote {page} (one self-contained file)"))

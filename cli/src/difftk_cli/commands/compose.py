@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from difftk_cli.console import out
-from difftk_cli.options import DATA_OPTION, parse_data, parse_data_options, parse_sets
+from difftk_cli.options import DATA_OPTION, Command, OutputPath, parse_data, parse_data_options, parse_sets
 
 
 def pipeline_tree(pipeline: Pipeline, title: str = "pipeline") -> Tree:
@@ -26,7 +26,7 @@ def pipeline_tree(pipeline: Pipeline, title: str = "pipeline") -> Tree:
     return tree
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--schedule", metavar="NAME", help="Noise schedule, e.g. linear, cosine.")
 @click.option("--sampler", metavar="NAME", help="Sampler, e.g. ancestral, ddim.")
 @click.option("--guidance", metavar="NAME", help="Guidance, e.g. cfg (optional).")
@@ -37,7 +37,7 @@ def pipeline_tree(pipeline: Pipeline, title: str = "pipeline") -> Tree:
 @click.option("--data", metavar="NAME[:PATH]",
               help="Fit the denoiser to this dataset now: its data options and those derived from them are written out.")
 @DATA_OPTION
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the pipeline as TOML here.")
+@click.option("-o", "--output", type=OutputPath("pipeline"), help="Write the pipeline as TOML here.")
 def compose(schedule, sampler, guidance, denoiser, objective, sets, from_file, data, data_options, output) -> None:
     """Assemble a pipeline from registered components, check it, and print it.
 

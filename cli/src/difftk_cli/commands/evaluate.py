@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 import difftk
 from click.core import ParameterSource
 from difftk.components import plugins
 from difftk.data.fitting import load_dataset
-from difftk.errors import DifftkError, OptionError, OutputError
+from difftk.errors import DifftkError, OptionError
 from difftk.evaluation.compare import context_for, held_out_data, measure
 from difftk.evaluation.context import EvalContext
 from difftk.evaluation.sample_files import read_samples
 from difftk.runtime import distributed
 from difftk.runtime.device import resolve_device
-from difftk.runtime.files import atomic_write_text, check_output, short_path
+from difftk.runtime.files import atomic_write_text
 from rich.markup import escape
 
 from difftk_cli.console import out, warn
-from difftk_cli.options import DATA_OPTION, argv_without, metric_options, parse_data, parse_data_options, parse_sets
+from difftk_cli.options import DATA_OPTION, Command, OutputPath, argv_without, metric_options, parse_data, parse_data_options, parse_sets
 
 #: the held-out data images of this shape are measured against when --samples comes without --data
 DEFAULT_DATA = {(1, 28, 28): "mnist"}
@@ -29,7 +28,7 @@ DEFAULT_DATA = {(1, 28, 28): "mnist"}
 SAMPLING_FLAGS = ("sampler", "steps", "guidance", "scale", "batch_size")
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("checkpoint", type=click.Path(), required=False)
 @click.option("--samples", "samples_path", type=click.Path(), metavar="DIR_OR_NPZ",
               help="Measure these images (a folder of PNGs or an .npz, from any generator) instead of a checkpoint's samples.")
@@ -47,7 +46,7 @@ SAMPLING_FLAGS = ("sampler", "steps", "guidance", "scale", "batch_size")
 @click.option("--data", "data_source", metavar="NAME[:PATH]",
               help="Held-out data to measure against (its test split); default: the checkpoint's own dataset.")
 @DATA_OPTION
-@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
+@click.option("--json", "json_file", type=OutputPath("results"), help="Also write the results as JSON here.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Samples drawn at once; with --nproc, the batches are what the processes share.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -84,10 +83,6 @@ def evaluate(ctx, checkpoint, samples_path, metric_names, n, sampler, steps, gui
                           "give one of them")
     if checkpoint is None and samples_path is None:
         raise OptionError("give a CHECKPOINT to sample and measure, or --samples DIR_OR_NPZ (images to measure)")
-    if json_file is not None:
-        check_output(Path(json_file))  # before measuring, so no work is lost to a bad path
-        if samples_path is not None and Path(json_file).resolve() == Path(samples_path).resolve():
-            raise OutputError(f"--json {short_path(json_file)} is the --samples input: write to another path")
     options = parse_sets(sets, ("metric", "sampler", "guidance"))
     metric_sets = dict(options.get("metric", {}), **({"n": str(n)} if n is not None else {}))
     per_metric = metric_options(metric_names, metric_sets, n_flag=n is not None)

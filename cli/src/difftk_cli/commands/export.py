@@ -3,23 +3,27 @@ or the model in another library's format (written by the plugin that adds it: ho
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 import difftk
 from difftk.checkpoint.files import export_for_sampling
+from difftk.components import plugins
 from difftk.errors import OptionError
 from difftk.pipeline.compose import spec_of
 from difftk.pipeline.spec import PipelineSpec
+from difftk.runtime.files import EXPORT_MARK, atomic_write_text
 from rich.markup import escape
 
 from difftk_cli.console import out
-from difftk_cli.options import parse_sets
+from difftk_cli.options import Command, OutputPath, parse_sets
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("checkpoint", type=click.Path())
-@click.option("-o", "--output", type=click.Path(), required=True,
+@click.option("-o", "--output", type=OutputPath(lambda p: "export" if p.get("fmt") == "difftk" else "foreign-model"),
+              required=True,
               help="Write the exported checkpoint (a .safetensors file) or, for another format, what it writes (a folder).")
 @click.option("--format", "fmt", metavar="NAME", default="difftk", show_default=True,
               help="difftk (a checkpoint for sampling), or a format a plugin adds: diffusers, folder (difftk-diffusers).")
@@ -54,10 +58,12 @@ def export(checkpoint, output, fmt, sampler, sets) -> None:
         if sampler or options:
             chosen = model.sampler(sampler, options.get("sampler"))
             model = model.using(PipelineSpec((("sampler", spec_of("sampler", chosen)),)), source="--sampler")
-        report = difftk.plugin_manager().hook.difftk_export(model=model, format=fmt, output=Path(output))
+        report = plugins.first_result("difftk_export", model=model, format=fmt, output=Path(output))
         if report is None:
             raise OptionError(f"--format {fmt}: no installed plugin writes this format (difftk itself writes difftk; "
                               "difftk-diffusers adds diffusers and folder)")
+        # the mark that lets a later export replace this folder, and nothing that difftk did not write
+        atomic_write_text(Path(output) / EXPORT_MARK, json.dumps({"format": fmt, "difftk_version": difftk.__version__}) + "\n")
         for line in str(report).splitlines():
             out.print(escape(line))
         return

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
-from difftk.runtime.files import check_output
 from difftk.training.runs import read_run, replicate_groups
 from rich.markup import escape
 
 from difftk_cli.console import out
+from difftk_cli.options import Command, OutputPath
 from difftk_cli.plots import curve_quantities, plot_curves
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
-@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Write the figure here, as PNG.")
+@click.option("-o", "--output", type=OutputPath("picture"), required=True, help="Write the figure here, as PNG.")
 @click.option("--smooth", type=click.FloatRange(min=0, max=1, max_open=True), default=0.6, show_default=True,
               help="Weight of the moving average drawn over the raw loss; 0 = none.")
 def plot(runs, output, smooth) -> None:
@@ -31,7 +29,6 @@ def plot(runs, output, smooth) -> None:
       difftk plot runs/mnist -o curves.png
       difftk plot runs/cosine-s0 runs/cosine-s1 runs/linear-s0 runs/linear-s1 -o schedules.png --smooth 0.9
     """
-    check_output(Path(output))
     logs = [read_run(r) for r in runs]
     for log in logs:
         for note in log.skipped:

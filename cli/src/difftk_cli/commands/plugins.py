@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from difftk_cli.console import out
+from difftk_cli.options import Command
 
 
 def _report() -> list[dict]:
@@ -79,7 +80,7 @@ def _show_options(rows: list[dict], name: str) -> None:
         out.print(table)
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table (with every "
               "component's options).")

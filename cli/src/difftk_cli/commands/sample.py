@@ -12,21 +12,20 @@ from click.core import ParameterSource
 from difftk.checkpoint.files import FORMAT as CHECKPOINT_FORMAT
 from difftk.components.protocols import num_classes_of
 from difftk.data.images import grid_shape, load_image, load_mask, picture, save_png, trajectory_strip
-from difftk.errors import OptionError, OutputError
-from difftk.evaluation.sample_files import FORMATS, check_samples_output, format_of, write_npz, write_png_folder
+from difftk.errors import OptionError
+from difftk.evaluation.sample_files import FORMATS, format_of, write_npz, write_png_folder
 from difftk.pipeline.compose import spec_of
 from difftk.pipeline.spec import PipelineSpec, component_options
 from difftk.runtime import distributed
 from difftk.runtime.device import resolve_device
 from difftk.runtime.fastpath import PRECISIONS, autocast
-from difftk.runtime.files import check_output, short_path
 from difftk.sampling.draw import class_rows
 from difftk.sampling.edit import snap_strength
 from difftk.sampling.trajectory import TrajectoryRecorder
 from rich.markup import escape
 
 from difftk_cli.console import out, warn
-from difftk_cli.options import argv_without, parse_sets
+from difftk_cli.options import Command, OutputPath, argv_without, parse_sets
 from difftk_cli.progress import SamplingProgress
 
 #: the kinds --set may change at sampling time; the rest is fixed by the checkpoint
@@ -52,30 +51,19 @@ def _init(model, source: str | None, strength: float | None, mask: str | None):
     return init, f"{how} {said} from t = {s:g}", label
 
 
-def _check_outputs(output: str, fmt: str | None, trajectory: str | None, inputs: dict[str, str | None]) -> str:
-    """The layout to write, once the outputs are checked (before any work): writable, not replacing
-    what difftk did not write, and none of them an input of the command."""
-    fmt = format_of(output, fmt)
-    check_samples_output(Path(output), fmt)
-    if trajectory is not None:
-        check_output(Path(trajectory))
-    if trajectory is not None and Path(trajectory).resolve() == Path(output).resolve():
-        raise OutputError(f"--trajectory {short_path(trajectory)} is the -o output too: give it its own path")
-    for path in (output, trajectory):
-        for flag, given in inputs.items():
-            if path is not None and given and Path(given).exists() and Path(given).resolve() == Path(path).resolve():
-                raise OutputError(f"{short_path(path)} is the {flag} this command reads: write to another path")
-    return fmt
+def _purpose(params: dict) -> str:
+    """What -o is for, by the layout it is written in (the output guard's purpose)."""
+    return {"png": "picture", "npz": "samples", "png-folder": "sample-folder"}[format_of(params["output"], params.get("fmt"))]
 
 
 def _options_text(component) -> str:
     return ", ".join(f"{k}={v}" for k, v in component_options(component).items())
 
 
-@click.command()
+@click.command(cls=Command, reads=("init_source", "mask_source"))
 @click.argument("checkpoint", type=click.Path())
 @click.option("-n", "--num", "n", type=click.IntRange(1, 1_000_000), default=64, show_default=True, help="How many samples.")
-@click.option("-o", "--output", type=click.Path(), required=True,
+@click.option("-o", "--output", type=OutputPath(_purpose), required=True,
               help="Write the samples here: a PNG grid (or scatter plot), a folder of PNGs, or an .npz (--format).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS),
               help="png: one grid; png-folder: one PNG per sample; npz: uint8 [N, H, W, C] under arr_0 "
@@ -98,7 +86,7 @@ def _options_text(component) -> str:
               help="SDEdit: noise --init to this time and sample back (1 = from noise); default 1 with --mask.")
 @click.option("--mask", "mask_source", metavar="MASK|left|right|top|bottom",
               help="Inpaint --init: generate where the mask image is white (or that half), keep the rest.")
-@click.option("--trajectory", type=click.Path(dir_okay=False), help="Also write the predicted x₀ at several t as a PNG strip.")
+@click.option("--trajectory", type=OutputPath("picture"), help="Also write the predicted x₀ at several t as a PNG strip.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Samples drawn at once.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, tf32 or bf16.")
@@ -140,9 +128,7 @@ def sample(ctx, checkpoint, n, output, fmt, sampler, steps, sets, guidance, scal
       difftk sample mnist-cfg -n 8 -o edit.png --init train:4 --strength 0.5 --label 9
       difftk sample mnist-cfg -n 8 -o fill.png --init test:0 --mask right
     """
-    inputs = {"checkpoint": checkpoint, "--init image": init_source, "--mask": mask_source,
-              "--pipeline file": pipeline_file, "--classifier file": classifier_file}
-    fmt = _check_outputs(output, fmt, trajectory, inputs)  # before sampling, so no work is lost to a bad path
+    fmt = format_of(output, fmt)  # the outputs were checked before the command ran (options.Command)
     if nproc > 1 and not distributed.launched():
         sys.exit(distributed.launch(nproc, argv_without("--nproc", sys.argv[1:])))
     ranks, device = distributed.init(resolve_device(device))

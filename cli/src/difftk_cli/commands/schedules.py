@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from difftk_cli.console import out
+from difftk_cli.options import Command, OutputPath
 from difftk_cli.plots import plot_schedules
 
 
@@ -28,8 +29,8 @@ def curves(points: int = 500) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndar
     return out_curves
 
 
-@click.command()
-@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Draw ᾱ(t) and log-SNR(t) of every schedule here (PNG).")
+@click.command(cls=Command)
+@click.option("--plot", "plot_file", type=OutputPath("picture"), help="Draw ᾱ(t) and log-SNR(t) of every schedule here (PNG).")
 def schedules(plot_file) -> None:
     """List every registered schedule with ᾱ and log-SNR at a few times, and optionally plot them.
 

@@ -25,7 +25,7 @@ from rich.markup import escape
 
 from difftk_cli import experiment
 from difftk_cli.console import out
-from difftk_cli.options import DATA_OPTION, parse_data, parse_data_options
+from difftk_cli.options import DATA_OPTION, Command, OutputPath, parse_data, parse_data_options
 from difftk_cli.progress import RichTrainReporter
 
 #: exit status of a run stopped by Ctrl-C (after its checkpoint was written); 128 + N for signal N
@@ -43,7 +43,7 @@ def _given(ctx: click.Context, options: dict, from_file: set[str]) -> dict:
     return {k: v for k, v in options.items() if k in from_file or ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
 
 
-@click.command()
+@click.command(cls=Command, reads=("init",))
 @click.argument("pipeline", type=click.Path(dir_okay=False))
 @click.option("--data", metavar="NAME[:PATH]",
               help="Dataset to train on, with its path when it reads one (e.g. mnist, cifar10:/data/cifar); "
@@ -51,7 +51,7 @@ def _given(ctx: click.Context, options: dict, from_file: set[str]) -> dict:
 @DATA_OPTION
 @click.option("--steps", type=click.IntRange(min=1), help="Train up to this many optimizer steps in total (required, here "
               "or in [training]).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+@click.option("--out", "out_dir", type=OutputPath("run"),
               help="Run directory: checkpoint.safetensors, samples/step_XXXXXX.png, log.jsonl (required, here or in "
               "[training]).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint, exactly.")
@@ -136,6 +136,8 @@ def train(ctx, pipeline, **params) -> None:
         missing = "--steps N" if steps is None else "--out DIR"
         raise OptionError(f"{missing} is needed: give it on the command line, or as "
                           f"{missing.split()[0].lstrip('-')} = … in the [training] section of {pipeline}")
+    if "out_dir" in from_file:  # the output guard ran on the command line's values: again on the file's
+        ctx.command.check_outputs({**ctx.params, **options, "out_dir": out_dir})
     if nproc > 1 and not distributed.launched():
         argv = [a for a in sys.argv[1:]]
         i = next((k for k, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc=")), None)

@@ -13,7 +13,6 @@ from difftk.errors import DifftkError, OptionError
 from difftk.pipeline.compose import build_component
 from difftk.pipeline.spec import PipelineSpec
 from difftk.runtime.device import resolve_device
-from difftk.runtime.files import check_output
 from difftk.training.classifier import (
     build_classifier,
     default_classifier,
@@ -24,7 +23,7 @@ from difftk.training.classifier import (
 from rich.markup import escape
 
 from difftk_cli.console import out
-from difftk_cli.options import DATA_OPTION, parse_data, parse_data_options, parse_sets
+from difftk_cli.options import DATA_OPTION, Command, OutputPath, parse_data, parse_data_options, parse_sets
 
 
 def _schedule_spec(source: str):
@@ -39,12 +38,12 @@ def _schedule_spec(source: str):
     return spec["schedule"]
 
 
-@click.command("train-classifier")
+@click.command("train-classifier", cls=Command)
 @click.argument("pipeline_or_checkpoint", metavar="PIPELINE_OR_CHECKPOINT", type=click.Path())
 @click.option("--data", required=True, metavar="NAME[:PATH]", help="Labelled dataset to train on (e.g. mnist).")
 @DATA_OPTION
 @click.option("--steps", type=click.IntRange(min=1), required=True, help="Optimizer steps.")
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), required=True, help="Write the classifier here (.safetensors).")
+@click.option("--out", "out_file", type=OutputPath("classifier"), required=True, help="Write the classifier here (.safetensors).")
 @click.option("--model", metavar="NAME", help="Classifier component (default: the first for the data: noisy-cnn for images, noisy-mlp for points).")
 @click.option("--set", "sets", metavar="classifier.OPTION=VALUE", multiple=True, help="Set a classifier option; repeatable.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True, help="Examples per step.")
@@ -67,7 +66,6 @@ def train_classifier_command(pipeline_or_checkpoint, data, data_options, steps, 
     options = parse_sets(sets, ("classifier",), why=" (e.g. classifier.base_channels=16)")
     if Path(out_file).suffix != ".safetensors":
         raise OptionError(f"--out {out_file}: a classifier is a .safetensors file: give --out NAME.safetensors")
-    check_output(Path(out_file), replaces="export")  # before training, so no work is lost to a bad path
     name, path = parse_data(data)
     data_options = parse_data_options(data_options)
     device = resolve_device(device)

@@ -441,7 +441,13 @@ from difftk.testing import (  # noqa: F401
 '''
 
 
+#: the longest plugin name: its package and distribution folders must fit a file name (255 bytes)
+NAME_MAX = 64
+
+
 def _names(name: str) -> dict[str, str]:
+    if len(name) > NAME_MAX:
+        raise OptionError(f"plugin name {name[:20]!r}… is {len(name)} characters: give at most {NAME_MAX}")
     if not NAME.match(name):
         raise OptionError(f"plugin name {name!r} must be lower-case words joined by '-', e.g. my-sampler")
     module = name.replace("-", "_")

@@ -8,13 +8,18 @@ reason and skipped; the others keep working. Environment switches:
     unset: load every installed plugin; empty: load none; ``a,b``: load only these.
 ``DIFFTK_BLOCK_PLUGINS``
     ``a,b``: never load these.
+``DIFFTK_PLUGIN_TIMEOUT``
+    seconds one plugin's import may take (default 60); one that takes longer is skipped with a
+    line naming it and ``DIFFTK_BLOCK_PLUGINS``, and the others load.
 ``DIFFTK_STRICT_PLUGINS``
-    ``1``: a plugin that fails to load is an error instead of a warning.
+    ``1`` (or true, yes, on): a plugin that fails to load is an error instead of a warning; unset,
+    empty, ``0``, false, no or off: a warning. Any other value is a warning, and not strict.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from importlib import metadata
 from typing import Any
@@ -51,6 +56,22 @@ def _env_list(var: str) -> list[str] | None:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
+#: the values of a yes/no switch such as DIFFTK_STRICT_PLUGINS (case-insensitive)
+YES, NO = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def env_switch(var: str) -> bool:
+    """Whether the yes/no environment switch ``var`` is on; a value that is neither yes nor no is
+    one warning line and counts as off."""
+    raw = os.environ.get(var, "").strip().lower()
+    if raw in YES:
+        return True
+    if raw not in NO:
+        warnings.warn(f"{var}={os.environ[var]!r} is neither on (1, true, yes, on) nor off (0, false, no, off): "
+                      "taken as off", PluginWarning, stacklevel=3)
+    return False
+
+
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text if isinstance(err, DifftkError) else f"{type(err).__name__}: {text}"
@@ -65,7 +86,7 @@ class PluginHost:
         self.registry = Registry()
         self.records: dict[str, PluginRecord] = {}
         self._registered: dict[str, list] = {}
-        self.strict = os.environ.get("DIFFTK_STRICT_PLUGINS", "") not in ("", "0") if strict is None else strict
+        self.strict = env_switch("DIFFTK_STRICT_PLUGINS") if strict is None else strict
 
     # -- loading ---------------------------------------------------------------
 
@@ -92,9 +113,14 @@ class PluginHost:
                 self.records[ep.name] = PluginRecord(ep.name, "blocked", **info)
                 continue
             try:
-                module = ep.load()
-            except Exception as err:  # a broken plugin must not break the others
-                self._fail(ep.name, f"import failed: {_one_line(err)}", info)
+                module = _import(ep)
+            except _ImportTimeout as late:
+                self._fail(ep.name, f"its import did not finish in {late.seconds:g} s (block it with "
+                                    f"DIFFTK_BLOCK_PLUGINS={ep.name}, or raise DIFFTK_PLUGIN_TIMEOUT)", info)
+                continue
+            except (Exception, SystemExit) as err:  # a broken plugin must not break the others, nor end the process
+                said = f"SystemExit({err.code!r}) at import" if isinstance(err, SystemExit) else _one_line(err)
+                self._fail(ep.name, f"import failed: {said}", info)
                 continue
             self.register(module, name=ep.name, **info)
 
@@ -143,6 +169,66 @@ class PluginHost:
         if self.strict:
             raise PluginError(message + " (strict mode: unset DIFFTK_STRICT_PLUGINS to skip it instead)")
         warnings.warn(message, PluginWarning, stacklevel=3)
+
+
+class _ImportTimeout(Exception):
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+def _timeout() -> float:
+    try:
+        seconds = float(os.environ.get("DIFFTK_PLUGIN_TIMEOUT", "60"))
+    except ValueError:
+        return 60.0
+    return seconds if seconds > 0 else 60.0
+
+
+def _import(ep: metadata.EntryPoint) -> Any:
+    """``ep.load()`` in a daemon thread that may take :func:`_timeout` seconds: a plugin whose import
+    hangs is skipped (its thread is left behind, and ends with the process) instead of hanging every
+    command. Its errors, ``SystemExit`` included, are raised here."""
+    done: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            done["module"] = ep.load()
+        except BaseException as err:  # noqa: BLE001 - handed to the caller, which reports it
+            done["error"] = err
+
+    thread = threading.Thread(target=run, name=f"difftk-import-{ep.name}", daemon=True)
+    thread.start()
+    thread.join(_timeout())
+    if thread.is_alive():
+        raise _ImportTimeout(_timeout())
+    if "error" in done:
+        raise done["error"]
+    return done["module"]
+
+
+def first_result(hook: str, *, failures: list[str] | None = None, **kwargs: Any) -> Any:
+    """Call the ``firstresult`` hook ``hook`` one implementation at a time, in pluggy's order (the last
+    registered first), and return the first result that is not ``None``. A plugin's own
+    :class:`DifftkError` stands; any other exception is one line naming the plugin: a
+    :class:`PluginError`, or, given a ``failures`` list, appended to it while the next plugin is asked
+    (the caller says what failed when no plugin answers, and warns when another one did)."""
+    caller = getattr(plugin_manager().hook, hook)
+    for impl in reversed(caller.get_hookimpls()):
+        try:
+            result = impl.function(*[kwargs[name] for name in impl.argnames])
+        except (DifftkError, KeyboardInterrupt):
+            raise
+        except (Exception, SystemExit) as err:
+            said = f"SystemExit({err.code!r})" if isinstance(err, SystemExit) else _one_line(err)
+            message = (f'plugin "{impl.plugin_name}" failed in {hook}: {said} '
+                       f"(DIFFTK_BLOCK_PLUGINS={impl.plugin_name} leaves it out)")
+            if failures is None:
+                raise PluginError(message) from None
+            failures.append(message)
+            continue
+        if result is not None:
+            return result
+    return None
 
 
 _HOST: PluginHost | None = None

@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from difftk.data.arrays import to_uint8_images
 from difftk.errors import DifftkError
-from difftk.runtime.files import atomic_write_bytes
+from difftk.runtime.files import PNG_MARK, atomic_write_bytes
 
 #: pixels between tiles and around a grid
 PAD = 2
@@ -142,11 +142,10 @@ def trajectory_strip(frames: Sequence[torch.Tensor], times: Sequence[float], kin
 def save_png(image: Image.Image, path: str | Path) -> Path:
     """Write ``image`` as PNG, atomically (temp file + fsync + rename)."""
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    try:
-        return atomic_write_bytes(Path(path), buf.getvalue())
-    except OSError as err:
-        raise DifftkError(f"cannot write {path}: {err.strerror or err}") from None
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", PNG_MARK)  # what the output guard recognises as a picture difftk wrote
+    image.save(buf, format="PNG", pnginfo=info)
+    return atomic_write_bytes(Path(path), buf.getvalue())  # its errors are one OutputError line already
 
 
 #: the most pixels an image file may have (8192²): below Pillow's own decompression-bomb limit, so a

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import torch
 
 from difftk.components import plugins
 from difftk.components.protocols import nfe_of
-from difftk.errors import DifftkError, OptionError
+from difftk.errors import DifftkError, OptionError, PluginError
 from difftk.evaluation.context import EvalContext, MetricResult, NeedsModelError
 from difftk.maths.stats import mean_confidence_interval, welch_t_test
 from difftk.model import Model, load
@@ -65,8 +66,18 @@ def measure(metric_name: str, options: Mapping[str, str], context: EvalContext) 
         result = metric.evaluate(context)
     except NeedsModelError as err:  # a set of images measured by a metric of models
         raise DifftkError(f"metric '{metric_name}' {err}") from None
+    except (DifftkError, KeyboardInterrupt):
+        raise
+    except Exception as err:  # a third party's metric: one line naming it
+        raise PluginError(f"metric '{metric_name}' failed: {type(err).__name__}: {' '.join(str(err).split())[:300]}") from None
     if not isinstance(result, MetricResult):
         raise DifftkError(f"metric '{metric_name}' returned a {type(result).__name__}, not a difftk.evaluation.context.MetricResult")
+    try:
+        value = float(result.value)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise PluginError(f"metric '{metric_name}' gave {result.value!r}, not a finite number: no result is reported")
     return result
 
 

@@ -26,6 +26,49 @@ from difftk.errors import DifftkError
 from difftk.runtime import distributed
 
 
+#: the share of the free memory one draw may take: the rest is the metric's features, the model and headroom
+DRAW_SHARE = 0.25
+
+
+def free_memory() -> int:
+    """Bytes this process may still allocate: the smaller of what the system has available
+    (``MemAvailable``) and what is left under the process's address-space limit (``RLIMIT_AS``,
+    ``ulimit -v``). Where neither can be read, a large number: no refusal on a guess."""
+    free = 1 << 62
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo") as fh:
+            free = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
+    with contextlib.suppress(ImportError, OSError, ValueError, StopIteration):
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            with open("/proc/self/status") as fh:
+                used = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+            free = min(free, max(0, limit - used))
+    return free
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} PB"
+
+
+def check_draw(n: int, shape: tuple[int, ...], what: str = "samples") -> None:
+    """Refuse in one line, before allocating anything, a draw of ``n`` examples of ``shape`` that
+    would not fit in memory: the samples a metric scores are held at once (float32, with an int64
+    label each), so ``n`` is bounded by the memory free now (:func:`free_memory`, of which a draw
+    may take :data:`DRAW_SHARE`)."""
+    each = 4 * math.prod(shape) + 8
+    budget = int(free_memory() * DRAW_SHARE)
+    if n * each > budget:
+        raise DifftkError(f"n={n:,} {what} of {'×'.join(map(str, shape))} would take {_bytes(n * each)} of memory at once, "
+                          f"and {_bytes(budget / DRAW_SHARE)} is free: give n ≤ {max(1, budget // each):,}")
+
+
 class NeedsModelError(DifftkError):
     """A measurement of a set of images asked for the model that made them (its denoiser, pipeline, data)."""
 
@@ -135,7 +178,10 @@ class EvalContext:
         if self.images is not None:
             labels = self.images.labels
             return labels[:n].clone() if labels is not None and n <= len(labels) else None
-        return torch.arange(n) % self.num_classes if self.num_classes else None
+        if not self.num_classes:
+            return None
+        check_draw(n, self.shape)  # the labels come before the samples they are for: refuse both at once
+        return torch.arange(n) % self.num_classes
 
     def samples(self, n: int, cond: torch.Tensor | None = None, *, offset: int = 0) -> torch.Tensor:
         """n samples [n, *shape] (float32, CPU) drawn by :meth:`Model.sample` with this context's
@@ -147,6 +193,8 @@ class EvalContext:
         key = (n, None if cond is None else tuple(cond.tolist()), offset)
         if key in self._drawn:  # e.g. fid and accuracy of one evaluation share their samples
             return self._drawn[key]
+        if self.images is None:
+            check_draw(n, self.shape)
         if self.images is not None:
             x = self.given(n, cond, offset)
         else:

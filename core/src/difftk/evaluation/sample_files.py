@@ -34,12 +34,12 @@ from PIL import Image, PngImagePlugin
 from difftk.data.arrays import ArrayDataset, to_uint8_images
 from difftk.data.images import open_image
 from difftk.errors import DifftkError, OutputError
-from difftk.runtime.files import atomic_write_bytes, check_output, short_path
+from difftk.runtime.files import SAMPLES_MARK, atomic_write_bytes, check_output, short_path
 
 #: the layouts ``difftk sample --format`` writes: a grid picture, or the two layouts above
 FORMATS: tuple[str, ...] = ("png", "png-folder", "npz")
 #: what every file written here carries (PNG text chunk ``Software``, npz zip comment)
-MARK = "difftk samples"
+MARK = SAMPLES_MARK
 #: the image files a folder may hold (names starting with "." are skipped)
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _INDEXED = re.compile(r"^\d+\.png$")
@@ -50,7 +50,10 @@ def format_of(path: str | Path, given: str | None) -> str:
     name ending in / or an existing folder, and png otherwise; a name that contradicts the layout is
     one line."""
     suffix = Path(path).suffix.lower()
-    folder = str(path).endswith(("/", os.sep)) or Path(path).is_dir()
+    try:
+        folder = str(path).endswith(("/", os.sep)) or Path(path).is_dir()
+    except OSError:  # a name too long, a loop of links: the output guard says which
+        folder = False
     fmt = given or ("npz" if suffix == ".npz" else "png-folder" if folder else "png")
     if fmt == "npz" and suffix != ".npz":
         raise OutputError(f"{short_path(path)}: an npz of samples is named NAME.npz (format=npz)")

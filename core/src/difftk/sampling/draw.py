@@ -13,7 +13,7 @@ import torch
 
 from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.components.wrapping import reset_all
-from difftk.errors import OptionError, did_you_mean
+from difftk.errors import DifftkError, OptionError, PluginError, did_you_mean
 from difftk.maths.terminal import for_sampling
 from difftk.runtime import distributed
 from difftk.sampling.edit import Edit
@@ -55,6 +55,32 @@ def parse_label(label: int | str, num_classes: int, class_names: Sequence[str] =
     return index
 
 
+def _origin(sampler: Any) -> str:
+    """``sampler 'ddim' (plugin ddim)``: the sampler and the plugin that registered it, for error lines."""
+    from difftk.pipeline.compose import spec_of
+
+    try:
+        spec = spec_of("sampler", sampler)
+    except DifftkError:
+        return f"sampler {type(sampler).__name__}"
+    return f"sampler '{spec.name}'" + (f" (plugin {spec.plugin})" if spec.plugin else "")
+
+
+def _checked(x: Any, x_T: torch.Tensor, sampler: Any, batch: int) -> torch.Tensor:
+    """The batch a sampler returned, if it is one: a tensor of x_T's shape, every value finite.
+    Anything else is one line naming the sampler, so no output is ever made of it."""
+    if not isinstance(x, torch.Tensor):
+        raise PluginError(f"{_origin(sampler)} returned {type(x).__name__}, not a tensor of samples: nothing was written")
+    if tuple(x.shape) != tuple(x_T.shape):
+        raise PluginError(f"{_origin(sampler)} returned samples of shape {list(x.shape)} for a batch of "
+                          f"{list(x_T.shape)}: nothing was written")
+    bad = int((~torch.isfinite(x)).sum()) if x.is_floating_point() else 0
+    if bad:
+        raise PluginError(f"{_origin(sampler)} returned {bad:,} NaN or infinite values of {x.numel():,} in batch {batch}: "
+                          "nothing was written (a diverging sampler or model: try more steps, or another sampler)")
+    return x
+
+
 @torch.inference_mode()
 def generate(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Any, shape: Sequence[int], n: int, *,
              steps: int | None = None, cond: torch.Tensor | None = None, seed: int = 0,
@@ -90,7 +116,13 @@ def generate(denoiser: Denoiser, schedule: NoiseSchedule, sampler: Any, shape: S
         if edit is not None:
             net, clock, x_T = edit.for_batch(denoiser, schedule, start, x_T)
         reset_all(net)  # a batch is a draw of its own: no state from the one before (APG's momentum)
-        x = sampler.sample(net, clock, x_T, steps=steps, cond=c, generator=noise, callback=step_cb)
-        out.append(x.float().cpu())
+        try:
+            x = sampler.sample(net, clock, x_T, steps=steps, cond=c, generator=noise, callback=step_cb)
+        except (DifftkError, KeyboardInterrupt):
+            raise
+        except Exception as err:  # a third party's sampler: one line naming it, never everyone's traceback
+            raise PluginError(f"{_origin(sampler)} failed while sampling: {type(err).__name__}: "
+                              f"{' '.join(str(err).split())[:300]}") from None
+        out.append(_checked(x, x_T, sampler, b).float().cpu())
     x = torch.cat(out)
     return distributed.gather_rows(x, ranks) if ranks is not None else x

@@ -27,7 +27,7 @@ import torch
 from difftk.components import plugins
 from difftk.errors import DifftkError, OptionError
 from difftk.evaluation.compare import context_for, held_out_data
-from difftk.evaluation.context import MetricResult
+from difftk.evaluation.context import MetricResult, check_draw
 from difftk.model import Model
 from difftk.training.config import TrainConfig, TrainingError
 from difftk.training.runs import METRIC_KEY
@@ -61,6 +61,9 @@ class TrainingMetrics:
         self.metrics = {name: info.build({"n": config.eval_n} if config.eval_n is not None and name in with_n else {})
                         for name, info in infos.items()}
         self.data, self.why = held_out_data(dataset_info)
+        shape = dataset_info.get("shape")
+        if config.eval_n is not None and isinstance(shape, (list, tuple)) and all(isinstance(d, int) for d in shape):  # before the first step: a draw that cannot fit is refused now
+            check_draw(config.eval_n, tuple(shape), "samples per measurement (eval_n)")
 
     def due(self, step: int) -> bool:
         """Whether step ``step`` is measured: every ``eval_every`` steps, and the last."""

@@ -16,8 +16,33 @@ import attrs
 from difftk.checkpoint.files import (
     CHECKPOINT_NAME,
 )
+from difftk.errors import DifftkError, OutputError
 from difftk.runtime.files import atomic_write_text, short_path
 from difftk.training.config import TrainingError
+
+
+class RunLog:
+    """log.jsonl open for appending: every write is flushed at once, and a write that fails (a full
+    disk) is one :class:`~difftk.errors.OutputError` line naming the log."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = path.open("a", encoding="utf-8")
+
+    def write(self, text: str) -> None:
+        try:
+            self._fh.write(text)
+            self._fh.flush()
+        except OSError as err:
+            raise OutputError(f"cannot write {short_path(self.path)}: {err.strerror or err}") from None
+
+    def flush(self) -> None:
+        """Nothing to do: :meth:`write` flushes (kept for code that writes to a file object)."""
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # what could not be written was reported by write
+            self._fh.close()
+
 
 #: the lock file of a run directory (see :meth:`RunPaths.lock`)
 LOCK_NAME = ".lock"
@@ -105,11 +130,15 @@ class RunPaths:
             created = not self.root.exists()
         except OSError as err:
             raise TrainingError(f"out={short_path(self.root)}: {err.strerror or err}") from None
+        if (self.root / LOCK_NAME).is_dir():
+            raise TrainingError(f"{short_path(self.root / LOCK_NAME)} is a folder, where difftk train keeps the run's lock "
+                                "file: remove it, or choose another out=DIR")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
-            raise TrainingError(f"cannot create the run directory {short_path(self.root)}: {err.strerror or err}") from None
+            what = "create the run directory" if created else "write the lock file of"
+            raise TrainingError(f"cannot {what} {short_path(self.root)}: {err.strerror or err}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -118,8 +147,12 @@ class RunPaths:
             raise TrainingError(f"{self.root} is being written by another difftk train (pid {holder}): wait for it "
                                 "to finish, or choose another out=DIR") from None
         try:
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
+            try:  # the pid is what a refused second writer is told; a full disk is one line, before any step
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+            except OSError as err:
+                raise TrainingError(f"cannot write to {short_path(self.root)}: {err.strerror or err} (nothing was "
+                                    "trained): free some space, then run again") from None
             for stray in self.root.glob(f".{CHECKPOINT_NAME}.*.tmp"):
                 stray.unlink(missing_ok=True)
             yield
@@ -130,7 +163,7 @@ class RunPaths:
                 (self.root / LOCK_NAME).unlink(missing_ok=True)
                 self.root.rmdir()
 
-    def open_log(self, step: int, note: Callable[[str], None] | None = None):
+    def open_log(self, step: int, note: Callable[[str], None] | None = None) -> RunLog:
         """Open log.jsonl for appending, first dropping the records after ``step`` (those of a
         run resumed from an earlier checkpoint than its last log line) and its damaged lines,
         each of which is named to ``note``."""
@@ -147,7 +180,9 @@ class RunPaths:
                 if damaged or len(kept) != len(records):
                     atomic_write_text(log, "".join(kept), replaces="run")
             log.parent.mkdir(parents=True, exist_ok=True)
-            return log.open("a", encoding="utf-8")
+            return RunLog(log)
         except OSError as err:
+            if isinstance(err, DifftkError):  # already one line that names the file
+                raise
             raise TrainingError(f"cannot write to {self.root}: {err.strerror or err}") from None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import json
 import math
 import signal
@@ -33,7 +34,7 @@ from difftk.components.protocols import num_classes_of
 from difftk.data.examples import Examples
 from difftk.data.fitting import describe_dataset
 from difftk.data.images import picture, save_png
-from difftk.errors import DifftkError, OptionError
+from difftk.errors import CheckpointError, DifftkError, OptionError, OutputError
 from difftk.evaluation.context import MetricResult
 from difftk.model import Model
 from difftk.pipeline.compose import Pipeline
@@ -59,6 +60,10 @@ class TrainResult:
     loss: float | None = None  # mean loss over the last log window
     signal: int | None = None  # what stopped an interrupted run (SIGINT, SIGTERM or SIGHUP)
     measurements: tuple[tuple[int, MetricResult], ...] = ()  # (step, result) of every eval_metrics score
+
+
+#: the errors of a write that the disk refused: full, over quota, read-only, failing
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
 
 
 class _NonFinite(Exception):
@@ -279,6 +284,10 @@ class Trainer(CheckpointState):
                         self.measure(reporter, log)
                     if distributed.any_rank(self._stop_requested, self.ranks):  # all ranks stop at one step
                         return self._interrupted(reporter, samples, mean_loss, None)
+        except (OSError, CheckpointError) as bad:  # a write failed after a whole step (a full disk): say what is kept
+            if isinstance(bad, OSError) and not isinstance(bad, OutputError) and bad.errno not in DISK_ERRORS:
+                raise
+            raise TrainingError(self._write_failed(bad)) from None
         finally:
             self.feed.close()
             if log is not None:
@@ -297,6 +306,19 @@ class Trainer(CheckpointState):
             checkpoint = self.paths.checkpoint
         return TrainResult(step=self.step, interrupted=True, checkpoint=checkpoint, samples=tuple(samples), loss=loss,
                            signal=self.stop_signal or signal.SIGINT, measurements=tuple(self.measured))
+
+    def _write_failed(self, err: OSError | CheckpointError) -> str:
+        """What a failed write (the log, a sample grid, the checkpoint) stopped and what was kept: the
+        checkpoint of this step is written when it can be, else the last one stays."""
+        said = str(err) if isinstance(err, DifftkError) else f"cannot write to the run: {err.strerror or err}"
+        if self.paths is not None and self.last_checkpoint != self.step and self.step:
+            with contextlib.suppress(OSError, DifftkError):  # the disk may be too full for it too: the last one stays
+                self.save()
+        if self.paths is not None and self.last_checkpoint is not None:
+            kept = f"{self.paths.checkpoint} holds step {self.last_checkpoint:,}: free some space, then resume"
+        else:
+            kept = "no checkpoint was written: free some space, then run again"
+        return f"{said}; training stopped at step {self.step:,}, and {kept}"
 
     def _unreadable(self, error: DifftkError) -> DifftkError:
         """``error`` (data that cannot be read at step k) with what was kept: the checkpoint of step k − 1."""
