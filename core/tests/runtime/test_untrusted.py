@@ -108,3 +108,15 @@ def test_any_toml_is_a_table_or_one_line(text):
     else:
         assert isinstance(data, dict)
         assert not any(isinstance(v, float) and not math.isfinite(v) for v in data.values())
+
+
+def test_infinities_are_read_only_when_asked_and_nan_never():
+    """Other libraries' configs hold ±Infinity (json.dumps of ±inf); NaN is refused either way."""
+    text = '{"a": -Infinity, "b": Infinity, "c": 1.5}'
+    with pytest.raises(DifftkError, match="not a number difftk writes"):
+        read_json(text)
+    assert read_json(text, infinities=True) == {"a": float("-inf"), "b": float("inf"), "c": 1.5}
+    with pytest.raises(DifftkError, match="NaN is not a number"):
+        read_json('{"a": NaN}', infinities=True)
+    with pytest.raises(DifftkError, match="beyond the range"):
+        read_json('{"a": 1e999}', infinities=True)

@@ -26,7 +26,9 @@ def folder(tmp_path_factory):
 
 
 def test_the_folder_holds_config_weights_and_pipeline_and_samples_as_the_model(folder):
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "pipeline.toml"]
+    # and difftk's mark of a folder it exported, which lets a later export replace it (and nothing else)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "difftk-export.json", "model.safetensors",
+                                                        "pipeline.toml"]
     original, again = difftk.load("mnist-cfg"), difftk.load(folder)
     config = json.loads((folder / "config.json").read_text())
     assert config["_class_name"] == "DifftkModel" and config["format"] == 1 and config["step"] == original.step
@@ -59,9 +61,11 @@ def test_export_into_a_folder_of_other_files_is_refused_and_into_its_own_is_redo
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     result = run("export", "mnist-cfg", "--format", "folder", "-o", other)
-    assert result.exit_code == 2 and "exists and holds other files" in result.stderr
+    assert result.exit_code == 2 and "it holds notes.txt and is not a model difftk exported" in result.stderr
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
-    assert run("export", folder, "--format", "folder", "-o", folder).exit_code == 0  # its own folder, rewritten
+    assert run("export", "mnist-cfg", "--format", "folder", "-o", folder).exit_code == 0  # its own folder, redone
+    again = run("export", folder, "--format", "folder", "-o", folder)  # but never over the command's own input
+    assert again.exit_code == 2 and "Traceback" not in again.output and len(again.stderr.strip().splitlines()) == 1
 
 
 def test_a_hub_id_is_one_line_saying_to_download_it_first(tmp_path, monkeypatch):

@@ -74,10 +74,18 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _infinity(name: str) -> float:
+    if name == "NaN":
+        return _reject_constant(name)
+    return float("inf") if name == "Infinity" else float("-inf")
+
+
 def read_json(text: str | bytes, *, what: str = "the JSON", max_bytes: int = MAX_JSON_BYTES,
-              max_depth: int = MAX_DEPTH, error: Raise = _default_error) -> Any:
+              max_depth: int = MAX_DEPTH, error: Raise = _default_error, infinities: bool = False) -> Any:
     """``json.loads(text)`` for untrusted text: at most ``max_bytes`` long and ``max_depth`` deep
-    (checked before parsing), UTF-8, finite numbers only. Any problem raises ``error(reason)``,
+    (checked before parsing), UTF-8, finite numbers only — or, with ``infinities``, also the
+    ``Infinity`` and ``-Infinity`` that Python's json writes for ±inf (other libraries' configs hold
+    them: diffusers' ``lambda_min_clipped = -inf``); never NaN. Any problem raises ``error(reason)``,
     the reason a phrase that starts with ``what`` (e.g. ``"metadata 'dataset' is not JSON (…)"``)."""
     size = len(text)
     if size > max_bytes:
@@ -90,7 +98,7 @@ def read_json(text: str | bytes, *, what: str = "the JSON", max_bytes: int = MAX
     if not json_within_depth(text, max_depth):
         raise error(f"{what} is nested more than {max_depth} level{'s' if max_depth != 1 else ''} deep")
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        return json.loads(text, parse_constant=_infinity if infinities else _reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as err:  # JSONDecodeError, a rejected number, an over-long integer
         raise error(f"{what} is not JSON ({' '.join(str(err).split())[:160]})") from None
 

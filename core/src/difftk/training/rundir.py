@@ -43,6 +43,12 @@ class RunLog:
         with contextlib.suppress(OSError):  # what could not be written was reported by write
             self._fh.close()
 
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 #: the lock file of a run directory (see :meth:`RunPaths.lock`)
 LOCK_NAME = ".lock"

@@ -41,7 +41,8 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
         raise error(f"no such file ({what})") from None
     except OSError as err:
         raise CheckpointError(f"{path} cannot be read ({err.strerror or err})") from None
-    data = untrusted.read_json(text, what=what, max_bytes=MAX_BYTES, max_depth=MAX_DEPTH, error=error)
+    data = untrusted.read_json(text, what=what, max_bytes=MAX_BYTES, max_depth=MAX_DEPTH, error=error,
+                               infinities=True)  # diffusers writes lambda_min_clipped = -inf
     if not isinstance(data, dict):
         raise error(f"{what} is a JSON object, not a {type(data).__name__}")
     return data
