@@ -16,6 +16,7 @@ import attrs
 
 from difftk.components.protocols import protocol_problem
 from difftk.errors import DifftkError, OptionError, UnknownComponentError, did_you_mean
+from difftk.maths.terminal import with_zero_terminal_snr
 from difftk.options import option_fields, parse_value
 
 #: The component kinds, in the order a pipeline lists them.
@@ -62,6 +63,8 @@ class ComponentInfo:
     name: str
     cls: type
     plugin: str
+    #: what the built instance becomes (a schedule: :func:`~difftk.maths.terminal.with_zero_terminal_snr`)
+    finish: Any = None
 
     @property
     def options_cls(self) -> type:
@@ -103,7 +106,8 @@ class ComponentInfo:
                    else f"set it with {self.kind}.{missing[0]}=VALUE")
             raise OptionError(f"{self.label} needs option(s) {', '.join(missing)}: {how}")
         config = self.options_cls(**opts)  # validators raise one-line OptionErrors
-        return config if self.options_cls is self.cls else self.cls(config)
+        component = config if self.options_cls is self.cls else self.cls(config)
+        return component if self.finish is None else self.finish(component)
 
 
 class Registry:
@@ -198,8 +202,9 @@ class Registrar:
         self.plugin = plugin
         self.staged: list[ComponentInfo | ShippedCheckpoint] = []
 
-    def add(self, kind: str, name: str, cls: type) -> None:
-        """Register ``cls`` as component ``name`` of ``kind`` (one of :data:`KINDS`)."""
+    def add(self, kind: str, name: str, cls: type, finish: Any = None) -> None:
+        """Register ``cls`` as component ``name`` of ``kind`` (one of :data:`KINDS`); ``finish``, if given,
+        turns each built instance into the component."""
         _check_kind(kind)
         if not isinstance(name, str) or not name or name != name.strip() or " " in name:
             raise RegistrationError(f"{kind} name {name!r} must be a non-empty string without spaces")
@@ -212,11 +217,12 @@ class Registrar:
         if any(isinstance(i, ComponentInfo) and i.kind == kind and i.name == name for i in self.staged):
             raise RegistrationError(f"{kind} '{name}' is registered twice by the same plugin")
         ocls.component_label = f"{kind} '{name}'"
-        self.staged.append(ComponentInfo(kind=kind, name=name, cls=cls, plugin=self.plugin))
+        self.staged.append(ComponentInfo(kind=kind, name=name, cls=cls, plugin=self.plugin, finish=finish))
 
     def add_schedule(self, name: str, cls: type) -> None:
-        """Register a NoiseSchedule."""
-        self.add("schedule", name, cls)
+        """Register a NoiseSchedule; a continuous one with ``zero_terminal_snr`` on is built wrapped in
+        :class:`~difftk.maths.terminal.ZeroTerminalSNR`."""
+        self.add("schedule", name, cls, finish=with_zero_terminal_snr)
 
     def add_denoiser(self, name: str, cls: type) -> None:
         """Register a Denoiser (a ``torch.nn.Module`` with an attrs ``Config``)."""
