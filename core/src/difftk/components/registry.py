@@ -202,9 +202,12 @@ class Registrar:
         self.plugin = plugin
         self.staged: list[ComponentInfo | ShippedCheckpoint] = []
 
-    def add(self, kind: str, name: str, cls: type, finish: Any = None) -> None:
-        """Register ``cls`` as component ``name`` of ``kind`` (one of :data:`KINDS`); ``finish``, if given,
-        turns each built instance into the component."""
+    def add(self, kind: str, name: str, cls: type) -> None:
+        """Register ``cls`` as component ``name`` of ``kind`` (one of :data:`KINDS`)."""
+        self._add(kind, name, cls)
+
+    def _add(self, kind: str, name: str, cls: type, finish: Any = None) -> None:
+        """:meth:`add`; ``finish``, if given, turns each built instance into the component."""
         _check_kind(kind)
         if not isinstance(name, str) or not name or name != name.strip() or " " in name:
             raise RegistrationError(f"{kind} name {name!r} must be a non-empty string without spaces")
@@ -222,7 +225,7 @@ class Registrar:
     def add_schedule(self, name: str, cls: type) -> None:
         """Register a NoiseSchedule; a continuous one with ``zero_terminal_snr`` on is built wrapped in
         :class:`~difftk.maths.terminal.ZeroTerminalSNR`."""
-        self.add("schedule", name, cls, finish=with_zero_terminal_snr)
+        self._add("schedule", name, cls, finish=with_zero_terminal_snr)
 
     def add_denoiser(self, name: str, cls: type) -> None:
         """Register a Denoiser (a ``torch.nn.Module`` with an attrs ``Config``)."""
