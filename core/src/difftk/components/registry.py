@@ -102,9 +102,7 @@ class ComponentInfo:
         opts = self.check_options(dict(options or {}), from_strings=from_strings)
         missing = [n for n, a in self.option_fields().items() if a.default is attrs.NOTHING and n not in opts]
         if missing:
-            how = (f"give it as {self.name}:PATH" if self.kind == "dataset" and missing == ["path"]
-                   else f"set it with {self.kind}.{missing[0]}=VALUE")
-            raise OptionError(f"{self.label} needs option(s) {', '.join(missing)}: {how}")
+            raise OptionError(f"{self.label} needs option(s) {', '.join(missing)}: set it with {self.kind}.{missing[0]}=VALUE")
         config = self.options_cls(**opts)  # validators raise one-line OptionErrors
         component = config if self.options_cls is self.cls else self.cls(config)
         return component if self.finish is None else self.finish(component)

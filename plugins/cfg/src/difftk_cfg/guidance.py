@@ -75,8 +75,7 @@ class CFGDenoiser(DenoiserWrapper):
 
     def transform(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
         if cond is None:
-            raise OptionError("guidance 'cfg' needs class labels to guide toward: give label=L "
-                              f"(0..{self.num_classes - 1}) or leave it out for one row per class")
+            raise OptionError(f"guidance 'cfg' needs class labels to guide toward: give label=L (0..{self.num_classes - 1})")
         if self.scale == 0.0:
             return self.inner_output(x_t, t, cond)
         null = torch.full_like(cond, self.num_classes)
