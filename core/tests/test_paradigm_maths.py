@@ -166,6 +166,8 @@ def test_a_continuous_schedule_built_with_zero_terminal_snr_is_the_wrapper_and_i
     assert spec.name == name and spec.options_dict["zero_terminal_snr"] is True
     assert build_component("schedule", spec.name, spec.options_dict) == schedule
     assert type(difftk.create("schedule", name)) is not ZeroTerminalSNR
+    given = type(schedule.base)(zero_terminal_snr=True)  # an instance made directly is wrapped by compose too
+    assert difftk.compose(schedule=given, sampler="ddim").schedule == schedule
 
 
 def test_samplers_get_a_floor_only_where_the_schedule_reaches_pure_noise():

@@ -95,7 +95,9 @@ def _resolve(kind: str, value: Any, extra: Mapping[str, Any], from_strings: bool
     else:
         if extra:
             raise OptionError(f"{kind} was given as an instance; options cannot be applied to it")
-        component = value
+        spec = spec_of(kind, value)
+        finish = plugins.registry().get(kind, spec.name).finish  # as if built by name (idempotent)
+        return (value if finish is None else finish(value)), spec
     return component, spec_of(kind, component)
 
 
