@@ -26,7 +26,7 @@ NET = ["--set", "denoiser.base_channels=16", "--set", "denoiser.norm_groups=8", 
 def lower_is_better(metric: str) -> bool:
     """Whether lower values of ``metric`` are better, as the metric's plugin declares (``better``);
     lower when it declares nothing, as for a distance."""
-    from difftk.evaluation.compare import better_of
+    from difftk.evaluation.summary import better_of
 
     return better_of(metric) != "higher"
 

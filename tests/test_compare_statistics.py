@@ -49,7 +49,7 @@ def test_a_report_path_under_a_file_is_refused_before_measuring(tmp_path):
 
 
 def test_every_shipped_metric_declares_which_values_are_better():
-    from difftk.evaluation.compare import better_of
+    from difftk.evaluation.summary import better_of
 
     declared = {name: better_of(name) for name in difftk.available("metric")}
     assert all(b in ("lower", "higher") for b in declared.values()), declared

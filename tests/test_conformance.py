@@ -85,4 +85,5 @@ def test_every_registered_component_is_held_to_its_contract_somewhere():
         where = ELSEWHERE.get((info.kind, info.name)) or KIND_CHECKS.get(info.kind)
         assert where is not None, f"{info.kind} '{info.name}' is checked nowhere: add it to this file's tables"
         text = (root / where).read_text()
-        assert f"check_{info.kind}" in text or "registered" in text, f"{where} does not check {info.kind}s"
+        checks = f"check_{info.kind}(" in text or f'available("{info.kind}")' in text
+        assert checks, f"{where} neither calls check_{info.kind} nor runs over every registered {info.kind}"

@@ -3,6 +3,8 @@ what it holds, modules stay small, the CLI's commands do not import each other, 
 on the core only."""
 
 import ast
+import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,62 @@ def test_core_modules_import_only_their_floor_and_below(path):
     assert not upward, f"{me} (floor {mine}) imports from above: {upward}"
 
 
+def import_graph() -> dict[str, set[str]]:
+    """Core module → the core modules it imports, lazy (function-level) imports included; ``from
+    difftk.maths import terminal`` counts as an import of difftk.maths.terminal."""
+    modules = {module_name(path): path for path in CORE_MODULES}
+    graph: dict[str, set[str]] = {}
+    for me, path in modules.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    child = f"{node.module}.{alias.name}"
+                    edges.add(child if child in modules else node.module)
+            elif isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names)
+        graph[me] = {name for name in edges if name in modules and name != me}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as [a, b, …, a], or None (depth-first search, colouring the nodes)."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)) is not None:
+                return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)) is not None:
+            return found
+    return None
+
+
+def test_find_cycle_finds_one_through_a_lazy_import():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"x": {"x2"}, "x2": {"x2"}}) == ["x2", "x2"]
+
+
+def test_the_core_has_no_import_cycle():
+    """No core module reaches itself through the modules it imports, counting imports made inside
+    functions: a lazy import is how a circle hides, not how it is removed."""
+    graph = import_graph()
+    assert "difftk.maths.schedules" in graph["difftk.maths.terminal"]  # the graph sees real edges
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle in the core: " + " → ".join(cycle)
+
+
 def test_every_core_module_is_on_a_floor():
     """Each module is named in FLOORS itself or through its subpackage: the package's own floor
     (10, the public surface) is no fallback for a module nobody placed."""
@@ -71,11 +129,29 @@ def test_every_core_module_is_on_a_floor():
         assert placed, f"{name} is on no floor of docs/architecture.md: add it (or its subpackage) to FLOORS"
 
 
+#: lines above which a module is worth a second look: a signal that warns, never a cap that shapes
+#: the code (modules are judged by cohesion, one job each: docs/architecture.md)
+SIZE_SIGNAL = 400
+
+
 @pytest.mark.parametrize("path", CORE_MODULES, ids=lambda p: module_name(p))
-def test_modules_are_small_and_say_what_they_hold(path):
+def test_modules_say_what_they_hold(path):
     text = path.read_text(encoding="utf-8")
-    assert len(text.splitlines()) <= 320, f"{module_name(path)} has {len(text.splitlines())} lines"
     assert ast.get_docstring(ast.parse(text)), f"{module_name(path)} has no docstring"
+    lines = len(text.splitlines())
+    if lines > SIZE_SIGNAL:
+        warnings.warn(f"{module_name(path)} has {lines} lines: does it still do one job?", stacklevel=1)
+
+
+def test_no_section_header_is_left_empty():
+    """A banner comment ("# -- samples ---") is followed by code before the next banner."""
+    banner = re.compile(r"^\s*# -{2,} .* -{3,}\s*$")
+    for path in CORE_MODULES:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        marks = [i for i, line in enumerate(lines) if banner.match(line)]
+        for here, nxt in zip(marks, [*marks[1:], len(lines)], strict=False):
+            body = [line for line in lines[here + 1:nxt] if line.strip()]
+            assert body, f"{module_name(path)} line {here + 1}: an empty section header {lines[here].strip()!r}"
 
 
 def test_commands_do_not_import_each_other():
@@ -90,7 +166,10 @@ def test_commands_do_not_import_each_other():
 def test_the_cli_holds_no_algorithm():
     """No CLI module imports a plugin or torch.nn, or defines a network: it parses, calls the core
     (whose maths it may call, as `difftk schedules` calls log_snr), and prints."""
+    templates = REPO / "cli" / "src" / "difftk_cli" / "scaffold" / "templates"  # a new plugin's files, not the CLI's
     for path in sorted((REPO / "cli" / "src" / "difftk_cli").rglob("*.py")):
+        if path.is_relative_to(templates):
+            continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else (

@@ -8,7 +8,14 @@ import torch
 from difftk.maths import diffusion as D
 from difftk.maths.objectives import loss_weight
 from difftk.maths.schedules import ContinuousSchedule, DiscreteSchedule
-from difftk.maths.terminal import ALPHA_BAR_FLOOR, TerminalFloor, for_sampling, rescale_alphas_cumprod
+from difftk.maths.terminal import (
+    ALPHA_BAR_FLOOR,
+    TerminalFloor,
+    ZeroTerminalSNR,
+    for_sampling,
+    rescale_alpha_bar,
+    rescale_alphas_cumprod,
+)
 from difftk.testing import ReferenceLinearSchedule, ReferenceVPSchedule
 from difftk.testing import strategies as dst
 from hypothesis import given, settings
@@ -131,16 +138,36 @@ def test_rescale_keeps_the_first_and_zeroes_the_last():
 
 
 def test_zero_terminal_snr_on_a_continuous_schedule_rescales_and_its_rate_is_exact():
-    vp = ReferenceVPSchedule(zero_terminal_snr=True)
+    base = ReferenceVPSchedule(zero_terminal_snr=True)
+    vp = ZeroTerminalSNR(base)
     t = torch.tensor([0.0, 0.3, 0.7, 0.95, 1.0], dtype=torch.float64)
     ab = vp.alpha_bar(t)
     assert float(ab[0]) == pytest.approx(1.0) and float(ab[-1]) == 0.0
+    torch.testing.assert_close(ab, rescale_alpha_bar(base.alpha_bar(t), base.alpha_bar(t[:1]), base.alpha_bar(t[-1:])))
     from difftk.maths.schedules import _beta_by_autograd
 
     inner = t[1:-1]
     torch.testing.assert_close(vp.beta(inner), _beta_by_autograd(vp.alpha_bar, inner), rtol=1e-6, atol=0)
     torch.testing.assert_close(vp.time_of(vp.alpha_bar(inner)), inner, atol=1e-9, rtol=0)
-    assert isinstance(vp, ContinuousSchedule)
+    assert float(vp.time_of(torch.zeros(1, dtype=torch.float64))[0]) == pytest.approx(1.0, abs=1e-12)
+    assert isinstance(base, ContinuousSchedule) and base.alpha_bar(t[-1:]) > 0  # the base itself is not rescaled
+
+
+@pytest.mark.parametrize("name", ["vp", "edm", "flow"])
+def test_a_continuous_schedule_built_with_zero_terminal_snr_is_the_wrapper_and_its_spec_the_option(name):
+    """``zero_terminal_snr=True`` by name builds ZeroTerminalSNR(base) (no re-wrapped methods), and the
+    spec written to a pipeline or checkpoint is the base's name with the option on, which builds it again."""
+    import difftk
+    from difftk.pipeline.compose import build_component, spec_of
+
+    schedule = difftk.create("schedule", name, zero_terminal_snr=True)
+    assert type(schedule) is ZeroTerminalSNR and schedule.base == difftk.create("schedule", name, zero_terminal_snr=True).base
+    spec = spec_of("schedule", schedule)
+    assert spec.name == name and spec.options_dict["zero_terminal_snr"] is True
+    assert build_component("schedule", spec.name, spec.options_dict) == schedule
+    assert type(difftk.create("schedule", name)) is not ZeroTerminalSNR
+    given = type(schedule.base)(zero_terminal_snr=True)  # an instance made directly is wrapped by compose too
+    assert difftk.compose(schedule=given, sampler="ddim").schedule == schedule
 
 
 def test_samplers_get_a_floor_only_where_the_schedule_reaches_pure_noise():

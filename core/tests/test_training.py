@@ -296,3 +296,23 @@ def test_dataset_errors(toy):
         load_dataset("toy-points", "/somewhere")
     with pytest.raises(DifftkError, match="/missing.safetensors does not exist"):
         load_dataset("array-file", "/missing.safetensors")
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp32", "bf16"])
+def test_the_run_state_is_declared_and_the_front_end_gets_a_view(toy, precision):
+    """The checkpointed state is a RunState the trainer holds (every attribute a declared field), and
+    Reporter.start is given a RunStart view whose precision is the trainer's own resolution of it."""
+    from difftk.runtime.fastpath import resolve_precision
+    from difftk.training.reporter import RunStart
+    from difftk.training.state import RunState
+
+    pipeline, filled = fit_to_data(spec(), points())
+    trainer = Trainer(pipeline, points(), config(precision=precision), filled=filled)
+    assert {"model", "ema", "optimizer", "order", "noise", "step", "last_checkpoint"} <= set(attrs.fields_dict(RunState))
+    assert trainer.run.model is trainer.model and trainer.run.optimizer is trainer.optimizer
+    trainer.fit()
+    assert trainer.run.step == trainer.step == 12
+    view = trainer.describe()
+    assert isinstance(view, RunStart) and view.step == 12 and view.denoiser == "faulty"
+    assert view.precision == resolve_precision(precision, trainer.device) == ("bf16" if precision == "bf16" else "fp32")
+    assert view.parameters == sum(p.numel() for p in trainer.model.parameters())

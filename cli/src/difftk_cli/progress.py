@@ -10,9 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from difftk.runtime.fastpath import resolve_precision
 from difftk.sampling.steps import StepInfo
-from difftk.training.trainer import Reporter, Trainer
+from difftk.training.reporter import Reporter, RunStart
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -41,29 +40,26 @@ def _bar(console: Console, *fields: ProgressColumn) -> Progress:
                     RateColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console)
 
 
-def describe_start(trainer: Trainer) -> list[str]:
+def describe_start(run: RunStart) -> list[str]:
     """The lines that say what a run is about to do: data, filled options, model, device, files."""
-    data, info = trainer.dataset, trainer.dataset_info
+    data, info = run.dataset, run.dataset_info
     if data.kind == "image":
         what = f"{len(data):,} images of {'×'.join(map(str, data.shape))}"
     else:
         what = f"{len(data):,} {data.shape[0]}-D points"
     classes = f", {data.num_classes} classes" if data.num_classes else ""
     lines = [f"data: {info.get('name', data.name)} — {what}{classes}"]
-    den = trainer.pipeline.spec["denoiser"]
-    if trainer.filled:
-        given = ", ".join(f"{k}={v}" for k, v in trainer.filled.items())
-        lines.append(f"denoiser '{den.name}': {given} (filled from the data)")
-    n_params = sum(p.numel() for p in trainer.model.parameters())
-    cond = ", class-conditional" if trainer.conditional else ""
-    precision = resolve_precision(trainer.config.precision, trainer.device)
-    how = {"bf16": " with bf16 autocast", "tf32": " with TF32 matmuls"}.get(precision, "")
-    lines.append(f"model: {n_params:,} parameters{cond}; training on {trainer.device}{how}")
-    cfg = trainer.config
-    if trainer.step:
-        lines.append(f"resuming at step {trainer.step:,} of {cfg.steps:,}")
-    if trainer.paths is not None:
-        p = trainer.paths
+    if run.filled:
+        given = ", ".join(f"{k}={v}" for k, v in run.filled.items())
+        lines.append(f"denoiser '{run.denoiser}': {given} (filled from the data)")
+    cond = ", class-conditional" if run.conditional else ""
+    how = {"bf16": " with bf16 autocast", "tf32": " with TF32 matmuls"}.get(run.precision, "")
+    lines.append(f"model: {run.parameters:,} parameters{cond}; training on {run.device}{how}")
+    cfg = run.config
+    if run.step:
+        lines.append(f"resuming at step {run.step:,} of {cfg.steps:,}")
+    if run.paths is not None:
+        p = run.paths
         lines.append(f"run: {p.root} — {p.checkpoint.name} every {cfg.checkpoint_every:,} steps"
                      + (f", samples/step_XXXXXX.png every {cfg.sample_every:,}" if cfg.sample_every else "")
                      + f", {p.log.name} every {cfg.log_every:,}")
@@ -81,12 +77,12 @@ class RichTrainReporter(Reporter):
         self.total = 0
         self._sum, self._count = 0.0, 0
 
-    def start(self, trainer: Trainer, total: int) -> None:
-        for line in describe_start(trainer):
+    def start(self, run: RunStart, total: int) -> None:
+        for line in describe_start(run):
             self.console.print(escape(line))
         self.total = total
         self.progress = _bar(self.console, TextColumn("loss {task.fields[loss]}"))
-        self.task = self.progress.add_task("train", total=total, completed=trainer.step, loss="  -   ")
+        self.task = self.progress.add_task("train", total=total, completed=run.step, loss="  -   ")
         self.progress.start()
 
     def update(self, step: int, loss: float, lr: float) -> None:

@@ -14,7 +14,7 @@ import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from difftk.evaluation.compare import ALPHA, CellSummary
+from difftk.evaluation.summary import ALPHA, CellSummary
 from difftk.runtime.files import atomic_write_text
 from PIL import Image
 

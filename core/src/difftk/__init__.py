@@ -35,7 +35,7 @@ from difftk.components.plugins import plugin_manager, registry
 from difftk.components.registry import KINDS
 from difftk.errors import DifftkError, IncompatibleError, OptionError, PluginError, SpecError, UnknownComponentError
 from difftk.model import Model, load
-from difftk.pipeline.compose import Pipeline, compose, load_pipeline
+from difftk.pipeline.compose import Pipeline, build_component, compose, load_pipeline
 from difftk.pipeline.spec import ComponentSpec, PipelineSpec
 from difftk.version import __version__
 
@@ -51,7 +51,7 @@ def create(kind: str, name: str, **options: Any) -> Any:
     Raises :class:`UnknownComponentError` (with a did-you-mean) for a name no plugin
     registers and :class:`OptionError` for an unknown option or an invalid value.
     """
-    return registry().get(kind, name).build(options)
+    return build_component(kind, name, options, from_strings=False)
 
 
 __all__ = [

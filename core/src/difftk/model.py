@@ -29,12 +29,13 @@ import torch
 from difftk.checkpoint.files import Checkpoint, load_weights, read_checkpoint
 from difftk.checkpoint.tensors import count_non_finite
 from difftk.components import plugins
-from difftk.components.protocols import grid_size_of, learned_variance_of, num_classes_of
+from difftk.components.protocols import learned_variance_of, num_classes_of
+from difftk.data.images import grid_shape
 from difftk.errors import CheckpointError, OptionError, UnknownComponentError
 from difftk.pipeline.compose import Absent, Pipeline, build, build_component
 from difftk.pipeline.spec import PipelineSpec
-from difftk.sampling.draw import class_labels, generate, parse_label
-from difftk.sampling.edit import Edit, snap_strength
+from difftk.sampling.draw import class_labels, class_rows, generate, parse_label
+from difftk.sampling.edit import Edit
 from difftk.sampling.steps import StepInfo
 
 
@@ -224,22 +225,26 @@ class Model:
         chosen = self.sampler(sampler, sampler_options)
         denoiser, wrapper = self.guided(guidance, guidance_options, scale=scale)
         cond = self.labels(n, labels, denoiser)
-        edit = self.edit(n, init, strength, mask)
+        edit = self.edit(n, init, strength, mask, steps)
         check = getattr(wrapper, "check_sampler", None)
         if check is not None:  # a guidance defined for some samplers only (CFG++) refuses the others
             check(chosen, edit is not None)
-        T = grid_size_of(self.schedule)
-        if edit is not None and T is not None and steps is not None and edit.strength is not None:
-            below = round(snap_strength(self.schedule, edit.strength) * T)
-            if steps > below:
-                raise OptionError(f"steps={steps} is more than the {below} steps of the schedule below strength={edit.strength:g} "
-                                  f"(T={T}): use steps=1..{below}, or a larger strength")
         return generate(denoiser, self.schedule, chosen, self.data_shape, n, steps=steps, cond=cond, seed=seed,
                         device=self.device, batch_size=batch_size, callback=callback, edit=edit, ranks=ranks)
 
-    def edit(self, n: int, init: torch.Tensor | None, strength: float | None, mask: torch.Tensor | None) -> Edit | None:
-        """The :class:`~difftk.sampling.edit.Edit` of ``init`` (checked against the model's data), or ``None``."""
-        return Edit.of(self.schedule, self.data_shape, n, init, strength, mask)
+    def edit(self, n: int, init: torch.Tensor | None, strength: float | None, mask: torch.Tensor | None,
+             steps: int | None = None) -> Edit | None:
+        """The :class:`~difftk.sampling.edit.Edit` of ``init`` (checked against the model's data and, with
+        ``steps``, against the schedule below the strength), or ``None``."""
+        return Edit.of(self.schedule, self.data_shape, n, init, strength, mask, steps)
+
+    def grid_labels(self, n: int | None, denoiser: Any = None) -> tuple[int, torch.Tensor]:
+        """The number of samples and their labels for a picture of a guided class-conditional model given
+        no label: one class per row of the grid (:func:`~difftk.data.images.grid_shape`); ``n = None``
+        draws C² samples, C rows of C."""
+        classes = num_classes_of(denoiser if denoiser is not None else self.denoiser)
+        n = classes * classes if n is None else n
+        return n, class_rows(n, classes, grid_shape(n)[1])
 
 
 def describe(data: Any) -> dict[str, Any]:

@@ -9,8 +9,9 @@ import sys
 import click
 from difftk.data.images import picture
 from difftk.errors import OptionError
-from difftk.evaluation.compare import better_of, summarize, write_csv
+from difftk.evaluation.compare import write_csv
 from difftk.evaluation.compare import compare as run_grid
+from difftk.evaluation.summary import better_of, summarize
 from difftk.pipeline.compose import build_component
 from difftk.runtime.device import resolve_device
 from difftk.runtime.files import output_folder

@@ -19,7 +19,6 @@ from difftk.pipeline.spec import PipelineSpec, component_options
 from difftk.runtime import distributed
 from difftk.runtime.device import resolve_device
 from difftk.runtime.fastpath import PRECISIONS, autocast
-from difftk.sampling.draw import class_rows
 from difftk.sampling.edit import snap_strength
 from difftk.sampling.trajectory import TrajectoryRecorder
 from rich.markup import escape
@@ -166,10 +165,9 @@ def _sample(ctx, checkpoint, n, output, fmt, sampler, steps, sets, guidance, sca
     mask = load_mask(mask_source, model.data_shape) if mask_source else None
     if label is None and init_label is not None:  # an edit of a real digit keeps its class unless told otherwise
         label = init_label
-    if wrapper is not None and label is None and num_classes and fmt == "png":
-        if ctx.get_parameter_source("n") is ParameterSource.DEFAULT:
-            n = num_classes * num_classes
-        cond = class_rows(n, num_classes, grid_shape(n)[1])
+    rows = wrapper is not None and label is None and num_classes and fmt == "png"
+    if rows:  # a picture of a guided model: one class per row (C² samples unless -n is given)
+        n, cond = model.grid_labels(None if ctx.get_parameter_source("n") is ParameterSource.DEFAULT else n, denoiser)
     else:
         cond = model.labels(n, label, denoiser)
     recorder = TrajectoryRecorder(keep=4 if kind == "image" else None) if trajectory else None
@@ -193,7 +191,6 @@ def _sample(ctx, checkpoint, n, output, fmt, sampler, steps, sets, guidance, sca
     bounds = model.data.get("bounds")
     written = _write(x, cond, output, fmt, kind, bounds)
     name = spec_of("sampler", chosen).name
-    rows = wrapper is not None and label is None and num_classes and fmt == "png"
     if label is not None:
         cls = f", class {label}"
     elif cond is not None:

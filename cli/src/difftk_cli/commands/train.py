@@ -157,14 +157,12 @@ def train(ctx, pipeline, **params) -> None:
 
 
 def _check_eval(settings: dict, given: dict) -> None:
-    """--eval-every and --eval-metric go together (on --resume, with the run's own values)."""
+    """--eval-metric given on the command line needs --eval-every (on --resume, the run's own); the other
+    half of the rule, --eval-every without a metric, is TrainConfig's own check."""
     metrics, every = settings.get("eval_metrics"), settings.get("eval_every")
     if metrics and not every and "eval_metrics" in given:
         raise OptionError(f"--eval-metric {','.join(metrics)} is scored every --eval-every K steps: give --eval-every K "
                           "(e.g. --eval-every 500)")
-    if every and not metrics:
-        raise OptionError(f"--eval-every {every} scores the metrics named by --eval-metric NAME: give one "
-                          "(`difftk plugins` lists them)")
 
 
 def _train(ctx, pipeline, given_data, data_options, steps, out_dir, resume, device, ranks, options, from_file,

@@ -268,12 +268,3 @@ def export_for_sampling(source: str | Path, path: str | Path) -> tuple[Checkpoin
     keep = {k: v for k, v in ckpt.metadata.items() if k not in ("format", "format_version", "optimizer", "data_order")}
     keep["contents"] = SAMPLING_CONTENTS
     return ckpt, save_checkpoint(path, {f"ema/{k}": v for k, v in ema.items()}, keep)
-
-
-# --- loading for sampling -------------------------------------------------------------------------
-
-
-
-
-
-

@@ -193,7 +193,7 @@ class Logger(Protocol):
     """A tracker that receives what a training run records (``difftk train --log-to NAME``).
 
     Contract: ``start(run)`` once, before the first step, with a
-    :class:`difftk.training.tracking.RunStart` (the run directory, the step it starts at and the
+    :class:`difftk.training.tracking.TrackedRun` (the run directory, the step it starts at and the
     run's configuration); ``log(record)`` with every record appended to log.jsonl, loss records
     (``step``, ``loss``, ``lr``, ``grad_norm``, ``time``) and measurements (``step``, ``metric``,
     ``value``, ``spread``, …); ``image(path, step)`` with every sample grid written (a PNG);

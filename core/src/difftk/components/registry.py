@@ -17,6 +17,7 @@ import attrs
 from difftk.components.protocols import protocol_problem
 from difftk.components.sizing import check_network_size
 from difftk.errors import DifftkError, OptionError, UnknownComponentError, did_you_mean
+from difftk.maths.terminal import with_zero_terminal_snr
 from difftk.options import option_fields, parse_value
 
 #: The component kinds, in the order a pipeline lists them.
@@ -64,6 +65,8 @@ class ComponentInfo:
     name: str
     cls: type
     plugin: str
+    #: what the built instance becomes (a schedule: :func:`~difftk.maths.terminal.with_zero_terminal_snr`)
+    finish: Any = None
 
     @property
     def options_cls(self) -> type:
@@ -101,14 +104,14 @@ class ComponentInfo:
         opts = self.check_options(dict(options or {}), from_strings=from_strings)
         missing = [n for n, a in self.option_fields().items() if a.default is attrs.NOTHING and n not in opts]
         if missing:
-            how = (f"give it as {self.name}:PATH" if self.kind == "dataset" and missing == ["path"]
-                   else f"set it with {self.kind}.{missing[0]}=VALUE")
-            raise OptionError(f"{self.label} needs option(s) {', '.join(missing)}: {how}")
+            raise OptionError(f"{self.label} needs option(s) {', '.join(missing)}: set it with {self.kind}.{missing[0]}=VALUE")
         config = self.options_cls(**opts)  # validators raise one-line OptionErrors
         if self.options_cls is self.cls:
-            return config
-        check_network_size(self.label, self.cls, config)  # before the real build allocates
-        return self.cls(config)
+            component = config
+        else:
+            check_network_size(self.label, self.cls, config)  # before the real build allocates
+            component = self.cls(config)
+        return component if self.finish is None else self.finish(component)
 
 
 class Registry:
@@ -205,6 +208,10 @@ class Registrar:
 
     def add(self, kind: str, name: str, cls: type) -> None:
         """Register ``cls`` as component ``name`` of ``kind`` (one of :data:`KINDS`)."""
+        self._add(kind, name, cls)
+
+    def _add(self, kind: str, name: str, cls: type, finish: Any = None) -> None:
+        """:meth:`add`; ``finish``, if given, turns each built instance into the component."""
         _check_kind(kind)
         if not isinstance(name, str) or not name or name != name.strip() or " " in name:
             raise RegistrationError(f"{kind} name {name!r} must be a non-empty string without spaces")
@@ -217,11 +224,12 @@ class Registrar:
         if any(isinstance(i, ComponentInfo) and i.kind == kind and i.name == name for i in self.staged):
             raise RegistrationError(f"{kind} '{name}' is registered twice by the same plugin")
         ocls.component_label = f"{kind} '{name}'"
-        self.staged.append(ComponentInfo(kind=kind, name=name, cls=cls, plugin=self.plugin))
+        self.staged.append(ComponentInfo(kind=kind, name=name, cls=cls, plugin=self.plugin, finish=finish))
 
     def add_schedule(self, name: str, cls: type) -> None:
-        """Register a NoiseSchedule."""
-        self.add("schedule", name, cls)
+        """Register a NoiseSchedule; a continuous one with ``zero_terminal_snr`` on is built wrapped in
+        :class:`~difftk.maths.terminal.ZeroTerminalSNR`."""
+        self._add("schedule", name, cls, finish=with_zero_terminal_snr)
 
     def add_denoiser(self, name: str, cls: type) -> None:
         """Register a Denoiser (a ``torch.nn.Module`` with an attrs ``Config``)."""

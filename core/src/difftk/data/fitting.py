@@ -39,10 +39,13 @@ def load_dataset(name: str, path: str | None = None, split: str = "train",
     """
     info = plugins.registry().get("dataset", name)
     options = dict(options or {})
+    fields = info.option_fields()
     if path is not None:
-        if "path" not in info.option_fields():
+        if "path" not in fields:
             raise OptionError(f"dataset '{name}' does not read from a path: use data={name}")
         options["path"] = path
+    elif "path" in fields and fields["path"].default is attrs.NOTHING and "path" not in options:
+        raise OptionError(f"dataset '{name}' needs option(s) path: give it as data={name}:PATH")
     component = build_component("dataset", name, options)
     try:
         data = component.load(split)

@@ -1,5 +1,6 @@
-"""The step grids every sampler walks: how many steps (:func:`step_count`), and which times
-(:func:`time_grid`: linspace, leading, trailing, karras, logsnr, or explicit times)."""
+"""The step grids every sampler walks: how many steps (:func:`step_count`), which times
+(:func:`time_grid`: linspace, leading, trailing, karras, logsnr, or explicit times), and where
+every sampler ends (:func:`with_end`)."""
 
 from __future__ import annotations
 
@@ -131,6 +132,26 @@ def logsnr_times(schedule: object, K: int, T: int | None) -> np.ndarray:
     for n in range(1, K):
         idx[n] = max(idx[n], idx[n - 1] + 1)
     return idx[::-1].astype(np.float64) / T
+
+
+#: ᾱ where every sampler ends: σ = 0, the data itself (:func:`with_end`)
+END_ALPHA_BAR = 1.0
+
+
+def with_end(schedule: object, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The visited times t_K > … > t_1 followed by the end, and ᾱ at each (float64): the end rule.
+
+    Every sampler ends at σ = 0, ᾱ = 1: it returns a sample of the data x₀, in the data frame
+    (where the VP state x_t = √ᾱ·x₀ + √(1−ᾱ)·ε and EDM's x = x₀ + σ·n are the same point). The end
+    is labelled t = 0, and ᾱ there is 1 whatever the schedule's ᾱ(0): on most schedules ᾱ(0) = 1
+    already; on ``edm``, whose t = 0 is σ_min = 0.002, the last step goes on from σ(t_1) to σ = 0,
+    as EDM's own grid ends with σ_N = 0 (Karras et al. 2022, eq. 5). No denoiser is asked at the
+    end, so a first-order update from t_1 lands exactly on x̂₀ there.
+    """
+    times = np.append(np.asarray(grid, dtype=np.float64), 0.0)
+    alpha_bars = alpha_bar_table(schedule, times)
+    alpha_bars[-1] = END_ALPHA_BAR
+    return times, alpha_bars
 
 
 def explicit_times(times: Sequence[float], steps: int | None = None) -> np.ndarray:

@@ -17,7 +17,6 @@ import attrs
 import numpy as np
 import torch
 
-from difftk.maths.terminal import rescale_alphas_cumprod, rescaled_method
 from difftk.options import option
 
 
@@ -75,6 +74,13 @@ class Discretization:
         """log β̃_i with β̃_1 (which is 0) replaced by β̃_2, as in the improved-DDPM reference."""
         var = self.posterior_variance
         return np.log(np.concatenate([var[1:2], var[1:]]))
+
+
+def rescale_alphas_cumprod(alphas_cumprod: np.ndarray) -> np.ndarray:
+    """Lin et al. 2024, Alg. 1 on ᾱ_1..ᾱ_T (float64): √ᾱ shifted and scaled so that ᾱ_T becomes 0 and ᾱ_1 stays."""
+    root = np.sqrt(np.asarray(alphas_cumprod, dtype=np.float64))
+    first, last = root[0], root[-1]
+    return ((root - last) * first / (first - last)) ** 2
 
 
 def grid_size_of(schedule: Any) -> int | None:
@@ -240,19 +246,14 @@ class DiscreteSchedule(ScheduleBase):
 class ContinuousSchedule(ScheduleBase):
     """A schedule given by a closed-form ᾱ(t); subclasses implement :meth:`alpha_bar`.
 
-    ``zero_terminal_snr`` rescales it (:func:`difftk.maths.terminal.rescale_alpha_bar`, with
-    t₀ = 0); then a subclass's closed-form ``beta``, ``time_of``, ``log_snr`` and ``discretize``
-    give way to the generic ones, computed from the rescaled ᾱ.
+    ``zero_terminal_snr`` is applied by a wrapper, :class:`difftk.maths.terminal.ZeroTerminalSNR`,
+    which building the schedule by name puts around it (``difftk.create``, ``compose``, a pipeline
+    file: :meth:`difftk.components.registry.ComponentInfo.build`; an instance given to ``compose``
+    is wrapped there too). The instance itself keeps its own ᾱ: outside those, wrap it with
+    ``ZeroTerminalSNR(schedule)``.
     """
 
     zero_terminal_snr: bool = zero_terminal_snr_option()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        for name in ("alpha_bar", "beta", "time_of", "log_snr", "sigma", "discretize"):
-            own = cls.__dict__.get(name)
-            if own is not None and not getattr(own, "_rescaled", False):
-                setattr(cls, name, rescaled_method(name, own))
 
 
 def alpha_bar_table(schedule: object, times: np.ndarray) -> np.ndarray:

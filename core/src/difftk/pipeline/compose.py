@@ -13,6 +13,7 @@ import attrs
 
 from difftk.components import plugins
 from difftk.errors import DifftkError, IncompatibleError, OptionError, UnknownComponentError
+from difftk.maths.terminal import ZeroTerminalSNR
 from difftk.pipeline.spec import PIPELINE_KINDS, REQUIRED_KINDS, ComponentSpec, PipelineSpec, component_options
 
 
@@ -66,7 +67,10 @@ def build_component(kind: str, name: str | None, options: Mapping[str, Any] | No
 
 def spec_of(kind: str, component: Any) -> ComponentSpec:
     """The :class:`ComponentSpec` of a live component: its registered name, its resolved options,
-    and the plugin (and version) that registered it."""
+    and the plugin (and version) that registered it (a :class:`ZeroTerminalSNR` schedule is its base's,
+    whose ``zero_terminal_snr`` option is on)."""
+    if isinstance(component, ZeroTerminalSNR):
+        component = component.base
     candidates = [info for info in plugins.registry() if info.kind == kind and isinstance(component, info.cls)]
     exact = [info for info in candidates if type(component) is info.cls]
     for info in exact or candidates:
@@ -91,7 +95,9 @@ def _resolve(kind: str, value: Any, extra: Mapping[str, Any], from_strings: bool
     else:
         if extra:
             raise OptionError(f"{kind} was given as an instance; options cannot be applied to it")
-        component = value
+        spec = spec_of(kind, value)
+        finish = plugins.registry().get(kind, spec.name).finish  # as if built by name (idempotent)
+        return (value if finish is None else finish(value)), spec
     return component, spec_of(kind, component)
 
 

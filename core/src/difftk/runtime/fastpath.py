@@ -1,6 +1,6 @@
 """Speed settings for training and sampling: precision (fp32, TF32, bf16 autocast), channels-last
 memory format and torch.compile. Each changes how the arithmetic runs, not what is computed;
-tests/test_fastpath.py bounds the difference to fp32 for each."""
+core/tests/runtime/test_fastpath.py bounds the difference to fp32 for each."""
 
 from __future__ import annotations
 

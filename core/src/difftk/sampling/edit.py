@@ -121,9 +121,10 @@ class Edit:
 
     @classmethod
     def of(cls, schedule: NoiseSchedule, shape: tuple[int, ...], n: int, init: Any, strength: float | None,
-           mask: Any) -> Edit | None:
+           mask: Any, steps: int | None = None) -> Edit | None:
         """The edit of ``init`` for n samples of examples of ``shape``, checked before any work (one-line
-        errors); ``None`` when there is nothing to edit."""
+        errors); ``None`` when there is nothing to edit. On a discrete schedule of T steps, ``steps`` may
+        not exceed the grid points below the strength s (round(s·T)): there are no others to visit."""
         if init is None:
             if strength is not None or mask is not None:
                 raise OptionError(f"{'strength' if strength is not None else 'mask'} needs the image to edit: give init")
@@ -144,7 +145,11 @@ class Edit:
                 raise OptionError(f"mask of shape {list(mask.shape)} does not fit the images {list(init.shape)}") from None
             if mask.shape[0] not in (1, n):
                 raise OptionError(f"mask has {mask.shape[0]} rows for {n} samples: give 1 or {n}")
-        snap_strength(schedule, strength if strength is not None else 1.0)  # the range check, before any work
+        s = snap_strength(schedule, strength if strength is not None else 1.0)  # the range check, before any work
+        T = grid_size_of(schedule)
+        if T is not None and steps is not None and strength is not None and steps > round(s * T):
+            raise OptionError(f"steps={steps} is more than the {round(s * T)} steps of the schedule below strength={strength:g} "
+                              f"(T={T}): use steps=1..{round(s * T)}, or a larger strength")
         return cls(init=init, strength=strength, mask=mask)
 
     def rows(self, tensor: torch.Tensor, start: int, size: int) -> torch.Tensor:

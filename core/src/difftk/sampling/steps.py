@@ -11,8 +11,7 @@ import torch
 
 from difftk.components.protocols import Denoiser, NoiseSchedule, learned_variance_of
 from difftk.maths.diffusion import eps_and_x0, eps_from_x0, x0_from_eps
-from difftk.maths.grids import SPACINGS, time_grid
-from difftk.maths.schedules import alpha_bar_table
+from difftk.maths.grids import SPACINGS, time_grid, with_end
 from difftk.options import option
 from difftk.sampling.noise import ExampleNoise
 
@@ -211,9 +210,9 @@ class AffineSampler(GridSampler):
         """The float64 coefficients of every step on the grid ``self.grid(schedule, steps)``."""
 
     def grid(self, schedule: NoiseSchedule, steps: int | None) -> tuple[Any, Any]:
-        """Times t_K > … > t_1 > 0 visited (with the final 0) and ᾱ at them, float64."""
-        times = np.append(self.time_grid(schedule, steps), 0.0)
-        return times, alpha_bar_table(schedule, times)
+        """Times t_K > … > t_1 > 0 visited, then the end (t = 0, ᾱ = 1: :func:`~difftk.maths.grids.with_end`),
+        and ᾱ at them, float64."""
+        return with_end(schedule, self.time_grid(schedule, steps))
 
     def sample(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None, cond: Any = None,
                generator: torch.Generator | None = None, callback: Any = None) -> torch.Tensor:

@@ -78,7 +78,8 @@ class TrainConfig:
                               "steps) is over: raise decay_steps or shorten the warm-up")
         if self.eval_every and not self.eval_metrics:
             raise OptionError(f"training: eval_every={self.eval_every} scores eval_metrics, but none is named: name "
-                              "at least one registered metric (`difftk plugins` lists them), or set eval_every=0")
+                              "at least one registered metric with eval_metrics (`difftk plugins` lists them), or set "
+                              "eval_every=0")
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self), sort_keys=True)

@@ -1,5 +1,5 @@
-"""The state of a training run as a checkpoint: weights, EMA, optimizer, every RNG state and the
-objective's own state, written and read back so that a resumed run continues bit for bit.
+"""The state of a training run as a checkpoint (:class:`RunState`): weights, EMA, optimizer, every RNG
+state and the objective's own state, written and read back so that a resumed run continues bit for bit.
 
 The file format (named tensors in sections, string metadata) is :mod:`difftk.checkpoint.files`;
 this module says what a training run puts into it.
@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
 from difftk.checkpoint.files import (
@@ -25,14 +26,32 @@ from difftk.checkpoint.files import (
 )
 from difftk.checkpoint.training_state import check_training_state
 from difftk.components import plugins
+from difftk.pipeline.compose import Pipeline
 from difftk.runtime import distributed
+from difftk.training.config import TrainConfig
+from difftk.training.order import BatchOrder
+from difftk.training.rundir import RunPaths
 from difftk.version import __version__
 
 
-class CheckpointState:
-    """The checkpoint half of :class:`~difftk.training.trainer.Trainer`: what a run saves and how it
-    comes back. It reads the trainer's ``model``, ``ema``, ``optimizer``, ``order``, ``noise``,
-    ``pipeline``, ``config``, ``dataset_info``, ``ranks``, ``paths`` and ``step``."""
+@attrs.define(eq=False)
+class RunState:
+    """What a training run checkpoints, and how it comes back: the state the
+    :class:`~difftk.training.trainer.Trainer` holds (``trainer.run``) and advances."""
+
+    model: torch.nn.Module  # the weights being trained
+    ema: torch.nn.Module  # their exponential moving average, what samples are drawn with
+    optimizer: torch.optim.Optimizer
+    order: BatchOrder  # the data order, with its own generator
+    noise: torch.Generator  # the objective's t and ε (and guidance's label dropout), on the device
+    pipeline: Pipeline  # the spec written to the checkpoint; the objective, whose own state is saved
+    config: TrainConfig
+    dataset_info: dict[str, Any]  # what the checkpoint records about the data
+    ranks: distributed.Ranks  # this process among the run's processes
+    device: torch.device
+    paths: RunPaths | None  # the run directory; None writes nothing
+    step: int = 0  # optimizer steps taken
+    last_checkpoint: int | None = None  # the step of the last checkpoint written (or resumed from)
 
     def rng_state(self) -> dict[str, Any]:
         """Every RNG state of the run, and the data order's position in its epoch."""
@@ -62,7 +81,7 @@ class CheckpointState:
         if self.device.type == "cuda" and "cuda" in tensors:
             torch.cuda.set_rng_state(tensors["cuda"], self.device)
 
-    def state(self, rng: Mapping[str, Any] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    def contents(self, rng: Mapping[str, Any] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """The checkpoint contents: tensors and metadata (see :mod:`difftk.checkpoint`).
 
         ``rng`` is a :meth:`rng_state` taken earlier (the start of an interrupted step);
@@ -143,7 +162,7 @@ class CheckpointState:
             if not self.ranks.main:
                 self.last_checkpoint = self.step
                 return self.paths.checkpoint
-        tensors, metadata = self.state(rng)
+        tensors, metadata = self.contents(rng)
         path = save_checkpoint(self.paths.checkpoint, tensors, metadata, replaces="run")
         self.last_checkpoint = self.step
         return path

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from difftk.components import plugins
-from difftk.training.reporter import Reporter
-
-if TYPE_CHECKING:
-    from difftk.training.trainer import Trainer
+from difftk.training.reporter import Reporter, RunStart
 
 
 @attrs.frozen
-class RunStart:
+class TrackedRun:
     """What a logger is told when a run starts.
 
     :param directory: the run directory (checkpoint, samples, log.jsonl); ``None`` when the run
@@ -41,10 +38,9 @@ class RunStart:
     config: Mapping[str, Any]
 
 
-def run_configuration(trainer: Trainer) -> dict[str, Any]:
-    """The configuration of ``trainer``'s run, as its checkpoint records it."""
-    return {"pipeline": trainer.pipeline.spec.to_dict(), "training": attrs.asdict(trainer.config),
-            "data": dict(trainer.dataset_info)}
+def run_configuration(run: RunStart) -> dict[str, Any]:
+    """The configuration of a starting run, as its checkpoint records it."""
+    return {"pipeline": dict(run.pipeline), "training": attrs.asdict(run.config), "data": dict(run.dataset_info)}
 
 
 def create_loggers(names: Sequence[str]) -> dict[str, Any]:
@@ -74,11 +70,10 @@ class Tracking(Reporter):
                 self.inner.note(f"logger '{name}' failed in {method}() ({type(err).__name__}: {err}); "
                                 "the run goes on without it, and log.jsonl has every record")
 
-    def start(self, trainer: Trainer, total: int) -> None:
-        self.inner.start(trainer, total)
-        directory = trainer.paths.root if trainer.paths is not None else None
-        self._send("start", RunStart(directory=directory, step=trainer.step, steps=total,
-                                     config=run_configuration(trainer)))
+    def start(self, run: RunStart, total: int) -> None:
+        self.inner.start(run, total)
+        directory = run.paths.root if run.paths is not None else None
+        self._send("start", TrackedRun(directory=directory, step=run.step, steps=total, config=run_configuration(run)))
 
     def update(self, step: int, loss: float, lr: float) -> None:
         self.inner.update(step, loss, lr)

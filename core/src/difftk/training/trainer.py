@@ -39,14 +39,14 @@ from difftk.evaluation.context import MetricResult
 from difftk.model import Model
 from difftk.pipeline.compose import Pipeline
 from difftk.runtime import distributed
-from difftk.runtime.fastpath import autocast, prepare, to_memory_format
+from difftk.runtime.fastpath import autocast, prepare, resolve_precision, to_memory_format
 from difftk.training.config import TrainConfig, TrainingError
 from difftk.training.measuring import TrainingMetrics
 from difftk.training.feed import Feed, Unreadable
-from difftk.training.reporter import Reporter
+from difftk.training.reporter import Reporter, RunStart
 from difftk.training.rundir import RunPaths
 from difftk.training.signals import catch_stop_signals
-from difftk.training.state import CheckpointState
+from difftk.training.state import RunState
 
 
 @attrs.frozen
@@ -72,11 +72,9 @@ class _NonFinite(Exception):
         self.what, self.value = what, value
 
 
-# --- the trainer ----------------------------------------------------------------------------------
-
-
-class Trainer(CheckpointState):
-    """The state of one training run and the loop that advances it.
+class Trainer:
+    """One training run: the loop that advances its :class:`~difftk.training.state.RunState` (``run``:
+    what a checkpoint holds, and how it is saved and resumed).
 
     :param pipeline: a live pipeline with a denoiser (an ``nn.Module``) and an objective, e.g.
         from :func:`fit_to_data`.
@@ -119,11 +117,38 @@ class Trainer(CheckpointState):
         # the metrics of the training curves (eval_every), built now so a bad name stops the run before it starts
         self.measures = TrainingMetrics(config, self.dataset_info) if config.eval_every and self.ranks.main else None
         self.measured: list[tuple[int, MetricResult]] = []
-        self.step = 0
-        self.last_checkpoint: int | None = None
+        self.run = RunState(model=self.model, ema=self.ema, optimizer=self.optimizer, order=self.order, noise=self.noise,
+                            pipeline=pipeline, config=config, dataset_info=self.dataset_info, ranks=self.ranks,
+                            device=self.device, paths=self.paths)
         self._stop_requested = False
         self.stop_signal: int | None = None  # the signal that stopped the run, if one did
         self._updating = False  # inside the update of a step: the state is half old, half new
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken (``run.step``)."""
+        return self.run.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.run.step = value
+
+    def load_state(self, ckpt: Any) -> None:
+        """Continue from a run's checkpoint (:meth:`RunState.load_state`)."""
+        self.run.load_state(ckpt)
+
+    def warm_start(self, ckpt: Any) -> None:
+        """Start from a checkpoint's EMA weights, with a fresh optimizer and step 0 (:meth:`RunState.warm_start`)."""
+        self.run.warm_start(ckpt)
+
+    def describe(self) -> RunStart:
+        """What a front end is told when the run starts (:meth:`Reporter.start`)."""
+        return RunStart(dataset=self.dataset, dataset_info=self.dataset_info, denoiser=self.pipeline.spec["denoiser"].name,
+                        pipeline=self.pipeline.spec.to_dict(),
+                        filled=self.filled, parameters=sum(p.numel() for p in self.model.parameters()),
+                        conditional=self.conditional, device=self.device,
+                        precision=resolve_precision(self.config.precision, self.device), step=self.step,
+                        config=self.config, paths=self.paths)
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -172,8 +197,6 @@ class Trainer(CheckpointState):
         torch._foreach_lerp_(ema_params, [p.detach() for p in self.model.parameters()], 1.0 - decay)
         for ema_b, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
             ema_b.copy_(b)
-
-    # -- state -----------------------------------------------------------------------------------
 
     # -- samples -------------------------------------------------------------------------------
 
@@ -240,7 +263,7 @@ class Trainer(CheckpointState):
         mean_loss: float | None = None
         log = self.paths.open_log(self.step, reporter.note) if self.paths is not None and self.ranks.main else None
         self._stop_requested = False
-        reporter.start(self, total)
+        reporter.start(self.describe(), total)
         if self.measures is not None:
             reporter.note(f"measuring {self.measures.description()} (log.jsonl)"
                           + (f"; no held-out data: {self.measures.why}" if self.measures.data is None else ""))
@@ -248,7 +271,7 @@ class Trainer(CheckpointState):
             self.feed.start(cfg.workers, pin_memory=self.device.type == "cuda")
             with catch_stop_signals(self._on_stop_signal):
                 while self.step < total:
-                    before = self.rng_state()
+                    before = self.run.rng_state()
                     try:
                         loss, norm = self.train_step()
                     except KeyboardInterrupt:
@@ -279,7 +302,7 @@ class Trainer(CheckpointState):
                             samples.append(self.sample_grid())
                             reporter.wrote("samples", samples[-1], s)
                         if s % cfg.checkpoint_every == 0 or s == total:
-                            reporter.wrote("checkpoint", self.save(), s)
+                            reporter.wrote("checkpoint", self.run.save(), s)
                     if self.measures is not None and self.measures.due(s):  # after the checkpoint: a failure loses nothing
                         self.measure(reporter, log)
                     if distributed.any_rank(self._stop_requested, self.ranks):  # all ranks stop at one step
@@ -301,8 +324,8 @@ class Trainer(CheckpointState):
                      rng: Mapping[str, Any] | None) -> TrainResult:
         checkpoint = None
         if self.paths is not None:
-            if self.last_checkpoint != self.step:
-                reporter.wrote("checkpoint", self.save(rng), self.step)
+            if self.run.last_checkpoint != self.step:
+                reporter.wrote("checkpoint", self.run.save(rng), self.step)
             checkpoint = self.paths.checkpoint
         return TrainResult(step=self.step, interrupted=True, checkpoint=checkpoint, samples=tuple(samples), loss=loss,
                            signal=self.stop_signal or signal.SIGINT, measurements=tuple(self.measured))
@@ -332,8 +355,8 @@ class Trainer(CheckpointState):
 
     def _non_finite_message(self, bad: _NonFinite) -> str:
         where = f"the {bad.what} is {bad.value} at step {self.step + 1}: training stopped"
-        if self.paths is not None and self.last_checkpoint is not None:
-            kept = f"{self.paths.checkpoint} (step {self.last_checkpoint}) is kept"
+        if self.paths is not None and self.run.last_checkpoint is not None:
+            kept = f"{self.paths.checkpoint} (step {self.run.last_checkpoint}) is kept"
         else:
             kept = "no checkpoint was written yet"
         return f"{where}; {kept} — try a lower lr or a longer warmup"

@@ -108,7 +108,7 @@ class PairedDenoiser(DenoiserWrapper):
     def labels(self, cond: torch.Tensor | None) -> torch.Tensor:
         if cond is None:
             raise OptionError(f"guidance '{self.name}' needs class labels to guide toward: give label=L "
-                              f"(0..{self.num_classes - 1}) or leave it out for one row per class")
+                              f"(0..{self.num_classes - 1})")
         return cond
 
     def pair(self, x_t: torch.Tensor, t: torch.Tensor,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import math
+from typing import Any, ClassVar
 
 import attrs
 import numpy as np
 import torch
 from difftk.maths.diffusion import q_sample, x0_from_eps
 from difftk.options import option
-from difftk.sampling.steps import AffineSampler, AffineSteps, batch_time, predict
+from difftk.sampling.steps import AffineSampler, AffineSteps, StepInfo, batch_time, batch_times, noise_like, predict
 
 
 def ddim_sigma(eta, alpha_bar_s, alpha_bar_t):
@@ -35,8 +36,28 @@ class DDIMSampler(AffineSampler):
     #: every step is √ᾱ_s·x̂₀ + c·ε̂ + σ·z with x̂₀ and ε̂ read apart (guidance that re-noises, CFG++, needs it)
     renoise: ClassVar[bool] = True
 
+    def sample(self, denoiser, schedule, x_T: torch.Tensor, steps: int | None = None, cond: Any = None,
+               generator: torch.Generator | None = None, callback: Any = None) -> torch.Tensor:
+        """Eq. 12 from x_T at t_K, each step from t to the next time s of the grid, the last to the end (ᾱ = 1)."""
+        times, alpha_bars = self.grid(schedule, steps)
+        t_batch = batch_times(times[:-1], x_T)
+        x = x_T
+        for k in range(len(times) - 1):
+            ab_t, ab_s = float(alpha_bars[k]), float(alpha_bars[k + 1])
+            pred = predict(denoiser, x, t_batch[k], ab_t, cond, self.clip_x0)  # x̂₀ = f_θ(x_t) (eq. 9) and ε̂ = ε_θ(x_t)
+            sigma = float(ddim_sigma(self.eta, ab_s, ab_t))  # σ_t(η) (eq. 16)
+            # x_s = √ᾱ_s·x̂₀ + √(1 − ᾱ_s − σ_t²)·ε̂ + σ_t·z: the predicted x₀, the direction pointing to x_t, noise (eq. 12)
+            x_next = torch.add(math.sqrt(ab_s) * pred.x0, pred.eps, alpha=math.sqrt(max(1.0 - ab_s - sigma**2, 0.0)))
+            if sigma > 0.0:
+                x_next.add_(noise_like(x, generator), alpha=sigma)
+            x = x_next
+            if callback is not None:
+                callback(StepInfo(index=k, total=len(times) - 1, t=float(times[k]), t_next=float(times[k + 1]), x=x,
+                                  x0=pred.x0))
+        return x
+
     def plan(self, schedule, steps: int | None) -> AffineSteps:
-        """The coefficients of every step, in float64."""
+        """The coefficients of every step of :meth:`sample` as one float64 table (its affine form)."""
         times, ab = self.grid(schedule, steps)
         ab_t, ab_s = ab[:-1], ab[1:]
         sigma = ddim_sigma(self.eta, ab_s, ab_t)

@@ -23,8 +23,7 @@ class AncestralSampler(AffineSampler):
 
     The default is β̃ (diffusers' ``fixed_small`` too): Ho et al. found the two alike on the full
     grid, but on a respaced grid β_{t|s} of a long step is far above β̃, and the noise added on
-    the way to the last time is more than the final x̂₀ step removes (on the shipped model at 20
-    steps: 31 % of pixels beyond ±1.05 with β, none with β̃).
+    the way to the last time is more than the final x̂₀ step removes (docs/math.md).
     """
 
     variance: str = option("beta_tilde", help="σ² = β̃ (posterior variance) or β (upper bound)", choices=("beta_tilde", "beta"))

@@ -31,7 +31,8 @@ import attrs
 import numpy as np
 import torch
 from difftk.components.protocols import Denoiser, NoiseSchedule
-from difftk.maths.schedules import alpha_bar_table, log_snr
+from difftk.maths.grids import with_end
+from difftk.maths.schedules import log_snr
 from difftk.options import option
 from difftk.sampling.steps import GridSampler, StepInfo, batch_times, noise_like, predict
 
@@ -142,10 +143,9 @@ class _Multistep(GridSampler):
     def sample(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None, cond: Any = None,
                generator: torch.Generator | None = None, callback: Any = None) -> torch.Tensor:
         grid = self.time_grid(schedule, steps)
-        times = np.append(grid, 0.0)
-        ab = alpha_bar_table(schedule, times)
+        times, ab = with_end(schedule, grid)
         alpha, sigma = np.sqrt(ab), np.sqrt(1.0 - ab)
-        lam = 0.5 * log_snr(schedule, torch.from_numpy(times)).numpy()  # λ = log(α/σ); +∞ at t = 0, never differenced
+        lam = 0.5 * log_snr(schedule, torch.from_numpy(times)).numpy()  # λ = log(α/σ); at the end (+∞) never differenced
         K = len(grid)
         orders = self.orders(K)
         t_batch = batch_times(grid, x_T)

@@ -15,8 +15,9 @@ import attrs
 import numpy as np
 import torch
 from difftk.components.protocols import Denoiser, NoiseSchedule
+from difftk.maths.grids import with_end
 from difftk.maths.schedules import alpha_bar_table, time_of
-from difftk.sampling.steps import Prediction, batch_time, batch_times, predict
+from difftk.sampling.steps import Prediction, predict
 
 
 def sigma_of(alpha_bar):
@@ -31,50 +32,35 @@ def alpha_bar_of(sigma):
     return 1.0 / (1.0 + np.asarray(sigma, dtype=np.float64) ** 2)
 
 
-@attrs.frozen
-class Level:
-    """One noise level a step starts or ends at: σ, the time t the denoiser is asked at (a [B]
-    tensor) and ᾱ(t) = 1/(1+σ²)."""
-
-    sigma: float
-    t: torch.Tensor
-    alpha_bar: float
-
-
-def off_grid_level(schedule: NoiseSchedule, sigma: float, x: torch.Tensor) -> Level:
-    """The level σ off the sampler's grid: t = time_of(ᾱ = 1/(1+σ²)) by the schedule's inverse, and
-    σ read back from ᾱ(t), so the denoiser's time and σ agree exactly (above σ(1) both stop at t = 1)."""
+def off_grid_level(schedule: NoiseSchedule, sigma: float) -> tuple[float, float, float]:
+    """(σ, t, ᾱ) of a level off the sampler's grid: t = time_of(ᾱ = 1/(1+σ²)) by the schedule's inverse,
+    and σ read back from ᾱ(t), so the denoiser's time and σ agree exactly (above σ(1) both stop at t = 1)."""
     t = float(time_of(schedule, torch.tensor([float(alpha_bar_of(sigma))], dtype=torch.float64))[0])
     alpha_bar = float(alpha_bar_table(schedule, np.array([t]))[0])
-    return Level(float(sigma_of(alpha_bar)), batch_time(t, x), alpha_bar)
+    return float(sigma_of(alpha_bar)), t, alpha_bar
 
 
 @attrs.frozen
 class SigmaGrid:
-    """t_0 > … > t_{N−1} > t_N = 0 of the core's time grid, ᾱ and σ there (float64, σ_N = 0)."""
+    """σ_0 > … > σ_{N−1} > σ_N = 0 of the core's time grid and the end (:func:`difftk.maths.grids.with_end`),
+    with their times t_i and ᾱ_i = 1/(1+σ_i²) (float64)."""
 
     times: np.ndarray
     alpha_bars: np.ndarray
     sigmas: np.ndarray
 
     @classmethod
-    def of(cls, schedule: NoiseSchedule, times: np.ndarray) -> SigmaGrid:
-        times = np.append(times, 0.0)
-        alpha_bars = alpha_bar_table(schedule, times)
+    def of(cls, schedule: NoiseSchedule, grid: np.ndarray) -> SigmaGrid:
+        times, alpha_bars = with_end(schedule, grid)
         return cls(times=times, alpha_bars=alpha_bars, sigmas=sigma_of(alpha_bars))
 
     @property
     def N(self) -> int:
         return len(self.times) - 1
 
-    def levels(self, x: torch.Tensor) -> list[Level]:
-        """The N+1 levels of the grid, their times as [B] tensors for the batch ``x``."""
-        return [Level(float(s), t, float(ab)) for s, t, ab in zip(self.sigmas, batch_times(self.times, x),
-                                                                   self.alpha_bars, strict=True)]
 
-
-def denoise(denoiser: Denoiser, x: torch.Tensor, level: Level, cond: torch.Tensor | None = None,
+def denoise(denoiser: Denoiser, x: torch.Tensor, t: torch.Tensor, alpha_bar: float, cond: torch.Tensor | None = None,
             clip_x0: float | None = None) -> Prediction:
-    """D(x; σ) for x in the EDM frame: the denoiser sees x_t = x·√ᾱ at ``level.t``, in its own
+    """D(x; σ) for x in the EDM frame, σ = √((1−ᾱ)/ᾱ): the denoiser sees x_t = x·√ᾱ at ``t``, in its own
     parameterisation (:func:`difftk.sampling.steps.predict`); ``.x0`` is D, ``.eps`` is (x − D)/σ."""
-    return predict(denoiser, x * math.sqrt(level.alpha_bar), level.t, level.alpha_bar, cond, clip_x0)
+    return predict(denoiser, x * math.sqrt(alpha_bar), t, alpha_bar, cond, clip_x0)

@@ -14,8 +14,8 @@ class EDMSchedule(ContinuousSchedule):
 
     EDM's x = x₀ + σ·n is the VP state x_t = x/√(1+σ²) (docs/math.md). Time is the ρ-ramp of
     eq. 5, so the core's linspace grid on t visits EDM's own sampling levels. t = 0 is σ_min,
-    not σ = 0: a sample that ends there keeps noise of σ_min = 0.002, a thousandth of the data's
-    range. ``time_of`` and ``beta`` are closed form.
+    not σ = 0; every sampler still ends at σ = 0, the data (the end rule,
+    :func:`difftk.maths.grids.with_end`), as EDM's σ_N = 0 does. ``time_of`` and ``beta`` are closed form.
     """
 
     sigma_min: float = option(0.002, help="σ at t = 0 (Table 1)", gt=0.0)

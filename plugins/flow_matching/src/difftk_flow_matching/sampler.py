@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from difftk.components.protocols import Denoiser, NoiseSchedule
 from difftk.maths.diffusion import convert
-from difftk.maths.grids import SPACINGS, explicit_times, step_count, time_grid
+from difftk.maths.grids import SPACINGS, explicit_times, step_count, time_grid, with_end
 from difftk.maths.schedules import alpha_bar_table, time_of
 from difftk.maths.terminal import ALPHA_BAR_FLOOR
 from difftk.options import option
@@ -66,8 +66,7 @@ class FlowEuler(GridSampler):
 
     def sample(self, denoiser: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None = None,
                cond: Any = None, generator: torch.Generator | None = None, callback: Any = None) -> torch.Tensor:
-        times = np.append(self.time_grid(schedule, steps), 0.0)
-        ab = alpha_bar_table(schedule, times)
+        times, ab = with_end(schedule, self.time_grid(schedule, steps))
         taus = flow_time(ab)
         scale = [float(math.sqrt(a) + math.sqrt(1 - a)) for a in ab]  # x_t = x_τ·(α+σ)
         t_batch = batch_times(times[:-1], x_T)

@@ -9,8 +9,7 @@ import attrs
 import numpy as np
 import torch
 from difftk.components.protocols import Denoiser, NoiseSchedule
-from difftk.maths.grids import SPACINGS
-from difftk.maths.schedules import alpha_bar_table
+from difftk.maths.grids import SPACINGS, with_end
 from difftk.options import option
 from difftk.sampling.steps import GridSampler, StepInfo, batch_times, predict
 
@@ -92,8 +91,7 @@ class UniPCSampler(GridSampler):
 
     def plan(self, schedule: NoiseSchedule, steps: int | None) -> UniPCPlan:
         """The float64 coefficients of every update on the grid ``self.time_grid(schedule, steps)``."""
-        times = np.append(self.time_grid(schedule, steps), 0.0)
-        ab = alpha_bar_table(schedule, times)
+        times, ab = with_end(schedule, self.time_grid(schedule, steps))
         K = len(times) - 1
         alpha, sigma = np.sqrt(ab), np.sqrt(1.0 - ab)
         with np.errstate(divide="ignore"):

@@ -1,5 +1,5 @@
 """Student's t, its confidence intervals and Welch's test (difftk.maths.stats), and the statistics
-`compare` reports with them (difftk.evaluation.compare.summarize).
+`compare` reports with them (difftk.evaluation.summary.summarize).
 
 Oracles: published table values, the closed forms of the t distribution for 1 and 2 degrees of
 freedom and of I_x(a, b) for integer a, b (a binomial tail), the normal limit, and the density
@@ -10,8 +10,9 @@ import random
 
 import pytest
 from difftk.errors import OptionError
-from difftk.evaluation.compare import GridRow, summarize
+from difftk.evaluation.compare import GridRow
 from difftk.evaluation.context import MetricResult
+from difftk.evaluation.summary import summarize
 from difftk.maths.stats import (
     mean_confidence_interval,
     regularized_incomplete_beta,

@@ -1,0 +1,25 @@
+"""A protocol miss seen from the command line: one warning, and the CLI keeps working."""
+
+import attrs
+import difftk
+import pytest
+from cli_runner import run
+from difftk.components.plugins import PluginWarning
+
+
+@attrs.frozen
+class NoSample:
+    """A sampler without its one method."""
+
+
+class Plugin:
+    @difftk.hookimpl
+    def difftk_register_components(self, register):
+        register.add("sampler", "candidate", NoSample)
+
+
+def test_the_cli_shows_a_protocol_miss_as_one_warning_and_keeps_working(difftk_host):
+    with pytest.warns(PluginWarning, match="cannot be registered"):
+        difftk_host.register(Plugin(), name="thirdparty")
+    result = run("plugins")
+    assert result.exit_code == 0 and "thirdparty" in result.stdout and "skipped" in result.stdout
