@@ -1,0 +1,165 @@
+"""Distillation: the objectives' minimisers on exact oracles, the consistency sampler on the exact
+consistency function, and a student trained, resumed and sampled through the normal trainer."""
+
+import types
+
+import difftk
+import difftk.testing.toys
+import numpy as np
+import pytest
+import torch
+from difftk.data.fitting import load_dataset
+from difftk.errors import OptionError
+from difftk.maths.schedules import alpha_bar_table
+from difftk.testing import GaussianOracle
+from difftk.training.config import TrainConfig
+from difftk.training.job import resume_state, train
+from difftk_distill import consistency, reflow
+from torch import nn
+
+F64 = torch.float64
+MU, STD = 0.5, 0.1
+
+
+class Endpoint(nn.Module):
+    """The exact consistency function of data N(μ, s²) as an x₀-denoiser: the probability-flow ODE keeps
+    z = (x_t − √ᾱ·μ)/√(ᾱs² + 1 − ᾱ), so f(x_t, t) = μ + s·z."""
+
+    prediction, num_classes, learned_variance = "x0", 0, False
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.schedule = schedule
+
+    def forward(self, x_t, t, cond=None):
+        ab = self.schedule.alpha_bar(t.to(F64))[:, None]
+        return MU + STD * (x_t - ab.sqrt() * MU) / (ab * STD**2 + 1 - ab).sqrt()
+
+
+class Straight(nn.Module):
+    """The velocity of the straight coupling x̂₀ = μ + s·z (the Gaussian's ODE from ᾱ(1) = 0) on the flow
+    path x_τ = (1−τ)·x̂₀ + τ·z: z = (x_τ − (1−τ)μ)/((1−τ)s + τ), u = z − x̂₀."""
+
+    prediction, num_classes, learned_variance = "flow", 0, False
+
+    def forward(self, x, t, cond=None):
+        tau = t.to(F64)[:, None]
+        x_tau = x * ((1 - tau) ** 2 + tau**2).sqrt()  # the VP state x_t is x_τ·(α+σ), α+σ = 1/√((1−τ)² + τ²)
+        z = (x_tau - (1 - tau) * MU) / ((1 - tau) * STD + tau)
+        return z - (MU + STD * z)
+
+
+def oracle_teacher(monkeypatch, module, schedule):
+    teacher = types.SimpleNamespace(denoiser=GaussianOracle(schedule, mean=MU, std=STD), schedule=schedule)
+    monkeypatch.setattr(module, "load_teacher", lambda source, device: teacher)
+    return teacher
+
+
+# --- the consistency sampler --------------------------------------------------------------------------
+
+
+def test_consistency_sampler_keeps_the_sampler_contract():
+    """Shape, dtype, x_T untouched, the same seed the same result, one evaluation per step. (The kit's
+    convergence check does not apply: on a denoiser, whose x̂₀ is E[x₀ | x_t], re-noising shrinks the
+    spread at every step; the sampler is exact for a consistency function, as the next test shows.)"""
+    s = difftk.create("schedule", "cosine")
+    sampler = difftk.create("sampler", "consistency")
+    f = Endpoint(s)
+    x_T = torch.randn(6, 1, generator=torch.Generator().manual_seed(0), dtype=F64)
+    kept = x_T.clone()
+    runs = [sampler.sample(f, s, x_T, steps=3, generator=torch.Generator().manual_seed(5)) for _ in range(2)]
+    assert runs[0].shape == x_T.shape and runs[0].dtype == x_T.dtype and torch.equal(x_T, kept)
+    torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
+    assert sampler.nfe(3, s) == 3 and sampler.default_steps == 2
+
+
+def test_one_step_of_the_exact_consistency_function_is_the_ode_endpoint_and_more_steps_keep_the_law():
+    """Algorithm 1 with f exact: one step lands on the ODE's endpoint of x_T; every re-noised step starts
+    from an exact sample, so three steps still draw exactly N(μ, s²)."""
+    s = difftk.create("schedule", "linear")
+    f = Endpoint(s)
+    x_T = torch.randn(4096, 1, generator=torch.Generator().manual_seed(0), dtype=F64)
+    one = difftk.create("sampler", "consistency").sample(f, s, x_T, steps=1)
+    ab1 = float(alpha_bar_table(s, np.array([1.0]))[0])
+    torch.testing.assert_close(one, MU + STD * (x_T - ab1**0.5 * MU) / (ab1 * STD**2 + 1 - ab1) ** 0.5, rtol=0, atol=1e-12)
+    three = difftk.create("sampler", "consistency").sample(f, s, x_T, steps=3, generator=torch.Generator().manual_seed(1))
+    se = STD / 4096**0.5
+    assert abs(float(three.mean()) - MU) < 4 * se and abs(float(three.std()) - STD) < 4 * se * 2**0.5
+
+
+# --- the objectives' minimisers --------------------------------------------------------------------
+
+
+def cd_loss(student, s, boundaries, distance="l2"):
+    objective = consistency.ConsistencyDistillation(teacher="oracle", boundaries=boundaries, spacing="logsnr",
+                                                    distance=distance)
+    x0 = MU + STD * torch.randn(2048, 1, generator=torch.Generator().manual_seed(2), dtype=F64)
+    return float(objective.loss(student, s, x0, generator=torch.Generator().manual_seed(3)).mean())
+
+
+def test_the_consistency_function_minimises_consistency_distillation(monkeypatch):
+    """With the exact teacher, the exact consistency function's loss is only the DDIM step's error, which
+    vanishes as the grid refines; the denoiser (E[x₀ | x_t], the teacher itself) stays far from it."""
+    s = difftk.create("schedule", "linear")
+    teacher = oracle_teacher(monkeypatch, consistency, s)
+    f = Endpoint(s)
+    coarse, fine = cd_loss(f, s, 8), cd_loss(f, s, 64)
+    assert fine < coarse / 20, (coarse, fine)
+    assert cd_loss(teacher.denoiser, s, 64) > 100 * fine
+    assert cd_loss(f, s, 64, "pseudo-huber") < cd_loss(teacher.denoiser, s, 64, "pseudo-huber") / 10
+
+
+def test_the_straight_coupling_minimises_reflow(monkeypatch):
+    """Reflow on the exact teacher's own pairs: the straight velocity of its coupling has (almost) zero
+    loss; the teacher's curved flow does not."""
+    s = difftk.create("schedule", "flow")
+    teacher = oracle_teacher(monkeypatch, reflow, s)
+    objective = reflow.Reflow(teacher="oracle", teacher_sampler="ddim", teacher_steps=200)
+    x0 = torch.zeros(2048, 1, dtype=F64)
+
+    def loss(student):
+        return float(objective.loss(student, s, x0, generator=torch.Generator().manual_seed(4)).mean())
+
+    straight, bent = loss(Straight()), loss(teacher.denoiser)
+    assert straight < bent / 50, (straight, bent)
+
+
+# --- a student through the normal trainer -----------------------------------------------------------
+
+
+@pytest.fixture
+def teacher_run(register_plugin, tmp_path):
+    """A tiny teacher: the toy denoiser on toy points, 3 steps."""
+    assert register_plugin(difftk.testing.toys, "toys")
+    data, data_spec = load_dataset("toy-points", options={"n": 64})
+    spec = difftk.compose(schedule="linear", sampler="ddim", denoiser="tiny", objective="simple").spec
+    config = TrainConfig(steps=3, batch_size=16, sample_every=0, checkpoint_every=3, seed=0)
+    train(spec, data, config, out=tmp_path / "teacher", dataset_spec=data_spec)
+    return tmp_path, data, data_spec
+
+
+@pytest.mark.parametrize("objective", [
+    {"name": "consistency-distillation", "options": {"boundaries": 6}},
+    {"name": "reflow", "options": {"teacher_sampler": "dpm-solver-2m", "teacher_steps": 3}}])
+def test_a_student_trains_resumes_and_samples_as_a_normal_model(teacher_run, objective):
+    tmp_path, data, data_spec = teacher_run
+    teacher = str(tmp_path / "teacher")
+    objective = {"name": objective["name"], "options": {**objective["options"], "teacher": teacher}}
+    spec = difftk.compose(schedule="linear", sampler="consistency", denoiser="tiny", objective=objective).spec
+    config = TrainConfig(steps=2, batch_size=16, sample_every=0, checkpoint_every=2, seed=0, init=teacher)
+    train(spec, data, config, out=tmp_path / "student", dataset_spec=data_spec)
+    ckpt, resumed = resume_state(tmp_path / "student", steps=4)
+    train(spec, data, resumed, out=tmp_path / "student", resume=True, checkpoint=ckpt, dataset_spec=data_spec)
+    student = difftk.load(str(tmp_path / "student"))
+    assert student.step == 4
+    assert student.pipeline.objective.teacher == teacher
+    for sampler, steps in (("consistency", 1), ("consistency", 2), ("ddim", 3)):
+        x = student.sample(8, sampler=sampler, steps=steps, seed=0)
+        assert x.shape == (8, 2) and torch.isfinite(x).all()
+
+
+def test_a_teacher_that_cannot_be_read_is_one_line(tmp_path):
+    objective = consistency.ConsistencyDistillation(teacher=str(tmp_path / "missing.safetensors"))
+    with pytest.raises(OptionError, match="teacher=.*cannot be read"):
+        objective.loss(Endpoint(difftk.create("schedule", "linear")), difftk.create("schedule", "linear"),
+                       torch.zeros(2, 1))
