@@ -25,6 +25,7 @@ from difftk.errors import DifftkError
 from difftk.maths.grids import time_grid
 from difftk.maths.distances import sliced_wasserstein
 from difftk.maths.schedules import alpha_bar_table
+from difftk.maths.terminal import for_sampling
 from difftk.testing import GaussianMixtureOracle, GaussianOracle
 
 SCHEDULES = ("linear", "cosine", "vp", "flow", "edm")
@@ -59,7 +60,8 @@ class Problem:
     """One schedule's two oracles, their starts and their truths."""
 
     def __init__(self, name: str) -> None:
-        self.name, self.schedule = name, difftk.create("schedule", name)
+        # as Model.sample hands it to every sampler: a schedule reaching ᾱ(1) = 0 floored (difftk.maths.terminal)
+        self.name, self.schedule = name, for_sampling(difftk.create("schedule", name))
         self.gauss = GaussianOracle(self.schedule, mean=MU, std=STD)
         self.gauss_x = torch.randn(2048, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         self.gauss_x_big = torch.randn(16384, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -118,7 +120,7 @@ def why_part(steps: int) -> None:
     """Where 2M's and 3M's error on linspace comes from: each solver run exactly up to grid time k, then
     by itself; the error left when only the last steps are the solver's."""
     problem = Problem("linear")
-    s = problem.schedule
+    s = problem.schedule  # linear's ᾱ(1) > 0: for_sampling leaves it as it is
     grid = time_grid(s, steps, "linspace")
     print(f"\n## linear, linspace, {steps} steps: grid t = {np.array2string(grid, precision=3)}")
     lam = 0.5 * np.log(alpha_bar_table(s, grid) / (1 - alpha_bar_table(s, grid)))

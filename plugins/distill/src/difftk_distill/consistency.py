@@ -1,15 +1,18 @@
-"""Consistency distillation and multistep consistency sampling (Song et al. 2023, Algorithms 2 and 1).
+"""Consistency distillation (Song et al. 2023, Algorithm 2).
 
 The consistency function f(x_t, t) maps every point of a probability-flow trajectory to its end
 x₀. In difftk's VP frame it is the student's own x̂₀: for an ε-, v- or flow-network x̂₀ → x_t as
 t → 0, the boundary condition f(x, 0) = x that Song et al. build in with c_skip and c_out (their
 eq. 3). The student is therefore a normal difftk model (same network, same prediction type),
-and every sampler samples it; :class:`ConsistencySampler` is the one it is trained for.
+and every sampler samples it. DDIM's one step, x̂₀(x_T), is their one-step sampler exactly; with
+more steps DDIM re-noises with the student's own ε̂ where their multistep sampler (Algorithm 1)
+draws fresh noise, which only a consistency function tolerates (on a denoiser, whose x̂₀ is
+E[x₀ | x_t], fresh noise shrinks the spread at every step), so difftk does not ship it as a sampler.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 import numpy as np
@@ -19,7 +22,7 @@ from difftk.maths.grids import SPACINGS, time_grid
 from difftk.maths.objectives import mean_flat
 from difftk.maths.schedules import alpha_bar_table
 from difftk.options import option
-from difftk.sampling.steps import AffineSampler, AffineSteps, predict
+from difftk.sampling.steps import predict
 
 from difftk_distill.teacher import load_teacher, teacher_predict
 
@@ -75,27 +78,3 @@ class ConsistencyDistillation:
             target = torch.where((t_n > 0).view(-1, *[1] * (x0.ndim - 1)), target, x_n)  # f(x, 0) = x
         online = predict(denoiser, x_next, t_next.to(x0.dtype), ab_next.to(x0.dtype), cond).x0
         return self.distance_of(online, target)
-
-
-@attrs.frozen
-class ConsistencySampler(AffineSampler):
-    """Multistep consistency sampling (Song et al. 2023, Algorithm 1): x̂₀ = f(x_T, 1), then for each
-    further grid time τ: x_τ = √ᾱ_τ·x̂₀ + √(1−ᾱ_τ)·z and x̂₀ = f(x_τ, τ); the result is the last x̂₀.
-
-    Each step re-noises the estimate to the next level instead of following the ODE, so the
-    error of one step does not carry into the next as it does along a trajectory. f is the
-    denoiser's x̂₀, so this samples any difftk model; it is made for consistency-distilled ones.
-    """
-
-    spacing: str = option("trailing", help="which times the steps visit: trailing (t = 1, then evenly down: the "
-                          f"2-step grid is 1, ½), or {', '.join(s for s in SPACINGS if s != 'trailing')}",
-                          choices=SPACINGS)
-
-    #: steps when the caller gives none: the few-step regime it exists for
-    default_steps: ClassVar[int] = 2
-
-    def plan(self, schedule, steps: int | None) -> AffineSteps:
-        """x_{t_{k+1}} = √ᾱ_{k+1}·x̂₀ + √(1−ᾱ_{k+1})·z: ``AffineSteps`` with c_xt = c_eps = 0 (z is fresh noise)."""
-        times, ab = self.grid(schedule, steps)
-        return AffineSteps(times=times, alpha_bars=ab, c_x0=np.sqrt(ab[1:]), c_xt=0.0, c_eps=0.0,
-                           sigma=np.sqrt(1.0 - ab[1:]))

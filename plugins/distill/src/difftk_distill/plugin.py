@@ -2,7 +2,7 @@
 
 import difftk
 
-from difftk_distill.consistency import ConsistencyDistillation, ConsistencySampler
+from difftk_distill.consistency import ConsistencyDistillation
 from difftk_distill.reflow import Reflow
 
 
@@ -10,4 +10,3 @@ from difftk_distill.reflow import Reflow
 def difftk_register_components(register):
     register.add_objective("consistency-distillation", ConsistencyDistillation)
     register.add_objective("reflow", Reflow)
-    register.add_sampler("consistency", ConsistencySampler)
