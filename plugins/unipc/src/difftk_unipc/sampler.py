@@ -67,11 +67,14 @@ class UniPCSampler(GridSampler):
     predictor starts from the corrected point, reusing it — so NFE = steps. The last step has no
     corrector: the step to t = 0 multiplies the state by σ(0)/σ(t_1) = 0, so a corrected x_{t_1}
     could not change the result (the reference code skips it too).
+
+    Defaults to logsnr: the one grid on which 10 steps beat DDIM at 100 on the exact Gaussian oracle of
+    every schedule (trailing stops at t_1 ≈ 1/K, whose x̂₀ is still blurred; docs/fast_sampling.md).
     """
 
-    spacing: str = option("trailing", help="which times the steps visit: trailing (from t = 1 in steps of T/K, the "
-                          "last near 1/K, as the reference grids), linspace (down to 1/T), leading, karras or logsnr",
-                          choices=SPACINGS)
+    spacing: str = option("logsnr", help="which times the steps visit: logsnr (evenly in log-SNR, the default: "
+                          "docs/fast_sampling.md), trailing (from t = 1 in steps of T/K, the last near 1/K, as the "
+                          "reference grids), linspace (down to 1/T), leading or karras", choices=SPACINGS)
     order: int = option(2, help="p of UniP-p/UniC-p: 2 (guided sampling, the paper's and diffusers' default) or 3 "
                         "(unconditional)", ge=2, le=3)
     variant: str = option("bh2", help="B(h) of the updates: bh1 = h, bh2 = 1 − e^{−h}", choices=VARIANTS)
