@@ -9,7 +9,7 @@ import pytest
 import torch
 from difftk.data.fitting import load_dataset
 from difftk.errors import OptionError
-from difftk.testing import GaussianOracle
+from difftk.testing import GaussianOracle, check_objective
 from difftk.training.config import TrainConfig
 from difftk.training.job import resume_state, train
 from difftk_distill import consistency, reflow
@@ -51,6 +51,17 @@ def oracle_teacher(monkeypatch, module, schedule):
     teacher = types.SimpleNamespace(denoiser=GaussianOracle(schedule, mean=MU, std=STD), schedule=schedule)
     monkeypatch.setattr(module, "load_teacher", lambda source, device: teacher)
     return teacher
+
+
+@pytest.mark.parametrize(("name", "options"), [("consistency-distillation", {}),
+                                               ("reflow", {"teacher_sampler": "ddim", "teacher_steps": 2})])
+def test_the_objectives_pass_the_conformance_kit(monkeypatch, name, options):
+    """The kit's objective checks (per-example, finite, reproducible, differentiable), an exact oracle as teacher."""
+    s = difftk.create("schedule", "linear")
+    teacher = types.SimpleNamespace(denoiser=GaussianOracle(s, mean=MU, std=STD, shape=(1, 4, 4)), schedule=s)
+    monkeypatch.setattr(consistency, "load_teacher", lambda source, device: teacher)
+    monkeypatch.setattr(reflow, "load_teacher", lambda source, device: teacher)
+    check_objective(difftk.create("objective", name, teacher="oracle", **options), s)
 
 
 # --- the objectives' minimisers --------------------------------------------------------------------
