@@ -1,6 +1,7 @@
 """The high-order solvers' default grids and final-step policies, held to issue 37's bar: on the exact
 Gaussian oracle N(0.5, 0.1²), 10 steps with the defaults err no more than DDIM at 100 steps, on the
 linear and the cosine schedule (benchmarks/solver_defaults.py measures every grid; docs/fast_sampling.md).
+On cosine the defaults are set by the shipped model instead, and every solver misses: MISSES says by how much.
 
 Deterministic solvers are held to the closed-form endpoint of the probability-flow ODE from the same
 x_T (mean absolute error over 2,048 starts); the stochastic one to the data's law (W₂ between the
@@ -19,8 +20,13 @@ MU, STD = 0.5, 0.1
 F64 = torch.float64
 #: (solver, schedule) pairs that miss the bar at 10 steps, measured (docs/fast_sampling.md). Strict: a default
 #: that starts to meet it fails here until it leaves this set.
+COSINE = ("cosine's default is the grid the shipped cosine model needs: logsnr, which meets this bar, drew 0.5–5 % of "
+          "mnist-cfg's pixels beyond ±1.05 at 10 steps and twice the distance to its fine solution")
 MISSES = {
-    ("dpm-solver-3m", "cosine"): "8.1e-3 against 5.0e-3: a λ-step of 1.6 is too long for third-order extrapolation",
+    ("dpm-solver-2m", "cosine"): "3.8e-2 against 5.0e-3: " + COSINE,
+    ("dpm-solver-3m", "cosine"): "3.8e-2 against 5.0e-3: " + COSINE,
+    ("unipc", "cosine"): "3.9e-2 against 5.0e-3: " + COSINE,
+    ("dpm-solver-2m-sde", "cosine"): "5.5e-2 against 1.3e-2: " + COSINE,
     ("heun", "linear"): "2.4e-2 against 9.2e-3 (19 NFE): Heun's trapezoid in σ; 20 steps meet it (4.4e-3)",
     ("heun", "cosine"): "2.5e-2 against 5.0e-3 (19 NFE): Heun's trapezoid in σ; 20 steps meet it (4.9e-3)",
     ("edm", "linear"): "5.2e-2 against 2.1e-2: S_churn = 40 at its cap every step of 10",

@@ -11,6 +11,7 @@ from difftk.maths.diffusion import posterior
 from difftk.maths.grids import time_grid
 from difftk.maths.ode import dopri5
 from difftk.maths.schedules import alpha_bar_table, beta_of
+from difftk.maths.terminal import for_sampling
 from difftk.sampling.draw import generate
 from difftk.sampling.noise import ExampleNoise
 from difftk.sampling.steps import batch_time, predict
@@ -131,10 +132,13 @@ def test_default_steps_and_orders():
     assert three.orders(3) == [1, 1] and three.orders(1) == []
     assert difftk.create("sampler", "dpm-solver-3m", lower_order_final=False).orders(8) == [1, 2, 3, 3, 3, 3, 3]
     assert difftk.create("sampler", "dpm-solver-2m", lower_order_final=True).orders(5) == [1, 2, 2, 1]
-    # the defaults (docs/fast_sampling.md): logsnr; 2M and its SDE second order into t_1, as k-diffusion and diffusers
-    assert {difftk.create("sampler", name).spacing for name in SAMPLERS} == {"logsnr"}
-    assert difftk.create("sampler", "dpm-solver-2m").orders(5) == [1, 2, 2, 2]
-    assert difftk.create("sampler", "dpm-solver-2m-sde").orders(5) == [1, 2, 2, 2]
+    # the default grid (docs/fast_sampling.md): logsnr, or linspace where the schedule reaches pure noise
+    for name in SAMPLERS:
+        sampler = difftk.create("sampler", name)
+        assert sampler.spacing == "auto" and sampler.lower_order_final
+        np.testing.assert_array_equal(sampler.time_grid(schedule("linear"), 10), time_grid(schedule("linear"), 10, "logsnr"))
+        cosine = for_sampling(schedule("cosine"))
+        np.testing.assert_array_equal(sampler.time_grid(cosine, 10), time_grid(cosine, 10, "linspace"))
 
 
 @pytest.mark.parametrize("name", ODE_SAMPLERS)
