@@ -31,8 +31,8 @@ import attrs
 import numpy as np
 import torch
 from difftk.components.protocols import Denoiser, NoiseSchedule
-from difftk.maths.schedules import alpha_bar_table, log_snr
 from difftk.maths.grids import SPACINGS, logsnr_unless_pure_noise, time_grid
+from difftk.maths.schedules import alpha_bar_table, log_snr
 from difftk.options import option
 from difftk.sampling.steps import GridSampler, StepInfo, batch_times, noise_like, predict
 
