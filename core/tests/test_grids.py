@@ -72,3 +72,26 @@ def test_every_sampler_steps_on_explicit_times(name):
     sampler.sample(oracle, schedule, torch.randn(3, 2), generator=torch.Generator().manual_seed(0),
                    callback=lambda info: seen.append(round(float(info.t), 6)))
     assert seen[:4] == [1.0, 0.6, 0.3, 0.05], (name, seen)
+
+
+def test_logsnr_unless_pure_noise_splits_the_schedules_at_sigma_1_of_a_thousand():
+    """σ(1) = √((1−ᾱ(1))/ᾱ(1)): the linear reference schedule's 157 and the VP one's 152 keep logsnr; a schedule
+    that reaches pure noise (ᾱ(1) = 0, or floored to 2⁻²⁴ for sampling: σ = 4096) gets the fallback."""
+    from difftk.maths.grids import PURE_NOISE_SIGMA, logsnr_unless_pure_noise
+    from difftk.maths.terminal import ALPHA_BAR_FLOOR
+
+    for schedule in (ReferenceLinearSchedule(), ReferenceVPSchedule()):
+        assert logsnr_unless_pure_noise(schedule, "trailing") == "logsnr"
+
+    class Top:  # ᾱ(t) = ᾱ(1)^t, so only ᾱ(1) matters
+        def __init__(self, top):
+            self.top = top
+
+        def alpha_bar(self, t):
+            return torch.as_tensor(self.top, dtype=torch.float64) ** t
+
+    just_below = 1.0 / (1.0 + (0.99 * PURE_NOISE_SIGMA) ** 2)
+    assert logsnr_unless_pure_noise(Top(just_below), "linspace") == "logsnr"
+    assert logsnr_unless_pure_noise(Top(just_below / 1.1), "linspace") == "linspace"
+    assert logsnr_unless_pure_noise(Top(ALPHA_BAR_FLOOR), "trailing") == "trailing"
+    assert logsnr_unless_pure_noise(Top(0.0), "linspace") == "linspace"

@@ -11,6 +11,7 @@ from difftk.maths.diffusion import posterior
 from difftk.maths.grids import time_grid
 from difftk.maths.ode import dopri5
 from difftk.maths.schedules import alpha_bar_table, beta_of
+from difftk.maths.terminal import for_sampling
 from difftk.sampling.draw import generate
 from difftk.sampling.noise import ExampleNoise
 from difftk.sampling.steps import batch_time, predict
@@ -130,11 +131,18 @@ def test_default_steps_and_orders():
     assert three.orders(20) == [1, 2] + [3] * 15 + [2, 1]  # warm-up, third order, lower orders into t_1
     assert three.orders(3) == [1, 1] and three.orders(1) == []
     assert difftk.create("sampler", "dpm-solver-3m", lower_order_final=False).orders(8) == [1, 2, 3, 3, 3, 3, 3]
-    assert difftk.create("sampler", "dpm-solver-2m").orders(5) == [1, 2, 2, 1]
+    assert difftk.create("sampler", "dpm-solver-2m", lower_order_final=True).orders(5) == [1, 2, 2, 1]
+    # the default grid (docs/fast_sampling.md): logsnr, or linspace where the schedule reaches pure noise
+    for name in SAMPLERS:
+        sampler = difftk.create("sampler", name)
+        assert sampler.spacing == "auto" and sampler.lower_order_final
+        np.testing.assert_array_equal(sampler.time_grid(schedule("linear"), 10), time_grid(schedule("linear"), 10, "logsnr"))
+        cosine = for_sampling(schedule("cosine"))
+        np.testing.assert_array_equal(sampler.time_grid(cosine, 10), time_grid(cosine, 10, "linspace"))
 
 
 @pytest.mark.parametrize("name", ODE_SAMPLERS)
-def test_lower_order_final_is_what_makes_the_default_grid_work(name):
+def test_lower_order_final_is_what_makes_linspace_work(name):
     """linspace on a discrete schedule ends with its largest λ-step, t ≈ 1/K → 1/T: multistep
     extrapolation over it (h/h0 ≈ 4) costs more than the whole rest of the solve. Taken at first
     order, the 20- and 30-step errors against the exact flow fall 5× or more (measured 8–75×)."""
@@ -145,7 +153,7 @@ def test_lower_order_final_is_what_makes_the_default_grid_work(name):
     for steps in (20, 30):
         t_1 = time_grid(s, steps, "linspace")[-1]
         exact = denoised(s, oracle, gaussian_flow(s, mean, std, x_T, t_1), t_1)
-        on, off = (float((difftk.create("sampler", name, lower_order_final=lof).sample(oracle, s, x_T, steps=steps)
+        on, off = (float((difftk.create("sampler", name, spacing="linspace", lower_order_final=lof).sample(oracle, s, x_T, steps=steps)
                           - exact).abs().max()) for lof in (True, False))
         assert on < off / 5, (steps, on, off)
 
@@ -346,7 +354,7 @@ def test_lower_order_final_is_diffusers_ending_at_sigma_min(diffusers_scheduler,
     times = tuple(time_grid(s, steps, spacing))
     assert times[-1] == 1 / s.T
     x_T = torch.randn(5, 2, generator=torch.Generator().manual_seed(steps), dtype=F64)
-    ours = difftk.create("sampler", f"dpm-solver-{order}m", times=times,
+    ours = difftk.create("sampler", f"dpm-solver-{order}m", times=times, lower_order_final=True,
                          **({"third_order": "reference"} if order == 3 else {}))
     out, states = run_difftk(ours, oracle, s, x_T.clone())
     scheduler = diffusers_scheduler(s, solver_order=order, algorithm_type="dpmsolver++", solver_type="midpoint",
@@ -459,7 +467,7 @@ def test_classifier_free_guidance_is_just_a_denoiser():
     oracle = GaussianMixtureOracle(s, means, stds=0.8)
     cond = torch.zeros(64, dtype=torch.long)
     x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(5), dtype=F64)
-    sampler = difftk.create("sampler", "dpm-solver-2m")
+    sampler = difftk.create("sampler", "dpm-solver-2m", spacing="linspace", lower_order_final=True)
     t_1 = time_grid(s, 20, "linspace")[-1]
     own_oracle = GaussianOracle(s, mean=means[0], std=0.8, shape=(2,))
     own = sampler.sample(own_oracle, s, x_T, steps=20)

@@ -42,11 +42,15 @@ def test_conformance(schedule, options):
 
 def test_options():
     """Defaults: order 2, bh2, corrector on, the reference code's lower orders at the end, 20 steps on
-    the trailing grid — whose last time is ≈ 1/K, as the reference grids, not the 1/T of linspace."""
+    the auto grid: logsnr, or trailing on a schedule reaching pure noise (docs/fast_sampling.md); trailing's last
+    time is ≈ 1/K, as the reference grids, not 1/T."""
     sampler = unipc()
     assert (sampler.order, sampler.variant, sampler.corrector, sampler.lower_order_final) == (2, "bh2", True, True)
-    assert sampler.spacing == "trailing" and sampler.clip_x0 is None and type(sampler).default_steps == 20
-    assert sampler.time_grid(ReferenceLinearSchedule(T=1000), 10)[-1] == pytest.approx(0.1)
+    assert sampler.spacing == "auto" and sampler.clip_x0 is None and type(sampler).default_steps == 20
+    assert unipc(spacing="trailing").time_grid(ReferenceLinearSchedule(T=1000), 10)[-1] == pytest.approx(0.1)
+    assert sampler.time_grid(ReferenceLinearSchedule(T=1000), 10)[-1] == pytest.approx(1e-3)  # logsnr
+    cosine = difftk.create("schedule", "cosine")  # ᾱ(1) ≈ 0: trailing
+    np.testing.assert_array_equal(sampler.time_grid(cosine, 10), unipc(spacing="trailing").time_grid(cosine, 10))
     with pytest.raises(difftk.OptionError, match=r"2 ≤ order ≤ 3"):
         unipc(order=4)
     with pytest.raises(difftk.OptionError, match=r"variant='bh3' is not allowed.*choose from bh1, bh2"):

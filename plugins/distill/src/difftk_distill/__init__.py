@@ -1,0 +1,1 @@
+"""Distillation for difftk: consistency distillation and rectified-flow reflow, any difftk model as the teacher."""

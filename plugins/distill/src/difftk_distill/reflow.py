@@ -1,0 +1,56 @@
+"""Rectified-flow reflow (Liu et al. 2023, §2.3 and Algorithm 1): flow matching on the teacher's own pairs."""
+
+from __future__ import annotations
+
+import attrs
+import difftk
+import torch
+from difftk.maths.diffusion import convert, flow_from_x0_eps, q_sample
+from difftk.maths.objectives import mean_flat
+from difftk.maths.terminal import for_sampling
+from difftk.options import option
+from difftk.sampling.steps import denoiser_output
+
+from difftk_distill.teacher import load_teacher, teacher_cond
+
+
+@attrs.frozen
+class Reflow:
+    """E‖û(x_t, t) − (z − x̂₀)‖² with (x̂₀, z) the teacher's coupling: x̂₀ is what the teacher's
+    ``teacher_sampler`` at ``teacher_steps`` makes from the noise z (Liu et al. 2023, eq. 1 on the
+    pairs of their Algorithm 1, "Reflow").
+
+    Each pair is drawn afresh, so the data set only sets the shape and the labels (a conditional
+    teacher draws from the label it is given). The student is asked at t uniform on (0, 1] of its
+    own schedule, at the VP state x_t = √ᾱ·x̂₀ + √(1−ᾱ)·z, and its output, whatever its
+    parameterisation, is converted to the velocity u = ε − x₀ by the core; on the ``flow``
+    schedule, t is Liu et al.'s uniform τ and x_t the straight path's point scaled to the VP frame.
+    The straighter the coupling's paths, the fewer Euler steps (``flow-euler``) sample it.
+    Train the student from the teacher's weights (``difftk train … --init TEACHER``), as they do.
+    """
+
+    teacher: str = option(help="the teacher: a checkpoint, run directory or shipped model name (difftk.load)")
+    teacher_sampler: str = option("unipc", help="the sampler that makes the pairs (any difftk sampler; deterministic "
+                                  "for a coupling)")
+    teacher_steps: int = option(10, help="its steps", ge=1, le=1000)
+
+    def pairs(self, x0: torch.Tensor, cond: torch.Tensor | None, generator: torch.Generator | None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x̂₀, z): noise z of x0's shape and the teacher's sample from it."""
+        teacher = load_teacher(self.teacher, str(x0.device))
+        sampler = difftk.create("sampler", self.teacher_sampler)
+        z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        with torch.no_grad():
+            x_hat = sampler.sample(teacher.denoiser, for_sampling(teacher.schedule), z, steps=self.teacher_steps,
+                                   cond=teacher_cond(teacher, cond), generator=generator)
+        return x_hat, z
+
+    def loss(self, denoiser, schedule, x0: torch.Tensor, cond: torch.Tensor | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        x_hat, z = self.pairs(x0, cond, generator)
+        t = 1.0 - torch.rand(x0.shape[0], generator=generator, device=x0.device, dtype=torch.float64)  # on (0, 1]
+        alpha_bar = schedule.alpha_bar(t).to(x0.dtype)
+        x_t = q_sample(x_hat, alpha_bar, z)
+        out, _ = denoiser_output(denoiser, x_t, t.to(x0.dtype), cond)
+        u_hat = convert(denoiser.prediction, out, "flow", x_t, alpha_bar)
+        return mean_flat((flow_from_x0_eps(x_hat, z) - u_hat) ** 2)

@@ -1,0 +1,142 @@
+"""Distillation: the objectives' minimisers on exact oracles, and a student trained, resumed and sampled
+through the normal trainer."""
+
+import types
+
+import difftk
+import difftk.testing.toys
+import pytest
+import torch
+from difftk.data.fitting import load_dataset
+from difftk.errors import OptionError
+from difftk.testing import GaussianOracle, check_objective
+from difftk.training.config import TrainConfig
+from difftk.training.job import resume_state, train
+from difftk_distill import consistency, reflow
+from torch import nn
+
+F64 = torch.float64
+MU, STD = 0.5, 0.1
+
+
+class Endpoint(nn.Module):
+    """The exact consistency function of data N(μ, s²) as an x₀-denoiser: the probability-flow ODE keeps
+    z = (x_t − √ᾱ·μ)/√(ᾱs² + 1 − ᾱ), so f(x_t, t) = μ + s·z."""
+
+    prediction, num_classes, learned_variance = "x0", 0, False
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.schedule = schedule
+
+    def forward(self, x_t, t, cond=None):
+        ab = self.schedule.alpha_bar(t.to(F64))[:, None]
+        return MU + STD * (x_t - ab.sqrt() * MU) / (ab * STD**2 + 1 - ab).sqrt()
+
+
+class Straight(nn.Module):
+    """The velocity of the straight coupling x̂₀ = μ + s·z (the Gaussian's ODE from ᾱ(1) = 0) on the flow
+    path x_τ = (1−τ)·x̂₀ + τ·z: z = (x_τ − (1−τ)μ)/((1−τ)s + τ), u = z − x̂₀."""
+
+    prediction, num_classes, learned_variance = "flow", 0, False
+
+    def forward(self, x, t, cond=None):
+        tau = t.to(F64)[:, None]
+        x_tau = x * ((1 - tau) ** 2 + tau**2).sqrt()  # the VP state x_t is x_τ·(α+σ), α+σ = 1/√((1−τ)² + τ²)
+        z = (x_tau - (1 - tau) * MU) / ((1 - tau) * STD + tau)
+        return z - (MU + STD * z)
+
+
+def oracle_teacher(monkeypatch, module, schedule):
+    teacher = types.SimpleNamespace(denoiser=GaussianOracle(schedule, mean=MU, std=STD), schedule=schedule)
+    monkeypatch.setattr(module, "load_teacher", lambda source, device: teacher)
+    return teacher
+
+
+@pytest.mark.parametrize(("name", "options"), [("consistency-distillation", {}),
+                                               ("reflow", {"teacher_sampler": "ddim", "teacher_steps": 2})])
+def test_the_objectives_pass_the_conformance_kit(monkeypatch, name, options):
+    """The kit's objective checks (per-example, finite, reproducible, differentiable), an exact oracle as teacher."""
+    s = difftk.create("schedule", "linear")
+    teacher = types.SimpleNamespace(denoiser=GaussianOracle(s, mean=MU, std=STD, shape=(1, 4, 4)), schedule=s)
+    monkeypatch.setattr(consistency, "load_teacher", lambda source, device: teacher)
+    monkeypatch.setattr(reflow, "load_teacher", lambda source, device: teacher)
+    check_objective(difftk.create("objective", name, teacher="oracle", **options), s)
+
+
+# --- the objectives' minimisers --------------------------------------------------------------------
+
+
+def cd_loss(student, s, boundaries, distance="l2"):
+    objective = consistency.ConsistencyDistillation(teacher="oracle", boundaries=boundaries, spacing="logsnr",
+                                                    distance=distance)
+    x0 = MU + STD * torch.randn(2048, 1, generator=torch.Generator().manual_seed(2), dtype=F64)
+    return float(objective.loss(student, s, x0, generator=torch.Generator().manual_seed(3)).mean())
+
+
+def test_the_consistency_function_minimises_consistency_distillation(monkeypatch):
+    """With the exact teacher, the exact consistency function's loss is only the DDIM step's error, which
+    vanishes as the grid refines; the denoiser (E[x₀ | x_t], the teacher itself) stays far from it."""
+    s = difftk.create("schedule", "linear")
+    teacher = oracle_teacher(monkeypatch, consistency, s)
+    f = Endpoint(s)
+    coarse, fine = cd_loss(f, s, 8), cd_loss(f, s, 64)
+    assert fine < coarse / 20, (coarse, fine)
+    assert cd_loss(teacher.denoiser, s, 64) > 100 * fine
+    assert cd_loss(f, s, 64, "pseudo-huber") < cd_loss(teacher.denoiser, s, 64, "pseudo-huber") / 10
+
+
+def test_the_straight_coupling_minimises_reflow(monkeypatch):
+    """Reflow on the exact teacher's own pairs: the straight velocity of its coupling has (almost) zero
+    loss; the teacher's curved flow does not."""
+    s = difftk.create("schedule", "flow")
+    teacher = oracle_teacher(monkeypatch, reflow, s)
+    objective = reflow.Reflow(teacher="oracle", teacher_sampler="ddim", teacher_steps=200)
+    x0 = torch.zeros(2048, 1, dtype=F64)
+
+    def loss(student):
+        return float(objective.loss(student, s, x0, generator=torch.Generator().manual_seed(4)).mean())
+
+    straight, bent = loss(Straight()), loss(teacher.denoiser)
+    assert straight < bent / 50, (straight, bent)
+
+
+# --- a student through the normal trainer -----------------------------------------------------------
+
+
+@pytest.fixture
+def teacher_run(register_plugin, tmp_path):
+    """A tiny teacher: the toy denoiser on toy points, 3 steps."""
+    assert register_plugin(difftk.testing.toys, "toys")
+    data, data_spec = load_dataset("toy-points", options={"n": 64})
+    spec = difftk.compose(schedule="linear", sampler="ddim", denoiser="tiny", objective="simple").spec
+    config = TrainConfig(steps=3, batch_size=16, sample_every=0, checkpoint_every=3, seed=0)
+    train(spec, data, config, out=tmp_path / "teacher", dataset_spec=data_spec)
+    return tmp_path, data, data_spec
+
+
+@pytest.mark.parametrize("objective", [
+    {"name": "consistency-distillation", "options": {"boundaries": 6}},
+    {"name": "reflow", "options": {"teacher_sampler": "dpm-solver-2m", "teacher_steps": 3}}])
+def test_a_student_trains_resumes_and_samples_as_a_normal_model(teacher_run, objective):
+    tmp_path, data, data_spec = teacher_run
+    teacher = str(tmp_path / "teacher")
+    objective = {"name": objective["name"], "options": {**objective["options"], "teacher": teacher}}
+    spec = difftk.compose(schedule="linear", sampler="ddim", denoiser="tiny", objective=objective).spec
+    config = TrainConfig(steps=2, batch_size=16, sample_every=0, checkpoint_every=2, seed=0, init=teacher)
+    train(spec, data, config, out=tmp_path / "student", dataset_spec=data_spec)
+    ckpt, resumed = resume_state(tmp_path / "student", steps=4)
+    train(spec, data, resumed, out=tmp_path / "student", resume=True, checkpoint=ckpt, dataset_spec=data_spec)
+    student = difftk.load(str(tmp_path / "student"))
+    assert student.step == 4
+    assert student.pipeline.objective.teacher == teacher
+    for sampler, steps in (("ddim", 1), ("ddim", 2), ("dpm-solver-2m", 4)):
+        x = student.sample(8, sampler=sampler, steps=steps, seed=0)
+        assert x.shape == (8, 2) and torch.isfinite(x).all()
+
+
+def test_a_teacher_that_cannot_be_read_is_one_line(tmp_path):
+    objective = consistency.ConsistencyDistillation(teacher=str(tmp_path / "missing.safetensors"))
+    with pytest.raises(OptionError, match="teacher=.*cannot be read"):
+        objective.loss(Endpoint(difftk.create("schedule", "linear")), difftk.create("schedule", "linear"),
+                       torch.zeros(2, 1))
