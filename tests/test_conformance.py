@@ -61,7 +61,8 @@ ELSEWHERE = {
 }
 #: the kinds whose every component is checked by a file of its own
 KIND_CHECKS = {"dataset": "plugins/datasets/tests/test_dataset_conformance.py",
-               "metric": "tests/test_metric_draws.py"}
+               "metric": "tests/test_metric_draws.py",
+               "logger": "plugins/trackers/tests/test_trackers.py"}
 
 
 @pytest.mark.parametrize("name", _registered("classifier"))

@@ -5,6 +5,7 @@ the correct original (and a valid network whose last layer starts at zero) passe
 from __future__ import annotations
 
 import math
+import os
 from typing import ClassVar
 
 import attrs
@@ -19,6 +20,7 @@ from difftk.testing import (
     ReferenceVPSchedule,
     TinyDenoiser,
     check_denoiser,
+    check_logger,
     check_objective,
     check_sampler,
     check_schedule,
@@ -267,3 +269,36 @@ class DetachedLoss:
 def test_kit_flags_an_objective_that_gives_no_gradient():
     with pytest.raises(ConformanceError, match=r"objective DetachedLoss: loss must be differentiable with respect to .*no gradient reached them"):
         check_objective(DetachedLoss())
+
+
+class _FileLogger:
+    """A minimal correct logger: one line per record in the run directory."""
+
+    def start(self, run):
+        self.file = open(run.directory / "records.txt", "w")  # noqa: SIM115 - closed in finish
+
+    def log(self, record):
+        self.file.write(f"{record}\n")
+
+    def image(self, path, step):
+        self.file.write(f"image {path} {step}\n")
+
+    def finish(self):
+        self.file.close()
+
+
+class _SilentLogger(_FileLogger):
+    def start(self, run):
+        self.file = open(os.devnull, "w")  # noqa: SIM115
+
+
+class _ElsewhereLogger(_FileLogger):
+    def start(self, run):
+        self.file = open(run.directory.parent / "stray.txt", "w")  # noqa: SIM115
+
+
+def test_the_kit_holds_loggers_to_the_run_directory(tmp_path):
+    check_logger(_FileLogger(), tmp_path / "good")
+    for mutant in (_SilentLogger(), _ElsewhereLogger()):
+        with pytest.raises(ConformanceError, match="wrote nothing under the run directory"):
+            check_logger(mutant, tmp_path / type(mutant).__name__)

@@ -4,11 +4,13 @@ reader: every loss and measurement of log.jsonl at its step, the sample grid, an
 import json
 from pathlib import Path
 
+import difftk
 import numpy as np
 import pytest
 import wandb_records
 from click.testing import CliRunner
 from difftk.checkpoint.files import read_checkpoint
+from difftk.testing.conformance import check_logger
 from difftk_cli.main import cli
 from PIL import Image
 
@@ -138,3 +140,10 @@ def test_an_unknown_logger_is_one_line_with_a_suggestion(tmp_path):
     result = run("train", tmp_path / "p.toml", "--data", "two-moons", "--steps", 2, "--out", tmp_path / "run",
                  "--log-to", "tensorbord")
     assert result.exit_code != 0 and "unknown logger 'tensorbord'" in result.stderr and "tensorboard" in result.stderr
+
+
+@pytest.mark.parametrize("name", difftk.available("logger"))
+def test_every_logger_meets_the_logger_contract(name, tmp_path):
+    """The kit's check_logger on every registered logger: a run's whole conversation, and files
+    written under the run directory it was given."""
+    check_logger(difftk.create("logger", name), tmp_path / "run")

@@ -1,7 +1,7 @@
 """difftk.testing: the conformance kit for plugin authors.
 
 - :mod:`~difftk.testing.conformance` — ``check_schedule``, ``check_sampler``,
-  ``check_objective``, ``check_denoiser``, ``check_guidance``: one contract check per protocol
+  ``check_objective``, ``check_denoiser``, ``check_guidance``, ``check_logger``: one contract check per protocol
   (the sampler's, with its convergence on an exact oracle, in :mod:`~difftk.testing.sampler_contract`).
 - :mod:`~difftk.testing.oracles` — exact denoisers of Gaussian and Gaussian-mixture data.
 - :mod:`~difftk.testing.strategies` — hypothesis strategies for the maths.
@@ -20,6 +20,7 @@ from difftk.testing.conformance import (
     ConformanceError,
     check_denoiser,
     check_guidance,
+    check_logger,
     check_objective,
     check_sampler,
     check_schedule,
@@ -48,6 +49,6 @@ def plugin_host(*, load_entry_points: bool = True, strict: bool = False) -> Iter
 
 __all__ = [
     "CHECKS", "ConformanceError", "GaussianMixtureOracle", "GaussianOracle", "ReferenceLinearSchedule",
-    "ReferenceVPSchedule", "TinyDenoiser", "check_denoiser", "check_guidance", "check_objective",
+    "ReferenceVPSchedule", "TinyDenoiser", "check_denoiser", "check_guidance", "check_logger", "check_objective",
     "check_sampler", "check_schedule", "plugin_host",
 ]

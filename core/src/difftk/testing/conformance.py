@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from copy import deepcopy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -227,10 +228,40 @@ def check_guidance(guidance: Any, schedule: Any | None = None, *, denoiser: Any 
         fail_as(guidance, "guidance", f"the wrapped denoiser must keep the output shape {tuple(shape)}, got {tuple(out.shape)}")
 
 
+# --- loggers ------------------------------------------------------------------------------------
+
+def check_logger(logger: Any, directory: str | Path) -> None:
+    """A run's whole conversation is accepted — ``start`` with the run, ``log`` with a loss record
+    and a measurement, ``image`` with a PNG grid, ``finish`` — and the logger writes what it keeps
+    under the run directory it was given (``directory``, created here), not somewhere else."""
+    from PIL import Image
+
+    from difftk.training.tracking import TrackedRun
+
+    check_protocol(logger, "logger")
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    grid = root / "samples" / "step_000002.png"
+    grid.parent.mkdir(exist_ok=True)
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(grid)
+    before = {p for p in root.rglob("*")}
+    config = {"pipeline": {"schedule": {"name": "cosine"}}, "training": {"steps": 2, "lr": 1e-3}, "data": {"name": "toy"}}
+    try:
+        logger.start(TrackedRun(directory=root, step=0, steps=2, config=config))
+        logger.log({"step": 1, "loss": 0.5, "lr": 1e-3, "grad_norm": 1.0, "time": 0.0})
+        logger.log({"step": 2, "metric": "sliced-wasserstein", "value": 0.25, "spread": 0.01})
+        logger.image(grid, 2)
+    finally:
+        logger.finish()
+    if not {p for p in root.rglob("*") if p.is_file()} - before:
+        fail_as(logger, "logger", f"wrote nothing under the run directory {root} it was given")
+
+
 CHECKS: dict[str, Callable[..., None]] = {
     "schedule": check_schedule,
     "denoiser": check_denoiser,
     "objective": check_objective,
     "sampler": check_sampler,
     "guidance": check_guidance,
+    "logger": check_logger,
 }
