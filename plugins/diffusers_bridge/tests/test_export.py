@@ -78,7 +78,12 @@ def test_export_dpm_solver_then_diffusers_own_pipeline_samples_as_difftk(ddpm_fo
 
 
 def test_export_says_what_differs_and_refuses_what_has_no_scheduler(ddpm_folder, tmp_path):
+    # unipc's default grid on this linear schedule is logsnr, which diffusers has not: one line, and the fix
     result = run("export", ddpm_folder, "--format", "diffusers", "--sampler", "unipc", "-o", tmp_path / "u")
+    assert result.exit_code == 2 and "walks the logsnr grid on this schedule" in result.stderr
+    assert "--set sampler.spacing=trailing" in result.stderr and not (tmp_path / "u").exists()
+    result = run("export", ddpm_folder, "--format", "diffusers", "--sampler", "unipc", "--set", "sampler.spacing=trailing",
+                 "-o", tmp_path / "u")
     assert result.exit_code == 0, result.output
     said = " ".join(result.stdout.split())
     assert "UniPCMultistepScheduler for sampler unipc" in said and "trailing and karras are the same in both" not in said

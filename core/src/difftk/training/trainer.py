@@ -334,11 +334,11 @@ class Trainer:
         """What a failed write (the log, a sample grid, the checkpoint) stopped and what was kept: the
         checkpoint of this step is written when it can be, else the last one stays."""
         said = str(err) if isinstance(err, DifftkError) else f"cannot write to the run: {err.strerror or err}"
-        if self.paths is not None and self.last_checkpoint != self.step and self.step:
+        if self.paths is not None and self.run.last_checkpoint != self.step and self.step:
             with contextlib.suppress(OSError, DifftkError):  # the disk may be too full for it too: the last one stays
-                self.save()
-        if self.paths is not None and self.last_checkpoint is not None:
-            kept = f"{self.paths.checkpoint} holds step {self.last_checkpoint:,}: free some space, then resume"
+                self.run.save()
+        if self.paths is not None and self.run.last_checkpoint is not None:
+            kept = f"{self.paths.checkpoint} holds step {self.run.last_checkpoint:,}: free some space, then resume"
         else:
             kept = "no checkpoint was written: free some space, then run again"
         return f"{said}; training stopped at step {self.step:,}, and {kept}"

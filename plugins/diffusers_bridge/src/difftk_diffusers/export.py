@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import difftk
 import numpy as np
 import torch
 from difftk.components.protocols import grid_size_of
@@ -106,10 +107,20 @@ def _grid_keys(opts: dict[str, Any], name: str, karras: bool = True) -> dict[str
     return {"timestep_spacing": spacing}
 
 
-def sampler_config(spec: Any) -> tuple[str, dict[str, Any], list[str]]:
+def sampler_config(spec: Any, schedule: Any = None) -> tuple[str, dict[str, Any], list[str]]:
     """The diffusers scheduler class and keys that step as the sampler of ComponentSpec ``spec``, and notes
-    on what differs (an empty list when diffusers steps exactly as difftk does)."""
-    name, opts = spec.name, spec.options_dict
+    on what differs (an empty list when diffusers steps exactly as difftk does). A sampler whose spacing
+    depends on the schedule (``auto``) is resolved on ``schedule``."""
+    name, opts = spec.name, dict(spec.options_dict)
+    if opts.get("spacing") == "auto":
+        if schedule is None:
+            raise IncompatibleError(f"sampler '{name}' with spacing auto walks a grid that depends on the schedule: "
+                                    "give the schedule, or set sampler.spacing")
+        opts["spacing"] = difftk.create("sampler", name, **opts).spacing_for(schedule)
+        if opts["spacing"] not in (*GRID_SPACINGS, "karras"):
+            raise IncompatibleError(f"sampler '{name}' walks the {opts['spacing']} grid on this schedule (its default, "
+                                    "spacing auto), which no diffusers scheduler has: export it with "
+                                    "--set sampler.spacing=trailing (or linspace, leading, karras)")
     clip = opts.get("clip_x0")
     clip_keys = {"clip_sample": clip is not None, "clip_sample_range": float(clip) if clip is not None else 1.0}
     notes: list[str] = []
@@ -176,7 +187,7 @@ def scheduler_config(model: Any) -> tuple[str, dict[str, Any], str]:
     if sampler is None:
         class_name, keys, notes = "DDPMScheduler", {"timestep_spacing": "leading", "clip_sample": False}, []
     else:
-        class_name, keys, notes = sampler_config(sampler)
+        class_name, keys, notes = sampler_config(sampler, model.schedule)
     config = {**betas, "prediction_type": types[prediction], **keys}
     words = f"{class_name} for sampler {sampler.name if sampler else 'none'}; {how}"
     return class_name, config, "; ".join([words, *notes])

@@ -131,8 +131,11 @@ class _Multistep(GridSampler):
 
     def time_grid(self, schedule: NoiseSchedule, steps: int | None) -> np.ndarray:
         """The core grid of ``spacing``; ``auto`` is logsnr, or linspace on a schedule reaching pure noise."""
-        spacing = logsnr_unless_pure_noise(schedule, "linspace") if self.spacing == "auto" else self.spacing
-        return time_grid(schedule, steps, spacing, default=self.default_steps, times=self.times)
+        return time_grid(schedule, steps, self.spacing_for(schedule), default=self.default_steps, times=self.times)
+
+    def spacing_for(self, schedule: NoiseSchedule) -> str:
+        """The spacing walked on ``schedule``: ``spacing``, with ``auto`` resolved (logsnr, or linspace)."""
+        return logsnr_unless_pure_noise(schedule, "linspace") if self.spacing == "auto" else self.spacing
 
     def orders(self, K: int) -> list[int]:
         """The order of each of the K − 1 steps between the K grid times (the step to t = 0 returns x̂₀)."""

@@ -91,8 +91,11 @@ class UniPCSampler(GridSampler):
 
     def time_grid(self, schedule: NoiseSchedule, steps: int | None) -> np.ndarray:
         """The core grid of ``spacing``; ``auto`` is logsnr, or trailing on a schedule reaching pure noise."""
-        spacing = logsnr_unless_pure_noise(schedule, "trailing") if self.spacing == "auto" else self.spacing
-        return time_grid(schedule, steps, spacing, default=self.default_steps, times=self.times)
+        return time_grid(schedule, steps, self.spacing_for(schedule), default=self.default_steps, times=self.times)
+
+    def spacing_for(self, schedule: NoiseSchedule) -> str:
+        """The spacing walked on ``schedule``: ``spacing``, with ``auto`` resolved (logsnr, or trailing)."""
+        return logsnr_unless_pure_noise(schedule, "trailing") if self.spacing == "auto" else self.spacing
 
     def nfe(self, steps: int | None, schedule: NoiseSchedule) -> int:
         """Denoiser evaluations of :meth:`sample`: one per grid time (the corrector reuses the next step's)."""
