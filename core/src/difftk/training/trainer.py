@@ -41,8 +41,8 @@ from difftk.pipeline.compose import Pipeline
 from difftk.runtime import distributed
 from difftk.runtime.fastpath import autocast, prepare, resolve_precision, to_memory_format
 from difftk.training.config import TrainConfig, TrainingError
-from difftk.training.measuring import TrainingMetrics
 from difftk.training.feed import Feed, Unreadable
+from difftk.training.measuring import TrainingMetrics
 from difftk.training.reporter import Reporter, RunStart
 from difftk.training.rundir import RunPaths
 from difftk.training.signals import catch_stop_signals
