@@ -2,7 +2,6 @@
 one process on the combined batch, against each other, and across a resume."""
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -10,6 +9,7 @@ import textwrap
 import pytest
 import torch
 from difftk.checkpoint.files import read_checkpoint
+from difftk.testing.ranks import launch_ranks
 from safetensors.torch import load_file
 
 WORKER = textwrap.dedent('''
@@ -69,46 +69,12 @@ WORKER = textwrap.dedent('''
 ''')
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(tmp_path, out, *, nproc, objective="simple", steps=4, batch=4, resume=False, workers=0, attempts=3):
-    """Start ``nproc`` workers; a rendezvous port taken between choosing and binding it is retried."""
-    for attempt in range(attempts):
-        try:
-            return _run(tmp_path, out, nproc=nproc, objective=objective, steps=steps, batch=batch, resume=resume,
-                        workers=workers)
-        except PortTaken:
-            if attempt == attempts - 1:
-                raise
-
-
-class PortTaken(Exception):
-    pass
-
-
-def _run(tmp_path, out, *, nproc, objective, steps, batch, resume, workers):
-    """Start ``nproc`` worker processes (as torchrun would: RANK, WORLD_SIZE, MASTER_ADDR/PORT) and wait."""
+def run(tmp_path, out, *, nproc, objective="simple", steps=4, batch=4, resume=False, workers=0):
+    """Start ``nproc`` worker processes (as torchrun would) and read each rank's weights."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    port = str(_free_port())
-    procs = []
-    for rank in range(nproc):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
-        if nproc == 1:
-            env.pop("WORLD_SIZE")
-        procs.append(subprocess.Popen([sys.executable, str(script), objective, str(out), str(steps), str(batch),
-                                       "1" if resume else "0", str(workers)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))
-    results = [p.communicate(timeout=120) for p in procs]
-    for p, (_, stderr) in zip(procs, results, strict=True):
-        if p.returncode and ("EADDRINUSE" in stderr or "address already in use" in stderr.lower()):
-            raise PortTaken(stderr[-300:])
-        assert p.returncode == 0, stderr[-2000:]
+    for code, stderr in launch_ranks([script, objective, out, steps, batch, "1" if resume else "0", workers], nproc):
+        assert code == 0, stderr[-2000:]
     return [load_file(str(out / f"rank{r}.safetensors")) for r in range(nproc)]
 
 

@@ -2,14 +2,11 @@
 gathers them, and the samples — of Model.sample and of an evaluation context serving a metric's
 draws — equal one process's bit for bit."""
 
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 
 import torch
 from difftk.runtime.distributed import Ranks, share
+from difftk.testing.ranks import launch_ranks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
@@ -57,28 +54,12 @@ WORKER = textwrap.dedent('''
 ''')
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def draw(tmp_path, nproc: int) -> dict:
     """Run the worker in ``nproc`` processes (as torchrun would) and read what process 0 wrote."""
     script, out = tmp_path / "worker.py", tmp_path / f"out{nproc}.safetensors"
     script.write_text(WORKER)
-    port = str(_free_port())
-    procs = []
-    for rank in range(nproc):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
-        if nproc == 1:
-            env.pop("WORLD_SIZE")
-        procs.append(subprocess.Popen([sys.executable, str(script), str(out)], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
-    for p in procs:
-        _, stderr = p.communicate(timeout=120)
-        assert p.returncode == 0, stderr[-2000:]
+    for code, stderr in launch_ranks([script, out], nproc):
+        assert code == 0, stderr[-2000:]
     return load_file(str(out))
 
 

@@ -6,6 +6,7 @@
 - :mod:`~difftk.testing.oracles` — exact denoisers of Gaussian and Gaussian-mixture data.
 - :mod:`~difftk.testing.strategies` — hypothesis strategies for the maths.
 - :mod:`~difftk.testing.reference` — small unregistered components to test others with.
+- :mod:`~difftk.testing.ranks` — ``launch_ranks``: a script run in several processes as torchrun would.
 - :func:`plugin_host` and the pytest fixtures ``difftk_host`` and ``register_plugin``.
 """
 
