@@ -190,8 +190,7 @@ def test_label_dropout_replaces_a_fraction_p_uncond_by_the_null_class():
 
 
 def _spec(p_uncond):
-    return difftk.compose(schedule={"name": "linear", "options": {"T": 50}}, sampler="ddim", denoiser="tiny",
-                          objective="simple", guidance={"name": "cfg", "options": {"p_uncond": p_uncond}}).spec
+    return toys.toy_spec(guidance={"name": "cfg", "options": {"p_uncond": p_uncond}})
 
 
 def _points():

@@ -20,7 +20,6 @@ from difftk.model import load
 from difftk.pipeline.spec import PipelineSpec
 from difftk.testing import plugin_host
 from difftk.training.config import TrainConfig
-from difftk.training.job import train
 from safetensors.torch import save as st_save
 
 
@@ -28,11 +27,7 @@ from safetensors.torch import save as st_save
 def run(register_plugin, tmp_path):
     """A 4-step run on toy images; returns its checkpoint path."""
     assert register_plugin(toys, "toys")
-    spec = difftk.compose(schedule={"name": "linear", "options": {"T": 50}}, sampler="ddim", denoiser="tiny",
-                          objective="simple").spec
-    data, data_spec = load_dataset("toy-images")
-    cfg = TrainConfig(steps=4, batch_size=4, sample_every=0, seed=1)
-    return train(spec, data, cfg, out=tmp_path / "run", dataset_spec=data_spec).checkpoint
+    return toys.train_toy(tmp_path / "run", steps=4, batch_size=4, sample_every=0, seed=1)[3].checkpoint
 
 
 def test_checkpoint_records_how_it_was_made(run):

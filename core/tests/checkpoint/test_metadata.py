@@ -132,18 +132,10 @@ def test_fuzzed_headers_are_one_line(tmp_path, header):
 @pytest.fixture
 def toy_run(register_plugin, tmp_path):
     """The checkpoint of a 1-step run of the tiny denoiser on toy images."""
-    import difftk
     import difftk.testing.toys as toys
-    from difftk.data.fitting import load_dataset
-    from difftk.training.config import TrainConfig
-    from difftk.training.job import train
 
     assert register_plugin(toys, "toys")
-    spec = difftk.compose(schedule={"name": "linear", "options": {"T": 50}}, sampler="ddim", denoiser="tiny",
-                          objective="simple").spec
-    data, data_spec = load_dataset("toy-images")
-    return train(spec, data, TrainConfig(steps=1, batch_size=4, sample_every=0), out=tmp_path / "run",
-                 dataset_spec=data_spec).checkpoint
+    return toys.train_toy(tmp_path / "run", steps=1, batch_size=4, sample_every=0)[3].checkpoint
 
 
 option_values = st.none() | st.booleans() | st.integers(-1, 64) | st.floats() | st.text(max_size=3) | st.lists(

@@ -3,13 +3,11 @@ it: every hand edit is one CheckpointError line, and whatever passes the check r
 
 import json
 
-import difftk
 import difftk.testing.toys as toys
 import pytest
 import torch
 from difftk.checkpoint.files import read_checkpoint, save_checkpoint
 from difftk.checkpoint.training_state import TrainingState, check_training_state, generator_state_size
-from difftk.data.fitting import load_dataset
 from difftk.errors import DifftkError
 from difftk.training.config import TrainConfig
 from difftk.training.job import train
@@ -21,11 +19,7 @@ from hypothesis import strategies as st
 def run(register_plugin, tmp_path):
     """A 2-step run on toy images: (pipeline spec, data, data spec, run directory)."""
     assert register_plugin(toys, "toys")
-    spec = difftk.compose(schedule={"name": "linear", "options": {"T": 50}}, sampler="ddim", denoiser="tiny",
-                          objective="simple").spec
-    data, data_spec = load_dataset("toy-images")
-    train(spec, data, TrainConfig(steps=2, batch_size=4, sample_every=0, log_every=1), out=tmp_path / "run",
-          dataset_spec=data_spec)
+    spec, data, data_spec, _ = toys.train_toy(tmp_path / "run", steps=2, batch_size=4, sample_every=0, log_every=1)
     return spec, data, data_spec, tmp_path / "run"
 
 

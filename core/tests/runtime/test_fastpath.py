@@ -94,8 +94,7 @@ def test_compile_is_applied_to_the_training_forward_and_keeps_the_denoiser_attri
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     data = load_dataset("toy-points")[0].subset(torch.arange(16))
-    spec = difftk.compose(schedule={"name": "linear", "options": {"T": 50}}, sampler="ddim", denoiser="tiny",
-                          objective="simple").spec
+    spec = toys.toy_spec()
     pipeline, _ = fit_to_data(spec, data)
     trainer = Trainer(pipeline, data, TrainConfig(steps=2, batch_size=4, compile=True, sample_every=0))
     assert trainer.net.prediction == "eps"

@@ -9,9 +9,6 @@ from pathlib import Path
 import difftk
 import difftk.testing.toys as toys
 import pytest
-from difftk.data.fitting import load_dataset
-from difftk.training.config import TrainConfig
-from difftk.training.job import train
 from difftk.training.reporter import Reporter
 from difftk.training.tracking import Tracking, create_loggers
 
@@ -53,11 +50,8 @@ class Notes(Reporter):
 
 
 def run_toy(tmp_path, reporter, **options):
-    spec = difftk.compose(schedule={"name": "linear", "options": {"T": 50}}, sampler="ddim", denoiser="tiny",
-                          objective="simple").spec
-    config = TrainConfig(steps=4, batch_size=8, warmup=0, log_every=2, sample_every=4, sample_steps=2, num_samples=4,
-                         checkpoint_every=100, seed=1, **options)
-    return train(spec, load_dataset("toy-points")[0], config, out=tmp_path / "run", reporter=reporter)
+    return toys.train_toy(tmp_path / "run", "toy-points", reporter=reporter, steps=4, batch_size=8, warmup=0, log_every=2,
+                          sample_every=4, sample_steps=2, num_samples=4, checkpoint_every=100, seed=1, **options)[3]
 
 
 def test_a_logger_hears_every_log_record_the_grid_and_the_configuration(toy, tmp_path):

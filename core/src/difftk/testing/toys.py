@@ -178,6 +178,29 @@ class SizedDenoiser(torch.nn.Module):
         return self.net(h).view_as(x)
 
 
+def toy_spec(**parts):
+    """The smallest pipeline that trains: the linear schedule at T = 50, ddim, the ``tiny``
+    denoiser and the simple loss; ``parts`` replace or add components (e.g. ``guidance=``).
+    Register this module first."""
+    import difftk
+
+    return difftk.compose(**{"schedule": {"name": "linear", "options": {"T": 50}}, "sampler": "ddim",
+                             "denoiser": "tiny", "objective": "simple", **parts}).spec
+
+
+def train_toy(out: str | Path, data: str = "toy-images", *, reporter=None, **config):
+    """Train :func:`toy_spec` on the toy dataset ``data`` with ``TrainConfig(**config)``, writing
+    the run to ``out``; returns (spec, dataset, dataset spec, the run's TrainResult)."""
+    from difftk.data.fitting import load_dataset
+    from difftk.training.config import TrainConfig
+    from difftk.training.job import train
+
+    spec = toy_spec()
+    dataset, data_spec = load_dataset(data)
+    result = train(spec, dataset, TrainConfig(**config), out=out, dataset_spec=data_spec, reporter=reporter)
+    return spec, dataset, data_spec, result
+
+
 @hookimpl
 def difftk_register_components(register):
     register.add_denoiser("tiny", TinyDenoiser)
