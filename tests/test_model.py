@@ -218,13 +218,13 @@ class OwnSamplerPlugin:
     def difftk_register_components(register):
         import attrs
         import numpy as np
-        from difftk.sampling.steps import AffineSampler, AffineSteps
+        from difftk.sampling.steps import AffineSampler, AffinePlan
 
         @attrs.frozen
         class OwnDDIM(AffineSampler):
             def plan(self, schedule, steps):
                 times, ab = self.grid(schedule, steps)
-                return AffineSteps(times=times, alpha_bars=ab, c_x0=np.sqrt(ab[1:]), c_xt=0.0,
+                return AffinePlan(times=times, alpha_bars=ab, c_x0=np.sqrt(ab[1:]), c_xt=0.0,
                                    c_eps=np.sqrt(1 - ab[1:]), sigma=0.0)
 
         register.add_sampler("own-ddim", OwnDDIM)
