@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from difftk.errors import OptionError, SpecError, UnknownComponentError
-from difftk.pipeline.compose import build
+from difftk.pipeline.compose import compose_spec
 from difftk.pipeline.spec import PipelineSpec
 from hypothesis import given
 from hypothesis import strategies as st
@@ -65,7 +65,7 @@ def test_toml_round_trip(T, eta, spacing, clip, schedule):
                        options={"sampler": {"eta": eta, "spacing": spacing, "clip_x0": clip}})
     spec = PipelineSpec.from_toml(p.to_toml())
     assert spec == p.spec
-    again = build(spec)
+    again = compose_spec(spec)
     assert again.schedule == p.schedule and again.sampler == p.sampler
     assert PipelineSpec.from_json(p.spec.to_json()) == p.spec
 

@@ -194,7 +194,7 @@ def _spec(p_uncond):
 
 
 def _points():
-    from difftk.data.fitting import load_dataset
+    from difftk.data.pipeline_data import load_dataset
 
     return load_dataset("toy-points")[0].subset(torch.arange(24))
 

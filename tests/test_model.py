@@ -55,10 +55,10 @@ def test_labels_are_every_class_in_turn_one_class_or_one_per_sample(model):
 
 def test_guidance_none_is_the_pipelines_false_is_none_and_a_scale_builds_one(model):
     assert model.pipeline.guidance is not None  # mnist-cfg is trained for cfg
-    denoiser, wrapper = model.guided()
+    denoiser, wrapper = model.guided_denoiser()
     assert wrapper is model.pipeline.guidance and denoiser is not model.denoiser
-    assert model.guided(False) == (model.denoiser, None)
-    _, scaled = model.guided(scale=5.0)
+    assert model.guided_denoiser(False) == (model.denoiser, None)
+    _, scaled = model.guided_denoiser(scale=5.0)
     assert scaled.scale == 5.0 and scaled.p_uncond == model.pipeline.guidance.p_uncond
     unguided = model.sample(2, sampler="ddim", steps=3, guidance=False, labels=[1, 1])
     guided = model.sample(2, sampler="ddim", steps=3, scale=5.0, labels=[1, 1])
@@ -218,7 +218,7 @@ class OwnSamplerPlugin:
     def difftk_register_components(register):
         import attrs
         import numpy as np
-        from difftk.sampling.steps import AffineSampler, AffinePlan
+        from difftk.sampling.steps import AffinePlan, AffineSampler
 
         @attrs.frozen
         class OwnDDIM(AffineSampler):

@@ -1,11 +1,11 @@
 """`difftk plot RUN … -o curves.png`: the loss and the logged metrics of several runs, runs that
-differ only by seed pooled; and the pieces it is made of (difftk.training.runs)."""
+differ only by seed pooled; and the pieces it is made of (difftk.training.history)."""
 
 import json
 
 import pytest
 from cli_runner import one_line_error, run
-from difftk.training.runs import experiment, mean_curve, read_run, replicate_groups, smoothed
+from difftk.training.history import experiment, mean_curve, read_run, replicate_groups, smoothed
 from difftk_cli.plots import curve_quantities, draw_curves
 from hypothesis import given
 from hypothesis import strategies as st

@@ -14,7 +14,7 @@ import pytest
 import torch
 from cli_runner import one_line_error, run
 from difftk.data.arrays import to_uint8_images
-from difftk.data.fitting import load_dataset
+from difftk.data.pipeline_data import load_dataset
 from difftk.evaluation.compare import measure
 from difftk.evaluation.context import EvalContext
 from PIL import Image

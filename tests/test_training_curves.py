@@ -9,7 +9,7 @@ from cli_runner import one_line_error, run
 from difftk.checkpoint.files import read_checkpoint
 from difftk.errors import OptionError
 from difftk.training.config import TrainConfig
-from difftk.training.runs import read_run
+from difftk.training.history import read_run
 
 #: the keys of a loss record, as log.jsonl has always written them
 LOSS_KEYS = {"step", "loss", "lr", "grad_norm", "time"}

@@ -32,7 +32,7 @@ from difftk.components import plugins
 from difftk.components.protocols import num_classes_of
 from difftk.data.images import grid_shape
 from difftk.errors import CheckpointError, OptionError, UnknownComponentError
-from difftk.pipeline.compose import Absent, Pipeline, build_component
+from difftk.pipeline.compose import Absent, Pipeline, create_component
 from difftk.pipeline.spec import PipelineSpec
 from difftk.sampling.draw import class_labels, class_rows, generate, parse_label
 from difftk.sampling.edit import Edit
@@ -104,7 +104,7 @@ class Model:
         name = self.data.get("name")
         if not name:
             raise CheckpointError("the model does not name its dataset: give the image to edit as a file")
-        dataset = build_component("dataset", name, dict(self.data.get("options") or {}), from_strings=False).load(split)
+        dataset = create_component("dataset", name, dict(self.data.get("options") or {}), from_strings=False).load(split)
         bad = [i for i in indices if not 0 <= i < len(dataset)]
         if bad:
             raise OptionError(f"example {bad[0]} is out of range: the {split} split of {name} has 0..{len(dataset) - 1}")
@@ -126,8 +126,8 @@ class Model:
         schedule, if ``spec`` has one, must be the model's (the noise process is part of what the
         model learned), and whatever ``spec`` leaves out stays the model's."""
         merged = spec.sampling_part(self.pipeline.spec, source=source)
-        sampler = build_component("sampler", None, None, base=merged["sampler"])
-        guidance = build_component("guidance", None, None, base=merged["guidance"]) if "guidance" in merged else None
+        sampler = create_component("sampler", None, None, base=merged["sampler"])
+        guidance = create_component("guidance", None, None, base=merged["guidance"]) if "guidance" in merged else None
         pipeline = attrs.evolve(self.pipeline, spec=merged, sampler=sampler, guidance=guidance)
         return attrs.evolve(self, pipeline=pipeline)
 
@@ -144,7 +144,7 @@ class Model:
             raise self.pipeline.sampler.error()
         if sampler is None and not options:
             return self.pipeline.sampler
-        return build_component("sampler", sampler, options, base=self.pipeline.spec.get("sampler"))
+        return create_component("sampler", sampler, options, base=self.pipeline.spec.get("sampler"))
 
     def guidance(self, guidance: Any = None, options: Mapping[str, Any] | None = None, *,
                  scale: float | None = None) -> Any:
@@ -164,14 +164,14 @@ class Model:
             return self.pipeline.guidance
         else:
             merged = {**(options or {}), **({"scale": scale} if scale is not None else {})}
-            wrapper = build_component("guidance", guidance, merged, base=self.pipeline.spec.get("guidance"))
+            wrapper = create_component("guidance", guidance, merged, base=self.pipeline.spec.get("guidance"))
         check = getattr(wrapper, "check_trained", None)
         if check is not None:
             check(self.pipeline.spec)
         return wrapper
 
-    def guided(self, guidance: Any = None, options: Mapping[str, Any] | None = None, *,
-               scale: float | None = None) -> tuple[Any, Any]:
+    def guided_denoiser(self, guidance: Any = None, options: Mapping[str, Any] | None = None, *,
+                        scale: float | None = None) -> tuple[Any, Any]:
         """(the denoiser to sample, the guidance wrapped around it or ``None``), by the rule of
         the module docstring: the pipeline's own guidance steers class-conditional models only."""
         explicit = guidance is not None or scale is not None or bool(options)
@@ -181,6 +181,9 @@ class Model:
         if wrapper is None:
             return self.denoiser, None
         return wrapper.wrap(self.denoiser, self.schedule), wrapper
+
+    #: the earlier name of :meth:`guided_denoiser`
+    guided = guided_denoiser
 
     def labels(self, n: int, labels: Any = None, denoiser: Any = None) -> torch.Tensor | None:
         """The class labels of ``n`` samples from ``denoiser`` (default: the model's): 0, 1, …,

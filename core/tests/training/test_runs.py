@@ -7,7 +7,7 @@ import math
 
 import pytest
 from difftk.errors import DifftkError
-from difftk.training.runs import MAX_LOG_VALUE, read_log, read_run
+from difftk.training.history import MAX_LOG_VALUE, read_log, read_run
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 

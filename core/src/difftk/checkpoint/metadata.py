@@ -155,7 +155,7 @@ def scalar_or_list(value: Any) -> str | None:
 
 # --- the tables -----------------------------------------------------------------------------------
 
-#: the entries of metadata ``dataset`` (what :func:`difftk.data.fitting.describe_dataset` writes)
+#: the entries of metadata ``dataset`` (what :func:`difftk.data.pipeline_data.describe_dataset` writes)
 DATASET_FIELDS: dict[str, Check] = {
     "kind": text(16, ("image", "points")),
     "shape": example_shape,

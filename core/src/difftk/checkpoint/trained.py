@@ -10,7 +10,7 @@ from difftk.checkpoint.files import Checkpoint, load_weights
 from difftk.checkpoint.tensors import count_non_finite
 from difftk.components.protocols import learned_variance_of, num_classes_of
 from difftk.errors import CheckpointError, OptionError
-from difftk.pipeline.compose import Pipeline, build
+from difftk.pipeline.compose import Pipeline, compose_spec
 
 #: pipeline parts a model can be loaded and sampled without: another sampler or guidance takes their
 #: place, and the objective only trains
@@ -26,7 +26,7 @@ def trained_pipeline(ckpt: Checkpoint, device: torch.device | str = "cpu") -> tu
     if "shape" not in ckpt.dataset:
         raise CheckpointError(f"{ckpt.path}: metadata 'dataset' lacks the data shape")
     try:
-        pipeline = build(ckpt.spec, source=str(ckpt.path), absent_ok=SAMPLING_ONLY)
+        pipeline = compose_spec(ckpt.spec, source=str(ckpt.path), absent_ok=SAMPLING_ONLY)
     except OptionError as err:  # options the file stores that no component takes (or too large a network)
         raise CheckpointError(f"{ckpt.path}: the stored pipeline cannot be built: {err}") from None
     if pipeline.denoiser is None or not isinstance(pipeline.denoiser, torch.nn.Module):

@@ -40,7 +40,7 @@ from difftk.data.arrays import ArrayDataset
 from difftk.errors import CheckpointError, IncompatibleError, OptionError
 from difftk.maths.diffusion import q_sample
 from difftk.maths.objectives import sample_times
-from difftk.pipeline.compose import build_component, spec_of
+from difftk.pipeline.compose import create_component, spec_of
 from difftk.pipeline.spec import ComponentSpec
 from difftk.training.order import BatchOrder
 from difftk.version import __version__
@@ -73,7 +73,7 @@ def build_classifier(name: str, dataset: ArrayDataset, options: dict[str, Any] |
         filled["in_channels"] = dataset.shape[0]
     if "num_classes" in fields:
         filled["num_classes"] = dataset.num_classes
-    model = build_component("classifier", name, {**(options or {}), **filled})
+    model = create_component("classifier", name, {**(options or {}), **filled})
     return model, spec_of("classifier", model)
 
 
@@ -217,7 +217,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> tor
                               "diverged): train it again, with a lower learning rate")
     info = plugins.registry().get("classifier", spec["name"])
     try:
-        classifier = info.build(dict(spec.get("options", {})))
+        classifier = info.instantiate(dict(spec.get("options", {})))
     except OptionError as err:
         raise CheckpointError(f"{path}: the stored classifier cannot be built: {err}") from None
     load_weights(classifier, state, source=str(path), what="classifier")
