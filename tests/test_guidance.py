@@ -9,7 +9,6 @@ import difftk
 import difftk.testing.toys as toys
 import pytest
 import torch
-from cli_runner import one_line_error, run
 from difftk.errors import DifftkError, IncompatibleError, OptionError
 from difftk.pipeline.spec import ComponentSpec
 from difftk.sampling.draw import generate
@@ -18,6 +17,7 @@ from difftk.training.classifier import load_classifier, save_classifier
 from difftk.training.config import TrainConfig
 from difftk.training.job import train
 from difftk_classifier_guidance.networks import NoisyMLP
+from difftk_cli.testing import one_line_error, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
