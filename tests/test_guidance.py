@@ -289,10 +289,11 @@ def test_cfgpp_refuses_a_sampler_it_is_not_defined_for_before_drawing(tmp_path):
     """The core hands a guidance the sampler (``check_sampler``) before the first step: CFG++ on heun is one
     line naming ddim, from the API and the command line; on ddim it draws."""
     model = difftk.load("mnist-cfg")
-    with pytest.raises(IncompatibleError, match="--sampler ddim"):
+    with pytest.raises(IncompatibleError, match="sampler=ddim"):  # the library's terms
         model.sample(2, sampler="heun", guidance="cfg++", scale=0.5)
-    assert "re-noises x̂₀ with ε̂" in one_line_error(
+    line = one_line_error(
         run("sample", "mnist-cfg", "-n", 2, "-o", tmp_path / "x.png", "--sampler", "heun", "--guidance", "cfg++", "--scale", 0.5))
+    assert "re-noises x̂₀ with ε̂" in line and "--sampler ddim" in line and "--guidance cfg" in line  # the CLI's
     x = model.sample(2, sampler="ddim", steps=2, guidance="cfg++", scale=0.5, labels=[1, 2])
     assert x.shape == (2, 1, 28, 28) and torch.isfinite(x).all()
 
