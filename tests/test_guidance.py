@@ -9,11 +9,11 @@ import difftk
 import difftk.testing.toys as toys
 import pytest
 import torch
+from difftk.checkpoint.classifier_file import load_classifier, save_classifier
 from difftk.errors import DifftkError, IncompatibleError, OptionError
 from difftk.pipeline.spec import ComponentSpec
 from difftk.sampling.draw import generate
 from difftk.testing import GaussianMixtureOracle, TinyDenoiser, check_guidance
-from difftk.training.classifier import load_classifier, save_classifier
 from difftk.training.config import TrainConfig
 from difftk.training.job import train
 from difftk_classifier_guidance.networks import NoisyMLP

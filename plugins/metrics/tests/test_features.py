@@ -11,12 +11,12 @@ import difftk
 import numpy as np
 import pytest
 import torch
+from difftk.checkpoint.classifier_file import save_classifier
 from difftk.data.arrays import ArrayDataset
 from difftk.errors import CheckpointError, DifftkError, OptionError
 from difftk.evaluation.context import EvalContext
 from difftk.maths.stats import frechet_distance, moments
 from difftk.pipeline.compose import create_component, spec_of
-from difftk.training.classifier import save_classifier
 from difftk_metrics import features as F
 from difftk_metrics.inception import InceptionV3, prepare
 
@@ -206,7 +206,7 @@ def classifier_file(tmp_path):
 
 
 def test_classifier_features_are_the_input_of_its_last_layer_at_t_0(classifier_file):
-    from difftk.training.classifier import load_classifier
+    from difftk.checkpoint.classifier_file import load_classifier
 
     net = F.feature_network(f"classifier:{classifier_file}", (3, 16, 16), "fid")
     x = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1

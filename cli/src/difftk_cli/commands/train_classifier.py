@@ -7,19 +7,14 @@ from pathlib import Path
 
 import click
 import torch
+from difftk.checkpoint.classifier_file import save_classifier
 from difftk.checkpoint.files import read_checkpoint, resolve_path
 from difftk.data.pipeline_data import describe_dataset, load_dataset
 from difftk.errors import DifftkError, OptionError
 from difftk.pipeline.compose import create_component
 from difftk.pipeline.spec import PipelineSpec
 from difftk.runtime.device import resolve_device
-from difftk.training.classifier import (
-    build_classifier,
-    default_classifier,
-    noisy_accuracy,
-    save_classifier,
-    train_classifier,
-)
+from difftk.training.classifier import build_classifier, default_classifier, noisy_accuracy, train_classifier
 from rich.markup import escape
 
 from difftk_cli.console import out
