@@ -27,6 +27,24 @@ def test_design_surface():
     assert isinstance(difftk.plugin_manager().hook.difftk_register_components, object)
 
 
+
+def test_the_earlier_names_still_work():
+    """Renamed so that each name says its job (docs/architecture.md, Names); code written against the
+    earlier names runs unchanged, and the alias builds what the new name builds."""
+    from difftk.components.registry import ComponentInfo
+    from difftk.model import Model
+    from difftk.pipeline import compose as pipeline_compose
+    from difftk.sampling import steps
+
+    assert pipeline_compose.build is pipeline_compose.compose_spec
+    assert pipeline_compose.build_component is pipeline_compose.create_component
+    assert ComponentInfo.build is ComponentInfo.instantiate and Model.guided is Model.guided_denoiser
+    assert steps.AffineSteps is steps.AffinePlan
+    spec = difftk.compose(schedule="linear", sampler="ddim").spec
+    assert pipeline_compose.build(spec).spec == pipeline_compose.compose_spec(spec).spec
+    info = difftk.registry().get("sampler", "ddim")
+    assert info.build({"eta": 0.5}) == info.instantiate({"eta": 0.5}) == difftk.create("sampler", "ddim", eta=0.5)
+
 def test_components_are_frozen_and_validated():
     s = difftk.create("schedule", "linear")
     with pytest.raises(AttributeError):
