@@ -1,4 +1,4 @@
-"""Settings shared by every test directory of the repository."""
+"""Settings shared by every test directory of the repository, and the CLI's test helpers for all of them."""
 
 import os
 
@@ -15,3 +15,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+# The CLI's fixtures (toy_pipeline) for the tests in cli/tests, tests/ and the plugins' tests that run a command;
+# the core's fixtures come from difftk.testing.pytest_plugin, a pytest11 entry point.
+pytest_plugins = ("difftk_cli.testing",)

@@ -75,14 +75,14 @@ def trainer_rate(folder: Path, workers: int, steps: int) -> float:
     """Examples/s a training run consumes with the default unet-attn (fitted to 32 px), reading
     from the folder with ``workers`` loader processes: optimizer steps, data included."""
     import difftk
-    from difftk.data.fitting import fit_to_data, load_dataset
+    from difftk.data.pipeline_data import load_dataset, size_to_data
     from difftk.training.config import TrainConfig
     from difftk.training.trainer import Trainer
 
     data, _ = load_dataset("image-folder", str(folder))
     spec = difftk.compose(schedule="cosine", sampler="ddim", denoiser="unet-attn", objective="simple").spec
     torch.manual_seed(0)
-    pipeline, _ = fit_to_data(spec, data)
+    pipeline, _ = size_to_data(spec, data)
     trainer = Trainer(pipeline, data, TrainConfig(steps=steps + 1, batch_size=BATCH, workers=workers))
     trainer.feed.start(workers)
     try:

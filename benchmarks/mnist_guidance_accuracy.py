@@ -19,7 +19,7 @@ import attrs
 import difftk
 import torch
 import torch.nn.functional as F
-from difftk.data.fitting import load_dataset
+from difftk.data.pipeline_data import load_dataset
 from difftk.model import load
 from torch import nn
 

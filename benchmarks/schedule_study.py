@@ -41,11 +41,11 @@ def welch_p(a: list[float], b: list[float]) -> float:
 def terminal_gain() -> dict[str, float]:
     """1/√ᾱ(1) per schedule, from the registered schedules themselves."""
     import torch
-    from difftk.pipeline.compose import build_component
+    from difftk.pipeline.compose import create_component
 
     gains = {}
     for name in SCHEDULES:
-        schedule = build_component("schedule", name, {})
+        schedule = create_component("schedule", name, {})
         gains[name] = float(schedule.alpha_bar(torch.ones((), dtype=torch.float64)).rsqrt())
     return gains
 

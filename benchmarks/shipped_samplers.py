@@ -24,11 +24,11 @@ import time
 import attrs
 import difftk
 import torch
+from difftk.checkpoint.classifier_file import load_classifier
 from difftk.evaluation.compare import held_out_data
 from difftk.maths.stats import bootstrap_standard_error, frechet_distance, moments
 from difftk.model import load
 from difftk.sampling.draw import class_labels
-from difftk.training.classifier import load_classifier
 from difftk_metrics.features import MnistFeatures, held_out_features
 from difftk_metrics.network import embed
 

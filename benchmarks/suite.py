@@ -30,7 +30,7 @@ from pathlib import Path
 import difftk
 import torch
 from difftk.data.arrays import ArrayDataset
-from difftk.data.fitting import fit_to_data
+from difftk.data.pipeline_data import size_to_data
 from difftk.model import Model
 from difftk.runtime.device import resolve_device
 from difftk.runtime.fastpath import autocast, prepare, to_memory_format
@@ -72,7 +72,7 @@ def training_rate(options: dict, batch: int, repeats: int, device: torch.device,
     spec = difftk.compose(schedule="cosine", sampler="ddim", objective="simple",
                           denoiser={"name": "unet-attn", "options": options}).spec
     torch.manual_seed(0)
-    pipeline, _ = fit_to_data(spec, data)
+    pipeline, _ = size_to_data(spec, data)
     trainer = Trainer(pipeline, data, TrainConfig(steps=10_000, batch_size=batch, sample_every=0, **settings), device=device)
     return batch / _timed(trainer.train_step, repeats, device)
 

@@ -21,7 +21,7 @@ WORKER = textwrap.dedent('''
     from difftk.components import plugins
     from difftk.runtime import distributed
     from difftk.checkpoint.files import read_checkpoint
-    from difftk.data.fitting import describe_dataset, fit_to_data, load_dataset
+    from difftk.data.pipeline_data import describe_dataset, size_to_data, load_dataset
     from difftk.maths.objectives import mean_flat
     from difftk.training.config import TrainConfig
     from difftk.training.job import check_resumable
@@ -50,7 +50,7 @@ WORKER = textwrap.dedent('''
                           objective=objective).spec
     data = load_dataset("toy-points")[0].subset(torch.arange(40))
     torch.manual_seed(5)
-    pipeline, _ = fit_to_data(spec, data)
+    pipeline, _ = size_to_data(spec, data)
     config = TrainConfig(steps=steps, batch_size=batch, warmup=2, seed=5, checkpoint_every=100, sample_every=0, log_every=1,
                          workers=workers)
     trainer = Trainer(pipeline, data, config, out=out, dataset_info=describe_dataset(data))

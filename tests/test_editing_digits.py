@@ -3,8 +3,8 @@
 import difftk
 import pytest
 import torch
-from cli_runner import one_line_error, run
 from difftk.errors import OptionError
+from difftk_cli.testing import one_line_error, run
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,13 @@ import difftk
 import difftk.testing.toys as toys
 import pytest
 import torch
-from cli_runner import one_line_error, run
 from difftk.components.protocols import Metric
 from difftk.data.arrays import ArrayDataset
 from difftk.errors import DifftkError
 from difftk.evaluation.context import EvalContext, MetricResult
 from difftk.model import Model
 from difftk.testing import GaussianOracle
+from difftk_cli.testing import one_line_error, run
 from difftk_vp_sde.likelihood import bits_per_dim, dequantize
 
 

@@ -9,15 +9,15 @@ import difftk
 import difftk.testing.toys as toys
 import pytest
 import torch
-from cli_runner import one_line_error, run
+from difftk.checkpoint.classifier_file import load_classifier, save_classifier
 from difftk.errors import DifftkError, IncompatibleError, OptionError
 from difftk.pipeline.spec import ComponentSpec
 from difftk.sampling.draw import generate
 from difftk.testing import GaussianMixtureOracle, TinyDenoiser, check_guidance
-from difftk.training.classifier import load_classifier, save_classifier
 from difftk.training.config import TrainConfig
 from difftk.training.job import train
 from difftk_classifier_guidance.networks import NoisyMLP
+from difftk_cli.testing import one_line_error, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
@@ -194,7 +194,7 @@ def _spec(p_uncond):
 
 
 def _points():
-    from difftk.data.fitting import load_dataset
+    from difftk.data.pipeline_data import load_dataset
 
     return load_dataset("toy-points")[0].subset(torch.arange(24))
 
@@ -289,10 +289,11 @@ def test_cfgpp_refuses_a_sampler_it_is_not_defined_for_before_drawing(tmp_path):
     """The core hands a guidance the sampler (``check_sampler``) before the first step: CFG++ on heun is one
     line naming ddim, from the API and the command line; on ddim it draws."""
     model = difftk.load("mnist-cfg")
-    with pytest.raises(IncompatibleError, match="--sampler ddim"):
+    with pytest.raises(IncompatibleError, match="sampler=ddim"):  # the library's terms
         model.sample(2, sampler="heun", guidance="cfg++", scale=0.5)
-    assert "re-noises x̂₀ with ε̂" in one_line_error(
+    line = one_line_error(
         run("sample", "mnist-cfg", "-n", 2, "-o", tmp_path / "x.png", "--sampler", "heun", "--guidance", "cfg++", "--scale", 0.5))
+    assert "re-noises x̂₀ with ε̂" in line and "--sampler ddim" in line and "--guidance cfg" in line  # the CLI's
     x = model.sample(2, sampler="ddim", steps=2, guidance="cfg++", scale=0.5, labels=[1, 2])
     assert x.shape == (2, 1, 28, 28) and torch.isfinite(x).all()
 

@@ -5,7 +5,7 @@ import re
 
 import difftk.testing.toys as toys
 import pytest
-from cli_runner import one_line_error, run
+from difftk_cli.testing import one_line_error, run
 from difftk_metrics.testing import write_random_inception_weights
 
 

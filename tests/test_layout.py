@@ -1,6 +1,6 @@
 """The layout shows the architecture: the core's floors import only downward, every subpackage says
-what it holds, modules stay small, the CLI's commands do not import each other, and plugins depend
-on the core only."""
+what it holds, modules stay small, the CLI's commands do not import each other, plugins depend
+on the core only, and the test tree mirrors the source."""
 
 import ast
 import re
@@ -197,3 +197,39 @@ def test_plugins_depend_on_the_core_only():
                     assert not (top.startswith("difftk_") and top != own), f"{path} imports plugin {name}"
                     assert not name.startswith("difftk.testing"), f"{path} imports the test kit at run time: {name}"
                     assert top != "difftk_cli", f"{path} imports the CLI"
+
+
+def _imported(path: Path) -> set[str]:
+    """The top-level package of every import in ``path``, those inside functions included."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+    return names
+
+
+def all_test_files() -> list[Path]:
+    return sorted(p for p in REPO.rglob("test_*.py")
+                  if not {".venv", "templates", "example-plugin", "build"} & set(p.relative_to(REPO).parts))
+
+
+def test_the_tests_mirror_the_source():
+    """docs/architecture.md, "Where a new test goes": core tests use neither the CLI nor a plugin's own
+    modules (the installed components by name, as any caller may), CLI tests no plugin's modules;
+    test file names are unique across the tree and test directories are not packages."""
+    files = all_test_files()
+    where = {"core": [p for p in files if p.is_relative_to(REPO / "core" / "tests")],
+             "cli": [p for p in files if p.is_relative_to(REPO / "cli" / "tests")]}
+    assert len(where["core"]) > 20 and len(where["cli"]) > 10 and len(files) > 100  # the walk sees the tree
+    for path in where["core"] + where["cli"]:
+        plugin_modules = {n for n in _imported(path) if n.startswith("difftk_") and n != "difftk_cli"}
+        assert not plugin_modules, f"{path.relative_to(REPO)} imports {sorted(plugin_modules)}: its place is tests/ or the plugin's"
+    for path in where["core"]:
+        assert "difftk_cli" not in _imported(path), f"{path.relative_to(REPO)} runs the CLI: its place is cli/tests/ or tests/"
+    names: dict[str, Path] = {}
+    for path in files:
+        assert path.name not in names, f"two test files named {path.name}: {names[path.name]} and {path}"
+        names[path.name] = path
+        assert not (path.parent / "__init__.py").exists(), f"{path.parent} is a package: test directories are not"

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import difftk
-from cli_runner import one_line_error, run
+from difftk_cli.testing import one_line_error, run
 
 DIFFTK = os.path.join(os.path.dirname(sys.executable), "difftk")
 

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from cli_runner import one_line_error, run
 from difftk.checkpoint.files import read_checkpoint
 from difftk.training.rundir import RunPaths
+from difftk_cli.testing import one_line_error, run
 from PIL import Image
 
 

@@ -5,9 +5,9 @@ minimisers, and end to end through compose, train and sample with cfg."""
 import difftk
 import pytest
 import torch
-from cli_runner import run
 from difftk.sampling.draw import generate
 from difftk.testing.oracles import GaussianOracle
+from difftk_cli.testing import run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

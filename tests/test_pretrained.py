@@ -5,13 +5,13 @@
 import difftk
 import pytest
 import torch
-from cli_runner import one_line_error, run
+from difftk.checkpoint.classifier_file import load_classifier, read_classifier_metadata
 from difftk.checkpoint.files import SAMPLING_CONTENTS, read_checkpoint, resolve_path
 from difftk.components import plugins
 from difftk.errors import UnknownComponentError
 from difftk.model import load
 from difftk.sampling.draw import class_labels
-from difftk.training.classifier import load_classifier, read_classifier_metadata
+from difftk_cli.testing import one_line_error, run
 from difftk_pretrained.plugin import EMOJI_JUDGE
 from PIL import Image
 

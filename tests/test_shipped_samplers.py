@@ -9,9 +9,9 @@ that breaks a sampler on a real model (not only on the exact oracles) fails here
 import difftk
 import pytest
 import torch
+from difftk.checkpoint.classifier_file import load_classifier
 from difftk.model import load
 from difftk.sampling.draw import class_labels
-from difftk.training.classifier import load_classifier
 from difftk_metrics.network import embed
 from difftk_pretrained.plugin import EMOJI_JUDGE
 

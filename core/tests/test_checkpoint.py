@@ -14,7 +14,7 @@ from difftk.checkpoint.files import (
     save_checkpoint,
     unflatten_optimizer,
 )
-from difftk.data.fitting import load_dataset
+from difftk.data.pipeline_data import load_dataset
 from difftk.errors import UnknownComponentError
 from difftk.model import load
 from difftk.pipeline.spec import PipelineSpec

@@ -12,7 +12,7 @@ from difftk.data.arrays import to_uint8_images
 from difftk.data.images import PAD, grid_shape, image_grid, save_png, scatter_plot, trajectory_strip
 from difftk.errors import OptionError
 from difftk.maths.grids import step_count
-from difftk.pipeline.compose import build_component
+from difftk.pipeline.compose import create_component
 from difftk.sampling.draw import class_labels, generate
 from difftk.sampling.trajectory import TrajectoryRecorder, trajectory_indices
 from difftk.testing import GaussianOracle, ReferenceLinearSchedule
@@ -77,21 +77,21 @@ def test_class_labels_cycle_or_repeat_and_are_checked():
 
 def test_clipping_is_off_unless_the_user_sets_it():
     """What `difftk compose` prints is what runs: no hidden x̂₀ clamp for image data."""
-    assert build_component("sampler", "ddim").clip_x0 is None
-    assert build_component("sampler", "ddim", {"clip_x0": "1"}).clip_x0 == 1.0
-    assert build_component("sampler", "ddim", {"clip_x0": "none"}).clip_x0 is None
+    assert create_component("sampler", "ddim").clip_x0 is None
+    assert create_component("sampler", "ddim", {"clip_x0": "1"}).clip_x0 == 1.0
+    assert create_component("sampler", "ddim", {"clip_x0": "none"}).clip_x0 is None
 
 
 def test_sampler_options_override_the_pipelines_own():
     base = difftk.compose(schedule="linear", sampler={"name": "ddim", "options": {"eta": 0.5}}).spec["sampler"]
-    assert build_component("sampler", None, {}, base=base).eta == 0.5
-    assert build_component("sampler", None, {"eta": "0.25"}, base=base).eta == 0.25
-    assert attrs.asdict(build_component("sampler", "ancestral", base=base)) == attrs.asdict(
+    assert create_component("sampler", None, {}, base=base).eta == 0.5
+    assert create_component("sampler", None, {"eta": "0.25"}, base=base).eta == 0.25
+    assert attrs.asdict(create_component("sampler", "ancestral", base=base)) == attrs.asdict(
         difftk.create("sampler", "ancestral"))  # another sampler starts from its own defaults
     with pytest.raises(OptionError, match="has no option 'etta'; did you mean 'eta'"):
-        build_component("sampler", None, {"etta": "1"}, base=base)
+        create_component("sampler", None, {"etta": "1"}, base=base)
     with pytest.raises(OptionError, match="the model's pipeline has none: give guidance=NAME"):
-        build_component("guidance", None, {"scale": "2"})
+        create_component("guidance", None, {"scale": "2"})
 
 
 def test_steps_beyond_the_schedule_are_one_line():

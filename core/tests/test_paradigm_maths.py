@@ -158,13 +158,13 @@ def test_a_continuous_schedule_built_with_zero_terminal_snr_is_the_wrapper_and_i
     """``zero_terminal_snr=True`` by name builds ZeroTerminalSNR(base) (no re-wrapped methods), and the
     spec written to a pipeline or checkpoint is the base's name with the option on, which builds it again."""
     import difftk
-    from difftk.pipeline.compose import build_component, spec_of
+    from difftk.pipeline.compose import create_component, spec_of
 
     schedule = difftk.create("schedule", name, zero_terminal_snr=True)
     assert type(schedule) is ZeroTerminalSNR and schedule.base == difftk.create("schedule", name, zero_terminal_snr=True).base
     spec = spec_of("schedule", schedule)
     assert spec.name == name and spec.options_dict["zero_terminal_snr"] is True
-    assert build_component("schedule", spec.name, spec.options_dict) == schedule
+    assert create_component("schedule", spec.name, spec.options_dict) == schedule
     assert type(difftk.create("schedule", name)) is not ZeroTerminalSNR
     given = type(schedule.base)(zero_terminal_snr=True)  # an instance made directly is wrapped by compose too
     assert difftk.compose(schedule=given, sampler="ddim").schedule == schedule

@@ -8,7 +8,7 @@ import difftk.testing.toys as toys
 import pytest
 import torch
 from difftk.checkpoint.files import read_checkpoint
-from difftk.data.fitting import fit_to_data, load_dataset
+from difftk.data.pipeline_data import load_dataset, size_to_data
 from difftk.errors import DifftkError, IncompatibleError, OptionError
 from difftk.training.config import TrainConfig, TrainingError, changed_settings
 from difftk.training.job import resume_state, train
@@ -160,7 +160,7 @@ def test_resume_refuses_another_model_or_dataset(toy, tmp_path):
 
 def test_class_labels_reach_a_conditional_denoiser(toy, tmp_path):
     seen = []
-    pipeline, filled = fit_to_data(spec("tiny"), points())
+    pipeline, filled = size_to_data(spec("tiny"), points())
     assert filled == {"in_channels": 2, "num_classes": 4}
     pipeline.denoiser.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs.get("cond")), with_kwargs=True)
     trainer = Trainer(pipeline, points(), config(steps=1))
@@ -170,18 +170,18 @@ def test_class_labels_reach_a_conditional_denoiser(toy, tmp_path):
 
 def test_data_options_are_filled_and_checked(toy):
     images = load_dataset("toy-images")[0]
-    pipeline, filled = fit_to_data(spec("sized"), images)
+    pipeline, filled = size_to_data(spec("sized"), images)
     assert filled == {"in_channels": 1, "image_size": 8, "num_classes": 2}
     assert pipeline.spec["denoiser"].options_dict["image_size"] == 8
     ten = toys.ToyImages(size=10, channels=3).load()
     with pytest.raises(OptionError, match=r"toy-images gives in_channels=3, image_size=10, num_classes=2, which denoiser "
                                           r"'sized' cannot take: .*multiple of 4"):
-        fit_to_data(spec("sized"), ten)
+        size_to_data(spec("sized"), ten)
     with pytest.raises(IncompatibleError, match="takes images .* holds 2-D points"):
-        fit_to_data(spec("sized"), points())
+        size_to_data(spec("sized"), points())
     wide = difftk.data.arrays.ArrayDataset(torch.zeros((2, 1, 4, 8), dtype=torch.uint8))
     with pytest.raises(IncompatibleError, match="takes square images"):
-        fit_to_data(spec("sized"), wide)
+        size_to_data(spec("sized"), wide)
 
 
 def test_a_denoiser_that_cannot_take_the_data_is_one_line(toy, register_plugin):
@@ -207,14 +207,14 @@ def test_a_denoiser_that_cannot_take_the_data_is_one_line(toy, register_plugin):
 
     assert register_plugin(Plugin(), "flat")
     with pytest.raises(IncompatibleError) as err:
-        fit_to_data(difftk.compose(schedule="linear", sampler="ddim", denoiser="flat", objective="simple"), points())
+        size_to_data(difftk.compose(schedule="linear", sampler="ddim", denoiser="flat", objective="simple"), points())
     assert "denoiser 'flat' cannot take toy-points examples of shape (2,): RuntimeError" in str(err.value)
     assert "\n" not in str(err.value)
 
 
 def test_a_pipeline_without_denoiser_cannot_train(toy):
     with pytest.raises(OptionError, match="has no denoiser"):
-        fit_to_data(difftk.compose(schedule="linear", sampler="ddim"), points())
+        size_to_data(difftk.compose(schedule="linear", sampler="ddim"), points())
 
 
 @pytest.mark.parametrize("field, value, expect", [
@@ -306,7 +306,7 @@ def test_the_run_state_is_declared_and_the_front_end_gets_a_view(toy, precision)
     from difftk.training.reporter import RunStart
     from difftk.training.state import RunState
 
-    pipeline, filled = fit_to_data(spec(), points())
+    pipeline, filled = size_to_data(spec(), points())
     trainer = Trainer(pipeline, points(), config(precision=precision), filled=filled)
     assert {"model", "ema", "optimizer", "order", "noise", "step", "last_checkpoint"} <= set(attrs.fields_dict(RunState))
     assert trainer.run.model is trainer.model and trainer.run.optimizer is trainer.optimizer

@@ -49,7 +49,7 @@ def metric_options(metric_names: Sequence[str], given: Mapping[str, str], *, n_f
             raise OptionError(f"{what}: no metric among {', '.join(metric_names)} has option {key} (options: {known})")
     per_metric = {name: {k: v for k, v in given.items() if k in fields[name]} for name in metric_names}
     for name, options in per_metric.items():
-        registry.get("metric", name).build(options, from_strings=True)
+        registry.get("metric", name).instantiate(options, from_strings=True)
     return per_metric
 
 

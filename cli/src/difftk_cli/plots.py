@@ -118,12 +118,12 @@ def curve_quantities(groups: Sequence[Sequence[Any]]) -> list[str]:
 def draw_curves(groups: Sequence[Sequence[Any]], smoothing: float = 0.6) -> Any:
     """A figure with one panel per quantity (:func:`curve_quantities`) against the training step.
 
-    ``groups`` are lists of :class:`difftk.training.runs.RunLog` that differ only by seed; each
+    ``groups`` are lists of :class:`difftk.training.history.RunHistory` that differ only by seed; each
     group has one colour. The loss is drawn raw (faint) and smoothed
-    (:func:`~difftk.training.runs.smoothed`, weight ``smoothing``); a metric as its values with
+    (:func:`~difftk.training.history.smoothed`, weight ``smoothing``); a metric as its values with
     their spread. A group of several runs adds their mean (bold), at the steps all of them logged.
     """
-    from difftk.training.runs import mean_curve, smoothed
+    from difftk.training.history import mean_curve, smoothed
 
     plt = _pyplot()
     quantities = curve_quantities(groups)

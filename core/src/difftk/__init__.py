@@ -17,7 +17,7 @@ The core, floor by floor (a module imports only from its own floor and those bel
 2. :mod:`difftk.runtime` — devices, precision, processes, atomic files.
 3. :mod:`difftk.components` — protocols, hook specs, the registry, plugin loading.
 4. :mod:`difftk.pipeline` — pipeline specs (TOML) and composing live pipelines.
-5. :mod:`difftk.data` — arrays of examples, images, fitting a pipeline to data.
+5. :mod:`difftk.data` — arrays of examples, images, a pipeline sized to its data.
 6. :mod:`difftk.checkpoint` — the checkpoint file format.
 7. :mod:`difftk.sampling` — what samplers share, and the batch loop.
 8. :mod:`difftk.model` — the trained model, the one way anything samples.
@@ -35,7 +35,7 @@ from difftk.components.plugins import plugin_manager, registry
 from difftk.components.registry import KINDS
 from difftk.errors import DifftkError, IncompatibleError, OptionError, PluginError, SpecError, UnknownComponentError
 from difftk.model import Model, load
-from difftk.pipeline.compose import Pipeline, build_component, compose, load_pipeline
+from difftk.pipeline.compose import Pipeline, compose, create_component, load_pipeline
 from difftk.pipeline.spec import ComponentSpec, PipelineSpec
 from difftk.version import __version__
 
@@ -51,7 +51,7 @@ def create(kind: str, name: str, **options: Any) -> Any:
     Raises :class:`UnknownComponentError` (with a did-you-mean) for a name no plugin
     registers and :class:`OptionError` for an unknown option or an invalid value.
     """
-    return build_component(kind, name, options, from_strings=False)
+    return create_component(kind, name, options, from_strings=False)
 
 
 __all__ = [

@@ -26,13 +26,13 @@ from typing import Any
 import attrs
 import torch
 
-from difftk.checkpoint.files import Checkpoint, load_weights, read_checkpoint
-from difftk.checkpoint.tensors import count_non_finite
+from difftk.checkpoint.files import Checkpoint, read_checkpoint
+from difftk.checkpoint.trained import trained_pipeline
 from difftk.components import plugins
-from difftk.components.protocols import learned_variance_of, num_classes_of
+from difftk.components.protocols import num_classes_of
 from difftk.data.images import grid_shape
 from difftk.errors import CheckpointError, OptionError, UnknownComponentError
-from difftk.pipeline.compose import Absent, Pipeline, build, build_component
+from difftk.pipeline.compose import Absent, Pipeline, create_component
 from difftk.pipeline.spec import PipelineSpec
 from difftk.sampling.draw import class_labels, class_rows, generate, parse_label
 from difftk.sampling.edit import Edit
@@ -104,7 +104,7 @@ class Model:
         name = self.data.get("name")
         if not name:
             raise CheckpointError("the model does not name its dataset: give the image to edit as a file")
-        dataset = build_component("dataset", name, dict(self.data.get("options") or {}), from_strings=False).load(split)
+        dataset = create_component("dataset", name, dict(self.data.get("options") or {}), from_strings=False).load(split)
         bad = [i for i in indices if not 0 <= i < len(dataset)]
         if bad:
             raise OptionError(f"example {bad[0]} is out of range: the {split} split of {name} has 0..{len(dataset) - 1}")
@@ -126,8 +126,8 @@ class Model:
         schedule, if ``spec`` has one, must be the model's (the noise process is part of what the
         model learned), and whatever ``spec`` leaves out stays the model's."""
         merged = spec.sampling_part(self.pipeline.spec, source=source)
-        sampler = build_component("sampler", None, None, base=merged["sampler"])
-        guidance = build_component("guidance", None, None, base=merged["guidance"]) if "guidance" in merged else None
+        sampler = create_component("sampler", None, None, base=merged["sampler"])
+        guidance = create_component("guidance", None, None, base=merged["guidance"]) if "guidance" in merged else None
         pipeline = attrs.evolve(self.pipeline, spec=merged, sampler=sampler, guidance=guidance)
         return attrs.evolve(self, pipeline=pipeline)
 
@@ -144,7 +144,7 @@ class Model:
             raise self.pipeline.sampler.error()
         if sampler is None and not options:
             return self.pipeline.sampler
-        return build_component("sampler", sampler, options, base=self.pipeline.spec.get("sampler"))
+        return create_component("sampler", sampler, options, base=self.pipeline.spec.get("sampler"))
 
     def guidance(self, guidance: Any = None, options: Mapping[str, Any] | None = None, *,
                  scale: float | None = None) -> Any:
@@ -164,14 +164,14 @@ class Model:
             return self.pipeline.guidance
         else:
             merged = {**(options or {}), **({"scale": scale} if scale is not None else {})}
-            wrapper = build_component("guidance", guidance, merged, base=self.pipeline.spec.get("guidance"))
+            wrapper = create_component("guidance", guidance, merged, base=self.pipeline.spec.get("guidance"))
         check = getattr(wrapper, "check_trained", None)
         if check is not None:
             check(self.pipeline.spec)
         return wrapper
 
-    def guided(self, guidance: Any = None, options: Mapping[str, Any] | None = None, *,
-               scale: float | None = None) -> tuple[Any, Any]:
+    def guided_denoiser(self, guidance: Any = None, options: Mapping[str, Any] | None = None, *,
+                        scale: float | None = None) -> tuple[Any, Any]:
         """(the denoiser to sample, the guidance wrapped around it or ``None``), by the rule of
         the module docstring: the pipeline's own guidance steers class-conditional models only."""
         explicit = guidance is not None or scale is not None or bool(options)
@@ -181,6 +181,9 @@ class Model:
         if wrapper is None:
             return self.denoiser, None
         return wrapper.wrap(self.denoiser, self.schedule), wrapper
+
+    #: the earlier name of :meth:`guided_denoiser`
+    guided = guided_denoiser
 
     def labels(self, n: int, labels: Any = None, denoiser: Any = None) -> torch.Tensor | None:
         """The class labels of ``n`` samples from ``denoiser`` (default: the model's): 0, 1, …,
@@ -258,11 +261,6 @@ def describe(data: Any) -> dict[str, Any]:
     return {"kind": kind, "shape": list(shape), "name": getattr(data, "name", "")}
 
 
-#: pipeline parts a model can be loaded and sampled without: another sampler or guidance takes their
-#: place, and the objective only trains
-SAMPLING_ONLY: tuple[str, ...] = ("sampler", "guidance", "objective")
-
-
 def load(source: str | Path, device: torch.device | str = "cpu") -> Model:
     """The trained model in ``source``: a checkpoint file, a run directory, the name of a model a plugin
     ships (``difftk plugins`` lists them), or else what a plugin's ``difftk_load_model`` reads (the diffusers
@@ -270,8 +268,8 @@ def load(source: str | Path, device: torch.device | str = "cpu") -> Model:
 
     A component whose plugin is not installed is named (``… needs denoiser 'unet-attn' from
     plugin 'unet_attn' 0.1.0, which is not installed``): at once for the schedule and the denoiser,
-    and only when it would be used for the sampler, guidance and objective (:data:`SAMPLING_ONLY`),
-    so any installed sampler still samples the model.
+    and only when it would be used for the sampler, guidance and objective
+    (:data:`~difftk.checkpoint.trained.SAMPLING_ONLY`), so any installed sampler still samples the model.
     """
     try:
         ckpt = read_checkpoint(source)
@@ -283,45 +281,6 @@ def load(source: str | Path, device: torch.device | str = "cpu") -> Model:
         for message in failed:
             warnings.warn(message, plugins.PluginWarning, stacklevel=2)
         return model
-    if "shape" not in ckpt.dataset:
-        raise CheckpointError(f"{ckpt.path}: metadata 'dataset' lacks the data shape")
-    try:
-        pipeline = build(ckpt.spec, source=str(ckpt.path), absent_ok=SAMPLING_ONLY)
-    except OptionError as err:  # options the file stores that no component takes (or too large a network)
-        raise CheckpointError(f"{ckpt.path}: the stored pipeline cannot be built: {err}") from None
-    if pipeline.denoiser is None or not isinstance(pipeline.denoiser, torch.nn.Module):
-        raise CheckpointError(f"{ckpt.path}: the stored pipeline has no trainable denoiser")
-    ema = ckpt.section("ema")
-    bad, total = count_non_finite(ema)
-    if bad:
-        raise CheckpointError(f"{ckpt.path}: {bad:,} of its {total:,} EMA weights are NaN or infinite (the run diverged "
-                              "before this checkpoint was written): sample an earlier checkpoint, or retrain with a "
-                              "lower learning rate")
-    load_weights(pipeline.denoiser, ema, source=str(ckpt.path), what="EMA")
-    denoiser = pipeline.denoiser.to(device).eval().requires_grad_(False)
-    _check_fits(ckpt, denoiser, device)
+    pipeline, denoiser = trained_pipeline(ckpt, device)
     return Model(pipeline=pipeline, denoiser=denoiser, data=ckpt.dataset, checkpoint=ckpt)
 
-
-def _check_fits(ckpt: Checkpoint, denoiser: torch.nn.Module, device: torch.device | str) -> None:
-    """One denoiser call on a zero example of the recorded data shape: a shape (or a class count)
-    the network cannot take is a one-line error now, not a traceback in the middle of sampling."""
-    shape = tuple(ckpt.dataset["shape"])
-    x = torch.zeros((1, *shape), device=device)
-    classes = num_classes_of(denoiser)
-    cond = torch.zeros(1, dtype=torch.long, device=device) if classes else None
-    try:
-        with torch.inference_mode():
-            y = denoiser(x, torch.full((1,), 0.5, device=device), cond=cond)
-    except Exception as err:  # the network's own complaint, condensed to its first line
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(f"{ckpt.path}: metadata dataset.shape {list(shape)} does not fit the stored network "
-                              f"({type(err).__name__}: {first[:160]})") from None
-    factor = 2 if learned_variance_of(denoiser) else 1
-    expected = (1, factor * shape[0], *shape[1:])
-    if tuple(y.shape) != expected:
-        raise CheckpointError(f"{ckpt.path}: metadata dataset.shape {list(shape)} does not fit the stored network "
-                              f"(it returns {list(y.shape[1:])})")
-    names = ckpt.dataset.get("class_names") or []
-    if names and classes and len(names) != classes:
-        raise CheckpointError(f"{ckpt.path}: metadata names {len(names)} classes but the network has {classes}")

@@ -249,7 +249,7 @@ def test_without_labels_a_set_is_unconditional_and_a_metric_of_models_is_one_lin
         def evaluate(self, context):
             return context.model.denoiser
 
-    monkeypatch.setattr(compare, "build_component", lambda kind, name, options: NeedsTheNetwork())
+    monkeypatch.setattr(compare, "create_component", lambda kind, name, options: NeedsTheNetwork())
     with pytest.raises(DifftkError, match="^metric 'bpd-ode' needs the model that made the images"):
         measure("bpd-ode", {}, bare)
 

@@ -17,7 +17,7 @@ WORKER = textwrap.dedent('''
     import difftk.testing.toys as toys
     import torch
     from difftk.components import plugins
-    from difftk.data.fitting import fit_to_data, load_dataset
+    from difftk.data.pipeline_data import size_to_data, load_dataset
     from difftk.evaluation.context import EvalContext
     from difftk.model import Model
     from difftk.runtime import distributed
@@ -31,7 +31,7 @@ WORKER = textwrap.dedent('''
                           objective="simple").spec
     data = load_dataset("toy-images")[0]
     torch.manual_seed(5)
-    pipeline, _ = fit_to_data(spec, data)  # class-conditional: toy-images has 2 classes
+    pipeline, _ = size_to_data(spec, data)  # class-conditional: toy-images has 2 classes
     model = Model(pipeline, pipeline.denoiser.eval(), data)
     shared = ranks if ranks.distributed else None
     out = {"sample": model.sample(7, steps=4, seed=3, batch_size=2, ranks=shared)}  # batches 2+2+2+1 over the ranks

@@ -5,7 +5,7 @@ import difftk
 import difftk.testing.toys as toys
 import pytest
 import torch
-from difftk.data.fitting import fit_to_data, load_dataset
+from difftk.data.pipeline_data import load_dataset, size_to_data
 from difftk.runtime.fastpath import autocast, prepare, resolve_precision, to_memory_format
 from difftk.training.config import TrainConfig
 from difftk.training.trainer import Trainer
@@ -69,7 +69,7 @@ def test_training_steps_with_fast_paths_track_fp32(register_plugin, settings):
 
     def losses(**cfg):
         torch.manual_seed(0)
-        pipeline, _ = fit_to_data(spec, data)
+        pipeline, _ = size_to_data(spec, data)
         trainer = Trainer(pipeline, data, TrainConfig(steps=3, batch_size=8, warmup=1, sample_every=0, **cfg))
         out = [trainer.train_step()[0] for _ in range(3)]
         assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
@@ -95,7 +95,7 @@ def test_compile_is_applied_to_the_training_forward_and_keeps_the_denoiser_attri
     monkeypatch.setattr(torch, "compile", fake_compile)
     data = load_dataset("toy-points")[0].subset(torch.arange(16))
     spec = toys.toy_spec()
-    pipeline, _ = fit_to_data(spec, data)
+    pipeline, _ = size_to_data(spec, data)
     trainer = Trainer(pipeline, data, TrainConfig(steps=2, batch_size=4, compile=True, sample_every=0))
     assert trainer.net.prediction == "eps"
     trainer.train_step()

@@ -1,9 +1,9 @@
-"""A bad value inside a checkpoint's train_config is the file's fault: it is named as the stored
-setting, never as a flag the user did not give."""
+"""TrainConfig: its own checks, and a bad value inside a checkpoint's train_config is the file's fault: it
+is named as the stored setting, never as a flag the user did not give."""
 
 import attrs
 import pytest
-from difftk.errors import CheckpointError
+from difftk.errors import CheckpointError, OptionError
 from difftk.training.config import TrainConfig, check_saved_config, config_for_resume
 
 SAVED = attrs.asdict(TrainConfig(steps=4))
@@ -30,3 +30,12 @@ def test_every_field_is_checked_alone():
 
 def test_good_settings_resume_with_the_overrides():
     assert config_for_resume(SAVED, steps=8) == TrainConfig(steps=8)
+
+
+def test_the_config_says_what_is_off_and_what_is_wrong():
+    assert TrainConfig(steps=1).eval_every == 0  # off by default: training pays nothing
+    assert TrainConfig(steps=1, eval_metrics=["fid", "accuracy"]).eval_metrics == ("fid", "accuracy")
+    with pytest.raises(OptionError, match="eval_every=5 scores eval_metrics, but none is named"):
+        TrainConfig(steps=1, eval_every=5)
+    with pytest.raises(OptionError, match="must be metric names"):
+        TrainConfig(steps=1, eval_every=5, eval_metrics=("",))

@@ -7,7 +7,7 @@ import difftk.testing.toys as toys
 import pytest
 import torch
 from difftk.checkpoint.files import read_checkpoint
-from difftk.data.fitting import load_dataset
+from difftk.data.pipeline_data import load_dataset
 from difftk.errors import OutputError
 from difftk.training import rundir
 from difftk.training.config import TrainConfig, TrainingError

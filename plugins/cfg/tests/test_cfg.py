@@ -197,6 +197,7 @@ def test_a_model_trained_without_label_dropout_is_refused_in_one_line(spec):
     with pytest.raises(IncompatibleError) as err:
         cfg(1.0).check_trained(spec)
     assert "trained without cfg" in one_line(err)
+    assert "guidance=cfg" in str(err.value) and "--" not in str(err.value)  # library terms; the CLI says them as flags
 
 
 def test_a_model_trained_with_label_dropout_is_accepted():

@@ -33,7 +33,7 @@ def check_dataset(component, split: str) -> Examples:
         assert ds.num_classes == 0 and ds.class_names == ()
     else:
         assert ds.labels.dtype == torch.int64 and ds.num_classes > 0
-        assert 0 <= ds.labels.min() and ds.labels.max() < ds.num_classes
+        assert ds.labels.min() >= 0 and ds.labels.max() < ds.num_classes
         assert len(ds.class_names) == ds.num_classes
     x, y = ds.batch(torch.arange(min(len(ds), 16)))
     assert x.dtype == torch.float32 and x.shape[1:] == ds.shape
@@ -96,5 +96,5 @@ def test_file_reading_datasets_take_their_directory_as_path(name):
 
 def test_path_option_parses_from_the_command_line(cases):
     info = host().registry.get("dataset", "mnist")
-    assert info.build({"path": "none"}, from_strings=True).path is None
-    assert info.build({"path": cases["mnist"][1]["path"]}, from_strings=True).load("test").shape == (1, 28, 28)
+    assert info.instantiate({"path": "none"}, from_strings=True).path is None
+    assert info.instantiate({"path": cases["mnist"][1]["path"]}, from_strings=True).load("test").shape == (1, 28, 28)

@@ -39,7 +39,7 @@ def test_cfg_guides_toward_a_class_against_the_unets_last_embedding(conditional)
     """Ho & Salimans 2022, eq. 6, with ∅ the last class embedding: (1+w)·ε(x, c) − w·ε(x, ∅)."""
     net, plain, nulled = conditional
     assert nulled.num_classes == 3 and nulled.pipeline.spec["guidance"].name == "cfg"
-    guided, wrapper = nulled.guided("cfg", scale=2.0)
+    guided, wrapper = nulled.guided_denoiser("cfg", scale=2.0)
     x, t, cond = torch.randn(3, 3, 8, 8), torch.full((3,), 0.6), torch.tensor([0, 1, 2])
     k = torch.full((3,), 599.0)
     with torch.inference_mode():

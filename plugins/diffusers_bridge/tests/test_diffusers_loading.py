@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from difftk.errors import CheckpointError, UnknownComponentError
-from diffusers import DDIMScheduler, DDPMScheduler
 from difftk_diffusers import load as load_diffusers
+from diffusers import DDIMScheduler, DDPMScheduler
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -26,7 +26,7 @@ def test_a_ddpm_pipeline_folder_is_a_model_of_registered_components(ddpm_folder)
     assert model.data_shape == (3, 8, 8) and model.num_classes == 0 and model.schedule.grid_size == 1000
     assert model.checkpoint.path == ddpm_folder and model.step == 0
     # the pipeline's spec builds the same pipeline again (the UNet's architecture is an option of diffusers-unet)
-    again = difftk.pipeline.compose.build(model.pipeline.spec)
+    again = difftk.pipeline.compose.compose_spec(model.pipeline.spec)
     assert again.denoiser.unet.config.block_out_channels == model.denoiser.unet.config.block_out_channels
 
 

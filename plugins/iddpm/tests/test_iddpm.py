@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from difftk.checkpoint.files import read_checkpoint
-from difftk.data.fitting import load_dataset
+from difftk.data.pipeline_data import load_dataset
 from difftk.errors import IncompatibleError
 from difftk.maths.diffusion import posterior
 from difftk.maths.grids import time_grid

@@ -11,12 +11,12 @@ import difftk
 import numpy as np
 import pytest
 import torch
+from difftk.checkpoint.classifier_file import save_classifier
 from difftk.data.arrays import ArrayDataset
 from difftk.errors import CheckpointError, DifftkError, OptionError
 from difftk.evaluation.context import EvalContext
 from difftk.maths.stats import frechet_distance, moments
-from difftk.pipeline.compose import build_component, spec_of
-from difftk.training.classifier import save_classifier
+from difftk.pipeline.compose import create_component, spec_of
 from difftk_metrics import features as F
 from difftk_metrics.inception import InceptionV3, prepare
 
@@ -200,13 +200,13 @@ def classifier_file(tmp_path):
     """A noise-aware CNN classifier file for 3×16×16 images in 4 classes (random weights, written as
     `difftk train-classifier` writes them)."""
     torch.manual_seed(0)
-    net = build_component("classifier", "noisy-cnn", {"in_channels": 3, "image_size": 16, "num_classes": 4})
+    net = create_component("classifier", "noisy-cnn", {"in_channels": 3, "image_size": 16, "num_classes": 4})
     return save_classifier(tmp_path / "classifier.safetensors", net, spec_of("classifier", net), schedule=None,
                            dataset={"name": "colours"}, step=0)
 
 
 def test_classifier_features_are_the_input_of_its_last_layer_at_t_0(classifier_file):
-    from difftk.training.classifier import load_classifier
+    from difftk.checkpoint.classifier_file import load_classifier
 
     net = F.feature_network(f"classifier:{classifier_file}", (3, 16, 16), "fid")
     x = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
@@ -215,7 +215,7 @@ def test_classifier_features_are_the_input_of_its_last_layer_at_t_0(classifier_f
     with torch.no_grad():  # the logits at t = 0 are the last linear layer of the features
         assert torch.allclose(logits, c(x, torch.zeros(5)), atol=1e-6)
         assert torch.allclose(c.head[-1](features.float()), logits, atol=1e-5)
-    assert features.shape == (5, net.dims) == (5, 64) and "classifier classifier.safetensors, 64 units" == net.description
+    assert features.shape == (5, net.dims) == (5, 64) and net.description == "classifier classifier.safetensors, 64 units"
     with pytest.raises(DifftkError, match=r"reads 3×16×16 images, but this model has examples of shape 1×28×28"):
         net.check("fid", (1, 28, 28), "this model")
 

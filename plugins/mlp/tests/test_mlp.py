@@ -5,7 +5,7 @@ from __future__ import annotations
 import difftk
 import pytest
 import torch
-from difftk.data.fitting import fit_to_data, load_dataset
+from difftk.data.pipeline_data import load_dataset, size_to_data
 from difftk.errors import DifftkError, IncompatibleError
 from difftk.testing import check_denoiser
 from difftk.training.config import TrainConfig
@@ -38,7 +38,7 @@ def test_images_are_one_line():
 def test_the_toys_fill_its_data_options(name, classes):
     data, _ = load_dataset(name, options={"n": 64})
     spec = difftk.compose(schedule="linear", sampler="ddim", denoiser="mlp", objective="simple").spec
-    _, filled = fit_to_data(spec, data)
+    _, filled = size_to_data(spec, data)
     assert filled == {"in_channels": 2, "num_classes": classes}
 
 
@@ -48,7 +48,7 @@ def test_an_image_dataset_is_one_line(tmp_path):
     images = ArrayDataset(torch.zeros(4, 1, 4, 4, dtype=torch.uint8), name="tiles")
     spec = difftk.compose(schedule="linear", sampler="ddim", denoiser="mlp", objective="simple").spec
     with pytest.raises(DifftkError, match=r"denoiser 'mlp' takes vectors \[B, 1\], got shape \(2, 1, 4, 4\): for images use") as info:
-        fit_to_data(spec, images)
+        size_to_data(spec, images)
     assert "\n" not in str(info.value)
 
 

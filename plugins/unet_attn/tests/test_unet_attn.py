@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from difftk.components.plugins import host
 from difftk.errors import OptionError
+from difftk.maths.embedding import timestep_embedding
 from difftk.testing import check_denoiser
 from difftk_unet_attn import UNetAttn, UNetAttnConfig, fast_cpu_conv
-from difftk.maths.embedding import timestep_embedding
 from difftk_unet_attn.layers import AttentionBlock
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -84,7 +84,7 @@ def test_built_from_a_config_or_from_options():
 
 
 def test_command_line_strings_parse_into_tuples():
-    model = host().registry.get("denoiser", "unet-attn").build(
+    model = host().registry.get("denoiser", "unet-attn").instantiate(
         {"channel_mult": "1,2", "attention_resolutions": "14", "base_channels": "16", "norm_groups": "8"},
         from_strings=True)
     assert model.config.channel_mult == (1, 2) and model.config.attention_resolutions == (14,)
@@ -284,12 +284,12 @@ def test_it_trains():
 
 
 def test_in_a_pipeline_round_trips_through_toml_and_samples():
-    from difftk.pipeline.compose import build
+    from difftk.pipeline.compose import compose_spec
     from difftk.pipeline.spec import PipelineSpec
 
     pipe = difftk.compose(schedule={"name": "linear", "options": {"T": 100}}, sampler="ddim",
                           denoiser={"name": "unet-attn", "options": {**TINY, "num_classes": 3}}, objective="simple")
-    again = build(PipelineSpec.from_toml(pipe.to_toml()))
+    again = compose_spec(PipelineSpec.from_toml(pipe.to_toml()))
     assert again.denoiser.config == pipe.denoiser.config
     assert again.denoiser.config.channel_mult == (1, 2)
     x_T = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))

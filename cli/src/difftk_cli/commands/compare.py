@@ -9,10 +9,10 @@ import sys
 import click
 from difftk.data.images import picture
 from difftk.errors import OptionError
-from difftk.evaluation.compare import write_csv
 from difftk.evaluation.compare import compare as run_grid
+from difftk.evaluation.compare import write_csv
 from difftk.evaluation.summary import better_of, summarize
-from difftk.pipeline.compose import build_component
+from difftk.pipeline.compose import create_component
 from difftk.runtime.device import resolve_device
 from difftk.runtime.files import output_folder
 from rich.markup import escape
@@ -130,12 +130,12 @@ def compare(checkpoints, metric_names, samplers, steps, guidance, scales, n, set
     if scales is not None and guidance is None:
         raise OptionError("--scale needs --guidance NAME (e.g. --guidance cfg)")
     if sets_by_kind.get("guidance"):  # before measuring: a bad option fails now
-        build_component("guidance", guidance, {**sets_by_kind["guidance"], "scale": str(scale_values[0])})
+        create_component("guidance", guidance, {**sets_by_kind["guidance"], "scale": str(scale_values[0])})
     grid = dict(samplers=_list(samplers, str, "sampler"), steps=_list(steps, int, "steps"), scales=scale_values)
     seeds = _seeds(seed_text)
     for name in grid["samplers"] if sets_by_kind.get("sampler") else ():  # before measuring: a bad option fails now
         if name is not None:
-            build_component("sampler", name, sets_by_kind["sampler"])
+            create_component("sampler", name, sets_by_kind["sampler"])
     ref = _reference(reference, checkpoints, grid)
     cells = len(checkpoints) * len(grid["samplers"]) * len(grid["steps"]) * len(grid["scales"]) * len(metric_names)
     out.print(f"comparing {cells * len(seeds)} measurements" + (f" ({len(seeds)} seeds each)" if len(seeds) > 1 else ""))

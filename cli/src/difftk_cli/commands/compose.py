@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import click
-from difftk.data.fitting import data_options as data_options_of
-from difftk.data.fitting import fit_to_data, load_dataset
+from difftk.data.pipeline_data import data_options as data_options_of
+from difftk.data.pipeline_data import load_dataset, size_to_data
 from difftk.errors import OptionError
 from difftk.pipeline.compose import Pipeline
 from difftk.pipeline.compose import compose as compose_pipeline
@@ -73,7 +73,7 @@ def compose(schedule, sampler, guidance, denoiser, objective, sets, from_file, d
         raise OptionError("--data-option sets an option of the dataset given by --data: give --data NAME[:PATH]")
     pipeline = compose_pipeline(**chosen, options=options, from_strings=True)
     if data is not None:
-        pipeline, _ = fit_to_data(pipeline, dataset, source="the pipeline", kinds=("denoiser",))
+        pipeline, _ = size_to_data(pipeline, dataset, source="the pipeline", kinds=("denoiser",))
     out.print(pipeline_tree(pipeline, title=f"pipeline{f' → {output}' if output else ''}"))
     if output:
         pipeline.save(output)

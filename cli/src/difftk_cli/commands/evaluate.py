@@ -9,7 +9,7 @@ import click
 import difftk
 from click.core import ParameterSource
 from difftk.components import plugins
-from difftk.data.fitting import load_dataset
+from difftk.data.pipeline_data import load_dataset
 from difftk.errors import DifftkError, OptionError
 from difftk.evaluation.compare import context_for, held_out_data, measure
 from difftk.evaluation.context import EvalContext
@@ -20,7 +20,16 @@ from difftk.runtime.files import atomic_write_text
 from rich.markup import escape
 
 from difftk_cli.console import out, warn
-from difftk_cli.options import DATA_OPTION, Command, OutputPath, argv_without, metric_options, parse_data, parse_data_options, parse_sets
+from difftk_cli.options import (
+    DATA_OPTION,
+    Command,
+    OutputPath,
+    argv_without,
+    metric_options,
+    parse_data,
+    parse_data_options,
+    parse_sets,
+)
 
 #: the held-out data images of this shape are measured against when --samples comes without --data
 DEFAULT_DATA = {(1, 28, 28): "mnist"}
@@ -141,7 +150,7 @@ def _evaluate_images(samples_path, metric_names, per_metric, n, seed, data_sourc
         if n is None and "n" in registry.get("metric", name).option_fields() and "n" not in per_metric[name]:
             per_metric[name]["n"] = str(len(images))
             try:
-                registry.get("metric", name).build(per_metric[name], from_strings=True)
+                registry.get("metric", name).instantiate(per_metric[name], from_strings=True)
             except DifftkError as err:
                 raise DifftkError(f"{samples_path} holds {len(images):,} image{'s' if len(images) > 1 else ''}, too few "
                                   f"for metric '{name}' ({err})") from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import click
-from difftk.training.runs import read_run, replicate_groups
+from difftk.training.history import read_run, replicate_groups
 from rich.markup import escape
 
 from difftk_cli.console import out

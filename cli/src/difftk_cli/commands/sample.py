@@ -159,7 +159,7 @@ def _sample(ctx, checkpoint, n, output, fmt, sampler, steps, sets, guidance, sca
     wrapper, denoiser = None, model.denoiser
     if guided:
         given_options = {**options.get("guidance", {}), **({"classifier": classifier_file} if classifier_file else {})}
-        denoiser, wrapper = model.guided(guidance, given_options, scale=scale)
+        denoiser, wrapper = model.guided_denoiser(guidance, given_options, scale=scale)
     num_classes = num_classes_of(denoiser)
     init, what, init_label = _init(model, init_source, strength, mask_source)
     mask = load_mask(mask_source, model.data_shape) if mask_source else None

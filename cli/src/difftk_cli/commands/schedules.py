@@ -23,7 +23,7 @@ def curves(points: int = 500) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndar
     for info in plugins.registry():
         if info.kind != "schedule":
             continue
-        schedule = info.build()
+        schedule = info.instantiate()
         ab = schedule.alpha_bar(t).to(torch.float64)
         out_curves[info.name] = (t.numpy(), ab.numpy(), log_snr(schedule, t).numpy())
     return out_curves

@@ -10,7 +10,7 @@ from pathlib import Path
 import attrs
 import click
 from click.core import ParameterSource
-from difftk.data.fitting import load_dataset
+from difftk.data.pipeline_data import load_dataset
 from difftk.errors import OptionError
 from difftk.pipeline.spec import PipelineSpec
 from difftk.runtime import distributed

@@ -7,19 +7,14 @@ from pathlib import Path
 
 import click
 import torch
+from difftk.checkpoint.classifier_file import save_classifier
 from difftk.checkpoint.files import read_checkpoint, resolve_path
-from difftk.data.fitting import describe_dataset, load_dataset
+from difftk.data.pipeline_data import describe_dataset, load_dataset
 from difftk.errors import DifftkError, OptionError
-from difftk.pipeline.compose import build_component
+from difftk.pipeline.compose import create_component
 from difftk.pipeline.spec import PipelineSpec
 from difftk.runtime.device import resolve_device
-from difftk.training.classifier import (
-    build_classifier,
-    default_classifier,
-    noisy_accuracy,
-    save_classifier,
-    train_classifier,
-)
+from difftk.training.classifier import build_classifier, default_classifier, noisy_accuracy, train_classifier
 from rich.markup import escape
 
 from difftk_cli.console import out
@@ -70,7 +65,7 @@ def train_classifier_command(pipeline_or_checkpoint, data, data_options, steps, 
     data_options = parse_data_options(data_options)
     device = resolve_device(device)
     schedule_spec = _schedule_spec(pipeline_or_checkpoint)
-    schedule = build_component("schedule", None, None, base=schedule_spec)
+    schedule = create_component("schedule", None, None, base=schedule_spec)
     dataset, dataset_spec = load_dataset(name, path, options=data_options)
     chosen = model or default_classifier(dataset.kind)
     torch.manual_seed(seed)

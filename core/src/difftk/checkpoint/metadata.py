@@ -6,7 +6,7 @@ The checks are tables: :data:`CHECKPOINT_FIELDS` (the header's string values) an
 :data:`DATASET_FIELDS` (the entries of ``dataset``). A field is one :class:`Field`: whether its
 text is JSON, how long and how deep it may be, and one check that returns what is wrong (or
 ``None``). :func:`parse_fields` runs a table over a header; a new field gets a row, not a new
-``if``. Classifier files (:mod:`difftk.training.classifier`) use the same machinery.
+``if``. Classifier files (:mod:`difftk.checkpoint.classifier_file`) use the same machinery.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def scalar_or_list(value: Any) -> str | None:
 
 # --- the tables -----------------------------------------------------------------------------------
 
-#: the entries of metadata ``dataset`` (what :func:`difftk.data.fitting.describe_dataset` writes)
+#: the entries of metadata ``dataset`` (what :func:`difftk.data.pipeline_data.describe_dataset` writes)
 DATASET_FIELDS: dict[str, Check] = {
     "kind": text(16, ("image", "points")),
     "shape": example_shape,

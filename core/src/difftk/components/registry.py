@@ -99,8 +99,10 @@ class ComponentInfo:
             out[key] = value
         return out
 
-    def build(self, options: dict[str, Any] | None = None, *, from_strings: bool = False) -> Any:
-        """Create an instance; every invalid option is reported as one :class:`OptionError` line."""
+    def instantiate(self, options: dict[str, Any] | None = None, *, from_strings: bool = False) -> Any:
+        """An instance of the class with ``options``, checked (every invalid option is one :class:`OptionError`
+        line), then finished (:attr:`finish`). Callers go through :func:`~difftk.pipeline.compose.create_component`,
+        which adds a pipeline's own options; this is the step below it."""
         opts = self.check_options(dict(options or {}), from_strings=from_strings)
         missing = [n for n, a in self.option_fields().items() if a.default is attrs.NOTHING and n not in opts]
         if missing:
@@ -112,6 +114,9 @@ class ComponentInfo:
             check_network_size(self.label, self.cls, config)  # before the real build allocates
             component = self.cls(config)
         return component if self.finish is None else self.finish(component)
+
+    #: the earlier name of :meth:`instantiate`
+    build = instantiate
 
 
 class Registry:

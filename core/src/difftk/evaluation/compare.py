@@ -3,7 +3,7 @@ such measurements (checkpoints × samplers × steps × guidance scales × metric
 CSV; :mod:`difftk.evaluation.summary` gives its statistics.
 
 A *cell* of the grid is one way of sampling one experiment: the checkpoints that differ only by
-their training seed (:func:`difftk.training.runs.experiment`) are pooled into one cell, and so
+their training seed (:func:`difftk.training.history.experiment`) are pooled into one cell, and so
 are the sampling seeds; :func:`difftk.evaluation.summary.summarize` reduces each cell's k values."""
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from difftk.components.protocols import nfe_of
 from difftk.errors import DifftkError, PluginError
 from difftk.evaluation.context import EvalContext, MetricResult, NeedsModelError
 from difftk.model import Model, load
-from difftk.pipeline.compose import build_component
+from difftk.pipeline.compose import create_component
 from difftk.runtime.distributed import Ranks
 from difftk.runtime.files import atomic_write_text
-from difftk.training.runs import experiment
+from difftk.training.history import experiment
 
 
 def held_out_data(dataset: Mapping[str, Any]):
@@ -35,7 +35,7 @@ def held_out_data(dataset: Mapping[str, Any]):
     if not name:
         return None, "the checkpoint does not name its dataset"
     try:
-        return build_component("dataset", name, dict(dataset.get("options") or {}), from_strings=False).load("test"), None
+        return create_component("dataset", name, dict(dataset.get("options") or {}), from_strings=False).load("test"), None
     except DifftkError as err:
         return None, str(err)
     except Exception as err:  # a dataset plugin's own failure: reported, not fatal
@@ -57,7 +57,7 @@ def context_for(model: Model, data: Any, *, sampler: str | None = None,
 
 def measure(metric_name: str, options: Mapping[str, str], context: EvalContext) -> MetricResult:
     """Build metric ``metric_name`` from command-line ``options`` and evaluate it."""
-    metric = build_component("metric", metric_name, options)
+    metric = create_component("metric", metric_name, options)
     try:
         result = metric.evaluate(context)
     except NeedsModelError as err:  # a set of images measured by a metric of models
@@ -107,7 +107,7 @@ class GridRow:
 
 
 def experiment_of(model: Model, path: str) -> str:
-    """:func:`~difftk.training.runs.experiment` of a loaded checkpoint (at its step); a model that is
+    """:func:`~difftk.training.history.experiment` of a loaded checkpoint (at its step); a model that is
     not a difftk checkpoint is an experiment of its own."""
     ckpt = model.checkpoint
     if ckpt is None or "seed" not in ckpt.train_config:  # e.g. another library's model: no seed to differ by

@@ -84,8 +84,7 @@ def logsnr_unless_pure_noise(schedule: object, otherwise: str) -> str:
     """The high-order solvers' default grid (docs/fast_sampling.md): ``logsnr``, unless the schedule's
     σ(1) = √((1−ᾱ(1))/ᾱ(1)) exceeds :data:`PURE_NOISE_SIGMA`; then ``otherwise``. Near pure noise an even
     log-SNR grid spends its first steps where x̂₀ is still the data mean (cosine, 10 steps: t = 1, 0.999,
-    0.997, 0.987, 0.941, …), and on the shipped cosine and flow models it drew 0.5–25 % of pixels
-    beyond ±1.05 at 10 steps."""
+    0.997, 0.987, 0.941, …); the measurements that chose this rule are in docs/fast_sampling.md."""
     ab = float(alpha_bar_table(schedule, np.array([1.0]))[0])
     return otherwise if ab <= 0.0 or (1.0 - ab) / ab > PURE_NOISE_SIGMA**2 else "logsnr"
 

@@ -248,7 +248,7 @@ class ContinuousSchedule(ScheduleBase):
 
     ``zero_terminal_snr`` is applied by a wrapper, :class:`difftk.maths.terminal.ZeroTerminalSNR`,
     which building the schedule by name puts around it (``difftk.create``, ``compose``, a pipeline
-    file: :meth:`difftk.components.registry.ComponentInfo.build`; an instance given to ``compose``
+    file: :meth:`difftk.components.registry.ComponentInfo.instantiate`; an instance given to ``compose``
     is wrapped there too). The instance itself keeps its own ᾱ: outside those, wrap it with
     ``ZeroTerminalSNR(schedule)``.
     """

@@ -46,8 +46,8 @@ class Pipeline:
         return atomic_write_text(Path(path), self.to_toml())
 
 
-def build_component(kind: str, name: str | None, options: Mapping[str, Any] | None = None, *,
-                    base: ComponentSpec | None = None, from_strings: bool = True) -> Any:
+def create_component(kind: str, name: str | None, options: Mapping[str, Any] | None = None, *,
+                     base: ComponentSpec | None = None, from_strings: bool = True) -> Any:
     """Create the ``kind`` component ``name`` (default: ``base``'s, a pipeline's own) with ``options``.
 
     The one path every component is built by. When ``name`` is ``base``'s, ``options`` override
@@ -62,7 +62,7 @@ def build_component(kind: str, name: str | None, options: Mapping[str, Any] | No
     info = plugins.registry().get(kind, name)
     merged: dict[str, Any] = dict(base.options_dict) if base is not None and base.name == name else {}
     merged.update(options or {})
-    return info.build(merged, from_strings=from_strings)
+    return info.instantiate(merged, from_strings=from_strings)
 
 
 def spec_of(kind: str, component: Any) -> ComponentSpec:
@@ -86,12 +86,12 @@ def _resolve(kind: str, value: Any, extra: Mapping[str, Any], from_strings: bool
     if isinstance(value, ComponentSpec):
         value = {"name": value.name, "options": value.options_dict}
     if isinstance(value, str):
-        component = build_component(kind, value, extra, from_strings=from_strings)
+        component = create_component(kind, value, extra, from_strings=from_strings)
     elif isinstance(value, Mapping):
         if "name" not in value:
             raise OptionError(f"{kind} given as a mapping needs a 'name' key")
         options = {**dict(value.get("options", {})), **extra}
-        component = build_component(kind, value["name"], options, from_strings=from_strings)
+        component = create_component(kind, value["name"], options, from_strings=from_strings)
     else:
         if extra:
             raise OptionError(f"{kind} was given as an instance; options cannot be applied to it")
@@ -200,8 +200,8 @@ class Absent:
         raise self.error()
 
 
-def build(spec: PipelineSpec, *, source: str = "pipeline", absent_ok: tuple[str, ...] = ()) -> Pipeline:
-    """Create the live pipeline a spec describes; a missing plugin is named. A part of a kind in
+def compose_spec(spec: PipelineSpec, *, source: str = "pipeline", absent_ok: tuple[str, ...] = ()) -> Pipeline:
+    """:func:`compose` of a stored spec (a pipeline file's, a checkpoint's): the live pipeline it describes; a missing plugin is named. A part of a kind in
     ``absent_ok`` whose plugin is missing becomes an :class:`Absent`, which names it when used."""
     absent: dict[str, Absent] = {}
     for kind, comp in spec.components:
@@ -227,4 +227,9 @@ def build(spec: PipelineSpec, *, source: str = "pipeline", absent_ok: tuple[str,
 
 def load_pipeline(path: str | Path) -> Pipeline:
     """Read a pipeline TOML file (as written by ``difftk compose -o``) and build it."""
-    return build(PipelineSpec.load(path), source=str(path))
+    return compose_spec(PipelineSpec.load(path), source=str(path))
+
+
+#: earlier names, kept for code written against them: components are created, pipelines composed
+build_component = create_component
+build = compose_spec

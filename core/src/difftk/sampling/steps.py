@@ -109,7 +109,7 @@ def noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tens
 
 
 @attrs.frozen
-class AffineSteps:
+class AffinePlan:
     """A first-order sampler's whole plan: x_{t_{k+1}} = c_x0_k·x̂₀ + c_xt_k·x_{t_k} + c_eps_k·ε̂ + σ_k·z.
 
     ``times`` holds t_0 > t_1 > … > t_K = 0 (K+1 float64 values, the visiting order) and
@@ -135,6 +135,10 @@ class AffineSteps:
         return affine_from_x0_form(self.c_x0, self.c_xt, self.c_eps, np.asarray(self.alpha_bars)[:-1])
 
 
+#: the earlier name of :class:`AffinePlan`, kept for plugins written against it
+AffineSteps = AffinePlan
+
+
 def affine_from_x0_form(c_x0: Any, c_xt: Any, c_eps: Any, alpha_bar_t: Any) -> tuple[Any, Any]:
     """Rewrite x_s = c_x0·x̂₀ + c_xt·x_t + c_eps·ε̂ as a·x_t + b·ε̂, using x̂₀ = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t."""
     sqrt_ab = alpha_bar_t**0.5
@@ -145,10 +149,10 @@ def _per_step(value: Any, K: int) -> list[float]:
     return [float(v) for v in np.broadcast_to(np.asarray(value, dtype=np.float64), (K,))]
 
 
-def run_affine(denoiser: Denoiser, x: torch.Tensor, plan: AffineSteps, *, cond: torch.Tensor | None = None,
+def run_affine(denoiser: Denoiser, x: torch.Tensor, plan: AffinePlan, *, cond: torch.Tensor | None = None,
                generator: torch.Generator | None = None, callback: Any = None,
                clip_x0: float | None = None) -> torch.Tensor:
-    """Run an :class:`AffineSteps` plan from x = x_{t_0}; the loop does only tensor arithmetic."""
+    """Run an :class:`AffinePlan` from x = x_{t_0}; the loop does only tensor arithmetic."""
     times = [float(t) for t in plan.times]
     alpha_bars = [float(ab) for ab in plan.alpha_bars]
     K = len(times) - 1
@@ -200,13 +204,13 @@ class GridSampler(abc.ABC):
 
 @attrs.frozen
 class AffineSampler(GridSampler):
-    """Base of samplers whose steps are affine (:class:`AffineSteps`): subclasses add their
+    """Base of samplers whose steps are affine (:class:`AffinePlan`): subclasses add their
     options and implement ``plan(schedule, steps)``; ``sample`` runs the plan."""
 
     clip_x0: float | None = option(None, help="clamp x̂₀ to ±clip_x0 (1.0 for data in [−1, 1]); none = off", gt=0.0, optional=True)
 
     @abc.abstractmethod
-    def plan(self, schedule: NoiseSchedule, steps: int | None) -> AffineSteps:
+    def plan(self, schedule: NoiseSchedule, steps: int | None) -> AffinePlan:
         """The float64 coefficients of every step on the grid ``self.grid(schedule, steps)``."""
 
     def grid(self, schedule: NoiseSchedule, steps: int | None) -> tuple[Any, Any]:

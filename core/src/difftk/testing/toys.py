@@ -191,7 +191,7 @@ def toy_spec(**parts):
 def train_toy(out: str | Path, data: str = "toy-images", *, reporter=None, **config):
     """Train :func:`toy_spec` on the toy dataset ``data`` with ``TrainConfig(**config)``, writing
     the run to ``out``; returns (spec, dataset, dataset spec, the run's TrainResult)."""
-    from difftk.data.fitting import load_dataset
+    from difftk.data.pipeline_data import load_dataset
     from difftk.training.config import TrainConfig
     from difftk.training.job import train
 

@@ -18,7 +18,7 @@ from difftk.checkpoint.files import (
 )
 from difftk.components.protocols import grid_size_of
 from difftk.data.examples import Examples
-from difftk.data.fitting import describe_dataset, fit_to_data, load_dataset
+from difftk.data.pipeline_data import describe_dataset, load_dataset, size_to_data
 from difftk.errors import OptionError
 from difftk.pipeline.compose import Pipeline
 from difftk.pipeline.spec import ComponentSpec, PipelineSpec
@@ -162,7 +162,7 @@ def _train_locked(spec, dataset, config, *, out, resume, device, reporter, datas
     if resume and checkpoint is None:
         checkpoint = read_checkpoint(paths.checkpoint)
     torch.manual_seed(config.seed)
-    pipeline, filled = fit_to_data(spec, dataset, source=source)
+    pipeline, filled = size_to_data(spec, dataset, source=source)
     T = grid_size_of(pipeline.schedule)
     if config.sample_steps is not None and T is not None and config.sample_steps > T:
         raise OptionError(f"sample_steps={config.sample_steps} is more than the schedule's T={T}: use at most {T}")

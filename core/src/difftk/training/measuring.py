@@ -30,7 +30,7 @@ from difftk.evaluation.compare import context_for, held_out_data
 from difftk.evaluation.context import MetricResult, check_draw
 from difftk.model import Model
 from difftk.training.config import TrainConfig, TrainingError
-from difftk.training.runs import METRIC_KEY
+from difftk.training.history import METRIC_KEY
 
 
 def metric_record(step: int, result: MetricResult) -> dict[str, Any]:
@@ -58,7 +58,7 @@ class TrainingMetrics:
         with_n = [name for name, info in infos.items() if "n" in info.option_fields()]
         if config.eval_n is not None and not with_n:
             raise OptionError(f"eval_n={config.eval_n}: none of the eval_metrics ({', '.join(names)}) has an option n")
-        self.metrics = {name: info.build({"n": config.eval_n} if config.eval_n is not None and name in with_n else {})
+        self.metrics = {name: info.instantiate({"n": config.eval_n} if config.eval_n is not None and name in with_n else {})
                         for name, info in infos.items()}
         self.data, self.why = held_out_data(dataset_info)
         shape = dataset_info.get("shape")

@@ -173,7 +173,7 @@ class RunPaths:
         """Open log.jsonl for appending, first dropping the records after ``step`` (those of a
         run resumed from an earlier checkpoint than its last log line) and its damaged lines,
         each of which is named to ``note``."""
-        from difftk.training.runs import read_log
+        from difftk.training.history import read_log
 
         log = self.log
         try:

@@ -47,7 +47,7 @@ def create_loggers(names: Sequence[str]) -> dict[str, Any]:
     """The registered loggers ``names``, built with their default options (an unknown name, or a
     logger whose library is missing, is one line naming the fix)."""
     registry = plugins.registry()
-    return {name: registry.get("logger", name).build({}) for name in dict.fromkeys(names)}
+    return {name: registry.get("logger", name).instantiate({}) for name in dict.fromkeys(names)}
 
 
 class Tracking(Reporter):

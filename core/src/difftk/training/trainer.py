@@ -32,8 +32,8 @@ import torch
 
 from difftk.components.protocols import num_classes_of
 from difftk.data.examples import Examples
-from difftk.data.fitting import describe_dataset
 from difftk.data.images import picture, save_png
+from difftk.data.pipeline_data import describe_dataset
 from difftk.errors import CheckpointError, DifftkError, OptionError, OutputError
 from difftk.evaluation.context import MetricResult
 from difftk.model import Model
@@ -77,14 +77,14 @@ class Trainer:
     what a checkpoint holds, and how it is saved and resumed).
 
     :param pipeline: a live pipeline with a denoiser (an ``nn.Module``) and an objective, e.g.
-        from :func:`fit_to_data`.
+        from :func:`size_to_data`.
     :param dataset: the training data.
     :param config: a :class:`TrainConfig`.
     :param device: where to train; the forward pass and loss run under ``config.precision``
         (bf16 autocast on CUDA by default).
     :param out: the run directory (checkpoints, samples, log); ``None`` writes nothing.
     :param dataset_info: what to record about the data (:func:`describe_dataset`).
-    :param filled: the denoiser options :func:`fit_to_data` took from the data (for reports).
+    :param filled: the denoiser options :func:`size_to_data` took from the data (for reports).
 
     The global torch RNG is seeded with ``config.seed`` by :func:`train` before the denoiser
     is built; the trainer seeds its own generators: the data order with ``seed + 1`` and the

@@ -35,10 +35,10 @@ class CFGPlusPlus(LabelDropout):
         if not renoise_of(sampler):
             name = getattr(type(sampler), "component_label", f"sampler {type(sampler).__name__}")
             raise IncompatibleError(f"{self.label} is defined for samplers whose step re-noises x̂₀ with ε̂ (DDIM's: "
-                                    f"--sampler ddim), and {name} is not one: use ddim, or --guidance cfg")
+                                    f"sampler=ddim), and {name} is not one: use ddim, or guidance=cfg")
         if editing:
             raise IncompatibleError(f"{self.label} cannot edit images (an edit reads one prediction per step): "
-                                    "drop --init, or use --guidance cfg")
+                                    "sample without init, or use guidance=cfg")
 
     def wrap(self, denoiser: Denoiser, schedule: NoiseSchedule) -> CFGPlusPlusDenoiser:
         """The guided denoiser; the schedule is not needed (λ is the same at every t)."""

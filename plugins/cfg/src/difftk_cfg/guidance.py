@@ -46,14 +46,14 @@ class LabelDropout:
         p = dict(trained.options).get("p_uncond", 0.0) if trained is not None else 0.0
         if not p:
             raise IncompatibleError(f"{self.label} needs a denoiser trained with label dropout, but this model was "
-                                    "trained without cfg in its pipeline (p_uncond=0): retrain with "
-                                    "`difftk compose ... --guidance cfg`, or use --guidance classifier")
+                                    "trained without cfg in its pipeline (p_uncond=0): retrain it composed with guidance=cfg, "
+                                    "or guide it with guidance=classifier")
 
     def check_denoiser(self, denoiser: Denoiser) -> None:
         """Refuse an unconditional denoiser: there is no class to guide toward."""
         if num_classes_of(denoiser) <= 0:
             raise IncompatibleError(f"{self.label} needs a class-conditional denoiser, but this one is unconditional "
-                                    "(num_classes=0): train it on labelled data with --guidance cfg")
+                                    "(num_classes=0): train it on labelled data composed with guidance=cfg")
 
 
 @attrs.frozen

@@ -41,7 +41,7 @@ class ClassifierGuidance:
             if self.classifier is None:
                 raise OptionError("guidance 'classifier' needs a classifier checkpoint: give classifier=FILE "
                                   "(make one with `difftk train-classifier`)")
-            from difftk.training.classifier import load_classifier
+            from difftk.checkpoint.classifier_file import load_classifier
 
             device = next((p.device for p in getattr(denoiser, "parameters", lambda: iter(()))()), torch.device("cpu"))
             classifier = load_classifier(self.classifier, device)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from difftk.maths.diffusion import q_sample, x0_from_eps
 from difftk.options import option
-from difftk.sampling.steps import AffineSampler, AffineSteps, StepInfo, batch_time, batch_times, noise_like, predict
+from difftk.sampling.steps import AffineSampler, AffinePlan, StepInfo, batch_time, batch_times, noise_like, predict
 
 
 def ddim_sigma(eta, alpha_bar_s, alpha_bar_t):
@@ -56,13 +56,13 @@ class DDIMSampler(AffineSampler):
                                   x0=pred.x0))
         return x
 
-    def plan(self, schedule, steps: int | None) -> AffineSteps:
+    def plan(self, schedule, steps: int | None) -> AffinePlan:
         """The coefficients of every step of :meth:`sample` as one float64 table (its affine form)."""
         times, ab = self.grid(schedule, steps)
         ab_t, ab_s = ab[:-1], ab[1:]
         sigma = ddim_sigma(self.eta, ab_s, ab_t)
         c_eps = np.sqrt(np.clip(1 - ab_s - sigma**2, 0.0, None))
-        return AffineSteps(times=times, alpha_bars=ab, c_x0=np.sqrt(ab_s), c_xt=0.0, c_eps=c_eps, sigma=sigma)
+        return AffinePlan(times=times, alpha_bars=ab, c_x0=np.sqrt(ab_s), c_xt=0.0, c_eps=c_eps, sigma=sigma)
 
     def invert(self, denoiser, schedule, x0: torch.Tensor, steps: int | None = None, cond=None) -> torch.Tensor:
         """DDIM inversion: the η=0 update run from data to noise on the same grid (§4.3, eq. 14).

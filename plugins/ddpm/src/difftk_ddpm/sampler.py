@@ -8,7 +8,7 @@ import attrs
 import numpy as np
 from difftk.maths.diffusion import posterior
 from difftk.options import option
-from difftk.sampling.steps import AffineSampler, AffineSteps
+from difftk.sampling.steps import AffineSampler, AffinePlan
 
 
 @attrs.frozen
@@ -31,12 +31,12 @@ class AncestralSampler(AffineSampler):
     #: steps when the caller gives none: respaced to 100 (Nichol & Dhariwal 2021, §4), not all T
     default_steps: ClassVar[int] = 100
 
-    def plan(self, schedule, steps: int | None) -> AffineSteps:
+    def plan(self, schedule, steps: int | None) -> AffinePlan:
         """The coefficients of every step, in float64."""
         times, ab = self.grid(schedule, steps)
         ab_t, ab_s = ab[:-1], ab[1:]
         post = posterior(ab_s, ab_t)
         var = post.variance if self.variance == "beta_tilde" else post.beta
         var[-1] = 0.0  # x_0 = μ̃ on the last step
-        return AffineSteps(times=times, alpha_bars=ab, c_x0=post.coef_x0, c_xt=post.coef_xt, c_eps=0.0,
+        return AffinePlan(times=times, alpha_bars=ab, c_x0=post.coef_x0, c_xt=post.coef_xt, c_eps=0.0,
                            sigma=np.sqrt(var))

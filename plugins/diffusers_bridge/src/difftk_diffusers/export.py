@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from difftk.components.protocols import grid_size_of
 from difftk.errors import DifftkError, IncompatibleError, OutputError
-from difftk.pipeline.compose import build_component
+from difftk.pipeline.compose import create_component
 
 from difftk_diffusers.config import PREDICTIONS
 from difftk_diffusers.denoiser import DiffusersUNet
@@ -61,7 +61,7 @@ def fit_schedule(schedule: Any, spec: Any) -> tuple[dict[str, Any], str]:
         base = betas
         if zero:  # fit the schedule before Lin et al.'s rescaling, then rescale the fit
             options = {**spec.options_dict, "zero_terminal_snr": False}
-            base = np.asarray(build_component("schedule", name, options, from_strings=False).discretize(T).betas)
+            base = np.asarray(create_component("schedule", name, options, from_strings=False).discretize(T).betas)
         tries = _candidates(base)
     best, error = None, np.inf
     for keys in tries:

@@ -184,8 +184,9 @@ class DPMSolverPP2M(_Multistep):
     time. The final output is x̂₀ at the last grid time. One denoiser
     call per step, on any grid of the core (``spacing``, including ``logsnr``, or ``times``).
 
-    Defaults ``auto`` grid, ``lower_order_final`` on: logsnr errs least at 10 steps on the exact oracles, linspace
-    near pure noise (cosine, flow) on the shipped models, and first order into t_1 wins there (docs/fast_sampling.md).
+    Defaults: the ``auto`` grid (:func:`~difftk.maths.grids.logsnr_unless_pure_noise`: logsnr, or linspace near
+    pure noise) and ``lower_order_final`` on (first order into t_1), each chosen by measurement on the exact
+    oracles and the shipped models (docs/fast_sampling.md).
     """
 
     order: ClassVar[int] = 2
@@ -205,8 +206,8 @@ class DPMSolverPP3M(_Multistep):
     it then agrees step for step with diffusers' ``solver_order=3`` but converges at order 2 only.
     The final output is x̂₀ at the last grid time.
 
-    Defaults ``auto`` grid with ``lower_order_final``, as 2M: at 10 steps a λ-step (≈ 1–1.6) is too long to
-    extrapolate x̂₀ at third order into t_1, which this pair spares (docs/fast_sampling.md).
+    Defaults as 2M (``auto`` grid, ``lower_order_final``): at few steps a λ-step is long, and the lower orders
+    at the end spare the last steps a third-order extrapolation of x̂₀ over it (docs/fast_sampling.md).
     """
 
     third_order: str = option("taylor", help="D2 of the third-order term: taylor = h²·x̂₀'' (third order); reference = "
@@ -229,8 +230,7 @@ class SDEDPMSolverPP2M(_Multistep):
     ``noise_like`` (per-example streams), once per step between grid times; the last step returns
     x̂₀ at the last grid time and draws nothing.
 
-    Defaults as 2M (``auto`` grid, ``lower_order_final``): at 10 steps on logsnr it draws the Gaussian oracle's
-    law closer than DDIM η = 1 at 100 on linear, vp and edm (docs/fast_sampling.md).
+    Defaults as 2M (``auto`` grid, ``lower_order_final``; measured in docs/fast_sampling.md).
     """
 
     order: ClassVar[int] = 2

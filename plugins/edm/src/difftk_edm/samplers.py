@@ -90,7 +90,7 @@ class EDMHeun(_EDMSampler):
     at the Euler step's end; the last step, to σ_N = 0, is the Euler step alone. NFE = 2·steps − 1.
     The ratios σ_i/σ_{i+1} should stay moderate, as on the karras grid: the trapezoid over one step
     from σ = 2·10⁴ (cosine's t = 1) straight down to σ ≈ 6 (linspace, 10 steps) is far off.
-    Default grid karras: at 10 steps a third of logsnr's distance to mnist-cfg's fine solution (docs/fast_sampling.md).
+    Default grid karras (eq. 5), whose σ_i/σ_{i+1} stay moderate; the grids compared: docs/fast_sampling.md.
     """
 
     #: Heun's method: the trapezoidal rule, second order
@@ -139,7 +139,7 @@ class EDMStochastic(_EDMSampler):
     noise the schedule has. S_churn = 0 is :class:`EDMHeun`. The defaults are EDM's stochastic
     ImageNet-64 setting (the NVlabs/edm README: S_churn 40, S_min 0.05, S_max 50, S_noise 1.003,
     used there with 256 steps; at N < 40·(√2+1) ≈ 97 steps γ_i is at its cap √2 − 1).
-    Default grid karras, as :class:`EDMHeun`'s; no grid meets DDIM's bar at 10 steps (docs/fast_sampling.md).
+    Default grid karras, as :class:`EDMHeun`'s (the grids compared: docs/fast_sampling.md).
     """
 
     S_churn: float = option(40.0, help="overall stochasticity: γ_i = min(S_churn/N, √2 − 1); 0 = heun", ge=0.0, le=1e6)

@@ -11,9 +11,8 @@ without bias, as the paper's code and torch-fidelity compute them.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import math
+from typing import ClassVar
 
 import attrs
 import torch
@@ -51,9 +50,10 @@ class ClassifierScore:
     The n samples are cut into ``splits`` consecutive parts (a class-conditional model's classes,
     drawn in turn, fall evenly into each), the score is computed on each part and the parts'
     scores are averaged; the spread is their standard error (standard deviation / √splits).
-    With the shipped MNIST classifier (the default for 1×28×28 images) real digits score ≈ 9.6, a
-    perfect model at most 10, noise or a single repeated digit ≈ 1; with ``features=inception`` it is
-    the Inception Score. The score needs no held-out data, and knows nothing of what real images look
+    It lies in [1, K] for K classes: K when every sample is confidently one class and the classes are
+    equally drawn, 1 for noise or a single repeated class (what real digits score: docs/metrics.md). The
+    classifier is the shipped MNIST network by default for 1×28×28 images; with ``features=inception``
+    it is the Inception Score. The score needs no held-out data, and knows nothing of what real images look
     like beyond the classifier: use it beside fid or kid.
     """
 

@@ -263,7 +263,7 @@ def inception_net(path: Path, mtime: int) -> inception.InceptionV3:
 @functools.lru_cache(maxsize=2)
 def classifier_net(path: Path, mtime: int) -> tuple[torch.nn.Module, torch.nn.Linear]:
     """The classifier of ``path`` and its last linear layer (its input are the features)."""
-    from difftk.training.classifier import load_classifier
+    from difftk.checkpoint.classifier_file import load_classifier
 
     net = load_classifier(path)
     linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear) and m.out_features == net.num_classes]

@@ -18,10 +18,9 @@ distance 0); near-duplicates are not, and hide copies of themselves (ratio ≈ 1
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import math
 from pathlib import Path
+from typing import ClassVar
 
 import attrs
 import torch
@@ -29,7 +28,7 @@ from difftk.data.images import CAPTION, PAD, image_grid, save_png
 from difftk.errors import DifftkError, OptionError
 from difftk.evaluation.context import EvalContext, MetricResult
 from difftk.options import option
-from difftk.pipeline.compose import build_component
+from difftk.pipeline.compose import create_component
 from difftk.runtime.files import check_output
 from PIL import Image, ImageDraw, ImageFont
 
@@ -71,7 +70,7 @@ def training_split(context: EvalContext, metric: str) -> torch.Tensor:
         raise DifftkError(f"metric '{metric}' compares samples with the training data, but the model does not name "
                           "its dataset")
     try:
-        data = build_component("dataset", name, dict(context.model.data.get("options") or {}),
+        data = create_component("dataset", name, dict(context.model.data.get("options") or {}),
                                from_strings=False).load("train")
     except DifftkError:
         raise

@@ -67,8 +67,8 @@ class UniPCSampler(GridSampler):
     corrector: the step to t = 0 multiplies the state by σ(0)/σ(t_1) = 0, so a corrected x_{t_1}
     could not change the result (the reference code skips it too).
 
-    Defaults to ``auto``: logsnr beats DDIM at 100 in 10 steps on the exact oracle where σ(1) ≤ 10³, trailing is
-    closest to the shipped cosine and flow models' fine solution (docs/fast_sampling.md).
+    Defaults to ``auto`` (:func:`~difftk.maths.grids.logsnr_unless_pure_noise`: logsnr, or trailing near pure
+    noise), chosen by measurement on the exact oracle and the shipped models (docs/fast_sampling.md).
     """
 
     spacing: str = option("auto", help="which times the steps visit: auto (logsnr, or trailing where the schedule "

@@ -4,9 +4,8 @@ or a --reference, and the one-line errors of --seed and --reference (before anyt
 import csv
 
 import difftk
-
 import pytest
-from cli_runner import one_line_error, run
+from difftk_cli.testing import one_line_error, run
 
 
 def test_several_seeds_give_each_cell_a_mean_and_a_test_against_a_reference(tmp_path):

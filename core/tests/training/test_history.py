@@ -1,4 +1,4 @@
-"""log.jsonl is read with care: a damaged line (not UTF-8, not JSON, a number that is not finite or
+"""Runs read back (difftk.training.history). log.jsonl is read with care: a damaged line (not UTF-8, not JSON, a number that is not finite or
 is out of any loss's range, a record without its fields) is skipped and named, in plot and in a
 resumed run alike; what is left reads as curves."""
 
@@ -7,7 +7,7 @@ import math
 
 import pytest
 from difftk.errors import DifftkError
-from difftk.training.runs import MAX_LOG_VALUE, read_log, read_run
+from difftk.training.history import MAX_LOG_VALUE, experiment, mean_curve, read_log, read_run, smoothed
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -84,3 +84,31 @@ def test_a_resumed_run_drops_damaged_lines_and_names_them(tmp_path):
     assert [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()] == [*GOOD, {"step": 3, "loss": 0.2}]
     assert len(notes) == 2 and "line 4 " in notes[0] and "line 5 is not UTF-8" in notes[1]
     assert all(n.endswith(": dropped from the log") for n in notes)
+
+
+# --- what a run is apart from its seed, and its curves ------------------------------------------------------------
+
+
+def test_the_experiment_is_everything_but_the_seed_and_what_is_written_when():
+    pipeline = {"difftk": {"format": 1}, "schedule": {"name": "linear", "plugin": "ddpm", "options": {"T": 50}}}
+    data = {"name": "mnist", "shape": [1, 28, 28], "options": {}}
+    base = experiment(pipeline, {"seed": 0, "lr": 1e-4, "log_every": 50}, data)
+    assert experiment(pipeline, {"seed": 7, "lr": 1e-4, "log_every": 10}, data) == base
+    assert experiment(pipeline, {"seed": 0, "lr": 2e-4, "log_every": 50}, data) != base
+    assert experiment({**pipeline, "schedule": {"name": "linear", "options": {"T": 60}}}, {"seed": 0, "lr": 1e-4}, data) \
+        != experiment(pipeline, {"seed": 0, "lr": 1e-4}, data)
+    assert json.loads(base)["pipeline"] == {"schedule": {"name": "linear", "options": {"T": 50}}}  # not the versions
+
+
+@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=40), st.floats(0.0, 0.99))
+def test_smoothing_keeps_a_constant_and_stays_within_the_values(values, weight):
+    out = smoothed(values, weight)
+    assert len(out) == len(values)
+    assert min(values) - 1e-6 <= min(out) and max(out) <= max(values) + 1e-6
+    assert smoothed([3.5] * len(values), weight) == pytest.approx([3.5] * len(values))  # no pull toward 0
+    assert smoothed(values, 0.0) == pytest.approx(values)
+
+
+def test_the_mean_curve_is_taken_where_every_run_has_a_point():
+    steps, mean = mean_curve([[(1, 1.0), (2, 2.0), (3, 3.0)], [(2, 4.0), (3, 5.0), (4, 0.0)]])
+    assert steps == [2, 3] and mean == [3.0, 4.0]

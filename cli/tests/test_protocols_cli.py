@@ -3,8 +3,8 @@
 import attrs
 import difftk
 import pytest
-from cli_runner import run
 from difftk.components.plugins import PluginWarning
+from difftk_cli.testing import run
 
 
 @attrs.frozen

@@ -20,7 +20,7 @@ import time
 from html.parser import HTMLParser
 
 import pytest
-from cli_runner import run
+from difftk_cli.testing import run
 from PIL import Image
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")

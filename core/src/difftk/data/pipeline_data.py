@@ -1,4 +1,4 @@
-"""Fitting a pipeline to a dataset: read the data, fill the denoiser's data options, check the fit.
+"""The data a pipeline trains on: read it, describe it, size the denoiser's data options to it and check them.
 
 A pipeline file says which denoiser to train, not how big the data is. Before the model is
 built, the options that describe the data — whichever of :data:`DATA_OPTIONS` the denoiser
@@ -22,7 +22,7 @@ from difftk.components.protocols import derived_options, learned_variance_of, nu
 from difftk.data.examples import Examples
 from difftk.data.images import point_bounds
 from difftk.errors import DifftkError, IncompatibleError, OptionError
-from difftk.pipeline.compose import Pipeline, build, build_component, spec_of
+from difftk.pipeline.compose import Pipeline, compose_spec, create_component, spec_of
 from difftk.pipeline.spec import ComponentSpec, PipelineSpec
 
 #: denoiser options that describe the data, filled from the dataset before the model is built
@@ -46,7 +46,7 @@ def load_dataset(name: str, path: str | None = None, split: str = "train",
         options["path"] = path
     elif "path" in fields and fields["path"].default is attrs.NOTHING and "path" not in options:
         raise OptionError(f"dataset '{name}' needs option(s) path: give it as data={name}:PATH")
-    component = build_component("dataset", name, options)
+    component = create_component("dataset", name, options)
     try:
         data = component.load(split)
     except DifftkError:
@@ -105,9 +105,9 @@ def data_options(denoiser: ComponentSpec, dataset: Examples) -> dict[str, int]:
     return out
 
 
-def fit_to_data(pipeline: PipelineSpec | Pipeline, dataset: Examples, *, source: str = "pipeline",
-                kinds: tuple[str, ...] = ("denoiser", "objective")) -> tuple[Pipeline, dict[str, Any]]:
-    """Build ``pipeline`` with the denoiser's data options taken from ``dataset``, and the options
+def size_to_data(pipeline: PipelineSpec | Pipeline, dataset: Examples, *, source: str = "pipeline",
+                 kinds: tuple[str, ...] = ("denoiser", "objective")) -> tuple[Pipeline, dict[str, Any]]:
+    """Compose ``pipeline`` with the denoiser's data options (channels, size, classes) taken from ``dataset``, and the options
     it derives from them written out.
 
     Returns the live pipeline (whose spec holds every value) and the options that were filled
@@ -124,7 +124,7 @@ def fit_to_data(pipeline: PipelineSpec | Pipeline, dataset: Examples, *, source:
     new = ComponentSpec(den.name, {**den.options_dict, **filled}, den.plugin, den.version)
     spec = PipelineSpec({**dict(spec.components), "denoiser": new})
     try:
-        live = build(spec, source=source)
+        live = compose_spec(spec, source=source)
     except OptionError as err:
         if not str(err).startswith(f"denoiser '{den.name}'") or not filled:
             raise  # another component's own option (e.g. schedule T='abc'): not the data's doing

@@ -7,9 +7,9 @@ from pathlib import Path
 import difftk.testing.toys as toys
 import pytest
 import torch
-from cli_runner import one_line_error, run
 from difftk.checkpoint.files import read_checkpoint
 from difftk.testing import plugin_host
+from difftk_cli.testing import one_line_error, run
 from PIL import Image
 from safetensors.torch import save_file
 

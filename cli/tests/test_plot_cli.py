@@ -1,14 +1,10 @@
 """`difftk plot RUN … -o curves.png`: the loss and the logged metrics of several runs, runs that
-differ only by seed pooled; and the pieces it is made of (difftk.training.runs)."""
-
-import json
+differ only by seed pooled (the pieces it reads runs with: core/tests/training/test_history.py)."""
 
 import pytest
-from cli_runner import one_line_error, run
-from difftk.training.runs import experiment, mean_curve, read_run, replicate_groups, smoothed
+from difftk.training.history import read_run, replicate_groups
 from difftk_cli.plots import curve_quantities, draw_curves
-from hypothesis import given
-from hypothesis import strategies as st
+from difftk_cli.testing import one_line_error, run
 from PIL import Image
 
 
@@ -63,31 +59,6 @@ def test_a_run_without_a_checkpoint_stands_alone(runs, tmp_path):
     (tmp_path / "copy" / "log.jsonl").write_text((tmp_path / "a0" / "log.jsonl").read_text())
     groups = replicate_groups([read_run("a0"), read_run("copy")])
     assert len(groups) == 2 and read_run("copy").seed is None
-
-
-def test_the_experiment_is_everything_but_the_seed_and_what_is_written_when():
-    pipeline = {"difftk": {"format": 1}, "schedule": {"name": "linear", "plugin": "ddpm", "options": {"T": 50}}}
-    data = {"name": "mnist", "shape": [1, 28, 28], "options": {}}
-    base = experiment(pipeline, {"seed": 0, "lr": 1e-4, "log_every": 50}, data)
-    assert experiment(pipeline, {"seed": 7, "lr": 1e-4, "log_every": 10}, data) == base
-    assert experiment(pipeline, {"seed": 0, "lr": 2e-4, "log_every": 50}, data) != base
-    assert experiment({**pipeline, "schedule": {"name": "linear", "options": {"T": 60}}}, {"seed": 0, "lr": 1e-4}, data) \
-        != experiment(pipeline, {"seed": 0, "lr": 1e-4}, data)
-    assert json.loads(base)["pipeline"] == {"schedule": {"name": "linear", "options": {"T": 50}}}  # not the versions
-
-
-@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=40), st.floats(0.0, 0.99))
-def test_smoothing_keeps_a_constant_and_stays_within_the_values(values, weight):
-    out = smoothed(values, weight)
-    assert len(out) == len(values)
-    assert min(values) - 1e-6 <= min(out) and max(out) <= max(values) + 1e-6
-    assert smoothed([3.5] * len(values), weight) == pytest.approx([3.5] * len(values))  # no pull toward 0
-    assert smoothed(values, 0.0) == pytest.approx(values)
-
-
-def test_the_mean_curve_is_taken_where_every_run_has_a_point():
-    steps, mean = mean_curve([[(1, 1.0), (2, 2.0), (3, 3.0)], [(2, 4.0), (3, 5.0), (4, 0.0)]])
-    assert steps == [2, 3] and mean == [3.0, 4.0]
 
 
 def test_a_copy_of_a_run_is_not_a_replicate(runs, tmp_path):

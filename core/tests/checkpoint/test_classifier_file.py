@@ -7,11 +7,11 @@ import json
 import attrs
 import pytest
 import torch
+from difftk.checkpoint.classifier_file import CLASSIFIER_FIELDS, load_classifier, save_classifier
 from difftk.components.hookspecs import hookimpl
 from difftk.errors import CheckpointError, DifftkError
 from difftk.options import option
 from difftk.pipeline.spec import ComponentSpec
-from difftk.training.classifier import CLASSIFIER_FIELDS, load_classifier, save_classifier
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load as st_load

@@ -5,11 +5,9 @@ import json
 
 import pytest
 import torch
-from cli_runner import one_line_error, run
 from difftk.checkpoint.files import read_checkpoint
-from difftk.errors import OptionError
-from difftk.training.config import TrainConfig
-from difftk.training.runs import read_run
+from difftk.training.history import read_run
+from difftk_cli.testing import one_line_error, run
 
 #: the keys of a loss record, as log.jsonl has always written them
 LOSS_KEYS = {"step", "loss", "lr", "grad_norm", "time"}
@@ -77,10 +75,3 @@ def test_eval_options_are_checked_before_anything_is_written(toy_pipeline, tmp_p
     assert not (tmp_path / "bad").exists()
 
 
-def test_the_config_says_what_is_off_and_what_is_wrong():
-    assert TrainConfig(steps=1).eval_every == 0  # off by default: training pays nothing
-    assert TrainConfig(steps=1, eval_metrics=["fid", "accuracy"]).eval_metrics == ("fid", "accuracy")
-    with pytest.raises(OptionError, match="eval_every=5 scores eval_metrics, but none is named"):
-        TrainConfig(steps=1, eval_every=5)
-    with pytest.raises(OptionError, match="must be metric names"):
-        TrainConfig(steps=1, eval_every=5, eval_metrics=("",))

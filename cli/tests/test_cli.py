@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import difftk
-from cli_runner import one_line_error
 from click.testing import CliRunner
 from difftk_cli.main import cli
+from difftk_cli.testing import one_line_error
 
 DIFFTK = str(Path(sys.executable).with_name("difftk"))
 

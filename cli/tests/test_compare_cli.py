@@ -4,7 +4,7 @@ import csv
 import json
 
 import difftk
-from cli_runner import one_line_error, run
+from difftk_cli.testing import one_line_error, run
 from PIL import Image
 
 

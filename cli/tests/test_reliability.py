@@ -4,12 +4,13 @@ runs that died early, changed settings on resume, and checkpoints as untrusted i
 import json
 import os
 import struct
+from pathlib import Path
 
 import difftk.testing.toys as toys
 import pytest
-from cli_runner import one_line_error, run
 from difftk.checkpoint.files import read_checkpoint
 from difftk.training.rundir import RunPaths
+from difftk_cli.testing import one_line_error, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -177,7 +178,7 @@ def test_resume_refuses_guidance_that_was_not_trained(toy):
 
 def rewrite_metadata(path, change):
     """The safetensors file at ``path`` with its header metadata passed through ``change``."""
-    raw = open(path, "rb").read()
+    raw = Path(path).read_bytes()
     (size,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8:8 + size])
     change(header["__metadata__"])

@@ -12,11 +12,11 @@ import difftk
 import numpy as np
 import pytest
 import torch
-from cli_runner import one_line_error, run
 from difftk.data.arrays import to_uint8_images
-from difftk.data.fitting import load_dataset
+from difftk.data.pipeline_data import load_dataset
 from difftk.evaluation.compare import measure
 from difftk.evaluation.context import EvalContext
+from difftk_cli.testing import one_line_error, run
 from PIL import Image
 
 DIFFTK = str(Path(sys.executable).with_name("difftk"))

@@ -1,4 +1,6 @@
-"""The trained-model object: `difftk.load(...)` and `Model.sample`, the one way anything draws samples."""
+"""Every path that draws samples goes through `Model.sample`: `difftk sample`, the trainer's sample grids, `difftk
+evaluate` and `compare`; the sampler's name reaches its loop through few files; library errors are said as flags; a
+model loads and samples without its pipeline's sampler plugin (the object itself: core/tests/test_model.py)."""
 
 import sys
 from pathlib import Path
@@ -8,13 +10,13 @@ import difftk.model
 import difftk.testing.toys as toys
 import pytest
 import torch
-from cli_runner import run
 from difftk.errors import OptionError
 from difftk.evaluation.compare import compare, context_for, held_out_data
 from difftk.model import Model
 from difftk.testing import plugin_host
+from difftk_cli.testing import one_line_error, run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def train(data: str, steps: int = 3, *extra) -> None:
@@ -25,54 +27,6 @@ def train(data: str, steps: int = 3, *extra) -> None:
 @pytest.fixture
 def model():
     return difftk.load("mnist-cfg")
-
-
-# --- what the object is ------------------------------------------------------------------------------------------
-
-
-def test_load_gives_the_pipeline_schedule_and_eval_mode_denoiser(model):
-    assert isinstance(model, Model) and model.schedule is model.pipeline.schedule
-    assert not model.denoiser.training and model.data_shape == (1, 28, 28) and model.num_classes == 10
-    assert model.step == model.checkpoint.step > 0 and model.data_kind == "image"
-
-
-def test_sample_is_float32_on_the_cpu_seeded_and_batched(model):
-    x = model.sample(3, sampler="ddim", steps=4, seed=5)
-    assert x.shape == (3, 1, 28, 28) and x.dtype == torch.float32 and x.device.type == "cpu"
-    assert torch.equal(x, model.sample(3, sampler="ddim", steps=4, seed=5, batch_size=3))
-    assert not torch.equal(x, model.sample(3, sampler="ddim", steps=4, seed=6))
-
-
-def test_labels_are_every_class_in_turn_one_class_or_one_per_sample(model):
-    assert model.labels(12).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
-    assert model.labels(3, 7).tolist() == [7, 7, 7]
-    assert model.labels(2, [4, 2]).tolist() == [4, 2]
-    with pytest.raises(OptionError, match="labels has 1 entries for 2 samples"):
-        model.labels(2, [4])
-    with pytest.raises(OptionError, match="label=10 is out of range"):
-        model.labels(2, [10, 1])
-
-
-def test_guidance_none_is_the_pipelines_false_is_none_and_a_scale_builds_one(model):
-    assert model.pipeline.guidance is not None  # mnist-cfg is trained for cfg
-    denoiser, wrapper = model.guided()
-    assert wrapper is model.pipeline.guidance and denoiser is not model.denoiser
-    assert model.guided(False) == (model.denoiser, None)
-    _, scaled = model.guided(scale=5.0)
-    assert scaled.scale == 5.0 and scaled.p_uncond == model.pipeline.guidance.p_uncond
-    unguided = model.sample(2, sampler="ddim", steps=3, guidance=False, labels=[1, 1])
-    guided = model.sample(2, sampler="ddim", steps=3, scale=5.0, labels=[1, 1])
-    assert not torch.equal(unguided, guided)
-    with pytest.raises(OptionError, match="guidance=False samples unguided"):
-        model.guidance(False, scale=1.0)
-
-
-def test_sampler_options_go_to_the_sampler(model):
-    assert model.sampler("ddim", {"eta": "0.5"}).eta == 0.5
-    assert model.sampler() is model.pipeline.sampler
-    a = model.sample(2, sampler="ddim", steps=3, eta=1.0, seed=1)
-    b = model.sample(2, sampler="ddim", steps=3, eta=0.0, seed=1)
-    assert not torch.equal(a, b)
 
 
 # --- every path that draws samples goes through Model.sample -------------------------------------------------------
@@ -174,7 +128,7 @@ def test_the_sampler_name_passes_through_at_most_five_files_to_the_sampler_loop(
     result = run("sample", "run", "-n", 2, "-o", "g.png", "--sampler", name, "--steps", 2)
     assert result.exit_code == 0, result.output
     loop = Path(sys.modules[sample.__module__].__file__).resolve().relative_to(REPO)
-    on_the_way = sorted(str(f) for f in set().union(*stacks) - {loop, Path("tests/test_model.py")})
+    on_the_way = sorted(str(f) for f in set().union(*stacks) - {loop, Path("cli/tests/test_draw_paths.py")})
     assert len(stacks) == 2 and "cli/src/difftk_cli/commands/sample.py" in on_the_way, stacks
     assert len(on_the_way) <= 5, on_the_way
 
@@ -183,8 +137,6 @@ def test_the_sampler_name_passes_through_at_most_five_files_to_the_sampler_loop(
 
 
 def test_library_errors_name_parameters_and_the_cli_names_flags(model, tmp_path):
-    from cli_runner import one_line_error
-
     with pytest.raises(OptionError, match=r"steps=5000 is more than the model's schedule has \(T=1000\): use steps=1\.\.1000"):
         model.sample(1, sampler="ddim", steps=5000)
     line = one_line_error(run("sample", "mnist-cfg", "-n", 1, "--steps", 5000, "-o", tmp_path / "x.png"))
@@ -218,13 +170,13 @@ class OwnSamplerPlugin:
     def difftk_register_components(register):
         import attrs
         import numpy as np
-        from difftk.sampling.steps import AffineSampler, AffineSteps
+        from difftk.sampling.steps import AffinePlan, AffineSampler
 
         @attrs.frozen
         class OwnDDIM(AffineSampler):
             def plan(self, schedule, steps):
                 times, ab = self.grid(schedule, steps)
-                return AffineSteps(times=times, alpha_bars=ab, c_x0=np.sqrt(ab[1:]), c_xt=0.0,
+                return AffinePlan(times=times, alpha_bars=ab, c_x0=np.sqrt(ab[1:]), c_xt=0.0,
                                    c_eps=np.sqrt(1 - ab[1:]), sigma=0.0)
 
         register.add_sampler("own-ddim", OwnDDIM)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from difftk.errors import OptionError, SpecError, UnknownComponentError
-from difftk.pipeline.compose import build
+from difftk.pipeline.compose import compose_spec
 from difftk.pipeline.spec import PipelineSpec
 from hypothesis import given
 from hypothesis import strategies as st
@@ -26,6 +26,24 @@ def test_design_surface():
     assert p.schedule == s and p.sampler == sampler
     assert isinstance(difftk.plugin_manager().hook.difftk_register_components, object)
 
+
+
+def test_the_earlier_names_still_work():
+    """Renamed so that each name says its job (docs/architecture.md, Names); code written against the
+    earlier names runs unchanged, and the alias builds what the new name builds."""
+    from difftk.components.registry import ComponentInfo
+    from difftk.model import Model
+    from difftk.pipeline import compose as pipeline_compose
+    from difftk.sampling import steps
+
+    assert pipeline_compose.build is pipeline_compose.compose_spec
+    assert pipeline_compose.build_component is pipeline_compose.create_component
+    assert ComponentInfo.build is ComponentInfo.instantiate and Model.guided is Model.guided_denoiser
+    assert steps.AffineSteps is steps.AffinePlan
+    spec = difftk.compose(schedule="linear", sampler="ddim").spec
+    assert pipeline_compose.build(spec).spec == pipeline_compose.compose_spec(spec).spec
+    info = difftk.registry().get("sampler", "ddim")
+    assert info.build({"eta": 0.5}) == info.instantiate({"eta": 0.5}) == difftk.create("sampler", "ddim", eta=0.5)
 
 def test_components_are_frozen_and_validated():
     s = difftk.create("schedule", "linear")
@@ -65,7 +83,7 @@ def test_toml_round_trip(T, eta, spacing, clip, schedule):
                        options={"sampler": {"eta": eta, "spacing": spacing, "clip_x0": clip}})
     spec = PipelineSpec.from_toml(p.to_toml())
     assert spec == p.spec
-    again = build(spec)
+    again = compose_spec(spec)
     assert again.schedule == p.schedule and again.sampler == p.sampler
     assert PipelineSpec.from_json(p.spec.to_json()) == p.spec
 

@@ -46,7 +46,7 @@ def experiment(pipeline: Mapping[str, Any], train_config: Mapping[str, Any], dat
 
 
 @attrs.frozen
-class RunLog:
+class RunHistory:
     """The curves of one run: the loss and every measured metric against the step."""
 
     root: Path
@@ -135,7 +135,7 @@ def read_log(log: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
     return records, notes
 
 
-def read_run(path: str | Path) -> RunLog:
+def read_run(path: str | Path) -> RunHistory:
     """The curves of the run in directory ``path`` (or of the log.jsonl ``path``); one-line errors
     for a missing run or a run without a log."""
     root = Path(path)
@@ -171,15 +171,15 @@ def read_run(path: str | Path) -> RunLog:
         seed = int(config["seed"])
     except (DifftkError, TypeError, KeyError, ValueError):  # no checkpoint, or a damaged one: the run stands alone
         what, seed = json.dumps({"run": str(root.resolve())}), None
-    return RunLog(root=root, loss=tuple(sorted(loss.items())),
+    return RunHistory(root=root, loss=tuple(sorted(loss.items())),
                   metrics={m: tuple((s, v, e) for s, (v, e) in sorted(points.items())) for m, points in metrics.items()},
                   units=units, experiment=what, seed=seed, skipped=tuple(skipped))
 
 
-def replicate_groups(runs: Sequence[RunLog]) -> list[list[RunLog]]:
-    """The runs grouped by :attr:`RunLog.experiment` (runs that differ only by seed together, a run
+def replicate_groups(runs: Sequence[RunHistory]) -> list[list[RunHistory]]:
+    """The runs grouped by :attr:`RunHistory.experiment` (runs that differ only by seed together, a run
     with a seed already in its group apart), in the order each group first appears."""
-    groups: dict[str, list[RunLog]] = {}
+    groups: dict[str, list[RunHistory]] = {}
     for run in runs:
         key = run.experiment
         if any(other.seed == run.seed for other in groups.get(key, ())):  # the same seed twice: not a replicate
