@@ -18,6 +18,7 @@ from difftk_dit.layers import (
     sincos_2d,
     unpatchify,
 )
+from difftk_dit.linear import linear
 
 
 class DiT(nn.Module):
@@ -138,10 +139,10 @@ class DiT(nn.Module):
             t = t.expand(x_t.shape[0])
         self._check(x_t, t, cond)
         c, d, p = self.config, self.config.hidden_size, self.config.patch_size
-        x = torch.add(self.x_embedder(patchify(x_t, p)), self.pos_embed)
-        mods = self.adaLN_modulation(F.silu(self.embed(t, cond))).split(6 * d, dim=1)
+        x = torch.add(linear(patchify(x_t, p), self.x_embedder), self.pos_embed)
+        mods = linear(F.silu(self.embed(t, cond)), self.adaLN_modulation).split(6 * d, dim=1)
         for block, mod in zip(self.blocks, mods, strict=False):  # the last chunk is the final layer's (β, γ)
             x = block(x, mod)
         shift, scale = mods[-1].split(d, dim=1)
-        x = self.final_linear(modulate(F.layer_norm(x, (d,), eps=NORM_EPS), shift, scale))
+        x = linear(modulate(F.layer_norm(x, (d,), eps=NORM_EPS), shift, scale), self.final_linear)
         return unpatchify(x, c.out_channels, p, c.grid_size)
