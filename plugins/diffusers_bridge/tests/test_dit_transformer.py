@@ -144,3 +144,38 @@ def test_loaded_dit_samples_in_a_difftk_pipeline(tmp_path):
             pipe.guidance.wrap(dit, pipe.schedule), pipe.schedule, x_T, steps=3, cond=torch.tensor([0, 2])
         )
     assert x0.shape == x_T.shape and torch.isfinite(x0).all()
+
+
+def test_the_older_transformer2dmodel_class_of_dit_checkpoints_reads_alike(tmp_path):
+    """DiT checkpoints on the Hub name their transformer Transformer2DModel (patched, ada_norm_zero)."""
+    from diffusers import Transformer2DModel
+
+    torch.manual_seed(0)
+    reference = Transformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=2,
+        sample_size=8,
+        patch_size=2,
+        norm_type="ada_norm_zero",
+        num_embeds_ada_norm=5,
+        activation_fn="gelu-approximate",  # as the DiT checkpoints set these three (the class defaults differ)
+        attention_bias=True,
+        norm_elementwise_affine=False,
+    ).eval()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.copy_(0.3 * torch.randn(p.shape))
+        first = reference.transformer_blocks[0].norm1.emb.state_dict()
+        reference.transformer_blocks[1].norm1.emb.load_state_dict(first)
+    reference.save_pretrained(tmp_path / "dit")
+    assert json.loads((tmp_path / "dit" / "config.json").read_text())["_class_name"] == "Transformer2DModel"
+    dit = load_dit(tmp_path / "dit")
+    x = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    k, t = steps_and_times([0, 499, 999])
+    labels = torch.tensor([1, 5, 3])
+    with torch.no_grad():
+        ref = reference(x, timestep=k, class_labels=labels).sample
+        assert (dit(x, t, labels) - ref).abs().max() <= 1e-5 * ref.abs().max()
