@@ -9,8 +9,10 @@ outputs are compared before anything is timed (≤ 1e-5 of the output's scale, f
 Timed, alternating the two so that load from other processes hits both alike: a training step
 (forward, MSE loss on the output, backward, AdamW step) and inference (forward under
 ``torch.no_grad``), float32, the same inputs, after warm-up; the minimum of the repeats is
-reported (on shared cores the minimum is the run least disturbed by others). The ratio is
-diffusers' time over dit's. A third row runs dit with its linear maps forced onto ``F.linear``
+reported (on shared cores the minimum is the run least disturbed by others), both of the wall
+clock and of the process's CPU time (all threads together: under ``OMP_WAIT_POLICY=PASSIVE``
+idle threads sleep, so it counts the work done and little of the waiting for cores that other
+processes hold). The ratio is diffusers' time over dit's. A third row runs dit with its linear maps forced onto ``F.linear``
 (:mod:`difftk_dit.linear` off), to show what the fused oneDNN products contribute.
 
 Achieved GFLOP/s count the network's multiply-adds by formula (2 FLOPs each: every linear map,
@@ -18,7 +20,7 @@ the two attention products, the embeddings; a training step as 3× the forward, 
 backward = 2× forward) and divide by the time; the same count is used for both, so diffusers'
 extra work (one embedding network per block) is not credited to it. The fraction is of this
 machine's sgemm rate (a float32 1024² matrix product at the same threads), measured between
-the repeats of the same run, the best of those measurements.
+the repeats of the same run, the best of those measurements, on the same clock.
 
     python benchmarks/dit_vs_diffusers.py [--batch 32] [--size 16] [--channels 4] [--patch 2]
         [--width 384] [--depth 6] [--heads 6] [--repeats 7] [--warmup 2] [--threads N]
@@ -67,17 +69,18 @@ def forward_flops(a: argparse.Namespace, classes: bool = True) -> float:
     return 2 * N * patch_in * d + a.depth * block + embed + 2 * N * d * patch_out
 
 
-def sgemm_gflops(n: int = 1024, repeats: int = 5) -> float:
-    """The best float32 n×n×n matrix-product rate of this machine at the current threads, GFLOP/s."""
+def sgemm_gflops(n: int = 1024, repeats: int = 5) -> tuple[float, float]:
+    """The best float32 n×n×n matrix-product rate at the current threads: GFLOP per second of wall
+    clock, and GFLOP per second of the process's CPU time (all threads together)."""
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
     torch.mm(a, b)
-    best = float("inf")
+    wall = cpu = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, used = time.perf_counter(), time.process_time()
         torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+        wall, cpu = min(wall, time.perf_counter() - start), min(cpu, time.process_time() - used)
+    return 2 * n**3 / wall / 1e9, 2 * n**3 / cpu / 1e9
 
 
 def build_pair(a: argparse.Namespace, folder: str):
@@ -114,7 +117,8 @@ class Contender:
         self.model.requires_grad_(True)
         self.opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         self.params = sum(p.numel() for p in model.parameters())
-        self.times: dict[str, list[float]] = {"train": [], "infer": []}
+        self.times: dict[str, list[float]] = {"train": [], "infer": []}  # wall clock
+        self.cpu: dict[str, list[float]] = {"train": [], "infer": []}  # CPU time of the process, all threads
 
     def train_step(self, x, k, y, target) -> None:
         self.model.train()
@@ -130,11 +134,12 @@ class Contender:
     def run(self, what: str, inputs: tuple, record: bool) -> None:
         step = self.train_step if what == "train" else self.infer
         with self.context():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             step(*inputs)
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         if record:
             self.times[what].append(elapsed)
+            self.cpu[what].append(cpu)
 
 
 def main() -> None:
@@ -188,7 +193,7 @@ def main() -> None:
             sgemm.append(sgemm_gflops(repeats=2))
             for c in contenders if i % 2 == 0 else contenders[::-1]:
                 c.run(what, (x, k, y, target), record=i >= args.warmup)
-    rate = max(sgemm)
+    rate = {"wall": max(r[0] for r in sgemm), "cpu": max(r[1] for r in sgemm)}
 
     fwd = forward_flops(args) * B
     N = (S // args.patch) ** 2
@@ -200,26 +205,30 @@ def main() -> None:
     print(
         f"network: {C}×{S}×{S} input, patch {args.patch} ({N} tokens), width {args.width}, depth {args.depth}, "
         f"{args.heads} heads, {args.classes} classes, learned σ; batch {B}, float32; min of {args.repeats} after "
-        f"{args.warmup} warm-up; outputs agree to {gap:.1e} of scale"
+        f"{args.warmup} warm-up; outputs agree to {gap:.1e} of scale; forward {fwd / 1e9:.2f} GFLOP, training step "
+        f"{3 * fwd / 1e9:.2f} GFLOP"
     )
-    print(
-        f"sgemm ({1024}³ float32, {torch.get_num_threads()} threads): {rate:.0f} GFLOP/s (best of {len(sgemm)} "
-        f"measurements between the repeats; median {sorted(sgemm)[len(sgemm) // 2]:.0f}); forward {fwd / 1e9:.2f} GFLOP, training step {3 * fwd / 1e9:.2f} GFLOP"
-    )
-    ref_t = {w: min(contenders[0].times[w]) for w in ("train", "infer")}
-    print(
-        f"| {'model':31s} | {'params':>10s} | {'train ms':>8s} | {'ratio':>6s} | {'GFLOP/s':>7s} | {'of sgemm':>8s} "
-        f"| {'infer ms':>8s} | {'ratio':>6s} | {'GFLOP/s':>7s} | {'of sgemm':>8s} |"
-    )
-    print("|" + "|".join("-" * (w + 2) for w in (31, 10, 8, 6, 7, 8, 8, 6, 7, 8)) + "|")
-    for c in contenders:
-        tr, inf = min(c.times["train"]), min(c.times["infer"])
-        g_tr, g_inf = 3 * fwd / tr / 1e9, fwd / inf / 1e9
+    for clock, label, unit in (("wall", "wall clock", "GFLOP/s"), ("cpu", "CPU time of the process", "GFLOP/CPU-s")):
+        median = sorted(r[0 if clock == "wall" else 1] for r in sgemm)[len(sgemm) // 2]
         print(
-            f"| {c.name:31s} | {c.params:>10,} | {1e3 * tr:>8.1f} | {ref_t['train'] / tr:>5.2f}× | {g_tr:>7.1f} | "
-            f"{100 * g_tr / rate:>7.1f}% | {1e3 * inf:>8.1f} | {ref_t['infer'] / inf:>5.2f}× | {g_inf:>7.1f} | "
-            f"{100 * g_inf / rate:>7.1f}% |"
+            f"\n{label}: sgemm (1024³ float32, {torch.get_num_threads()} threads) {rate[clock]:.0f} {unit} (best of "
+            f"{len(sgemm)} measurements between the repeats; median {median:.0f})"
         )
+        times = {c.name: c.times if clock == "wall" else c.cpu for c in contenders}
+        ref_t = {w: min(times[contenders[0].name][w]) for w in ("train", "infer")}
+        print(
+            f"| {'model':31s} | {'params':>10s} | {'train ms':>8s} | {'ratio':>6s} | {unit:>11s} | {'of sgemm':>8s} "
+            f"| {'infer ms':>8s} | {'ratio':>6s} | {unit:>11s} | {'of sgemm':>8s} |"
+        )
+        print("|" + "|".join("-" * (w + 2) for w in (31, 10, 8, 6, 11, 8, 8, 6, 11, 8)) + "|")
+        for c in contenders:
+            tr, inf = min(times[c.name]["train"]), min(times[c.name]["infer"])
+            g_tr, g_inf = 3 * fwd / tr / 1e9, fwd / inf / 1e9
+            print(
+                f"| {c.name:31s} | {c.params:>10,} | {1e3 * tr:>8.1f} | {ref_t['train'] / tr:>5.2f}× | {g_tr:>11.1f} | "
+                f"{100 * g_tr / rate[clock]:>7.1f}% | {1e3 * inf:>8.1f} | {ref_t['infer'] / inf:>5.2f}× | "
+                f"{g_inf:>11.1f} | {100 * g_inf / rate[clock]:>7.1f}% |"
+            )
 
 
 if __name__ == "__main__":

@@ -88,7 +88,9 @@ def _product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _faster(x: torch.Tensor, layer: nn.Linear, gelu: bool, grad: bool, key: tuple) -> bool:
     """Whether oneDNN is faster for this shape: the forward (and, for training, the two backward
-    products) timed both ways on ``x``, alternating, best of 5 after one call each."""
+    products) timed both ways on ``x``, alternating, best of 5 after one call each. The time is
+    the process's CPU time, which other processes on shared cores disturb far less than the
+    wall clock."""
     if key not in _choice:
         w = layer.weight.detach()
         # an output gradient of the right shape, drawn from its own generator (the global RNG is left alone)
@@ -111,9 +113,9 @@ def _faster(x: torch.Tensor, layer: nn.Linear, gelu: bool, grad: bool, key: tupl
             onednn(), reference()
             for _ in range(5):  # alternating, so that load from other processes hits both alike
                 for f in (onednn, reference):
-                    start = time.perf_counter()
+                    start = time.process_time()
                     f()
-                    best[f] = min(best[f], time.perf_counter() - start)
+                    best[f] = min(best[f], time.process_time() - start)
         _choice[key] = best[onednn] < best[reference]
     return _choice[key]
 
