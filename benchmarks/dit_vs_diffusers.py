@@ -13,7 +13,7 @@ reported (on shared cores the minimum is the run least disturbed by others), bot
 clock and of the process's CPU time (all threads together: under ``OMP_WAIT_POLICY=PASSIVE``
 idle threads sleep, so it counts the work done and little of the waiting for cores that other
 processes hold). The ratio is diffusers' time over dit's. A third row runs dit with its linear maps forced onto ``F.linear``
-(:mod:`difftk_dit.linear` off), to show what the fused oneDNN products contribute.
+(:mod:`difftk_dit.linear` off), to show what the fused oneDNN products contribute at inference.
 
 Achieved GFLOP/s count the network's multiply-adds by formula (2 FLOPs each: every linear map,
 the two attention products, the embeddings; a training step as 3× the forward, the usual

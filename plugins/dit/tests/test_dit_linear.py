@@ -1,4 +1,4 @@
-"""dit's CPU linear maps: the oneDNN path equals F.linear (and GELU) in values and gradients, and is chosen per shape."""
+"""dit's CPU linear maps at inference: the oneDNN path equals F.linear (and GELU), is chosen per shape, and leaves training to autograd."""
 
 from __future__ import annotations
 
@@ -20,26 +20,19 @@ needs_onednn = pytest.mark.skipif(not fast._onednn_ready(), reason="this torch b
     n_in=st.integers(1, 48),
     n_out=st.integers(1, 48),
     gelu=st.booleans(),
-    train=st.booleans(),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_onednn_path_equals_f_linear(rows, n_in, n_out, gelu, train, seed):
-    """Forced on, values (and with autograd, ∂/∂x, ∂/∂W, ∂/∂b) equal F.linear's to float32 rounding."""
+def test_onednn_path_equals_f_linear(rows, n_in, n_out, gelu, seed):
+    """Forced on, the values equal F.linear's (then GELU's, tanh form) to float32 rounding."""
     torch.manual_seed(seed)
-    layer = torch.nn.Linear(n_in, n_out)
-    x = torch.randn(2, rows, n_in, requires_grad=train)
+    layer = torch.nn.Linear(n_in, n_out).requires_grad_(False)
+    x = torch.randn(2, rows, n_in)
     ref = F.linear(x, layer.weight, layer.bias)
     ref = F.gelu(ref, approximate="tanh") if gelu else ref
-    with fast.fused_linear(True), torch.set_grad_enabled(train):
+    with fast.fused_linear(True):
         out = fast.linear(x, layer, gelu=gelu)
     assert out.shape == ref.shape
-    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5 * (1 + float(ref.detach().abs().max())))
-    if train:
-        g = torch.randn_like(ref)
-        got = torch.autograd.grad(out, (x, layer.weight, layer.bias), g)
-        want = torch.autograd.grad(ref, (x, layer.weight, layer.bias), g)
-        for a, b in zip(got, want, strict=True):
-            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * (1 + float(b.abs().max())))
+    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5 * (1 + float(ref.abs().max())))
 
 
 @needs_onednn
@@ -50,27 +43,34 @@ def test_the_path_is_measured_once_per_shape_and_can_be_forced():
     with torch.no_grad():
         fast.linear(x, layer, gelu=True)
         fast.linear(x, layer, gelu=True)
-    assert list(fast._choice) == [(5, 8, 12, "gelu", False)]
-    with fast.fused_linear(False), torch.no_grad():
-        fast.linear(torch.randn(7, 8), layer)
+        assert list(fast._choice) == [(5, 8, 12, "gelu")]
+        with fast.fused_linear(False):
+            fast.linear(torch.randn(7, 8), layer)
     assert len(fast._choice) == 1  # forced: nothing measured
 
 
+@needs_onednn
+def test_training_keeps_autograds_linear():
+    """With a graph being recorded the path is F.linear's, whose backward autograd owns."""
+    fast._choice.clear()
+    layer = torch.nn.Linear(8, 12)
+    with fast.fused_linear(True):
+        out = fast.linear(torch.randn(5, 8), layer, gelu=True)
+    assert type(out.grad_fn).__name__ == "GeluBackward0" and fast._choice == {}
+    out.sum().backward()
+    assert layer.weight.grad is not None and layer.weight.grad.any()
+
+
 def test_a_whole_dit_agrees_with_the_path_on_or_off():
-    """The same network, forward and gradients, with every linear map on oneDNN or on F.linear."""
+    """The same network at inference with every linear map on oneDNN or on F.linear."""
     torch.manual_seed(0)
     model = DiT(image_size=8, patch_size=2, hidden_size=32, depth=2, num_heads=4, num_classes=3, learned_variance=True)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1 * torch.randn(p.shape))
     x, t, y = torch.randn(4, 1, 8, 8), torch.rand(4), torch.tensor([0, 1, 2, 3])
-    outs, grads = [], []
+    outs = []
     for enabled in (True, False):
-        with fast.fused_linear(enabled):
-            model.zero_grad()
-            out = model(x, t, y)
-            out.square().mean().backward()
-        outs.append(out.detach())
-        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+        with fast.fused_linear(enabled), torch.no_grad():
+            outs.append(model.eval()(x, t, y))
     assert torch.allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5 * float(outs[1].abs().max()))
-    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-5 * float(grads[1].abs().max()))

@@ -3,8 +3,8 @@
 Written for few passes over the tokens in eager PyTorch: the LayerNorms carry no affine (the
 modulation is the affine), the modulation h·(1 + γ) + β and the gated residual x + α·h are one
 ``addcmul`` each, q, k and v come from one projection and meet in
-``scaled_dot_product_attention``, and on the CPU the linear maps add their bias and GELU inside
-the matrix product where that is measured faster (:mod:`difftk_dit.linear`).
+``scaled_dot_product_attention``, and at inference on the CPU the linear maps add their bias and
+GELU inside the matrix product where that is measured faster (:mod:`difftk_dit.linear`).
 """
 
 from __future__ import annotations
