@@ -146,6 +146,7 @@ def test_loaded_dit_samples_in_a_difftk_pipeline(tmp_path):
     assert x0.shape == x_T.shape and torch.isfinite(x0).all()
 
 
+@pytest.mark.filterwarnings("ignore:`Transformer2DModelOutput` is deprecated:FutureWarning")  # diffusers' own import
 def test_the_older_transformer2dmodel_class_of_dit_checkpoints_reads_alike(tmp_path):
     """DiT checkpoints on the Hub name their transformer Transformer2DModel (patched, ada_norm_zero)."""
     from diffusers import Transformer2DModel
