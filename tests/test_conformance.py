@@ -47,7 +47,8 @@ def test_objectives(name):
 
 
 #: an instance of every registered denoiser for the kit, with the shape it is checked on
-DENOISERS = {"unet-attn": ({"num_classes": 10}, (2, 1, 28, 28)), "mlp": ({"in_channels": 2, "num_classes": 3}, (4, 2))}
+DENOISERS = {"unet-attn": ({"num_classes": 10}, (2, 1, 28, 28)), "mlp": ({"in_channels": 2, "num_classes": 3}, (4, 2)),
+             "dit": ({"num_classes": 10, "hidden_size": 32, "depth": 2, "num_heads": 2}, (2, 1, 28, 28))}
 
 #: components held to their contract in their plugin's own tests (they need files or data to be built)
 ELSEWHERE = {
