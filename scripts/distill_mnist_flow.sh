@@ -7,14 +7,16 @@
 # The pairs are drawn once, into OUT/pairs (chunks of 256, each written atomically; re-running continues
 # the draw, a larger PAIRS extends it), then reused by every epoch of training. Checkpoints every 50
 # steps; re-running the script continues the run.
+# At the end it exports the EMA weights to OUT/mnist-flow-reflow.safetensors (docs/fast_sampling.md,
+# "mnist-flow-reflow").
 #   bash scripts/distill_mnist_flow.sh [OUT] [STEPS] [PAIRS]
-#   (default OUT: runs/mnist-flow-reflow, STEPS: 1200, PAIRS: 8192)
+#   (default OUT: runs/mnist-flow-reflow, STEPS: 500, PAIRS: 3072)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=.venv/bin/difftk
 OUT="${1:-runs/mnist-flow-reflow}"
-STEPS="${2:-1200}"
-PAIRS="${3:-8192}"
+STEPS="${2:-500}"
+PAIRS="${3:-3072}"
 mkdir -p "$OUT"
 .venv/bin/python -m difftk_distill.pairs mnist-flow "$OUT/pairs" -n "$PAIRS" --sampler unipc --steps 8 --seed 0 \
   --chunk 256
@@ -29,4 +31,5 @@ resume=(--init mnist-flow)
 $D train "$OUT/pipeline.toml" --data mnist --out "$OUT/run" --steps "$STEPS" --batch-size 64 --lr 2e-4 --warmup 20 \
   --lr-schedule cosine --decay-steps "$STEPS" --grad-clip 1 --ema-decay 0.995 --seed 0 --sample-every 0 \
   --checkpoint-every 50 --channels-last "${resume[@]}"
+$D export "$OUT/run" -o "$OUT/mnist-flow-reflow.safetensors"
 echo "sample it: $D sample $OUT/run -n 64 --sampler flow-euler --steps 2 -o $OUT/two-steps.png"
