@@ -70,8 +70,9 @@ def draw(
     device: str = "cpu",
     log: Any = None,
 ) -> int:
-    """Draw the pairs 0..n−1 into ``out``, skipping the chunks already there (a draw that stopped is
-    continued; a larger ``n`` extends it). Returns the number of chunks written now."""
+    """Draw the pairs 0..n−1 into ``out``, in whole chunks (n rounded up to a multiple of ``chunk``),
+    skipping the chunks already there (a draw that stopped is continued; a larger ``n`` extends it).
+    Returns the number of chunks written now."""
     if n < 1 or chunk < 1:
         raise OptionError(f"n={n}, chunk={chunk}: both must be at least 1")
     teacher = load_teacher(teacher_source, device)
@@ -123,6 +124,8 @@ def draw(
 
 @attrs.frozen
 class Chunk:
+    """One file of a draw: pairs ``index`` as x̂₀ and z [B, *shape], their labels [B] (or ``None``), its metadata."""
+
     x0: torch.Tensor
     z: torch.Tensor
     label: torch.Tensor | None
