@@ -49,6 +49,7 @@ def test_a_pair_is_the_sample_the_teacher_draws_for_that_example(teacher, tmp_pa
     stored = pairs.load_pairs(str(tmp_path / "p"))
     assert len(stored) == 12  # three chunks of 4
     assert stored.label.tolist() == [i % 5 for i in range(12)]  # 4 classes and the null class 4
+    assert stored.starts.tolist() == [0, 3, 6, 8, 10, 12]  # labels 0..4, grouped
     model = difftk.load(source)
     conditional = [i for i in range(12) if stored.label[i] < 4]
     x = model.sample(12, sampler="ddim", steps=3, seed=7, guidance=False, labels=stored.label.clamp_max(3))

@@ -242,14 +242,14 @@ def load_pairs(directory: str) -> Pairs:
     x0, z = torch.cat([c.x0 for c in chunks]), torch.cat([c.z for c in chunks])
     labelled = [c.label is not None for c in chunks]
     label = torch.cat([c.label for c in chunks]) if all(labelled) else None
-    classes = json.loads(first["classes"])[0] + 1 if label is not None else 0
+    classes = json.loads(first["classes"])[0] if label is not None else 0  # C; the null class is label C
     if label is not None and (label.min() < 0 or label.max() > classes):
-        raise OptionError(f"{root}: labels outside 0..{classes}")
+        raise OptionError(f"{root}: labels outside 0..{classes} (the teacher's classes and its null class)")
     if label is None:
         members, starts = torch.arange(len(x0)), torch.tensor([0, len(x0)])
     else:
         members = torch.argsort(label, stable=True)
-        counts = torch.bincount(label, minlength=classes + 1)
+        counts = torch.bincount(label, minlength=classes + 1)  # labels 0..C: starts has C + 2 entries
         starts = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
     return Pairs(x0=x0, z=z, label=label, meta=first, members=members, starts=starts)
 
