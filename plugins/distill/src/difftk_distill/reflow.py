@@ -5,12 +5,14 @@ from __future__ import annotations
 import attrs
 import difftk
 import torch
+from difftk.errors import OptionError
 from difftk.maths.diffusion import convert, flow_from_x0_eps, q_sample
 from difftk.maths.objectives import mean_flat
 from difftk.maths.terminal import for_sampling
 from difftk.options import option
 from difftk.sampling.steps import denoiser_output
 
+from difftk_distill.pairs import load_pairs
 from difftk_distill.teacher import load_teacher, teacher_cond
 
 
@@ -20,8 +22,11 @@ class Reflow:
     ``teacher_sampler`` at ``teacher_steps`` makes from the noise z (Liu et al. 2023, eq. 1 on the
     pairs of their Algorithm 1, "Reflow").
 
-    Each pair is drawn afresh, so the data set only sets the shape and the labels (a conditional
-    teacher draws from the label it is given). The student is asked at t uniform on (0, 1] of its
+    Without ``pairs``, each pair is drawn afresh, so the data set only sets the shape and the labels (a
+    conditional teacher draws from the label it is given). With ``pairs``, a directory drawn once by
+    :mod:`difftk_distill.pairs` from the same teacher, sampler and steps, each example takes a pair of
+    its label (the null class after label dropout: a pair drawn unconditionally) uniformly from the
+    file, by the trainer's checkpointed generator, so a resumed run draws the same pairs. The student is asked at t uniform on (0, 1] of its
     own schedule, at the VP state x_t = √ᾱ·x̂₀ + √(1−ᾱ)·z, and its output, whatever its
     parameterisation, is converted to the velocity u = ε − x₀ by the core; on the ``flow``
     schedule, t is Liu et al.'s uniform τ and x_t the straight path's point scaled to the VP frame.
@@ -30,24 +35,69 @@ class Reflow:
     """
 
     teacher: str = option(help="the teacher: a checkpoint, run directory or shipped model name (difftk.load)")
-    teacher_sampler: str = option("unipc", help="the sampler that makes the pairs (any difftk sampler; deterministic "
-                                  "for a coupling)")
+    teacher_sampler: str = option(
+        "unipc", help="the sampler that makes the pairs (any difftk sampler; deterministic for a coupling)"
+    )
     teacher_steps: int = option(10, help="its steps", ge=1, le=1000)
+    pairs: str = option(
+        "",
+        help="a directory of pairs drawn once (python -m difftk_distill.pairs); empty: drawn "
+        "online, teacher_steps evaluations per example",
+    )
 
-    def pairs(self, x0: torch.Tensor, cond: torch.Tensor | None, generator: torch.Generator | None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x̂₀, z): noise z of x0's shape and the teacher's sample from it."""
+    def coupling(
+        self, x0: torch.Tensor, cond: torch.Tensor | None, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x̂₀, z): noise z of x0's shape and the teacher's sample from it, or a pair of the ``pairs`` directory."""
+        if self.pairs:
+            return self.stored_pairs(x0, cond, generator)
         teacher = load_teacher(self.teacher, str(x0.device))
         sampler = difftk.create("sampler", self.teacher_sampler)
         z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         with torch.no_grad():
-            x_hat = sampler.sample(teacher.denoiser, for_sampling(teacher.schedule), z, steps=self.teacher_steps,
-                                   cond=teacher_cond(teacher, cond), generator=generator)
+            x_hat = sampler.sample(
+                teacher.denoiser,
+                for_sampling(teacher.schedule),
+                z,
+                steps=self.teacher_steps,
+                cond=teacher_cond(teacher, cond),
+                generator=generator,
+            )
         return x_hat, z
 
-    def loss(self, denoiser, schedule, x0: torch.Tensor, cond: torch.Tensor | None = None,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-        x_hat, z = self.pairs(x0, cond, generator)
+    def stored_pairs(
+        self, x0: torch.Tensor, cond: torch.Tensor | None, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        stored = load_pairs(self.pairs)
+        drawn = {key: stored.meta.get(key) for key in ("teacher", "teacher_sampler", "teacher_steps")}
+        asked = {
+            "teacher": self.teacher,
+            "teacher_sampler": self.teacher_sampler,
+            "teacher_steps": str(self.teacher_steps),
+        }
+        for key, value in asked.items():
+            if drawn[key] != value:
+                raise OptionError(
+                    f"pairs={self.pairs!r} were drawn with {key}={drawn[key]!r}, but the objective has "
+                    f"{key}={value!r}: set the same, or draw the pairs again"
+                )
+        if tuple(stored.x0.shape[1:]) != tuple(x0.shape[1:]):
+            raise OptionError(
+                f"pairs={self.pairs!r} hold examples of shape {list(stored.x0.shape[1:])}, the data "
+                f"{list(x0.shape[1:])}: draw them from a teacher of this data"
+            )
+        x_hat, z = stored.take(cond, x0.shape[0], generator, x0.device)
+        return x_hat.to(x0.dtype), z.to(x0.dtype)
+
+    def loss(
+        self,
+        denoiser,
+        schedule,
+        x0: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        x_hat, z = self.coupling(x0, cond, generator)
         t = 1.0 - torch.rand(x0.shape[0], generator=generator, device=x0.device, dtype=torch.float64)  # on (0, 1]
         alpha_bar = schedule.alpha_bar(t).to(x0.dtype)
         x_t = q_sample(x_hat, alpha_bar, z)

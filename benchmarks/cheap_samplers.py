@@ -1,0 +1,50 @@
+"""tests/test_shipped_samplers.py's cheap check on any model, before it ships: every registered sampler at 20
+steps (the SDE samplers and the ODE at their defaults), then flow-euler at 1, 2 and 4 steps.
+
+    .venv/bin/python benchmarks/cheap_samplers.py MODEL [N]
+
+N samples (default 10: one per digit, labels 0–9 in turn), unguided, seed 0, clipping off; prints the share
+of pixels beyond ±1.05 (the test's bar: 2 %) and the digit classifier's accuracy (the test's bar: 0.7).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import difftk
+from difftk.model import load
+from difftk.sampling.draw import class_labels
+from difftk_metrics.network import embed
+
+CHEAP = {"pc": dict(steps=None), "ode": dict(steps=None), "euler-maruyama": dict(steps=None)}
+
+
+def report(name: str, x, labels, seconds: float) -> None:
+    _, logits = embed(x.clamp(-1, 1))
+    right = float((logits.argmax(1) == labels).double().mean())
+    print(
+        f"| {name} | {100 * float((x.abs() > 1.05).double().mean()):.2f} % | {right:.2f} | {seconds:.0f} |", flush=True
+    )
+
+
+def main() -> None:
+    model = load(sys.argv[1])
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    labels = class_labels(n, model.num_classes)
+    print("| sampler | pixels beyond ±1.05 | accuracy | seconds |\n|---|---:|---:|---:|")
+    for name in difftk.available("sampler"):
+        start = time.perf_counter()
+        sampler = (
+            difftk.create("sampler", "ode", rtol=1e-2, atol=1e-2) if name == "ode" else difftk.create("sampler", name)
+        )
+        x = model.sample(n, sampler=sampler, guidance=False, labels=labels, seed=0, **CHEAP.get(name, dict(steps=20)))
+        report(name, x, labels, time.perf_counter() - start)
+    for steps in (1, 2, 4):
+        start = time.perf_counter()
+        x = model.sample(n, sampler="flow-euler", guidance=False, labels=labels, seed=0, steps=steps)
+        report(f"flow-euler, {steps} steps", x, labels, time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    main()
