@@ -224,7 +224,7 @@ def test_the_network_measures_its_own_shapes_and_matches_onednn(monkeypatch, tmp
 
     def fake(shape):
         shapes.append(shape)
-        return clock.candidates({"onednn": [2.0] * 4, "nnpack": [1.0] * 4})
+        return clock.candidates({"onednn": [2.0] * 10, "nnpack": [1.0] * 10})
 
     monkeypatch.setattr(conv, "_candidates", fake)
     torch.manual_seed(0)

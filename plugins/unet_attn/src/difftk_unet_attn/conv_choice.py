@@ -39,7 +39,7 @@ DEFAULT = "onednn"
 #: An alternative is chosen only when it times this fraction faster than the default.
 MARGIN = 0.03
 #: Timed rounds per candidate (after one untimed call each).
-ROUNDS = 3
+ROUNDS = 5
 #: Fewest multiply-adds for which the candidates are timed; smaller convolutions take the default
 #: (timing them would cost more than any gain, and their choice would be noise).
 MIN_TIMED_MACS = 2**25
