@@ -138,6 +138,23 @@ def test_a_malformed_cache_file_is_ignored_and_replaced(tmp_path, content):
     assert conv_choice.read_choices(path) and json.loads(path.read_text())["format"] == FORMAT
 
 
+def test_a_choice_another_process_wrote_first_wins(tmp_path):
+    """Processes started together (ranks, a resumed run) settle on the choice written first."""
+    path = tmp_path / "conv3x3.json"
+    clock, factory = fake_candidates({"onednn": 2.0, "nnpack": 1.0})
+    chooser = Chooser(path, timer=clock)
+    assert chooser.choose(Shape(64, 64, 64, 14, 14), factory) == "nnpack"  # the file now exists, without BIG
+
+    def racing(shape):  # while this process measures, another writes its own choice
+        choices = conv_choice.read_choices(path)
+        choices[conv_choice.machine_key()][shape.key()] = "onednn"
+        path.write_text(json.dumps({"format": FORMAT, "choices": choices}))
+        return factory(shape)
+
+    assert chooser.choose(BIG, racing) == "onednn" and chooser.choose(BIG, factory) == "onednn"
+    assert set(conv_choice.read_choices(path)[conv_choice.machine_key()].values()) == {"nnpack", "onednn"}
+
+
 def test_an_unwritable_cache_warns_once_and_keeps_the_choice_in_memory(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -227,6 +244,7 @@ def test_the_network_measures_its_own_shapes_and_matches_onednn(monkeypatch, tmp
         return clock.candidates({"onednn": [2.0] * 10, "nnpack": [1.0] * 10})
 
     monkeypatch.setattr(conv, "_candidates", fake)
+    monkeypatch.delenv(conv.ENV, raising=False)  # the suite pins oneDNN (conftest.py)
     torch.manual_seed(0)
     model = UNetAttn(base_channels=16, norm_groups=8, channel_mult=(1, 2), num_res_blocks=1,
                      attention_resolutions=(14,), num_heads=2, dropout=0.0)

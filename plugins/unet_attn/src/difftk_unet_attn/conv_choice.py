@@ -143,7 +143,7 @@ class Chooser:
             if choice is None:
                 runs = candidates(shape)
                 choice = pick(measure(runs, rounds=self.rounds, timer=self.timer)) if len(runs) > 1 else DEFAULT
-                self._store(machine, key, choice)
+                choice = self._store(machine, key, choice)
             self._memo[(machine, key)] = choice
         return choice
 
@@ -162,17 +162,23 @@ class Chooser:
             self._disk = read_choices(self.cache_path)
         return self._disk
 
-    def _store(self, machine: str, key: str, choice: str) -> None:
+    def _store(self, machine: str, key: str, choice: str) -> str:
+        """Write ``choice`` unless the file already has one for this shape, which is returned
+        instead: processes started together (ranks, a resumed run) settle on the first written."""
         path = self.cache_path
         if path is None:
-            return
+            return choice
         choices = read_choices(path)  # another process may have added its own since
-        choices.setdefault(machine, {})[key] = choice
         self._disk = choices
+        stored = choices.setdefault(machine, {})
+        if key in stored:
+            return stored[key]
+        stored[key] = choice
         try:
             atomic_write_text(path, json.dumps({"format": FORMAT, "choices": choices}, indent=1, sort_keys=True))
         except DifftkError as err:  # a read-only home: the choice holds for this process only
             warnings.warn(f"convolution choices not saved: {err}", RuntimeWarning, stacklevel=2)
+        return choice
 
 
 class _Malformed(Exception):
