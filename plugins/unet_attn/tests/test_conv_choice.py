@@ -265,3 +265,17 @@ def test_the_network_measures_its_own_shapes_and_matches_onednn(monkeypatch, tmp
     # every 3×3 shape of the network once, forward and input gradient: conv_in's input gradient is not needed
     assert len(shapes) == len(set(shapes)) and Shape(2, 1, 16, 28, 28) in shapes
     assert set(json.loads((tmp_path / "conv3x3.json").read_text())["choices"].popitem()[1].values()) == {"nnpack"}
+
+
+@needs_nnpack
+def test_measuring_leaves_the_global_random_stream_alone(monkeypatch):
+    """Timing draws its inputs from a generator of its own: a run that measures a shape draws the
+    same noise and dropout masks afterwards as one that read the choice (a resumed run)."""
+    monkeypatch.setattr(conv, "chooser", Chooser(None, rounds=1))
+    monkeypatch.delenv(conv.ENV, raising=False)
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    shape = Shape(16, 32, 32, 28, 28)
+    assert shape.macs >= MIN_TIMED_MACS and conv.algorithm(shape) in ("onednn", "nnpack")
+    assert conv.chooser.chosen() == {"16,32,32,28,28": conv.algorithm(shape)}
+    assert torch.equal(torch.get_rng_state(), state)
