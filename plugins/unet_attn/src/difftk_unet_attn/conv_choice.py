@@ -18,6 +18,7 @@ is written atomically. ``DIFFTK_CONV3X3_CACHE`` names another file, or ``off``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -64,8 +65,10 @@ class Shape(NamedTuple):
         return ",".join(map(str, self))
 
 
+@functools.cache
 def cpu_model() -> str:
-    """The CPU's name as /proc/cpuinfo gives it, else what the platform module knows."""
+    """The CPU's name as /proc/cpuinfo gives it, else what the platform module knows (read once:
+    every convolution call asks)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
