@@ -215,7 +215,7 @@ def main() -> None:
           f"{contenders[0].flops['infer'] / 1e9:.1f} G")
     print(f"sgemm 2048² float32 on {torch.get_num_threads()} threads: {sgemm:.0f} GFLOP/s (best, timed between the models' runs)")
     print(f"measured choice: NNPACK for {choices.count('nnpack')} of {len(choices)} convolution shapes "
-          "(forward and input gradient), oneDNN for the rest")
+          f"(forward and input gradient), oneDNN for the rest; measuring took {conv.chooser.seconds:.1f} s, once")
     ref = {what: min(contenders[0].times[what]) for what in ("train", "infer")}
     print(f"{'model':28s} {'train ms':>9s} {'infer ms':>9s} {'× train':>8s} {'× infer':>8s} "
           f"{'GFLOP/s train':>14s} {'GFLOP/s infer':>14s} {'sgemm % train':>14s} {'sgemm % infer':>14s}")

@@ -129,6 +129,8 @@ class Chooser:
         self.rounds, self.timer = rounds, timer
         self._memo: dict[tuple[str, str], str] = {}
         self._disk: dict[str, dict[str, str]] | None = None
+        #: Wall-clock seconds this process has spent measuring.
+        self.seconds = 0.0
 
     @property
     def cache_path(self) -> Path | None:
@@ -144,8 +146,10 @@ class Chooser:
         if choice is None:
             choice = self._load().get(machine, {}).get(key)
             if choice is None:
+                start = time.perf_counter()
                 runs = candidates(shape)
                 choice = pick(measure(runs, rounds=self.rounds, timer=self.timer)) if len(runs) > 1 else DEFAULT
+                self.seconds += time.perf_counter() - start
                 choice = self._store(machine, key, choice)
             self._memo[(machine, key)] = choice
         return choice
