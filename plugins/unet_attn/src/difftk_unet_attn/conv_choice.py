@@ -12,8 +12,10 @@ noise does not flip a choice.
 Choices are kept per process and, unless switched off, on disk in a small JSON file keyed by
 CPU model, torch version, thread count and wait policy, so that a later process on the same
 machine — a resumed training run above all — takes the same algorithms without timing again.
-The file is read as untrusted JSON; anything malformed in it is ignored and re-measured, and it
-is written atomically. ``DIFFTK_CONV3X3_CACHE`` names another file, or ``off``.
+A choice already in the file when a process comes to write its own wins, so processes started
+together (DDP ranks) settle on one. The file is read as untrusted JSON; anything malformed in it
+is ignored and re-measured, and it is written atomically. ``DIFFTK_CONV3X3_CACHE`` names another
+file, or ``off``. Measuring draws its inputs from a generator of its own, never the global one.
 """
 
 from __future__ import annotations
