@@ -2,6 +2,11 @@
 
 import os
 
+# unet-attn times its 3×3 convolution algorithms (oneDNN, NNPACK) on the running machine and keeps
+# the choices under ~/.cache: tests pin oneDNN, so that no result depends on a timing and no test
+# writes there (plugins/unet_attn/tests/test_conv_choice.py tests the choice and both algorithms).
+os.environ.setdefault("DIFFTK_CONV3X3", "onednn")
+
 from hypothesis import HealthCheck, settings
 
 # Sized for a 2-core machine: enough examples to find counterexamples, deadlines that

@@ -203,7 +203,8 @@ def test_input_errors_are_one_line():
 
 @pytest.mark.skipif(not torch._nnpack_available(), reason="this torch build has no NNPACK")
 def test_cpu_fast_path_changes_only_rounding():
-    """The Winograd path (batch ≥ 16, maps ≥ 12) gives F.conv2d's values and gradients."""
+    """The network with every 3×3 convolution forced to NNPACK gives its values and gradients with
+    oneDNN (test_conv_choice.py checks each mix of the two, layer by layer)."""
     model = unzeroed(tiny(num_classes=3)).train()
     x, t = inputs(model, batch=16)
     cond = torch.arange(16) % 4
@@ -222,25 +223,9 @@ def test_cpu_fast_path_changes_only_rounding():
 
 
 @pytest.mark.skipif(not torch._nnpack_available(), reason="this torch build has no NNPACK")
-def test_fast_conv3x3_matches_conv2d():
-    from difftk_unet_attn.conv import Conv3x3
-
-    torch.manual_seed(0)
-    conv = Conv3x3(8, 12)
-    x = torch.randn(16, 8, 14, 14, requires_grad=True)
-    out = conv(x)
-    out.backward(torch.ones_like(out))
-    ref_x = x.detach().clone().requires_grad_()
-    ref = F.conv2d(ref_x, conv.weight.detach().requires_grad_(), conv.bias.detach().requires_grad_(), padding=1)
-    assert torch.allclose(out, ref, atol=1e-5)
-    ref.backward(torch.ones_like(ref))
-    assert torch.allclose(x.grad, ref_x.grad, atol=1e-4)
-
-
-@pytest.mark.skipif(not torch._nnpack_available(), reason="this torch build has no NNPACK")
 def test_compiled_conv3x3_leaves_the_untraceable_fast_path_and_matches_conv2d():
     """torch.compile cannot trace NNPACK's op, so inside it the convolution goes to F.conv2d:
-    `difftk train --compile` on the CPU works where the eager fast path would be taken."""
+    `difftk train --compile` on the CPU works where eager code would take NNPACK."""
     from difftk_unet_attn.conv import Conv3x3
 
     torch.manual_seed(0)

@@ -12,7 +12,6 @@ channels-last saved in the convolutions.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn

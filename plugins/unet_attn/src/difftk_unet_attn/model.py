@@ -41,9 +41,9 @@ class UNetAttn(nn.Module):
     null class, used for ``cond=None`` (classifier-free guidance, Ho & Salimans 2022). An
     unconditional network ignores ``cond``.
 
-    Build it as ``UNetAttn(UNetAttn.Config(...))`` or ``UNetAttn(**options)``. On the CPU its
-    3×3 convolutions take NNPACK's Winograd kernels where that is faster
-    (:mod:`difftk_unet_attn.conv`); the blocks are written to make few passes over activations
+    Build it as ``UNetAttn(UNetAttn.Config(...))`` or ``UNetAttn(**options)``. On the CPU each of
+    its 3×3 convolution shapes runs with the algorithm (oneDNN or NNPACK's Winograd kernels) timed
+    fastest on the running machine (:mod:`difftk_unet_attn.conv`); the blocks are written to make few passes over activations
     (:mod:`difftk_unet_attn.layers`).
     """
 
