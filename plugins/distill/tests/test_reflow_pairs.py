@@ -7,7 +7,7 @@ import difftk
 import difftk.testing.toys
 import pytest
 import torch
-from difftk.data.fitting import load_dataset
+from difftk.data.pipeline_data import load_dataset
 from difftk.errors import OptionError
 from difftk.testing import GaussianOracle
 from difftk.training.config import TrainConfig
