@@ -29,12 +29,14 @@ import torch
 from difftk.checkpoint.files import Checkpoint, load_weights, read_checkpoint
 from difftk.checkpoint.tensors import count_non_finite
 from difftk.components import plugins
+from difftk.components.autoencoding import frozen
 from difftk.components.protocols import learned_variance_of, num_classes_of
 from difftk.data.images import grid_shape
 from difftk.errors import CheckpointError, OptionError, UnknownComponentError
 from difftk.pipeline.compose import Absent, Pipeline, build, build_component
 from difftk.pipeline.spec import PipelineSpec
 from difftk.sampling.draw import class_labels, class_rows, generate, parse_label
+from difftk.sampling import latent
 from difftk.sampling.edit import Edit
 from difftk.sampling.steps import StepInfo
 
@@ -229,14 +231,16 @@ class Model:
         check = getattr(wrapper, "check_sampler", None)
         if check is not None:  # a guidance defined for some samplers only (CFG++) refuses the others
             check(chosen, edit is not None)
-        return generate(denoiser, self.schedule, chosen, self.data_shape, n, steps=steps, cond=cond, seed=seed,
-                        device=self.device, batch_size=batch_size, callback=callback, edit=edit, ranks=ranks)
+        shape = latent.shape_of(self.pipeline.autoencoder, self.data_shape)  # the latents' with a first stage
+        x = generate(denoiser, self.schedule, chosen, shape, n, steps=steps, cond=cond, seed=seed,
+                     device=self.device, batch_size=batch_size, callback=callback, edit=edit, ranks=ranks)
+        return latent.decoded(self.pipeline.autoencoder, x)
 
     def edit(self, n: int, init: torch.Tensor | None, strength: float | None, mask: torch.Tensor | None,
              steps: int | None = None) -> Edit | None:
         """The :class:`~difftk.sampling.edit.Edit` of ``init`` (checked against the model's data and, with
         ``steps``, against the schedule below the strength), or ``None``."""
-        return Edit.of(self.schedule, self.data_shape, n, init, strength, mask, steps)
+        return latent.edit_of(self.pipeline.autoencoder, self.schedule, self.data_shape, n, init, strength, mask, steps)
 
     def grid_labels(self, n: int | None, denoiser: Any = None) -> tuple[int, torch.Tensor]:
         """The number of samples and their labels for a picture of a guided class-conditional model given
@@ -299,14 +303,15 @@ def load(source: str | Path, device: torch.device | str = "cpu") -> Model:
                               "lower learning rate")
     load_weights(pipeline.denoiser, ema, source=str(ckpt.path), what="EMA")
     denoiser = pipeline.denoiser.to(device).eval().requires_grad_(False)
-    _check_fits(ckpt, denoiser, device)
+    frozen(pipeline.autoencoder, device)
+    _check_fits(ckpt, denoiser, device, latent.shape_of(pipeline.autoencoder, tuple(ckpt.dataset["shape"])))
     return Model(pipeline=pipeline, denoiser=denoiser, data=ckpt.dataset, checkpoint=ckpt)
 
 
-def _check_fits(ckpt: Checkpoint, denoiser: torch.nn.Module, device: torch.device | str) -> None:
-    """One denoiser call on a zero example of the recorded data shape: a shape (or a class count)
-    the network cannot take is a one-line error now, not a traceback in the middle of sampling."""
-    shape = tuple(ckpt.dataset["shape"])
+def _check_fits(ckpt: Checkpoint, denoiser: torch.nn.Module, device: torch.device | str,
+               shape: tuple[int, ...]) -> None:
+    """One denoiser call on a zero example of ``shape`` (the recorded data shape, or its latent shape): a
+    shape (or a class count) the network cannot take is a one-line error now, not a traceback mid-sampling."""
     x = torch.zeros((1, *shape), device=device)
     classes = num_classes_of(denoiser)
     cond = torch.zeros(1, dtype=torch.long, device=device) if classes else None
