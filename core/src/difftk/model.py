@@ -35,8 +35,8 @@ from difftk.data.images import grid_shape
 from difftk.errors import CheckpointError, OptionError, UnknownComponentError
 from difftk.pipeline.compose import Absent, Pipeline, build, build_component
 from difftk.pipeline.spec import PipelineSpec
-from difftk.sampling.draw import class_labels, class_rows, generate, parse_label
 from difftk.sampling import latent
+from difftk.sampling.draw import class_labels, class_rows, generate, parse_label
 from difftk.sampling.edit import Edit
 from difftk.sampling.steps import StepInfo
 

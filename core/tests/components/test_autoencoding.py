@@ -90,10 +90,15 @@ class Unfinished(ReferenceAutoencoder):
         return super().decode(z) * math.inf
 
 
-@pytest.mark.parametrize("broken, message", [
-    (LyingShape, "promises"), (IgnoresBatch, "alone than in a batch"), (BadScale, "scale = -1.0"),
-    (Unfinished, "not finite"),
-])
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        (LyingShape, "promises"),
+        (IgnoresBatch, "alone than in a batch"),
+        (BadScale, "scale = -1.0"),
+        (Unfinished, "not finite"),
+    ],
+)
 def test_the_conformance_check_fails_a_broken_autoencoder(broken, message):
     with pytest.raises(ConformanceError, match=message):
         check_autoencoder(broken(), SHAPE)

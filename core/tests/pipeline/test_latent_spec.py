@@ -13,9 +13,15 @@ def toy(register_plugin):
 
 
 def latent_pipeline(**options):
-    return difftk.compose(schedule={"name": "linear", "options": {"T": 50}}, sampler="ddim", denoiser="tiny",
-                          objective="simple", autoencoder="blocks", options={"autoencoder": options} if options else None,
-                          from_strings=True)
+    return difftk.compose(
+        schedule={"name": "linear", "options": {"T": 50}},
+        sampler="ddim",
+        denoiser="tiny",
+        objective="simple",
+        autoencoder="blocks",
+        options={"autoencoder": options} if options else None,
+        from_strings=True,
+    )
 
 
 def test_the_autoencoder_is_a_part_of_the_pipeline_and_its_toml(toy):

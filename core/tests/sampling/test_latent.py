@@ -19,9 +19,12 @@ SHAPE = (1, 8, 8)
 def model(register_plugin):
     assert register_plugin(toys, "toys")
     torch.manual_seed(0)
-    pipeline = difftk.compose(schedule={"name": "linear", "options": {"T": 50}}, sampler="ddim",
-                              denoiser={"name": "tiny", "options": {"in_channels": 4}},
-                              autoencoder={"name": "blocks", "options": {"factor": 2, "scale": 1.5, "shift": 0.1}})
+    pipeline = difftk.compose(
+        schedule={"name": "linear", "options": {"T": 50}},
+        sampler="ddim",
+        denoiser={"name": "tiny", "options": {"in_channels": 4}},
+        autoencoder={"name": "blocks", "options": {"factor": 2, "scale": 1.5, "shift": 0.1}},
+    )
     return Model(pipeline=pipeline, denoiser=pipeline.denoiser.eval(), data={"kind": "image", "shape": list(SHAPE)})
 
 

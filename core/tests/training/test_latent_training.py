@@ -18,14 +18,22 @@ def toy(register_plugin):
 
 
 def spec(denoiser="tiny", factor=2, scale=2.0, **options):
-    return difftk.compose(schedule={"name": "linear", "options": {"T": 50}}, sampler="ddim",
-                          denoiser={"name": denoiser, "options": options}, objective="simple",
-                          autoencoder={"name": "blocks", "options": {"factor": factor, "scale": scale}}).spec
+    return difftk.compose(
+        schedule={"name": "linear", "options": {"T": 50}},
+        sampler="ddim",
+        denoiser={"name": denoiser, "options": options},
+        objective="simple",
+        autoencoder={"name": "blocks", "options": {"factor": factor, "scale": scale}},
+    ).spec
 
 
 def config(**overrides):
-    return TrainConfig(**{**dict(steps=6, batch_size=8, warmup=2, checkpoint_every=100, sample_every=0, log_every=2,
-                                 seed=5), **overrides})
+    return TrainConfig(
+        **{
+            **dict(steps=6, batch_size=8, warmup=2, checkpoint_every=100, sample_every=0, log_every=2, seed=5),
+            **overrides,
+        }
+    )
 
 
 def images():

@@ -51,8 +51,10 @@ def posterior(encoded: Any) -> LatentDistribution:
     logvar = getattr(encoded, "logvar", None)
     if isinstance(mean, torch.Tensor) and isinstance(logvar, torch.Tensor):
         return LatentDistribution(mean, logvar)
-    raise IncompatibleError(f"an autoencoder's encode returned {type(encoded).__name__}: it must return a "
-                            "LatentDistribution (mean, logvar) or a tensor")
+    raise IncompatibleError(
+        f"an autoencoder's encode returned {type(encoded).__name__}: it must return a "
+        "LatentDistribution (mean, logvar) or a tensor"
+    )
 
 
 def scale_of(autoencoder: Any) -> float:
@@ -110,8 +112,9 @@ def device_of(autoencoder: Any) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
-def to_latent(autoencoder: Any, x: torch.Tensor, generator: torch.Generator | None = None, *,
-              sample: bool = False) -> torch.Tensor:
+def to_latent(
+    autoencoder: Any, x: torch.Tensor, generator: torch.Generator | None = None, *, sample: bool = False
+) -> torch.Tensor:
     """z_scaled = (z − shift)·scale of data ``x``: z the posterior mean, or with ``sample`` a draw
     z ~ q(z | x) from ``generator`` (what the diffusion model is trained on, Rombach et al. 2022, §3)."""
     with torch.no_grad():

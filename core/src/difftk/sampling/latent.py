@@ -47,8 +47,16 @@ def decoded(autoencoder: Any, z: torch.Tensor | None) -> torch.Tensor | None:
     return torch.cat([from_latent(autoencoder, part) for part in z.split(CHUNK)])
 
 
-def edit_of(autoencoder: Any, schedule: NoiseSchedule, data_shape: tuple[int, ...], n: int, init: Any,
-            strength: float | None, mask: Any, steps: int | None = None) -> Edit | None:
+def edit_of(
+    autoencoder: Any,
+    schedule: NoiseSchedule,
+    data_shape: tuple[int, ...],
+    n: int,
+    init: Any,
+    strength: float | None,
+    mask: Any,
+    steps: int | None = None,
+) -> Edit | None:
     """:meth:`Edit.of` for a model that samples in ``autoencoder``'s latent space: ``init`` and ``mask`` are
     checked against the data (one-line errors in the data's terms), then encoded and pooled."""
     edit = Edit.of(schedule, data_shape, n, init, strength, mask, steps)
@@ -58,7 +66,11 @@ def edit_of(autoencoder: Any, schedule: NoiseSchedule, data_shape: tuple[int, ..
     z = encoded(autoencoder, edit.init)
     m = None
     if edit.mask is not None:
-        pixel = edit.mask.expand(edit.mask.shape[0], *edit.mask.shape[1:2], *data_shape[1:]) if edit.mask.ndim == 4 else edit.mask
+        pixel = (
+            edit.mask.expand(edit.mask.shape[0], *edit.mask.shape[1:2], *data_shape[1:])
+            if edit.mask.ndim == 4
+            else edit.mask
+        )
         m = latent_mask(pixel, shape)
     return Edit(init=z, strength=edit.strength, mask=m)
 
