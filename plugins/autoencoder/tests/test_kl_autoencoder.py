@@ -101,3 +101,31 @@ def test_training_lowers_the_loss_sets_the_scale_and_resumes_exactly(toy, tmp_pa
     train_autoencoder(dataset, SMALL, config, tmp_path / "part.safetensors", resume=True, report=logs.append)
     a, b = read(str(tmp_path / "whole.safetensors"))[0], read(str(tmp_path / "part.safetensors"))[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_psnr_is_ten_log_of_one_over_the_mse_on_unit_pixels():
+    from difftk_autoencoder.measure import psnr
+
+    x = torch.zeros(2, 1, 4, 4)
+    y = x.clone()
+    y[0] += 0.2  # 0.1 on [0, 1] pixels: MSE 0.01, 20 dB
+    y[1, 0, 0, 0] = 2.0  # clamped to 1: one pixel off by 0.5 on [0, 1], MSE 0.25/16
+    torch.testing.assert_close(psnr(x, y), torch.tensor([20.0, 10 * math.log10(16 / 0.25)]))
+
+
+def test_the_measure_command_writes_reconstructions_for_fid(toy, tmp_path, capsys):
+    import numpy as np
+    from difftk_autoencoder.measure import main
+
+    path = save(tmp_path / "ae.safetensors", difftk.create("autoencoder", "kl", **SMALL), scale=1.0, shift=0.0)
+    assert main([str(path), "--data", "toy-images", "-n", "5", "--npz", str(tmp_path / "r.npz")]) == 0
+    assert "5 train examples of toy-images: PSNR" in capsys.readouterr().out
+    with np.load(tmp_path / "r.npz") as f:
+        assert f["arr_0"].shape == (5, 8, 8, 1) and f["arr_0"].dtype == np.uint8 and f["labels"].shape == (5,)
+
+
+def test_a_weights_path_is_stored_absolute_so_a_checkpoint_finds_it_from_anywhere(tmp_path, monkeypatch):
+    save(tmp_path / "ae.safetensors", difftk.create("autoencoder", "kl", **SMALL), scale=1.0, shift=0.0)
+    monkeypatch.chdir(tmp_path)
+    ae = difftk.create("autoencoder", "kl", **SMALL, weights="ae.safetensors")
+    assert ae.config.weights == str(tmp_path.resolve() / "ae.safetensors")

@@ -10,12 +10,16 @@ data, §4.3.2) and ``shift`` come from the weights file, set when the autoencode
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import attrs
 import torch
 from difftk.components.autoencoding import AutoencoderBase, LatentDistribution
 from difftk.errors import IncompatibleError, OptionError
 from difftk.options import option
 from torch import nn
+
+from difftk_autoencoder.weights import SHIPPED, load_into
 
 
 @attrs.frozen
@@ -47,6 +51,8 @@ class KLAutoencoderConfig:
             raise OptionError(
                 f"autoencoder 'kl': channel_mult={list(self.channel_mult)} must be 1 to 6 multipliers, e.g. 1,2,2"
             )
+        if self.weights is not None and self.weights not in SHIPPED:  # a spec stores where it is, not where it was run
+            object.__setattr__(self, "weights", str(Path(self.weights).expanduser().resolve()))
         bad = [self.channels * m for m in self.channel_mult if (self.channels * m) % self.groups]
         if bad:
             raise OptionError(
@@ -130,8 +136,6 @@ class KLAutoencoder(AutoencoderBase):
         up += [nn.GroupNorm(c.groups, width), nn.SiLU(), nn.Conv2d(width, c.in_channels, 3, padding=1)]
         self.decoder = nn.Sequential(*up)
         if c.weights is not None and torch.get_default_device().type != "meta":  # not when the core counts parameters
-            from difftk_autoencoder.weights import load_into
-
             load_into(self, c.weights)
 
     def latent_shape(self, data_shape: tuple[int, ...]) -> tuple[int, ...]:

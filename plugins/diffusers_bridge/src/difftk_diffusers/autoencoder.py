@@ -50,6 +50,9 @@ class DiffusersAutoencoder(AutoencoderBase):
     class Config:
         path: str = option(help="the AutoencoderKL folder (config.json, diffusion_pytorch_model.safetensors)")
 
+        def __attrs_post_init__(self) -> None:  # a spec stores where the folder is, not where it was run
+            object.__setattr__(self, "path", str(Path(self.path).expanduser().resolve()))
+
     def __init__(self, config: Config) -> None:
         super().__init__()
         from diffusers import AutoencoderKL
