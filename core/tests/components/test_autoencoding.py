@@ -7,7 +7,14 @@ import attrs
 import difftk
 import pytest
 import torch
-from difftk.components.autoencoding import LatentDistribution, from_latent, posterior, space_shape, to_latent
+from difftk.components.autoencoding import (
+    AutoencoderBase,
+    LatentDistribution,
+    from_latent,
+    posterior,
+    space_shape,
+    to_latent,
+)
 from difftk.components.registry import Registrar, RegistrationError
 from difftk.options import option
 from difftk.testing import ConformanceError, ReferenceAutoencoder, check_autoencoder
@@ -129,3 +136,26 @@ def test_an_autoencoder_is_built_frozen(register_plugin):
     ae = difftk.create("autoencoder", "blocks", factor=4)
     assert not ae.training and not any(p.requires_grad for p in ae.parameters())
     assert difftk.available("autoencoder") == sorted(set(difftk.available("autoencoder")) | {"blocks"})
+
+
+class StridedConv(AutoencoderBase):
+    """An autoencoder that says nothing of its latent shape: the base class reads it from an encode on meta."""
+
+    def __init__(self):
+        super().__init__()
+        self.down, self.up = torch.nn.Conv2d(2, 6, 3, stride=2, padding=1), torch.nn.ConvTranspose2d(3, 2, 2, stride=2)
+
+    def encode(self, x):
+        mean, logvar = self.down(x).chunk(2, dim=1)
+        return LatentDistribution(mean, logvar)
+
+    def decode(self, z):
+        return self.up(z)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8), (2, 6, 10)])
+def test_the_base_class_reads_the_latent_shape_without_computing(shape):
+    ae = StridedConv()
+    assert ae.latent_shape(shape) == tuple(ae.encode(torch.zeros(1, *shape)).mean.shape[1:])
+    assert ae.down.weight.device.type == "cpu" and (ae.scale, ae.shift) == (1.0, 0.0)
+    check_autoencoder(ae, (2, 8, 8))

@@ -9,6 +9,7 @@ only ever sees z_scaled.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -90,8 +91,6 @@ class AutoencoderBase(torch.nn.Module):
 
 def _on_meta(module: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``module`` with its tensors on the meta device (shapes only)."""
-    import copy
-
     clone = copy.deepcopy(module)  # a first stage is small next to the denoiser; the copy is freed at once
     return clone.to("meta")
 
