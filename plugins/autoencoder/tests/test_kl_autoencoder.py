@@ -101,6 +101,8 @@ def test_training_lowers_the_loss_sets_the_scale_and_resumes_exactly(toy, tmp_pa
     train_autoencoder(dataset, SMALL, config, tmp_path / "part.safetensors", resume=True, report=logs.append)
     a, b = read(str(tmp_path / "whole.safetensors"))[0], read(str(tmp_path / "part.safetensors"))[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    again = train_autoencoder(dataset, SMALL, config, tmp_path / "whole.safetensors", resume=True, report=logs.append)
+    assert again == record  # a finished run resumed: nothing to do, the record as written
 
 
 def test_psnr_is_ten_log_of_one_over_the_mse_on_unit_pixels():

@@ -158,7 +158,7 @@ def train_autoencoder(
         cpu_before = float(meta["training"].get("cpu_seconds", 0.0))
     started = time.process_time()
     window: list[float] = []
-    record: dict[str, Any] = {}
+    record: dict[str, Any] = dict(meta["training"]) if resume else {}  # a finished run stays as it was
     while step < config.steps:
         index = torch.randint(len(dataset), (config.batch_size,), generator=g)
         x, _ = dataset.batch(index)
