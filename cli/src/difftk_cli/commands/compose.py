@@ -56,7 +56,7 @@ def compose(schedule, sampler, guidance, denoiser, objective, autoencoder, sets,
       difftk compose --from p.toml --sampler ancestral
       difftk compose --schedule cosine --sampler ddim --denoiser unet-attn --objective simple --data image-folder:photos -o p.toml
       difftk compose --schedule cosine --sampler ddim --denoiser unet-attn --objective simple --autoencoder kl \
-        --set autoencoder.weights=mnist -o latent.toml
+        --set autoencoder.pad=2 --set autoencoder.weights=mnist-kl.safetensors -o latent.toml
     """
     given = {"schedule": schedule, "sampler": sampler, "guidance": guidance, "denoiser": denoiser, "objective": objective,
              "autoencoder": autoencoder}

@@ -15,7 +15,7 @@ from difftk_autoencoder.network import KLAutoencoder, KLAutoencoderConfig
 
 
 def load(source: str) -> Any:
-    """The ``kl`` autoencoder of a weights file (a path or a shipped name), built with the architecture
+    """The ``kl`` autoencoder of a weights file, built with the architecture
     the file records, so no option needs repeating."""
     from difftk_autoencoder.weights import read
 

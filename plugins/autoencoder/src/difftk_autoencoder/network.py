@@ -19,7 +19,7 @@ from difftk.errors import IncompatibleError, OptionError
 from difftk.options import option
 from torch import nn
 
-from difftk_autoencoder.weights import SHIPPED, load_into
+from difftk_autoencoder.weights import load_into
 
 
 @attrs.frozen
@@ -41,8 +41,7 @@ class KLAutoencoderConfig:
     groups: int = option(8, help="GroupNorm groups (must divide every level's channels)", ge=1)
     weights: str | None = option(
         None,
-        help="a weights file written by `python -m difftk_autoencoder.train`, or a "
-        "shipped name (mnist); none = random (untrained)",
+        help="a weights file written by `python -m difftk_autoencoder.train`; none = random (untrained)",
         optional=True,
     )
 
@@ -51,7 +50,7 @@ class KLAutoencoderConfig:
             raise OptionError(
                 f"autoencoder 'kl': channel_mult={list(self.channel_mult)} must be 1 to 6 multipliers, e.g. 1,2,2"
             )
-        if self.weights is not None and self.weights not in SHIPPED:  # a spec stores where it is, not where it was run
+        if self.weights is not None:  # a spec stores where the file is, not where it was named from
             object.__setattr__(self, "weights", str(Path(self.weights).expanduser().resolve()))
         bad = [self.channels * m for m in self.channel_mult if (self.channels * m) % self.groups]
         if bad:

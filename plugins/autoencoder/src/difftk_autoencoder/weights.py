@@ -23,19 +23,12 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 FORMAT = "difftk-autoencoder"
-#: autoencoders shipped inside this package, by name
-SHIPPED: dict[str, str] = {"mnist": "mnist-kl.safetensors"}
 #: the options that fix the architecture (all but ``weights``)
 ARCHITECTURE = ("in_channels", "channels", "channel_mult", "num_res_blocks", "z_channels", "groups", "pad")
 
 
 def resolve(source: str) -> Path:
-    """The file of a shipped name or a path."""
-    if source in SHIPPED:
-        path = Path(__file__).parent / "weights" / SHIPPED[source]
-        if not path.is_file():
-            raise OptionError(f"autoencoder 'kl': the shipped weights '{source}' are not in this installation ({path})")
-        return path
+    """The weights file ``source`` names."""
     return Path(source).expanduser()
 
 
@@ -93,7 +86,7 @@ def read(source: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 
 def load_into(module: torch.nn.Module, source: str) -> None:
-    """Load ``source`` (a path or a shipped name) into ``module``, whose options must be the file's
+    """Load the weights file ``source`` into ``module``, whose options must be the file's
     architecture, and set its ``scale`` and ``shift``."""
     tensors, meta = read(source)
     mine, theirs = architecture(module.config), meta["config"]
