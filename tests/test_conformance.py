@@ -50,9 +50,13 @@ def test_objectives(name):
 DENOISERS = {"unet-attn": ({"num_classes": 10}, (2, 1, 28, 28)), "mlp": ({"in_channels": 2, "num_classes": 3}, (4, 2)),
              "dit": ({"num_classes": 10, "hidden_size": 32, "depth": 2, "num_heads": 2}, (2, 1, 28, 28))}
 
+#: an instance of every registered autoencoder that needs no file, with the data shape it is checked on
+AUTOENCODERS = {"kl": ({"pad": 2}, (1, 28, 28))}
+
 #: components held to their contract in their plugin's own tests (they need files or data to be built)
 ELSEWHERE = {
     ("denoiser", "diffusers-unet"): "plugins/diffusers_bridge/tests/test_diffusers_components.py",
+    ("autoencoder", "diffusers-vae"): "plugins/diffusers_bridge/tests/test_diffusers_autoencoder.py",
     ("guidance", "cfg"): "tests/test_guidance.py",
     ("guidance", "classifier"): "tests/test_guidance.py",
     ("guidance", "cfg++"): "plugins/cfg/tests/test_guidance_rules.py",
@@ -84,6 +88,12 @@ def test_denoisers(name):
     CHECKS["denoiser"](difftk.create("denoiser", name, **options), shape)
 
 
+@pytest.mark.parametrize("name", sorted(AUTOENCODERS))
+def test_autoencoders(name):
+    options, shape = AUTOENCODERS[name]
+    CHECKS["autoencoder"](difftk.create("autoencoder", name, **options), shape)
+
+
 def test_every_registered_component_is_held_to_its_contract_somewhere():
     """A new component of a checked kind needs an entry above (or a check in its plugin's tests, named
     in ELSEWHERE); a new kind needs a check."""
@@ -91,7 +101,7 @@ def test_every_registered_component_is_held_to_its_contract_somewhere():
     for info in plugins.registry():
         if info.kind in ("schedule", "sampler", "objective", "classifier"):
             continue  # every one of them is parametrized above
-        if info.kind == "denoiser" and info.name in DENOISERS:
+        if (info.kind == "denoiser" and info.name in DENOISERS) or (info.kind == "autoencoder" and info.name in AUTOENCODERS):
             continue
         where = ELSEWHERE.get((info.kind, info.name)) or KIND_CHECKS.get(info.kind)
         assert where is not None, f"{info.kind} '{info.name}' is checked nowhere: add it to this file's tables"

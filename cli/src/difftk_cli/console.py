@@ -38,9 +38,11 @@ def warn(message: str) -> None:
 #: library parameters that are command-line flags of the same name: ``steps=60`` in a library
 #: error reads ``--steps 60`` on the command line
 FLAGS: tuple[str, ...] = ("steps", "label", "device", "out", "nproc", "data", "classifier", "seed", "init", "lr",
-                          "scale", "sampler", "guidance", "schedule", "denoiser", "objective", "batch_size", "format", "eval_every")
+                          "scale", "sampler", "guidance", "schedule", "denoiser", "objective", "autoencoder", "batch_size", "format",
+                          "eval_every")
 #: the kinds whose options ``--set KIND.OPTION=VALUE`` sets
-SET_KINDS: tuple[str, ...] = ("schedule", "sampler", "guidance", "denoiser", "objective", "metric", "classifier")
+SET_KINDS: tuple[str, ...] = ("schedule", "sampler", "guidance", "denoiser", "objective", "autoencoder", "metric",
+                               "classifier")
 _RESUME = re.compile(r"(?<![\w.-])resume=True\b")
 _SET = re.compile(r"(?<![\w.-])(?<!--set )((?:" + "|".join(SET_KINDS) + r")\.[a-z_]+=)")
 _FLAG = re.compile(r"(?<![\w.-])(" + "|".join(FLAGS) + r")=(?!=)")

@@ -34,6 +34,7 @@ from difftk.data.images import grid_shape
 from difftk.errors import CheckpointError, OptionError, UnknownComponentError
 from difftk.pipeline.compose import Absent, Pipeline, create_component
 from difftk.pipeline.spec import PipelineSpec
+from difftk.sampling import latent
 from difftk.sampling.draw import class_labels, class_rows, generate, parse_label
 from difftk.sampling.edit import Edit
 from difftk.sampling.steps import StepInfo
@@ -226,20 +227,22 @@ class Model:
         Any sampler edits: :mod:`difftk.sampling.edit` hands it a truncated clock and a denoiser.
         """
         chosen = self.sampler(sampler, sampler_options)
-        denoiser, wrapper = self.guided(guidance, guidance_options, scale=scale)
+        denoiser, wrapper = self.guided_denoiser(guidance, guidance_options, scale=scale)
         cond = self.labels(n, labels, denoiser)
         edit = self.edit(n, init, strength, mask, steps)
         check = getattr(wrapper, "check_sampler", None)
         if check is not None:  # a guidance defined for some samplers only (CFG++) refuses the others
             check(chosen, edit is not None)
-        return generate(denoiser, self.schedule, chosen, self.data_shape, n, steps=steps, cond=cond, seed=seed,
-                        device=self.device, batch_size=batch_size, callback=callback, edit=edit, ranks=ranks)
+        shape = latent.shape_of(self.pipeline.autoencoder, self.data_shape)  # the latents' with a first stage
+        x = generate(denoiser, self.schedule, chosen, shape, n, steps=steps, cond=cond, seed=seed,
+                     device=self.device, batch_size=batch_size, callback=callback, edit=edit, ranks=ranks)
+        return latent.decoded(self.pipeline.autoencoder, x)
 
     def edit(self, n: int, init: torch.Tensor | None, strength: float | None, mask: torch.Tensor | None,
              steps: int | None = None) -> Edit | None:
         """The :class:`~difftk.sampling.edit.Edit` of ``init`` (checked against the model's data and, with
         ``steps``, against the schedule below the strength), or ``None``."""
-        return Edit.of(self.schedule, self.data_shape, n, init, strength, mask, steps)
+        return latent.edit_of(self.pipeline.autoencoder, self.schedule, self.data_shape, n, init, strength, mask, steps)
 
     def grid_labels(self, n: int | None, denoiser: Any = None) -> tuple[int, torch.Tensor]:
         """The number of samples and their labels for a picture of a guided class-conditional model given

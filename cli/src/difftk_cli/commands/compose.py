@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 from difftk.data.pipeline_data import data_options as data_options_of
-from difftk.data.pipeline_data import load_dataset, size_to_data
+from difftk.data.pipeline_data import latent_shape, load_dataset, size_to_data
 from difftk.errors import OptionError
-from difftk.pipeline.compose import Pipeline
+from difftk.pipeline.compose import Pipeline, create_component
 from difftk.pipeline.compose import compose as compose_pipeline
 from difftk.pipeline.spec import PIPELINE_KINDS, ComponentSpec, PipelineSpec
 from rich.markup import escape
@@ -32,13 +32,15 @@ def pipeline_tree(pipeline: Pipeline, title: str = "pipeline") -> Tree:
 @click.option("--guidance", metavar="NAME", help="Guidance, e.g. cfg (optional).")
 @click.option("--denoiser", metavar="NAME", help="Denoiser network, e.g. unet-attn (optional).")
 @click.option("--objective", metavar="NAME", help="Training objective, e.g. simple (optional).")
+@click.option("--autoencoder", metavar="NAME",
+              help="First stage, e.g. kl (optional): training encodes, sampling decodes, the rest works on latents.")
 @click.option("--set", "sets", metavar="KIND.OPTION=VALUE", multiple=True, help="Set an option; repeatable.")
 @click.option("--from", "from_file", type=click.Path(dir_okay=False), help="Start from a pipeline file; other flags override it.")
 @click.option("--data", metavar="NAME[:PATH]",
               help="Fit the denoiser to this dataset now: its data options and those derived from them are written out.")
 @DATA_OPTION
 @click.option("-o", "--output", type=OutputPath("pipeline"), help="Write the pipeline as TOML here.")
-def compose(schedule, sampler, guidance, denoiser, objective, sets, from_file, data, data_options, output) -> None:
+def compose(schedule, sampler, guidance, denoiser, objective, autoencoder, sets, from_file, data, data_options, output) -> None:
     """Assemble a pipeline from registered components, check it, and print it.
 
     Names are checked against the installed plugins (with a did-you-mean), options against
@@ -53,8 +55,11 @@ def compose(schedule, sampler, guidance, denoiser, objective, sets, from_file, d
       difftk compose --schedule linear --sampler ddim --set sampler.eta=0.5 --set schedule.T=500
       difftk compose --from p.toml --sampler ancestral
       difftk compose --schedule cosine --sampler ddim --denoiser unet-attn --objective simple --data image-folder:photos -o p.toml
+      difftk compose --schedule cosine --sampler ddim --denoiser unet-attn --objective simple --autoencoder kl \
+        --set autoencoder.pad=2 --set autoencoder.weights=mnist-kl.safetensors -o latent.toml
     """
-    given = {"schedule": schedule, "sampler": sampler, "guidance": guidance, "denoiser": denoiser, "objective": objective}
+    given = {"schedule": schedule, "sampler": sampler, "guidance": guidance, "denoiser": denoiser, "objective": objective,
+             "autoencoder": autoencoder}
     chosen: dict = {}
     if from_file:
         spec = PipelineSpec.load(from_file)
@@ -68,7 +73,13 @@ def compose(schedule, sampler, guidance, denoiser, objective, sets, from_file, d
             raise OptionError("--data fits the denoiser to the data, but the pipeline has none: give --denoiser NAME")
         dataset, _ = load_dataset(*parse_data(data), options=parse_data_options(data_options))
         name = chosen["denoiser"] if isinstance(chosen["denoiser"], str) else chosen["denoiser"]["name"]
-        options["denoiser"] = {**options.get("denoiser", {}), **data_options_of(ComponentSpec(name, {}), dataset)}
+        shape = None
+        if "autoencoder" in chosen:  # the denoiser works on the latents: fit it to their shape
+            given_ae = chosen["autoencoder"] if isinstance(chosen["autoencoder"], dict) else {"name": chosen["autoencoder"]}
+            first = create_component("autoencoder", given_ae["name"],
+                                    {**given_ae.get("options", {}), **options.get("autoencoder", {})})
+            shape = latent_shape(first, dataset)
+        options["denoiser"] = {**options.get("denoiser", {}), **data_options_of(ComponentSpec(name, {}), dataset, shape)}
     elif data_options:
         raise OptionError("--data-option sets an option of the dataset given by --data: give --data NAME[:PATH]")
     pipeline = compose_pipeline(**chosen, options=options, from_strings=True)

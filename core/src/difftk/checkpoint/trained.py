@@ -8,6 +8,7 @@ import torch
 
 from difftk.checkpoint.files import Checkpoint, load_weights
 from difftk.checkpoint.tensors import count_non_finite
+from difftk.components.autoencoding import frozen, space_shape
 from difftk.components.protocols import learned_variance_of, num_classes_of
 from difftk.errors import CheckpointError, OptionError
 from difftk.pipeline.compose import Pipeline, compose_spec
@@ -39,14 +40,16 @@ def trained_pipeline(ckpt: Checkpoint, device: torch.device | str = "cpu") -> tu
                               "lower learning rate")
     load_weights(pipeline.denoiser, ema, source=str(ckpt.path), what="EMA")
     denoiser = pipeline.denoiser.to(device).eval().requires_grad_(False)
-    _check_fits(ckpt, denoiser, device)
+    frozen(pipeline.autoencoder, device)
+    _check_fits(ckpt, denoiser, device, space_shape(pipeline.autoencoder, tuple(ckpt.dataset["shape"])))
     return pipeline, denoiser
 
 
-def _check_fits(ckpt: Checkpoint, denoiser: torch.nn.Module, device: torch.device | str) -> None:
-    """One denoiser call on a zero example of the recorded data shape: a shape (or a class count)
-    the network cannot take is a one-line error now, not a traceback in the middle of sampling."""
-    shape = tuple(ckpt.dataset["shape"])
+def _check_fits(ckpt: Checkpoint, denoiser: torch.nn.Module, device: torch.device | str,
+                shape: tuple[int, ...]) -> None:
+    """One denoiser call on a zero example of ``shape`` (the recorded data shape, or its latent shape):
+    a shape (or a class count) the network cannot take is a one-line error now, not a traceback in the
+    middle of sampling."""
     x = torch.zeros((1, *shape), device=device)
     classes = num_classes_of(denoiser)
     cond = torch.zeros(1, dtype=torch.long, device=device) if classes else None

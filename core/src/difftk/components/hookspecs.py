@@ -35,8 +35,8 @@ def difftk_register_components(register):
 
     :param register: a :class:`difftk.components.registry.Registrar` bound to this plugin, with
         ``add_schedule``, ``add_denoiser``, ``add_objective``, ``add_sampler``,
-        ``add_guidance``, ``add_classifier``, ``add_dataset``, ``add_metric``, ``add_logger`` and the generic
-        ``add(kind, name, cls)``.
+        ``add_guidance``, ``add_autoencoder``, ``add_classifier``, ``add_dataset``, ``add_metric``,
+        ``add_logger`` and the generic ``add(kind, name, cls)``.
         Each takes a component name and a class whose options are attrs fields.
     """
 

@@ -1,4 +1,4 @@
-"""The five parts of a diffusion model, as protocols. The core knows no concrete algorithm.
+"""The five parts of a diffusion model (and its first stage, an autoencoder), as protocols. The core knows no concrete algorithm.
 
 Conventions shared by every protocol: time is continuous, t ∈ [0, 1] (t=0 data, t=1 noise),
 given to networks as a float tensor of shape [B]; the process is variance preserving,
@@ -137,6 +137,34 @@ class Guidance(Protocol):
     def wrap(self, denoiser: Denoiser, schedule: NoiseSchedule) -> Denoiser: ...
 
 
+@runtime_checkable
+class Autoencoder(Protocol):
+    """The first stage of a latent diffusion model (Rombach et al. 2022, §3): data to latents and back.
+
+    Contract: ``encode(x)`` with x of shape [B, *data_shape] in the data's range returns the
+    posterior q(z | x) as a :class:`difftk.components.autoencoding.LatentDistribution` (``mean``,
+    ``logvar``, ``sample(generator)``) or, for a deterministic encoder, the latent tensor itself;
+    ``decode(z)`` returns [B, *data_shape]; ``latent_shape(data_shape)`` is the shape of one
+    example's latent (what ``encode`` gives for that data shape), or raises a one-line
+    :class:`~difftk.errors.DifftkError` for data it cannot take. Both work on raw latents z.
+
+    Declared (defaults in :class:`difftk.components.autoencoding.AutoencoderBase`, read through
+    :func:`difftk.components.autoencoding.scale_of` and ``shift_of``): ``scale`` and ``shift``, which
+    bring the latents to unit variance, z_scaled = (z − shift)·scale (§4.3.2 and App. G: scale = 1/σ̂
+    of the latents over the data; diffusers' ``scaling_factor`` and ``shift_factor``). The diffusion
+    model only ever sees z_scaled; the core applies both.
+    """
+
+    scale: float
+    shift: float
+
+    def encode(self, x: torch.Tensor) -> Any: ...
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
+
+    def latent_shape(self, data_shape: tuple[int, ...]) -> tuple[int, ...]: ...
+
+
 class TrainingCondition(Protocol):
     """An optional Guidance method the training engine calls on every batch's labels.
 
@@ -217,6 +245,7 @@ PROTOCOLS: dict[str, type] = {
     "objective": Objective,
     "sampler": Sampler,
     "guidance": Guidance,
+    "autoencoder": Autoencoder,
     "classifier": Classifier,
     "dataset": Dataset,
     "metric": Metric,

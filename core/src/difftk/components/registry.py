@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from difftk.components.autoencoding import frozen
 from difftk.components.protocols import protocol_problem
 from difftk.components.sizing import check_network_size
 from difftk.errors import DifftkError, OptionError, UnknownComponentError, did_you_mean
@@ -21,8 +22,8 @@ from difftk.maths.terminal import with_zero_terminal_snr
 from difftk.options import option_fields, parse_value
 
 #: The component kinds, in the order a pipeline lists them.
-KINDS: tuple[str, ...] = ("schedule", "denoiser", "objective", "sampler", "guidance", "classifier", "dataset", "metric",
-                         "logger")
+KINDS: tuple[str, ...] = ("schedule", "denoiser", "objective", "sampler", "guidance", "autoencoder", "classifier",
+                         "dataset", "metric", "logger")
 
 
 class RegistrationError(DifftkError):
@@ -251,6 +252,12 @@ class Registrar:
     def add_guidance(self, name: str, cls: type) -> None:
         """Register a Guidance (wraps a denoiser, returns a denoiser)."""
         self.add("guidance", name, cls)
+
+    def add_autoencoder(self, name: str, cls: type) -> None:
+        """Register an Autoencoder: a first stage (a ``torch.nn.Module`` with an attrs ``Config``) that
+        encodes data to latents and decodes them back; the rest of a pipeline then works on latents. It is
+        built frozen (:func:`~difftk.components.autoencoding.frozen`: eval mode, no gradients)."""
+        self._add("autoencoder", name, cls, finish=frozen)
 
     def add_classifier(self, name: str, cls: type) -> None:
         """Register a Classifier (a noise-aware ``torch.nn.Module`` with an attrs ``Config``)."""

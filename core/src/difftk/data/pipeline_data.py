@@ -18,6 +18,7 @@ import attrs
 import torch
 
 from difftk.components import plugins
+from difftk.components.autoencoding import space_shape, to_latent
 from difftk.components.protocols import derived_options, learned_variance_of, num_classes_of
 from difftk.data.examples import Examples
 from difftk.data.images import point_bounds
@@ -80,13 +81,15 @@ def describe_dataset(dataset: Examples, spec: ComponentSpec | None = None) -> di
     return info
 
 
-def data_options(denoiser: ComponentSpec, dataset: Examples) -> dict[str, int]:
-    """The values of :data:`DATA_OPTIONS` the denoiser has, read from the dataset."""
+def data_options(denoiser: ComponentSpec, dataset: Examples, shape: tuple[int, ...] | None = None) -> dict[str, int]:
+    """The values of :data:`DATA_OPTIONS` the denoiser has, read from the dataset; ``shape`` is the
+    shape the denoiser works in when it is not the data's (an autoencoder's latents)."""
     fields = plugins.registry().get("denoiser", denoiser.name).option_fields()
     label = f"denoiser '{denoiser.name}'"
-    shape = dataset.shape
+    kind = dataset.kind if shape is None else ("image" if len(shape) == 3 else "points")
+    shape = dataset.shape if shape is None else shape
     out: dict[str, int] = {}
-    if dataset.kind == "image":
+    if kind == "image":
         C, H, W = shape
         if "in_channels" in fields:
             out["in_channels"] = C
@@ -120,7 +123,9 @@ def size_to_data(pipeline: PipelineSpec | Pipeline, dataset: Examples, *, source
         if kind not in spec:
             raise OptionError(f"{source} has no {kind}, so it cannot be trained: compose it with {kind}=NAME")
     den = spec["denoiser"]
-    filled = data_options(den, dataset)
+    first = spec.get("autoencoder")
+    autoencoder = build_component("autoencoder", first.name, first.options_dict, from_strings=False) if first else None
+    filled = data_options(den, dataset, latent_shape(autoencoder, dataset) if autoencoder is not None else None)
     new = ComponentSpec(den.name, {**den.options_dict, **filled}, den.plugin, den.version)
     spec = PipelineSpec({**dict(spec.components), "denoiser": new})
     try:
@@ -138,13 +143,28 @@ def size_to_data(pipeline: PipelineSpec | Pipeline, dataset: Examples, *, source
         built = live.spec["denoiser"]
         written = ComponentSpec(den.name, {**built.options_dict, **derived}, built.plugin, built.version)
         live = attrs.evolve(live, spec=PipelineSpec({**dict(live.spec.components), "denoiser": written}))
-    _probe(live.denoiser, dataset, den.name)
+    _probe(live.denoiser, dataset, den.name, live.autoencoder)
     return live, {**filled, **derived}
 
 
-def _probe(denoiser: torch.nn.Module, dataset: Examples, name: str) -> None:
-    """Call the denoiser once on the CPU (eval mode, no gradients) and check the output shape."""
+def latent_shape(autoencoder: Any, dataset: Examples) -> tuple[int, ...]:
+    """The shape of one latent of ``dataset``'s examples; data the autoencoder cannot take is one line."""
+    try:
+        return space_shape(autoencoder, tuple(dataset.shape))
+    except DifftkError:
+        raise
+    except Exception as err:
+        reason = " ".join(str(err).split())[:200]
+        raise IncompatibleError(f"the autoencoder cannot take {dataset.name} examples of shape {tuple(dataset.shape)}: "
+                                f"{type(err).__name__}: {reason}") from None
+
+
+def _probe(denoiser: torch.nn.Module, dataset: Examples, name: str, autoencoder: Any = None) -> None:
+    """Call the denoiser once on the CPU (eval mode, no gradients) on two examples (encoded, with an
+    autoencoder) and check the output shape."""
     x, y = dataset.batch(torch.arange(min(2, len(dataset))))
+    if autoencoder is not None:
+        x = to_latent(autoencoder, x)
     t = torch.full((len(x),), 0.5)
     cond = y if num_classes_of(denoiser) > 0 and y is not None else None
     was_training = denoiser.training
@@ -156,8 +176,8 @@ def _probe(denoiser: torch.nn.Module, dataset: Examples, name: str) -> None:
         raise
     except Exception as err:
         reason = " ".join(str(err).split())[:200]
-        raise IncompatibleError(f"denoiser '{name}' cannot take {dataset.name} examples of shape "
-                                f"{tuple(dataset.shape)}: {type(err).__name__}: {reason}") from None
+        raise IncompatibleError(f"denoiser '{name}' cannot take {dataset.name} {'latents' if autoencoder else 'examples'} "
+                                f"of shape {tuple(x.shape[1:])}: {type(err).__name__}: {reason}") from None
     finally:
         denoiser.train(was_training)
     expect = list(x.shape)

@@ -27,6 +27,8 @@ class Pipeline:
     denoiser: Any = None
     objective: Any = None
     guidance: Any = None
+    #: the first stage: with one, the other parts work on its scaled latents (``difftk.components.autoencoding``)
+    autoencoder: Any = None
 
     def __getitem__(self, kind: str) -> Any:
         if kind not in PIPELINE_KINDS:
@@ -108,17 +110,20 @@ def compose(
     denoiser: Any = None,
     objective: Any = None,
     guidance: Any = None,
+    autoencoder: Any = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     from_strings: bool = False,
 ) -> Pipeline:
     """Assemble a :class:`Pipeline` and check that its components work together.
 
-    Each component is a registered name, a mapping ``{"name": ..., "options": {...}}``, a
+    ``autoencoder`` adds a first stage: training encodes, sampling decodes, and every other part works
+    unchanged on its latents (Rombach et al. 2022). Each component is a registered name, a mapping ``{"name": ..., "options": {...}}``, a
     :class:`ComponentSpec`, or an instance. ``options`` maps a kind to extra options for it
     (what ``--set KIND.OPTION=VALUE`` gives on the command line); with ``from_strings`` the
     values are parsed from text. Every error is a one-line :class:`~difftk.errors.DifftkError`.
     """
-    given = {"schedule": schedule, "denoiser": denoiser, "objective": objective, "sampler": sampler, "guidance": guidance}
+    given = {"schedule": schedule, "denoiser": denoiser, "objective": objective, "sampler": sampler, "guidance": guidance,
+             "autoencoder": autoencoder}
     options = dict(options or {})
     for kind in options:
         if kind not in PIPELINE_KINDS:

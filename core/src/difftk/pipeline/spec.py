@@ -19,7 +19,7 @@ from difftk.options import option_fields
 from difftk.runtime.untrusted import read_json, read_toml
 
 #: The kinds a pipeline holds, in order; schedule and sampler are required.
-PIPELINE_KINDS: tuple[str, ...] = ("schedule", "denoiser", "objective", "sampler", "guidance")
+PIPELINE_KINDS: tuple[str, ...] = ("schedule", "denoiser", "objective", "sampler", "guidance", "autoencoder")
 REQUIRED_KINDS: tuple[str, ...] = ("schedule", "sampler")
 #: the section of an experiment file that holds the settings of ``difftk train``; a spec ignores it
 TRAINING_SECTION = "training"

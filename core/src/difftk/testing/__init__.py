@@ -1,7 +1,7 @@
 """difftk.testing: the conformance kit for plugin authors.
 
 - :mod:`~difftk.testing.conformance` — ``check_schedule``, ``check_sampler``,
-  ``check_objective``, ``check_denoiser``, ``check_guidance``, ``check_logger``: one contract check per protocol
+  ``check_objective``, ``check_denoiser``, ``check_guidance``, ``check_autoencoder``, ``check_logger``: one contract check per protocol
   (the sampler's, with its convergence on an exact oracle, in :mod:`~difftk.testing.sampler_contract`).
 - :mod:`~difftk.testing.oracles` — exact denoisers of Gaussian and Gaussian-mixture data.
 - :mod:`~difftk.testing.strategies` — hypothesis strategies for the maths.
@@ -19,6 +19,7 @@ from difftk.components import plugins
 from difftk.testing.conformance import (
     CHECKS,
     ConformanceError,
+    check_autoencoder,
     check_denoiser,
     check_guidance,
     check_logger,
@@ -27,7 +28,7 @@ from difftk.testing.conformance import (
     check_schedule,
 )
 from difftk.testing.oracles import GaussianMixtureOracle, GaussianOracle
-from difftk.testing.reference import ReferenceLinearSchedule, ReferenceVPSchedule, TinyDenoiser
+from difftk.testing.reference import ReferenceAutoencoder, ReferenceLinearSchedule, ReferenceVPSchedule, TinyDenoiser
 
 
 @contextlib.contextmanager
@@ -49,7 +50,7 @@ def plugin_host(*, load_entry_points: bool = True, strict: bool = False) -> Iter
 
 
 __all__ = [
-    "CHECKS", "ConformanceError", "GaussianMixtureOracle", "GaussianOracle", "ReferenceLinearSchedule",
-    "ReferenceVPSchedule", "TinyDenoiser", "check_denoiser", "check_guidance", "check_logger", "check_objective",
+    "CHECKS", "ConformanceError", "GaussianMixtureOracle", "GaussianOracle", "ReferenceAutoencoder",
+    "ReferenceLinearSchedule", "ReferenceVPSchedule", "TinyDenoiser", "check_autoencoder", "check_denoiser", "check_guidance", "check_logger", "check_objective",
     "check_sampler", "check_schedule", "plugin_host",
 ]

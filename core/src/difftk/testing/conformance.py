@@ -228,6 +228,51 @@ def check_guidance(guidance: Any, schedule: Any | None = None, *, denoiser: Any 
         fail_as(guidance, "guidance", f"the wrapped denoiser must keep the output shape {tuple(shape)}, got {tuple(out.shape)}")
 
 
+# --- autoencoders -------------------------------------------------------------------------------
+
+def check_autoencoder(autoencoder: Any, data_shape: tuple[int, ...], *, seed: int = 0, rtol: float = 1e-4) -> None:
+    """On a seeded batch of data in [−1, 1]: ``encode`` gives a posterior whose mean and log σ² have
+    the shape ``latent_shape(data_shape)`` promises (per example, so one example encodes as it does in a
+    batch); its draws repeat under the same seed; ``decode`` of the mean has the data's shape and is
+    finite; ``scale`` is finite and > 0, ``shift`` finite; and the core's scaling is what the protocol
+    says, z_scaled = (z − shift)·scale, undone exactly before ``decode``."""
+    from difftk.components.autoencoding import from_latent, posterior, scale_of, shift_of, to_latent
+
+    check_protocol(autoencoder, "autoencoder")
+
+    def fail(msg: str) -> None:
+        fail_as(autoencoder, "autoencoder", msg)
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((3, *data_shape), generator=g) * 2 - 1
+    latent = tuple(autoencoder.latent_shape(tuple(data_shape)))
+    with torch.no_grad():
+        q = posterior(autoencoder.encode(x))
+        if tuple(q.mean.shape) != (3, *latent) or tuple(q.logvar.shape) != (3, *latent):
+            fail(f"encode of {tuple(x.shape)} gave mean {tuple(q.mean.shape)}, log σ² {tuple(q.logvar.shape)}; "
+                 f"latent_shape({tuple(data_shape)}) = {latent} promises {(3, *latent)}")
+        one = posterior(autoencoder.encode(x[1:2])).mean
+        if not torch.allclose(one, q.mean[1:2], rtol=rtol, atol=rtol * float(q.mean.abs().max())):
+            fail("example 1 encodes differently alone than in a batch of 3")
+        a, b = (q.sample(torch.Generator().manual_seed(seed + 1)) for _ in range(2))
+        if not torch.equal(a, b):
+            fail("sample(generator) differs for two generators with the same seed")
+        y = autoencoder.decode(q.mean)
+        if tuple(y.shape) != tuple(x.shape):
+            fail(f"decode of latents {tuple(q.mean.shape)} gave {tuple(y.shape)}, not the data's {tuple(x.shape)}")
+        if not torch.isfinite(y).all():
+            fail("decode(encode(x)) is not finite")
+        scale, shift = scale_of(autoencoder), shift_of(autoencoder)
+        if not (np.isfinite(scale) and scale > 0 and np.isfinite(shift)):
+            fail(f"scale = {scale} must be finite and > 0, shift = {shift} finite")
+        z = to_latent(autoencoder, x)
+        if not torch.allclose(z, (q.mean - shift) * scale, rtol=rtol, atol=rtol * scale * float(q.mean.abs().max())):
+            fail("the scaled latent is not (mean − shift)·scale")
+        back = from_latent(autoencoder, z)
+        if not torch.allclose(back, y, rtol=rtol, atol=rtol * float(y.abs().max())):
+            fail("decoding the scaled latent does not give decode(mean): the scale and shift are not undone")
+
+
 # --- loggers ------------------------------------------------------------------------------------
 
 def check_logger(logger: Any, directory: str | Path) -> None:
@@ -263,5 +308,6 @@ CHECKS: dict[str, Callable[..., None]] = {
     "objective": check_objective,
     "sampler": check_sampler,
     "guidance": check_guidance,
+    "autoencoder": check_autoencoder,
     "logger": check_logger,
 }

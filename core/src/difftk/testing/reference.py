@@ -6,11 +6,14 @@ They are not registered: the core ships no algorithm. A sampler plugin's tests c
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import numpy as np
 import torch
 from torch import nn
 
+from difftk.components.autoencoding import LatentDistribution
 from difftk.components.protocols import num_classes_of
 from difftk.maths.diffusion import PREDICTIONS
 from difftk.maths.schedules import ContinuousSchedule, DiscreteSchedule
@@ -96,3 +99,38 @@ class WithLearnedVariance(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         out = self.inner(x, t, cond=cond)
         return torch.cat([out, torch.full_like(out, self.fill)], dim=1)
+
+
+@attrs.frozen
+class ReferenceAutoencoderConfig:
+    """Options of :class:`ReferenceAutoencoder`."""
+
+    factor: int = option(2, help="f: each latent cell is an f×f block of pixels", ge=1, le=8)
+    scale: float = option(2.0, help="the scale z_scaled = (z − shift)·scale", gt=0.0)
+    shift: float = option(0.25, help="the shift z_scaled = (z − shift)·scale")
+
+
+class ReferenceAutoencoder(nn.Module):
+    """An exact first stage: z = pixel_unshuffle(x, f) (each f×f block of every channel becomes f² channels),
+    decode is its inverse, q(z | x) has σ = 0.01. decode(mean) = x exactly, so the core's encoding, scaling and
+    decoding can be checked against the identity. Unregistered; a test registers it."""
+
+    Config = ReferenceAutoencoderConfig
+
+    def __init__(self, config: ReferenceAutoencoderConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else ReferenceAutoencoderConfig()
+        self.scale, self.shift = self.config.scale, self.config.shift
+        self.register_buffer("anchor", torch.zeros(()))  # so it has a device to follow
+
+    def latent_shape(self, data_shape: tuple[int, ...]) -> tuple[int, ...]:
+        f = self.config.factor
+        C, H, W = data_shape
+        return (C * f * f, H // f, W // f)
+
+    def encode(self, x: torch.Tensor) -> Any:
+        mean = nn.functional.pixel_unshuffle(x, self.config.factor) + self.anchor
+        return LatentDistribution(mean, torch.full_like(mean, 2 * np.log(0.01)))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return nn.functional.pixel_shuffle(z, self.config.factor)

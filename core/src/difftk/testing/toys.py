@@ -8,7 +8,7 @@
         register_plugin(difftk.testing.toys, "toys")
         pipeline = difftk.compose(schedule="linear", sampler="ddim", denoiser="tiny", objective="simple")
 
-It registers three denoisers and three datasets, each made in milliseconds, so a test can
+It registers three denoisers, three datasets and an autoencoder, each made in milliseconds, so a test can
 train for a few steps in well under a second:
 
 - ``tiny``: :class:`~difftk.testing.reference.TinyDenoiser`, any data shape;
@@ -17,7 +17,9 @@ train for a few steps in well under a second:
 - ``sized``: takes only square images whose side is a multiple of 4 (as a U-Net with two
   down-samplings does), to test data the model cannot take;
 - ``toy-points`` (Gaussian blobs in 2-D), ``toy-images`` (small images of bars) and
-  ``array-file`` (examples read from a safetensors file, a dataset given by a path).
+  ``array-file`` (examples read from a safetensors file, a dataset given by a path);
+- ``blocks``: :class:`~difftk.testing.reference.ReferenceAutoencoder`, an exact first stage (each f×f block
+  of pixels one latent cell), to test latent pipelines against the identity.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from difftk.components.hookspecs import hookimpl
 from difftk.data.arrays import ArrayDataset
 from difftk.errors import DifftkError
 from difftk.options import option, option_error
-from difftk.testing.reference import TinyDenoiser, TinyDenoiserConfig
+from difftk.testing.reference import ReferenceAutoencoder, TinyDenoiser, TinyDenoiserConfig
 
 #: blob centres of ``toy-points``
 CENTRES = torch.tensor([[-2.0, -2.0], [-2.0, 2.0], [2.0, -2.0], [2.0, 2.0]])
@@ -209,3 +211,4 @@ def difftk_register_components(register):
     register.add_dataset("toy-points", ToyPoints)
     register.add_dataset("toy-images", ToyImages)
     register.add_dataset("array-file", ArrayFile)
+    register.add_autoencoder("blocks", ReferenceAutoencoder)

@@ -29,7 +29,7 @@ from difftk.training.rundir import RunPaths
 from difftk.training.trainer import Reporter, Trainer, TrainResult
 
 #: the kinds that decide what is learned; a resumed run must keep them (the sampler may change)
-TRAINING_KINDS: tuple[str, ...] = ("schedule", "denoiser", "objective")
+TRAINING_KINDS: tuple[str, ...] = ("schedule", "denoiser", "objective", "autoencoder")
 
 
 def _plain(spec: ComponentSpec | None) -> ComponentSpec | None:
@@ -40,7 +40,7 @@ def _plain(spec: ComponentSpec | None) -> ComponentSpec | None:
 
 
 def check_resumable(ckpt: Checkpoint, pipeline: Pipeline, dataset_info: Mapping[str, Any]) -> None:
-    """A resumed run must learn the same thing: same schedule, denoiser, objective and data."""
+    """A resumed run must learn the same thing: same schedule, denoiser, objective, autoencoder and data."""
     for kind in TRAINING_KINDS:
         old, new = _plain(ckpt.spec.get(kind)), _plain(pipeline.spec.get(kind))
         if old == new:

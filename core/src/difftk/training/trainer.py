@@ -2,7 +2,7 @@
 sample grids and checkpoints, and a resume that continues bit for bit.
 
 One step (Ho et al. 2020, Algorithm 1): draw a batch x₀ (and its labels for a class-
-conditional denoiser), ask the pipeline's objective for the per-example loss, average it,
+conditional denoiser; with an autoencoder, x₀ is a draw of its scaled latents), ask the pipeline's objective for the per-example loss, average it,
 take one AdamW step (Loshchilov & Hutter 2019) on the clipped gradient, and move the EMA
 toward the new weights. Samples are drawn with the EMA weights, as in Ho et al. 2020 (App. B,
 decay 0.9999) and every diffusion model since.
@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 import torch
 
+from difftk.components.autoencoding import frozen, to_latent
 from difftk.components.protocols import num_classes_of
 from difftk.data.examples import Examples
 from difftk.data.images import picture, save_png
@@ -101,6 +102,7 @@ class Trainer:
         self.paths = RunPaths(Path(out)) if out is not None else None
         self.dataset_info = dict(dataset_info or describe_dataset(dataset))
         self.model = pipeline.denoiser.to(self.device).train()
+        frozen(pipeline.autoencoder, self.device)  # the first stage stays fixed (Rombach et al. 2022, §3)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
@@ -162,6 +164,8 @@ class Trainer:
         gradient norm is NaN or infinite, so the state stays that of the last good step.
         """
         x0, y = self.feed.next(self.step + 1, self.device)
+        if self.pipeline.autoencoder is not None:  # z ~ q(z | x₀) from the checkpointed generator: resumes stay exact
+            x0 = to_latent(self.pipeline.autoencoder, x0, self.noise, sample=True)
         x0 = to_memory_format(x0, self.config.channels_last)
         cond = y if self.conditional else None
         relabel = getattr(self.pipeline.guidance, "training_condition", None)

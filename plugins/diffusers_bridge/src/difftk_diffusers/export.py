@@ -207,6 +207,9 @@ def export_diffusers(model: Any, output: str | Path) -> str:
     from diffusers import DDPMPipeline
 
     out = Path(output)
+    if getattr(model.pipeline, "autoencoder", None) is not None:  # a DDPMPipeline has no first stage to carry it
+        raise DifftkError(f"a latent model (autoencoder '{model.pipeline.spec['autoencoder'].name}') cannot be written as a "
+                          "DDPMPipeline, which samples pixels: export it with --format folder")
     _check_output(out)
     class_name, config, how = scheduler_config(model)
     scheduler = getattr(diffusers, class_name)(**config)

@@ -8,6 +8,7 @@ from pathlib import Path
 import difftk
 from difftk.errors import CheckpointError
 
+from difftk_diffusers.autoencoder import DiffusersAutoencoder
 from difftk_diffusers.denoiser import DiffusersUNet
 from difftk_diffusers.schedule import DiffusersSchedule
 
@@ -16,6 +17,7 @@ from difftk_diffusers.schedule import DiffusersSchedule
 def difftk_register_components(register):
     register.add_schedule("diffusers", DiffusersSchedule)
     register.add_denoiser("diffusers-unet", DiffusersUNet)
+    register.add_autoencoder("diffusers-vae", DiffusersAutoencoder)
 
 
 @difftk.hookimpl
