@@ -124,7 +124,7 @@ def size_to_data(pipeline: PipelineSpec | Pipeline, dataset: Examples, *, source
             raise OptionError(f"{source} has no {kind}, so it cannot be trained: compose it with {kind}=NAME")
     den = spec["denoiser"]
     first = spec.get("autoencoder")
-    autoencoder = build_component("autoencoder", first.name, first.options_dict, from_strings=False) if first else None
+    autoencoder = create_component("autoencoder", first.name, first.options_dict, from_strings=False) if first else None
     filled = data_options(den, dataset, latent_shape(autoencoder, dataset) if autoencoder is not None else None)
     new = ComponentSpec(den.name, {**den.options_dict, **filled}, den.plugin, den.version)
     spec = PipelineSpec({**dict(spec.components), "denoiser": new})
