@@ -55,7 +55,7 @@ def test_the_parts_map_onto_registered_components(model):
     spec = model.pipeline.spec
     assert spec["denoiser"].name == "dit" and spec["autoencoder"].name == "diffusers-vae"
     assert spec["schedule"].name == "diffusers" and spec["sampler"].name == "ddim" and spec["guidance"].name == "cfg"
-    assert model.data_shape == (3, 16, 16) and model.num_classes == CLASSES and model.class_names == []
+    assert model.data_shape == (3, 16, 16) and model.num_classes == CLASSES and tuple(model.class_names) == ()
     assert latent.shape_of(model.pipeline.autoencoder, model.data_shape) == (4, 8, 8)
     assert model.denoiser.learned_variance and model.denoiser.prediction == "eps"
 
@@ -112,7 +112,7 @@ def test_id2label_gives_the_class_names(tmp_path, saved):
     index["id2label"] = {str(i): f"class {i}, synonym" for i in range(CLASSES)}
     (copy / "model_index.json").write_text(json.dumps(index))
     model = difftk.load(copy)
-    assert model.class_names[:2] == ["class 0, synonym", "class 1, synonym"]
+    assert list(model.class_names[:2]) == ["class 0, synonym", "class 1, synonym"]
     assert model.labels(1, "class 7, synonym").tolist() == [7]
     index["id2label"] = {"0": "one class only"}
     (copy / "model_index.json").write_text(json.dumps(index))

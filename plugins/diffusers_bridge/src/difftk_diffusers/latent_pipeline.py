@@ -33,7 +33,6 @@ from difftk.model import Model
 from difftk_diffusers.autoencoder import read_vae_config
 from difftk_diffusers.config import read_scheduler_config
 from difftk_diffusers.transformer import CLASS_NAMES, load_dit
-from difftk_diffusers.validate import read_json
 
 #: the pipelines whose folder is a transformer, an AutoencoderKL and a scheduler
 PIPELINES: tuple[str, ...] = ("DiTPipeline",)
