@@ -1,6 +1,7 @@
 """Reading a diffusers model folder as a difftk :class:`~difftk.model.Model`.
 
-Two layouts are read:
+Two layouts are read here, and a ``DiTPipeline`` folder (a transformer, an AutoencoderKL and a
+scheduler) by :mod:`difftk_diffusers.latent_pipeline`:
 
 - a pipeline folder, as ``DDPMPipeline.save_pretrained`` or ``DDIMPipeline.save_pretrained``
   writes it: ``model_index.json``, ``unet/`` (``config.json`` and the weights) and
@@ -31,6 +32,8 @@ from difftk.model import Model
 
 from difftk_diffusers.config import SchedulerConfig, read_scheduler_config
 from difftk_diffusers.denoiser import DiffusersUNet, unet_problem
+from difftk_diffusers.latent_pipeline import PIPELINES as LATENT_PIPELINES
+from difftk_diffusers.latent_pipeline import load_dit_pipeline, refusal
 from difftk_diffusers.validate import integer, integers, read_json, strings
 
 #: pipelines whose folder is a UNet2DModel and a scheduler, nothing else
@@ -60,8 +63,7 @@ def locate(folder: Path, scheduler: str | Path | None = None) -> tuple[Path, Pat
         info = read_json(index, "a pipeline index (model_index.json)")
         name = info.get("_class_name")
         if name not in PIPELINES:
-            raise CheckpointError(f"{index}: pipeline {name!r} is not supported (supported: {', '.join(PIPELINES)}, "
-                                  "a UNet2DModel and a DDPM or DDIM scheduler)")
+            raise CheckpointError(refusal(info, index, PIPELINES + LATENT_PIPELINES))
         unet, sched = info.get("unet"), info.get("scheduler")
         if not (isinstance(unet, list) and unet[-1:] == ["UNet2DModel"]):
             raise CheckpointError(f"{index}: unet {unet!r} is not supported (supported: a UNet2DModel)")
@@ -247,6 +249,11 @@ def load(source: str | Path, device: torch.device | str = "cpu", *, scheduler: s
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such folder (a diffusers model is a folder written by save_pretrained)")
     settings = read_settings(folder)
+    index = folder / "model_index.json"
+    if index.is_file():
+        info = read_json(index, "a pipeline index (model_index.json)")
+        if info.get("_class_name") in LATENT_PIPELINES:
+            return load_dit_pipeline(folder, info, device, settings.get("dataset"))
     unet_dir, scheduler_file, default_class = locate(folder, scheduler or settings.get("scheduler"))
     null = bool(settings.get("null_class", False)) if null_class is None else bool(null_class)
     sched = read_scheduler_config(scheduler_file, default_class)
