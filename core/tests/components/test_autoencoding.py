@@ -159,3 +159,13 @@ def test_the_base_class_reads_the_latent_shape_without_computing(shape):
     assert ae.latent_shape(shape) == tuple(ae.encode(torch.zeros(1, *shape)).mean.shape[1:])
     assert ae.down.weight.device.type == "cpu" and (ae.scale, ae.shift) == (1.0, 0.0)
     check_autoencoder(ae, (2, 8, 8))
+
+
+def test_the_base_gives_no_encode_or_decode_so_registration_names_the_missing_one():
+    from difftk.components.protocols import protocol_problem
+
+    class EncodeOnly(AutoencoderBase):
+        def encode(self, x):
+            return x
+
+    assert protocol_problem("autoencoder", EncodeOnly) == "it has no method decode(z) (Autoencoder protocol)"

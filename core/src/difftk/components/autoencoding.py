@@ -71,16 +71,11 @@ def shift_of(autoencoder: Any) -> float:
 class AutoencoderBase(torch.nn.Module):
     """Defaults of the :class:`~difftk.components.protocols.Autoencoder` protocol: ``scale`` 1 and
     ``shift`` 0 (a subclass sets them, e.g. from its weights file), and ``latent_shape`` read from one
-    ``encode`` of a zero example on PyTorch's meta device (no memory, no arithmetic)."""
+    ``encode`` of a zero example on PyTorch's meta device (no memory, no arithmetic). ``encode`` and
+    ``decode`` are the subclass's own: without them registration refuses the class in one line."""
 
     scale: float = 1.0
     shift: float = 0.0
-
-    def encode(self, x: torch.Tensor) -> Any:  # pragma: no cover - the subclass's
-        raise NotImplementedError
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - the subclass's
-        raise NotImplementedError
 
     def latent_shape(self, data_shape: tuple[int, ...]) -> tuple[int, ...]:
         meta = _on_meta(self)
