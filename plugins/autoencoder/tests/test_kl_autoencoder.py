@@ -131,3 +131,30 @@ def test_a_weights_path_is_stored_absolute_so_a_checkpoint_finds_it_from_anywher
     monkeypatch.chdir(tmp_path)
     ae = difftk.create("autoencoder", "kl", **SMALL, weights="ae.safetensors")
     assert ae.config.weights == str(tmp_path.resolve() / "ae.safetensors")
+
+
+def test_the_commands_replace_no_file_they_did_not_write_and_refuse_data_in_one_line(toy, tmp_path, capsys):
+    from difftk_autoencoder.measure import main as measure
+    from difftk_autoencoder.train import main as train
+
+    precious = tmp_path / "notes.safetensors"
+    precious.write_text("not an autoencoder")
+    assert train(["--data", "toy-images", "--steps", "1", "--out", str(precious)]) == 2
+    assert "exists: continue that run with --resume" in capsys.readouterr().err
+    assert precious.read_text() == "not an autoencoder"
+
+    path = save(tmp_path / "ae.safetensors", difftk.create("autoencoder", "kl", **SMALL), scale=1.0, shift=0.0)
+    foreign = tmp_path / "mine.npz"
+    foreign.write_bytes(b"not samples")
+    assert measure([str(path), "--data", "toy-images", "-n", "2", "--npz", str(foreign)]) == 2
+    assert "is not an npz of samples difftk wrote" in capsys.readouterr().err
+    assert foreign.read_bytes() == b"not samples"
+    assert measure([str(path), "--data", "toy-images", "-n", "2", "--npz", str(tmp_path / "r.npz")]) == 0
+    assert measure([str(path), "--data", "toy-images", "-n", "2", "--npz", str(tmp_path / "r.npz")]) == 0  # its own
+    capsys.readouterr()
+
+    colour = save(tmp_path / "rgb.safetensors", difftk.create("autoencoder", "kl", **SMALL, in_channels=3), scale=1.0,
+                  shift=0.0)
+    assert measure([str(colour), "--data", "toy-images", "-n", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "takes images of 3 channel(s)" in err

@@ -14,17 +14,15 @@ samples are decoded.
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from difftk.data.pipeline_data import load_dataset
 from difftk.errors import DifftkError
-from difftk.runtime.files import atomic_write_bytes
+from difftk.evaluation.sample_files import check_samples_output, write_npz
 
 from difftk_autoencoder import load
 
@@ -42,15 +40,6 @@ def reconstruct(autoencoder: torch.nn.Module, x: torch.Tensor, batch_size: int =
     return torch.cat([autoencoder.decode(autoencoder.encode(part).mean) for part in x.split(batch_size)])
 
 
-def _npz(images: torch.Tensor, labels: torch.Tensor | None, path: Path) -> None:
-    """uint8 [N, H, W, C] under ``arr_0`` (and ``labels``), the layout ``difftk evaluate --samples`` reads."""
-    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    buffer = io.BytesIO()
-    arrays = {"arr_0": pixels} | ({"labels": labels.numpy().astype(np.int64)} if labels is not None else {})
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m difftk_autoencoder.measure",
@@ -64,9 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--originals", type=Path, help="write the same examples, unreconstructed, here")
     args = parser.parse_args(argv)
     try:
+        for out in (args.npz, args.originals):  # before any work: never replace what difftk did not write
+            if out is not None:
+                check_samples_output(out, "npz")
         ae = load(args.weights)
         name, _, path = args.data.partition(":")
         dataset, _ = load_dataset(name, path or None, split=args.split)
+        ae.latent_shape(tuple(dataset.shape))  # data the autoencoder cannot take: one line, not a traceback
         n = min(args.n, len(dataset))
         x, y = dataset.batch(torch.arange(n))
         x_hat = reconstruct(ae, x)
@@ -78,10 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{10 * math.log10(1 / mse):.2f} dB)"
         )
         if args.npz:
-            _npz(x_hat, y, args.npz)
+            write_npz(x_hat, args.npz, y)
             print(f"wrote {args.npz}")
         if args.originals:
-            _npz(x, y, args.originals)
+            write_npz(x, args.originals, y)
             print(f"wrote {args.originals}")
     except DifftkError as err:
         print(f"error: {err}", file=sys.stderr)

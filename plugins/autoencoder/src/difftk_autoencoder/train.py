@@ -33,7 +33,7 @@ import torch
 from difftk.checkpoint.files import flatten_optimizer, unflatten_optimizer
 from difftk.components.autoencoding import LatentDistribution
 from difftk.data.pipeline_data import load_dataset
-from difftk.errors import DifftkError, OptionError
+from difftk.errors import DifftkError, OptionError, OutputError
 from difftk.pipeline.compose import create_component
 from difftk.runtime.files import atomic_write_bytes
 from safetensors import safe_open
@@ -238,6 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             center=args.center,
             checkpoint_every=args.checkpoint_every,
         )
+        out = Path(args.out)
+        if not args.resume and (out.exists() or _state_path(out).exists()):
+            raise OutputError(
+                f"{args.out} exists: continue that run with --resume, or write the new one to another --out"
+            )
         record = train_autoencoder(dataset, options, config, args.out, dataset_name=name, resume=args.resume)
     except DifftkError as err:
         print(f"error: {err}", file=sys.stderr)
