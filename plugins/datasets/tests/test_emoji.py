@@ -98,3 +98,10 @@ def test_the_script_rebuilds_the_shipped_file(tmp_path):
     make_emoji.main(["-o", str(tmp_path / "emoji.npz")])
     shipped = Path(make_emoji.OUTPUT).read_bytes()
     assert (tmp_path / "emoji.npz").read_bytes() == shipped
+
+
+def test_flip_is_an_option_of_the_data_that_reaches_the_trainer():
+    plain = difftk.create("dataset", "emoji").load("train")
+    flipped = difftk.create("dataset", "emoji", flip=True).load("train")
+    assert not plain.flip and flipped.flip
+    assert torch.equal(plain.data, flipped.data)  # stored as rendered; the trainer mirrors per example and step

@@ -44,8 +44,11 @@ def _schedule_spec(source: str):
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True, help="Examples per step.")
 @click.option("--lr", type=click.FloatRange(min=0, max=1, min_open=True), default=1e-3, show_default=True, help="AdamW learning rate.")
 @click.option("--seed", type=click.IntRange(min=0, max=(1 << 32) - 1), default=0, show_default=True, help="Seed of the weights, data order and noise.")
+@click.option("--balance", is_flag=True, help="Weigh each class alike in the loss (N/(K·n_k) per example), "
+              "for data whose classes are in unequal numbers.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def train_classifier_command(pipeline_or_checkpoint, data, data_options, steps, out_file, model, sets, batch_size, lr, seed, device) -> None:
+def train_classifier_command(pipeline_or_checkpoint, data, data_options, steps, out_file, model, sets, batch_size, lr, seed,
+                             balance, device) -> None:
     """Train a noise-aware classifier p(y | x_t, t) for classifier guidance (Dhariwal & Nichol 2021).
 
     Examples x₀ are noised to x_t with the schedule of PIPELINE_OR_CHECKPOINT (a pipeline TOML
@@ -71,7 +74,7 @@ def train_classifier_command(pipeline_or_checkpoint, data, data_options, steps, 
     torch.manual_seed(seed)
     classifier, spec = build_classifier(chosen, dataset, options.get("classifier"))
     loss = train_classifier(classifier, schedule, dataset, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                            device=device)
+                            device=device, balance=balance)
     metrics = {"loss": loss}
     try:
         test, _ = load_dataset(name, path, split="test", options=data_options)
@@ -80,6 +83,8 @@ def train_classifier_command(pipeline_or_checkpoint, data, data_options, steps, 
     if test is not None and test.labels is not None:
         metrics["test_accuracy_noisy"] = noisy_accuracy(classifier, schedule, test, device=device)
         metrics["test_accuracy_clean"] = noisy_accuracy(classifier, schedule, test, t_max=0.0, device=device)
+        metrics["test_accuracy_clean_balanced"] = noisy_accuracy(classifier, schedule, test, t_max=0.0, device=device,
+                                                                 balanced=True)
     save_classifier(out_file, classifier, spec, schedule=schedule_spec, dataset=describe_dataset(dataset, dataset_spec),
                     step=steps, metrics=metrics)
     acc = "".join(f", {k.removeprefix('test_')} {v:.3f}" for k, v in metrics.items() if k.startswith("test_"))

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from difftk.components import plugins
 from difftk.data.arrays import ArrayDataset
+from difftk.data.examples import flip_images, flip_mask
 from difftk.errors import IncompatibleError, OptionError
 from difftk.maths.diffusion import q_sample
 from difftk.maths.objectives import sample_times
@@ -66,30 +67,53 @@ def classifier_loss(classifier: torch.nn.Module, schedule: Any, x0: torch.Tensor
 
 @torch.no_grad()
 def noisy_accuracy(classifier: torch.nn.Module, schedule: Any, dataset: ArrayDataset, *, t_max: float = 1.0,
-                   seed: int = 0, batch_size: int = 500, device: torch.device | str = "cpu") -> float:
-    """Accuracy on ``dataset`` noised at t ~ U(0, t_max] (t = 0 exactly when t_max = 0: clean data)."""
+                   seed: int = 0, batch_size: int = 500, device: torch.device | str = "cpu",
+                   balanced: bool = False) -> float:
+    """Accuracy on ``dataset`` noised at t ~ U(0, t_max] (t = 0 exactly when t_max = 0: clean data).
+
+    ``balanced``: the mean over classes of each class's accuracy, what the classifier would score
+    on the same data with every class in equal numbers (classes absent from ``dataset`` left out)."""
     g = torch.Generator(device=device).manual_seed(seed)
     was_training = classifier.training
     classifier.eval()
-    correct = 0
+    correct = torch.zeros(max(dataset.num_classes, 1), dtype=torch.float64)
+    count = torch.zeros_like(correct)
     for start in range(0, len(dataset), batch_size):
         x0, y = dataset.batch(torch.arange(start, min(start + batch_size, len(dataset))), device)
         t = t_max * (1.0 - torch.rand(x0.shape[0], generator=g, device=device))
         ab = schedule.alpha_bar(t.to(torch.float64)).to(x0.dtype)
         x_t = q_sample(x0, ab, torch.randn(x0.shape, generator=g, device=device))
-        correct += int((classifier(x_t, t).argmax(1) == y).sum())
+        right = (classifier(x_t, t).argmax(1) == y).to(torch.float64).cpu()
+        correct.index_add_(0, y.cpu(), right)
+        count.index_add_(0, y.cpu(), torch.ones_like(right))
     classifier.train(was_training)
-    return correct / len(dataset)
+    if balanced:
+        present = count > 0
+        return float((correct[present] / count[present]).mean())
+    return float(correct.sum() / count.sum())
+
+
+def class_weights(dataset: ArrayDataset) -> torch.Tensor:
+    """Per-class loss weights N/(K·n_k): each class weighs as much in the loss as if the K classes
+    were in equal numbers (the "balanced" weighting; a class absent from the data weighs 0)."""
+    n = torch.bincount(dataset.labels, minlength=dataset.num_classes).to(torch.float64)
+    present = n > 0
+    weights = torch.zeros_like(n)
+    weights[present] = n.sum() / (int(present.sum()) * n[present])
+    return weights
 
 
 def train_classifier(classifier: torch.nn.Module, schedule: Any, dataset: ArrayDataset, *, steps: int,
                      batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.05, seed: int = 0,
-                     device: torch.device | str = "cpu",
+                     device: torch.device | str = "cpu", balance: bool = False,
                      callback: Callable[[int, float], None] | None = None) -> float:
     """Train ``classifier`` in place with AdamW on the noised cross-entropy; returns the last loss.
 
     The data order and the noise draw from generators seeded with ``seed + 1`` and ``seed + 2``
     (the weights from torch's global RNG, seeded by the caller), so a seed gives the same file.
+    ``balance`` weighs each example's cross-entropy by :func:`class_weights` (the loss is the
+    weighted mean), so a rare class is not traded for a common one. A dataset with ``flip``
+    mirrors its images at random, as the diffusion trainer does (the same seeded coins).
     """
 
     if dataset.labels is None or dataset.num_classes < 2:
@@ -99,10 +123,14 @@ def train_classifier(classifier: torch.nn.Module, schedule: Any, dataset: ArrayD
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=weight_decay)
     order = BatchOrder(len(dataset), batch_size, seed + 1)
     noise = torch.Generator(device=device).manual_seed(seed + 2)
+    weights = class_weights(dataset).to(device=device, dtype=torch.float32) if balance else None
     value = float("nan")
     for step in range(1, steps + 1):
         x0, y = dataset.batch(order.next(), device)
-        loss = classifier_loss(classifier, schedule, x0, y, noise).mean()
+        if dataset.flip:
+            x0 = flip_images(x0, flip_mask(seed, step, x0.shape[0]))
+        per_example = classifier_loss(classifier, schedule, x0, y, noise)
+        loss = per_example.mean() if weights is None else (weights[y] * per_example).sum() / weights[y].sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(classifier.parameters(), 1.0)

@@ -13,6 +13,7 @@ import attrs
 import numpy as np
 import torch
 from difftk.data.arrays import ArrayDataset
+from difftk.options import option
 
 from difftk_datasets.common import check_split
 
@@ -25,9 +26,11 @@ CLASS_NAMES = ("smileys", "people", "things", "symbols", "flags")
 
 @attrs.frozen
 class Emoji:
-    """Noto Color Emoji renders, 3×32×32 uint8 on white, in 6 classes from the Unicode emoji groups (shipped)."""
+    """Noto Color Emoji renders, 3×32×32 uint8 on white, in 5 classes from the Unicode emoji groups (shipped)."""
 
     NAME: ClassVar[str] = "emoji"
+    flip: bool = option(False, help="mirror training images left to right at random (seeded per example and step: "
+                        "a resumed run flips alike); a mirrored emoji is still one of its class")
 
     def load(self, split: str = "train") -> ArrayDataset:
         """Split ``train`` or ``test``: an emoji and its skin-tone variants are always in the same one."""
@@ -40,6 +43,7 @@ class Emoji:
             num_classes=len(CLASS_NAMES),
             name=self.NAME,
             class_names=CLASS_NAMES,
+            flip=self.flip,
         )
 
     @staticmethod
