@@ -25,10 +25,6 @@ N = 10  # one sample per digit, two per emoji class
 #: sampler at 0.96 with 5.8 %, and the draws share x_T across samplers, so one unlucky seed failed
 #: several at once (mnist-flow: 0.96 right over 200, three of its eight misses among the first ten)
 MIN_RIGHT = 0.7
-#: the samplers that emoji-flow (3,000 steps, docs/pretrained.md) fails here, measured: the second-order and
-#: SDE/ODE samplers leave 1.9–3.5 % of pixels beyond ±1.05 at n = 100 (the rest 0.6–1.6 %). Strict: a
-#: sampler or model that passes fails the suite until it leaves this set
-EMOJI_FLOW_FAILS = frozenset({"edm", "euler-maruyama", "heun", "ode", "pc"})
 
 
 @pytest.fixture(scope="module", params=["mnist-cfg", "mnist-flow", "emoji-flow"])
@@ -52,9 +48,7 @@ def accuracy(model, x: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("name", difftk.available("sampler"))
-def test_every_sampler_draws_in_range_classes_without_clipping(request, model, name):
-    if model.checkpoint.dataset["name"] == "emoji" and name in EMOJI_FLOW_FAILS:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="emoji-flow leaves grain (docs/pretrained.md)"))
+def test_every_sampler_draws_in_range_classes_without_clipping(model, name):
     sampler = difftk.create("sampler", name)
     assert getattr(sampler, "clip_x0", None) is None  # off by default: nothing hides a broken sampler
     options = CHEAP.get(name, dict(steps=20))
