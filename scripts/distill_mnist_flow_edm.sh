@@ -16,7 +16,8 @@
 # OUT/RUN.safetensors.
 #   bash scripts/distill_mnist_flow_edm.sh [OUT] [STEPS] [PAIRS] [RUN]
 #   (default OUT: runs/mnist-flow-reflow, STEPS: 800, PAIRS: 3072, RUN: run-edm; environment: PREDICTION=edm,
-#   BATCH=64, LR=2e-4, EMA=0.995)
+#   BATCH=64, LR=2e-4, EMA=0.995, INIT=mnist-flow: the weights a new run starts from, e.g. an earlier run's
+#   directory to continue it with a fresh learning-rate schedule)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=.venv/bin/difftk
@@ -38,7 +39,7 @@ $D compose --schedule flow --objective reflow --sampler flow-euler --guidance cf
   --set denoiser.dropout=0 --set guidance.p_uncond=0.1 --set objective.teacher=mnist-flow \
   --set objective.teacher_sampler=unipc --set objective.teacher_steps=8 --set "objective.pairs=$OUT/pairs" \
   -o "$OUT/pipeline-$PREDICTION.toml" > /dev/null
-resume=(--init mnist-flow)
+resume=(--init "${INIT:-mnist-flow}")
 [ -f "$RUN/checkpoint.safetensors" ] && resume=(--resume)
 $D train "$OUT/pipeline-$PREDICTION.toml" --data mnist --out "$RUN" --steps "$STEPS" --batch-size "$BATCH" --lr "$LR" \
   --warmup 10 --lr-schedule cosine --decay-steps "$STEPS" --grad-clip 1 --ema-decay "$EMA" --seed 0 --sample-every 0 \
