@@ -90,7 +90,8 @@ def main() -> None:
             print(f"| {name} | {args.sampler} | {steps} | {beyond(x):.2f} % | {on_far:.0f} % | "
                   f"{float(ground.mean()):+.4f} | {float(ground.std()):.4f} | "
                   f"{float(high_pass(x.double())[far].std()):.4f} | {beta:+.4f} | "
-                  f"{float((x - r).abs().mean()):.4f} | {accuracy:.3f} | {time.perf_counter() - start:.0f} |", flush=True)
+                  f"{float((x - r).abs().mean()):.4f} | {accuracy:.3f} | {time.perf_counter() - start:.0f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":
