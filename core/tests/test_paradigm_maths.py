@@ -69,6 +69,23 @@ def test_edm_parameterisation_is_karras_preconditioning():
     torch.testing.assert_close(a * x_t + b * (-v), x0)
 
 
+@settings(max_examples=30, deadline=None)
+@given(dst.alpha_bars(1e-4, 1 - 1e-4), st.integers(0, 2**16))
+def test_edm_eps_is_the_quotient_form_without_its_division(ab, seed):
+    """ε̂ of an edm output equals (x_t − √ᾱ·x̂₀)/√(1−ᾱ) in float64, and stays finite and right in
+    float32 where ᾱ rounds to 1 (the quotient form gives 0/0 there)."""
+    x0, eps, x_t = _pair(ab, seed)
+    F = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    e, x = D.eps_and_x0("edm", F, x_t, ab)
+    torch.testing.assert_close(e, D.eps_from_x0(x_t, x, ab), rtol=1e-9, atol=1e-9)
+    ab32 = torch.tensor([1 - 1e-9, 1.0], dtype=torch.float32)  # both are 1.0 in float32
+    F32, x32 = F[:2].float(), x_t[:2].float()
+    e32, x0_32 = D.eps_and_x0("edm", F32, x32, ab32)
+    assert torch.isfinite(e32).all() and torch.isfinite(x0_32).all()
+    torch.testing.assert_close(e32, -F32)  # σ = 0, D = σ_d²: ε̂ = −F
+    torch.testing.assert_close(x0_32, x32)  # the boundary condition x̂₀(x, 0) = x
+
+
 @pytest.mark.parametrize("prediction", ["x0", "v", "flow", "edm"])
 def test_all_but_eps_stay_finite_at_pure_noise(prediction):
     x0, eps, x_t = _pair(0.0, 3)

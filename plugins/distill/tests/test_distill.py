@@ -9,6 +9,7 @@ import pytest
 import torch
 from difftk.data.pipeline_data import load_dataset
 from difftk.errors import OptionError
+from difftk.maths.diffusion import convert
 from difftk.testing import GaussianOracle, check_objective
 from difftk.training.config import TrainConfig
 from difftk.training.job import resume_state, train
@@ -99,6 +100,37 @@ def test_the_straight_coupling_minimises_reflow(monkeypatch):
 
     straight, bent = loss(Straight()), loss(teacher.denoiser)
     assert straight < bent / 50, (straight, bent)
+
+
+class Reparameterised(nn.Module):
+    """``inner``'s prediction written in parameterisation ``prediction`` (the core's conversion at x_t)."""
+
+    num_classes, learned_variance = 0, False
+
+    def __init__(self, inner, prediction, schedule):
+        super().__init__()
+        self.inner, self.prediction, self.schedule = inner, prediction, schedule
+
+    def forward(self, x, t, cond=None):
+        ab = self.schedule.alpha_bar(t.to(F64))
+        return convert(self.inner.prediction, self.inner(x, t), self.prediction, x, ab)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v", "edm"])
+def test_reflow_is_the_same_loss_whatever_the_student_predicts(monkeypatch, prediction):
+    """A student's parameterisation changes what its network outputs, not what reflow asks of it: the
+    straight coupling written as an ε-, x₀-, v- or edm-network has the velocity network's loss (to
+    round-off), and so does the teacher's curved flow."""
+    s = difftk.create("schedule", "flow")
+    teacher = oracle_teacher(monkeypatch, reflow, s)
+    objective = reflow.Reflow(teacher="oracle", teacher_sampler="ddim", teacher_steps=20)
+    x0 = torch.zeros(512, 1, dtype=F64)
+
+    def loss(student):
+        return objective.loss(student, s, x0, generator=torch.Generator().manual_seed(5))
+
+    for student in (Straight(), teacher.denoiser):
+        torch.testing.assert_close(loss(Reparameterised(student, prediction, s)), loss(student), rtol=1e-9, atol=1e-12)
 
 
 # --- a student through the normal trainer -----------------------------------------------------------

@@ -127,10 +127,21 @@ def eps_and_x0(prediction: str, output: torch.Tensor, x_t: torch.Tensor, alpha_b
     if prediction == "flow":
         return eps_x0_from_flow(x_t, output, alpha_bar)
     if prediction == "edm":
-        a, b = edm_coefficients(expand(alpha_bar, x_t))
-        x0 = a * x_t + b * output
-        return eps_from_x0(x_t, x0, alpha_bar), x0
+        return eps_x0_from_edm(x_t, output, alpha_bar)
     raise ValueError(f"unknown prediction {prediction!r}; expected one of {', '.join(PREDICTIONS)}")
+
+
+def eps_x0_from_edm(x_t: torch.Tensor, output: torch.Tensor, alpha_bar: Any,
+                    sigma_data: float = EDM_SIGMA_DATA) -> tuple[torch.Tensor, torch.Tensor]:
+    """ε̂ and x̂₀ of an ``edm`` output F: x̂₀ = a·x_t + b·F (:func:`edm_coefficients`) and
+    ε̂ = (x_t − √ᾱ·x̂₀)/σ written without the division: 1 − √ᾱ·a = σ²/D, so
+    ε̂ = σ·x_t/D − √ᾱ·σ_d·F/√D (σ = √(1−ᾱ), D = σ² + ᾱ·σ_d²). The quotient form cancels two numbers
+    near x_t and divides by σ, which float32 rounds to 0 for ᾱ within 6·10⁻⁸ of 1 (0/0: NaN)."""
+    ab = expand(alpha_bar, x_t)
+    a, b = edm_coefficients(ab, sigma_data)
+    d = 1 - ab + ab * sigma_data**2
+    eps = _sqrt(1 - ab) / d * x_t - _sqrt(ab) * sigma_data / _sqrt(d) * output
+    return eps, a * x_t + b * output
 
 
 def convert(prediction: str, output: torch.Tensor, to: str, x_t: torch.Tensor, alpha_bar: Any) -> torch.Tensor:
