@@ -77,7 +77,7 @@ def test_a_path_records_the_files_sha256_and_refuses_other_content(tmp_path):
     assert message.startswith(f"autoencoder weights {path} are not the ones this model was trained with (sha256 {digest[:16]}")
     assert "\n" not in message
     path.unlink()
-    with pytest.raises(OptionError, match=f"no such autoencoder weights file {path}: give the path"):
+    with pytest.raises(OptionError, match=f"no such autoencoder weights file {path}: put it back, or give the path of another"):
         difftk.create("autoencoder", "kl", **SMALL, weights=str(path), weights_sha256=digest)
     with pytest.raises(OptionError, match="weights_sha256 is set without weights"):
         difftk.create("autoencoder", "kl", **SMALL, weights_sha256=digest)

@@ -86,7 +86,7 @@ def refuse_unmeasurable(metric_names: Sequence[str], *, latent: bool) -> None:
             raise IncompatibleError(
                 f"metric '{name}' is a likelihood of the images under the diffusion model, but this model diffuses "
                 "the latents of an autoencoder, and a likelihood of latents is not bits/dim of the images: measure "
-                "it with sample-based metrics (fid, kid, accuracy, …)"
+                "the model with sample-based metrics (fid, kid, accuracy, …)"
             )
 
 

@@ -80,8 +80,8 @@ class KLAutoencoderConfig:
         fix = (
             "reinstall the plugin that ships them"
             if shipped
-            else "give the path of a weights file (`python -m difftk_autoencoder.train` writes one) or a shipped "
-            "name (`difftk plugins` lists them)"
+            else "put it back, or give the path of another (`python -m difftk_autoencoder.train` writes one) or a "
+            "shipped name (`difftk plugins` lists them)"
         )
         actual = sha256_of(path, what="autoencoder weights", fix=fix)
         object.__setattr__(self, "weights_sha256", check_sha256(self.weights_sha256, actual, what=what))
