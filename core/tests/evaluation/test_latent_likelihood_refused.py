@@ -10,7 +10,7 @@ import difftk.testing.toys as toys
 import pytest
 from difftk.data.pipeline_data import load_dataset
 from difftk.errors import IncompatibleError
-from difftk.evaluation.compare import context_for, measure
+from difftk.evaluation.compare import compare, context_for, measure
 from difftk.evaluation.context import MetricResult, refuse_unmeasurable
 from difftk.training.config import TrainConfig
 from difftk.training.job import train
@@ -85,3 +85,7 @@ def test_measuring_a_latent_model_refuses_the_likelihood_and_runs_the_rest(plugi
     measure("toy-count", {}, context_for(latent, None))
     measure("toy-bits", {}, context_for(difftk.load(tmp_path / "pixels"), None))
     assert CALLS == ["toy-count", "toy-bits"]
+    CALLS.clear()
+    with pytest.raises(IncompatibleError, match="metric 'toy-bits'"):  # the latent checkpoint second: no cell runs
+        compare([str(tmp_path / "pixels"), str(tmp_path / "latent")], ["toy-count", "toy-bits"])
+    assert CALLS == []
