@@ -56,7 +56,7 @@ def test_a_shipped_name_is_found_through_the_plugins_and_kept_as_the_name(regist
 def test_weights_shipped_for_another_component_or_twice_are_not_taken(register_plugin, tmp_path):
     path = weights_file(tmp_path / "a.safetensors")
     assert register_plugin(shipping(path, component="vq"), "other-kind")
-    with pytest.raises(UnknownComponentError, match="no plugin ships weights for it"):
+    with pytest.raises(UnknownComponentError, match="no weights file or shipped autoencoder 'kl' weights 'toy-kl'"):
         difftk.create("autoencoder", "kl", **SMALL, weights="toy-kl")
     assert register_plugin(shipping(path), "one") and register_plugin(shipping(path), "two")
     with pytest.raises(UnknownComponentError, match="shipped by two plugins, 'one' and 'two'"):
