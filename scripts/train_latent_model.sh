@@ -4,16 +4,19 @@
 # v-prediction, cfg label dropout p = 0.1). Each stage resumes where it stopped when run again.
 #   bash scripts/train_latent_model.sh [OUT]        (default OUT: runs/latent)
 #   AE_STEPS=1000 LDM_STEPS=3000 bash scripts/train_latent_model.sh
+#   AE=mnist-kl bash scripts/train_latent_model.sh   (on the shipped first stage, by name: no autoencoder stage)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=.venv/bin/difftk
 OUT="${1:-runs/latent}"
 mkdir -p "$OUT"
-AE="$OUT/mnist-kl.safetensors"
-resume=()
-[ -f "$AE.state.safetensors" ] && resume=(--resume)
-.venv/bin/python -m difftk_autoencoder.train --data mnist --steps "${AE_STEPS:-1000}" --batch-size 32 --lr 2e-3 \
-  --set pad=2 --set channels=16 --checkpoint-every 100 --out "$AE" "${resume[@]}"
+AE="${AE:-$OUT/mnist-kl.safetensors}"
+if [[ "$AE" == */* || "$AE" == *.safetensors ]]; then  # a weights file: trained (or resumed) here first
+  resume=()
+  [ -f "$AE.state.safetensors" ] && resume=(--resume)
+  .venv/bin/python -m difftk_autoencoder.train --data mnist --steps "${AE_STEPS:-1000}" --batch-size 32 --lr 2e-3 \
+    --set pad=2 --set channels=16 --checkpoint-every 100 --out "$AE" "${resume[@]}"
+fi
 $D compose --schedule cosine --sampler ddim --guidance cfg --denoiser unet-attn --objective simple \
   --autoencoder kl --set autoencoder.pad=2 --set autoencoder.channels=16 --set autoencoder.weights="$AE" \
   --set denoiser.base_channels=32 --set denoiser.norm_groups=8 --set denoiser.channel_mult=1,2,2 \

@@ -12,7 +12,7 @@ from difftk.components import plugins
 from difftk.data.pipeline_data import load_dataset
 from difftk.errors import DifftkError, OptionError
 from difftk.evaluation.compare import context_for, held_out_data, measure
-from difftk.evaluation.context import EvalContext
+from difftk.evaluation.context import EvalContext, refuse_unmeasurable
 from difftk.evaluation.sample_files import read_samples
 from difftk.runtime import distributed
 from difftk.runtime.device import resolve_device
@@ -165,6 +165,7 @@ def _evaluate_model(checkpoint, metric_names, per_metric, options, sampler, step
                     data_options, json_file, batch_size, device, ranks) -> None:
     guide = {**options.get("guidance", {}), **({"scale": str(scale)} if scale is not None else {})}
     model = difftk.load(checkpoint, device)
+    refuse_unmeasurable(metric_names, latent=model.pipeline.autoencoder is not None)  # before data or samples
     for note in model.plugin_mismatches():
         warn(note)
     data, why = None, None

@@ -31,6 +31,9 @@ def _report() -> list[dict]:
         shipped = sorted(c.name for c in host.registry.checkpoints.values() if c.plugin == name)
         if shipped:  # trained models the plugin ships: `difftk sample NAME`
             components["checkpoint"] = shipped
+        weights = sorted(f"{w.name} ({w.kind} {w.component})" for w in host.registry.weights.values() if w.plugin == name)
+        if weights:  # weights the plugin ships for a component: its option weights=NAME
+            components["weights"] = weights
         conflicts = [f"{kind} '{comp}' (also in {', '.join(p for p in who if p != name)})"
                      for (kind, comp), who in host.registry.conflicts.items() if name in who]
         rows.append({

@@ -37,7 +37,9 @@ def difftk_register_components(register):
         ``add_schedule``, ``add_denoiser``, ``add_objective``, ``add_sampler``,
         ``add_guidance``, ``add_autoencoder``, ``add_classifier``, ``add_dataset``, ``add_metric``,
         ``add_logger`` and the generic ``add(kind, name, cls)``.
-        Each takes a component name and a class whose options are attrs fields.
+        Each takes a component name and a class whose options are attrs fields. Files the plugin
+        ships go in with ``add_checkpoint`` (trained models) and ``add_weights`` (weights of a
+        component, e.g. a first stage, taken by its ``weights`` option by name).
     """
 
 

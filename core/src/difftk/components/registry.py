@@ -59,6 +59,24 @@ class ShippedCheckpoint:
 
 
 @attrs.frozen
+class ShippedWeights:
+    """A weights file a plugin ships for one component, e.g. ``mnist-kl`` for the ``kl`` autoencoder:
+    that component's ``weights`` option takes the name (:mod:`difftk.components.weights`)."""
+
+    kind: str
+    component: str
+    name: str
+    path: Path
+    plugin: str
+    summary: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Its key in :attr:`Registry.conflicts`."""
+        return (f"{self.kind} '{self.component}' weights", self.name)
+
+
+@attrs.frozen
 class ComponentInfo:
     """One registered component: where it comes from and how to build it."""
 
@@ -129,6 +147,8 @@ class Registry:
         self.conflicts: dict[tuple[str, str], list[str]] = {}
         #: name -> a checkpoint shipped by a plugin (``Registrar.add_checkpoint``)
         self.checkpoints: dict[str, ShippedCheckpoint] = {}
+        #: (kind, component, name) -> weights shipped by a plugin (``Registrar.add_weights``)
+        self.weights: dict[tuple[str, str, str], ShippedWeights] = {}
 
     def __iter__(self) -> Iterator[ComponentInfo]:
         return iter(sorted(self._items.values(), key=lambda i: (KINDS.index(i.kind), i.name)))
@@ -171,8 +191,34 @@ class Registry:
         raise UnknownComponentError(f"no checkpoint file or shipped model '{name}'{did_you_mean(name, names)} "
                                     f"({listing}; give the path of a checkpoint.safetensors or a run directory)")
 
-    def _commit(self, staged: list[ComponentInfo | ShippedCheckpoint]) -> None:
+    def shipped_weights(self, kind: str, component: str, name: str) -> ShippedWeights:
+        """The weights shipped as ``name`` for the ``kind`` component ``component``; an
+        :class:`UnknownComponentError` with a did-you-mean otherwise."""
+        found = self.weights.get((kind, component, name))
+        if found is not None:
+            return found
+        label = f"{kind} '{component}'"
+        if (key := ShippedWeights(kind, component, name, Path(), "").key) in self.conflicts:
+            a, b = self.conflicts[key][:2]
+            raise UnknownComponentError(f"{label} weights '{name}' are shipped by two plugins, '{a}' and '{b}': "
+                                        f"uninstall one or block it with DIFFTK_BLOCK_PLUGINS={b}")
+        names = sorted(n for (k, c, n) in self.weights if (k, c) == (kind, component))
+        listing = f"shipped: {', '.join(names)}" if names else "no plugin ships weights for it"
+        raise UnknownComponentError(f"no weights file or shipped {label} weights '{name}'{did_you_mean(name, names)} "
+                                    f"({listing}; give the path of a weights file, e.g. ./{name}.safetensors)")
+
+    def _commit(self, staged: list[ComponentInfo | ShippedCheckpoint | ShippedWeights]) -> None:
         for info in staged:
+            if isinstance(info, ShippedWeights):
+                key = (info.kind, info.component, info.name)
+                if key in self.weights:  # two plugins ship the same weights name: neither wins
+                    first = self.weights.pop(key)
+                    self.conflicts[info.key] = [first.plugin, info.plugin]
+                elif info.key in self.conflicts:
+                    self.conflicts[info.key].append(info.plugin)
+                else:
+                    self.weights[key] = info
+                continue
             if isinstance(info, ShippedCheckpoint):
                 if info.name in self.checkpoints:  # two plugins ship the same name: neither wins
                     first = self.checkpoints.pop(info.name)
@@ -210,7 +256,7 @@ class Registrar:
 
     def __init__(self, plugin: str) -> None:
         self.plugin = plugin
-        self.staged: list[ComponentInfo | ShippedCheckpoint] = []
+        self.staged: list[ComponentInfo | ShippedCheckpoint | ShippedWeights] = []
 
     def add(self, kind: str, name: str, cls: type) -> None:
         """Register ``cls`` as component ``name`` of ``kind`` (one of :data:`KINDS`)."""
@@ -286,3 +332,24 @@ class Registrar:
         if any(isinstance(i, ShippedCheckpoint) and i.name == name for i in self.staged):
             raise RegistrationError(f"checkpoint '{name}' is registered twice by the same plugin")
         self.staged.append(ShippedCheckpoint(name=name, path=path, plugin=self.plugin, summary=summary))
+
+    def add_weights(self, kind: str, component: str, name: str, path: str | Path, summary: str = "") -> None:
+        """Register a weights file shipped inside the plugin's package for the ``kind`` component
+        ``component`` (which another plugin may provide), so its ``weights`` option takes ``name``, e.g.
+        ``register.add_weights("autoencoder", "kl", "mnist-kl", DATA / "mnist-kl.safetensors")``. A spec
+        then records the name, not a path of this machine (:mod:`difftk.components.weights`)."""
+        _check_kind(kind)
+        for what, value in (("component", component), ("weights", name)):
+            if not isinstance(value, str) or not value or value != value.strip() or " " in value or "/" in value \
+                    or "\\" in value or value.endswith(".safetensors"):
+                raise RegistrationError(f"{kind} {what} name {value!r} must be a non-empty string without spaces, "
+                                        "'/' or a .safetensors ending (it would read as a path)")
+        path = Path(path)
+        if not path.is_file():
+            raise RegistrationError(f"{kind} '{component}' weights '{name}': {path} is not a file (is it included in "
+                                    "the package data?)")
+        if any(isinstance(i, ShippedWeights) and (i.kind, i.component, i.name) == (kind, component, name)
+               for i in self.staged):
+            raise RegistrationError(f"{kind} '{component}' weights '{name}' are registered twice by the same plugin")
+        self.staged.append(ShippedWeights(kind=kind, component=component, name=name, path=path, plugin=self.plugin,
+                                          summary=summary))

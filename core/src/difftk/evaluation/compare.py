@@ -21,7 +21,7 @@ import torch
 
 from difftk.components.protocols import nfe_of
 from difftk.errors import DifftkError, PluginError
-from difftk.evaluation.context import EvalContext, MetricResult, NeedsModelError
+from difftk.evaluation.context import EvalContext, MetricResult, NeedsModelError, refuse_unmeasurable
 from difftk.model import Model, load
 from difftk.pipeline.compose import create_component
 from difftk.runtime.distributed import Ranks
@@ -58,6 +58,8 @@ def context_for(model: Model, data: Any, *, sampler: str | None = None,
 def measure(metric_name: str, options: Mapping[str, str], context: EvalContext) -> MetricResult:
     """Build metric ``metric_name`` from command-line ``options`` and evaluate it."""
     metric = create_component("metric", metric_name, options)
+    if context.images is None:
+        refuse_unmeasurable([metric_name], latent=context.model.pipeline.autoencoder is not None)
     try:
         result = metric.evaluate(context)
     except NeedsModelError as err:  # a set of images measured by a metric of models
@@ -129,6 +131,9 @@ def compare(checkpoints: Sequence[str], metrics: Sequence[str], *, samplers: Seq
     seeds share their cells (:attr:`GridRow.cell`). ``on_context(cell, model, context)`` is called after the
     metrics of each way of sampling (e.g. to draw a grid of its samples)."""
     rows = []
+    if _likelihoods(metrics):  # a latent checkpoint among several is refused before the grid starts
+        for path in checkpoints:
+            refuse_unmeasurable(metrics, latent=load(path, "cpu").pipeline.autoencoder is not None)
     seeds_of: dict[str, set] = {}  # the training seeds pooled into each experiment so far
     for path in checkpoints:
         model = load(path, device)
@@ -155,6 +160,13 @@ def compare(checkpoints: Sequence[str], metrics: Sequence[str], *, samplers: Seq
             if on_context is not None and row is not None:
                 on_context(row.cell, model, context)
     return rows
+
+
+def _likelihoods(metrics: Sequence[str]) -> bool:
+    from difftk.components import plugins
+
+    registry = plugins.registry()
+    return any(getattr(registry.get("metric", name).cls, "likelihood", False) is True for name in metrics)
 
 
 def write_csv(rows: Sequence[Any], path: str | Path) -> Path:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import torch
 
 from difftk.data.arrays import ArrayDataset, to_uint8_images
-from difftk.errors import DifftkError
+from difftk.errors import DifftkError, IncompatibleError
 from difftk.runtime import distributed
 
 
@@ -67,6 +68,26 @@ def check_draw(n: int, shape: tuple[int, ...], what: str = "samples") -> None:
     if n * each > budget:
         raise DifftkError(f"n={n:,} {what} of {'×'.join(map(str, shape))} would take {_bytes(n * each)} of memory at once, "
                           f"and {_bytes(budget / DRAW_SHARE)} is free: give n ≤ {max(1, budget // each):,}")
+
+
+def refuse_unmeasurable(metric_names: Sequence[str], *, latent: bool) -> None:
+    """Refuse, before any work, the metrics that cannot measure a model: with ``latent`` (the model
+    diffuses an autoencoder's latents), every metric whose class says ``likelihood = True``, a
+    likelihood of the data under the diffusion model (bits/dim, such as ``bpd-vlb`` and ``bpd-ode``).
+    A latent model's likelihood is one of its latents, not of the images: no bits/dim of the data
+    follows from it without the decoder's own likelihood (Rombach et al. 2022 report none)."""
+    if not latent:
+        return
+    from difftk.components import plugins
+
+    registry = plugins.registry()
+    for name in metric_names:
+        if getattr(registry.get("metric", name).cls, "likelihood", False) is True:
+            raise IncompatibleError(
+                f"metric '{name}' is a likelihood of the images under the diffusion model, but this model diffuses "
+                "the latents of an autoencoder, and a likelihood of latents is not bits/dim of the images: measure "
+                "the model with sample-based metrics (fid, kid, accuracy, …)"
+            )
 
 
 class NeedsModelError(DifftkError):

@@ -27,7 +27,7 @@ import torch
 from difftk.components import plugins
 from difftk.errors import DifftkError, OptionError
 from difftk.evaluation.compare import context_for, held_out_data
-from difftk.evaluation.context import MetricResult, check_draw
+from difftk.evaluation.context import MetricResult, check_draw, refuse_unmeasurable
 from difftk.model import Model
 from difftk.training.config import TrainConfig, TrainingError
 from difftk.training.history import METRIC_KEY
@@ -48,13 +48,15 @@ class TrainingMetrics:
     :param config: the run's :class:`TrainConfig` (``eval_every``, ``eval_metrics``, ``eval_n``).
     :param dataset_info: what the checkpoint records about the data; its held-out split is
         loaded from it once, here.
+    :param latent: whether the pipeline has an autoencoder (likelihood metrics are then refused).
     """
 
-    def __init__(self, config: TrainConfig, dataset_info: Mapping[str, Any]) -> None:
+    def __init__(self, config: TrainConfig, dataset_info: Mapping[str, Any], *, latent: bool = False) -> None:
         self.config = config
         registry = plugins.registry()
         names = list(dict.fromkeys(config.eval_metrics))
         infos = {name: registry.get("metric", name) for name in names}  # an unknown name: did-you-mean
+        refuse_unmeasurable(names, latent=latent)  # bits/dim of a latent model's data: refused before the first step
         with_n = [name for name, info in infos.items() if "n" in info.option_fields()]
         if config.eval_n is not None and not with_n:
             raise OptionError(f"eval_n={config.eval_n}: none of the eval_metrics ({', '.join(names)}) has an option n")

@@ -117,7 +117,8 @@ class Trainer:
         self.conditional = num_classes_of(self.model) > 0 and dataset.labels is not None
         self.filled = dict(filled or {})
         # the metrics of the training curves (eval_every), built now so a bad name stops the run before it starts
-        self.measures = TrainingMetrics(config, self.dataset_info) if config.eval_every and self.ranks.main else None
+        self.measures = (TrainingMetrics(config, self.dataset_info, latent=pipeline.autoencoder is not None)
+                         if config.eval_every and self.ranks.main else None)
         self.measured: list[tuple[int, MetricResult]] = []
         self.run = RunState(model=self.model, ema=self.ema, optimizer=self.optimizer, order=self.order, noise=self.noise,
                             pipeline=pipeline, config=config, dataset_info=self.dataset_info, ranks=self.ranks,

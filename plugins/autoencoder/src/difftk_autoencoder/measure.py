@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m difftk_autoencoder.measure",
         description="Reconstruction PSNR of a kl autoencoder, and its reconstructions as an npz.",
     )
-    parser.add_argument("weights", help="a weights file")
+    parser.add_argument("weights", help="a weights file, or the name of shipped weights (e.g. mnist-kl)")
     parser.add_argument("--data", default="mnist", help="dataset NAME[:PATH]")
     parser.add_argument("--split", default="train", choices=("train", "test"))
     parser.add_argument("-n", type=int, default=2000, help="examples (the first n of the split)")

@@ -10,11 +10,10 @@ data, §4.3.2) and ``shift`` come from the weights file, set when the autoencode
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import attrs
 import torch
 from difftk.components.autoencoding import AutoencoderBase, LatentDistribution
+from difftk.components.weights import check_sha256, is_path, locate, sha256_of
 from difftk.errors import IncompatibleError, OptionError
 from difftk.options import option
 from torch import nn
@@ -41,7 +40,14 @@ class KLAutoencoderConfig:
     groups: int = option(8, help="GroupNorm groups (must divide every level's channels)", ge=1)
     weights: str | None = option(
         None,
-        help="a weights file written by `python -m difftk_autoencoder.train`; none = random (untrained)",
+        help="a shipped name (e.g. mnist-kl; `difftk plugins` lists them) or a weights file written by "
+        "`python -m difftk_autoencoder.train`; none = random (untrained)",
+        optional=True,
+    )
+    weights_sha256: str | None = option(
+        None,
+        help="the sha256 of the weights file's content, recorded when the autoencoder is first built: a model "
+        "refuses weights whose content differs from those it was trained with",
         optional=True,
     )
 
@@ -50,14 +56,35 @@ class KLAutoencoderConfig:
             raise OptionError(
                 f"autoencoder 'kl': channel_mult={list(self.channel_mult)} must be 1 to 6 multipliers, e.g. 1,2,2"
             )
-        if self.weights is not None:  # a spec stores where the file is, not where it was named from
-            object.__setattr__(self, "weights", str(Path(self.weights).expanduser().resolve()))
+        if self.weights is not None:
+            self._fingerprint()
+        elif self.weights_sha256 is not None:
+            raise OptionError("autoencoder 'kl': weights_sha256 is set without weights: set autoencoder.weights too")
         bad = [self.channels * m for m in self.channel_mult if (self.channels * m) % self.groups]
         if bad:
             raise OptionError(
                 f"autoencoder 'kl': groups={self.groups} does not divide {bad[0]} channels: choose groups "
                 "dividing channels·m for every m of channel_mult"
             )
+
+    def _fingerprint(self) -> None:
+        """A shipped name stays a name (it travels with a spec); a path is stored absolute, where the file
+        is rather than where it was named from. Either way the file's sha256 is recorded, or checked
+        against the one recorded."""
+        assert self.weights is not None
+        path = locate("autoencoder", "kl", self.weights)
+        shipped = not is_path(self.weights)
+        if not shipped:
+            object.__setattr__(self, "weights", str(path))
+        what = f"shipped autoencoder weights '{self.weights}'" if shipped else f"autoencoder weights {path}"
+        fix = (
+            "reinstall the plugin that ships them"
+            if shipped
+            else "put it back, or give the path of another (`python -m difftk_autoencoder.train` writes one) or a "
+            "shipped name (`difftk plugins` lists them)"
+        )
+        actual = sha256_of(path, what="autoencoder weights", fix=fix)
+        object.__setattr__(self, "weights_sha256", check_sha256(self.weights_sha256, actual, what=what))
 
     @property
     def factor(self) -> int:

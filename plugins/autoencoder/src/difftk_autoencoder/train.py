@@ -134,7 +134,7 @@ def train_autoencoder(
     training record stored in the file (steps, final losses, σ̂, CPU seconds)."""
     out = Path(out)
     torch.manual_seed(config.seed)
-    options = {k: v for k, v in options.items() if k != "weights"}
+    options = {k: v for k, v in options.items() if k not in ("weights", "weights_sha256")}
     if "in_channels" not in options and dataset.kind == "image":
         options["in_channels"] = dataset.shape[0]
     step, cpu_before = 0, 0.0

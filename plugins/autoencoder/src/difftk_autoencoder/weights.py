@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from difftk.checkpoint.files import load_weights, read_file
 from difftk.checkpoint.tensors import count_non_finite
+from difftk.components.weights import locate
 from difftk.errors import CheckpointError, OptionError
 from difftk.runtime.files import atomic_write_bytes
 from difftk.runtime.untrusted import read_json
@@ -28,8 +29,8 @@ ARCHITECTURE = ("in_channels", "channels", "channel_mult", "num_res_blocks", "z_
 
 
 def resolve(source: str) -> Path:
-    """The weights file ``source`` names."""
-    return Path(source).expanduser()
+    """The weights file ``source`` names: a path, or the name of weights a plugin ships for ``kl``."""
+    return locate("autoencoder", "kl", str(source))
 
 
 def architecture(config: Any) -> dict[str, Any]:

@@ -55,6 +55,8 @@ class BitsPerDimVLB:
 
     #: which values are better, for `difftk compare`'s tests against the best cell
     better: ClassVar[str] = "lower"
+    #: a likelihood of the data under the diffusion model: refused for a latent model, before any work
+    likelihood: ClassVar[bool] = True
 
     n: int = option(64, help="held-out images evaluated", ge=1)
     steps: int | None = option(None, help="steps of the (respaced) process; none = --steps, else all T", ge=1, optional=True)

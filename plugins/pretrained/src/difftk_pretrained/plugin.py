@@ -27,3 +27,7 @@ def difftk_register_components(register):
         "emoji-flow", DATA / "emoji-flow.safetensors",
         "class-conditional 3×32×32 colour emoji unet-attn (1.70 M parameters), flow matching, 3,000 steps "
         "(74 min on 2 shared CPU cores)")
+    register.add_weights(
+        "autoencoder", "kl", "mnist-kl", DATA / "mnist-kl.safetensors",
+        "the MNIST first stage for latent diffusion: a kl autoencoder (153,069 parameters, 28×28 padded to 32×32 → "
+        "8×8×3 latents), 1,000 steps")

@@ -28,6 +28,8 @@ class BitsPerDimODE:
 
     #: which values are better, for `difftk compare`'s tests against the best cell
     better: ClassVar[str] = "lower"
+    #: a likelihood of the data under the diffusion model: refused for a latent model, before any work
+    likelihood: ClassVar[bool] = True
 
     n: int = option(64, help="held-out images evaluated", ge=1)
     divergence: str = option("rademacher", help="∇·f: exact (D backward passes) or a Hutchinson estimate", choices=DIVERGENCES)
