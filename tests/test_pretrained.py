@@ -217,3 +217,16 @@ def test_an_exported_checkpoint_cannot_be_resumed(tiny_run):
     (tiny_run / "run" / "checkpoint.safetensors").write_bytes((tiny_run / "small.safetensors").read_bytes())
     line = one_line_error(run("train", "p.toml", "--data", "toy-images", "--steps", 5, "--out", "run", "--resume"))
     assert "exported for sampling" in line and "cannot be resumed" in line
+
+
+def test_mnist_latent_is_shipped_small_and_names_its_first_stage_by_name():
+    """The latent model's spec names the shipped first stage and its sha256, never a path of the machine that
+    trained it, so it loads wherever the plugin is installed (docs/pretrained.md, `mnist-latent`)."""
+    ckpt, spec = shipped_class_conditional("mnist-latent")
+    ae = spec["autoencoder"].options_dict
+    assert spec["autoencoder"].name == "kl" and ae["weights"] == "mnist-kl" and len(ae["weights_sha256"]) == 64
+    assert (spec["schedule"].name, spec["denoiser"].options_dict["prediction"]) == ("cosine", "v")
+    assert spec["denoiser"].options_dict["in_channels"] == 3 and spec["denoiser"].options_dict["image_size"] == 8
+    assert ckpt.step == ckpt.train_config["steps"] == 3000
+    x = load("mnist-latent").sample(4, steps=4, guidance=False, seed=0)
+    assert x.shape == (4, 1, 28, 28) and torch.isfinite(x).all()  # decoded to digits

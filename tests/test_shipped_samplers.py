@@ -11,6 +11,7 @@ import pytest
 import torch
 from difftk.checkpoint.classifier_file import load_classifier
 from difftk.model import load
+from difftk.sampling import latent
 from difftk.sampling.draw import class_labels
 from difftk_metrics.network import embed
 from difftk_pretrained.plugin import EMOJI_JUDGE
@@ -27,10 +28,10 @@ N = 10  # one sample per digit, two per emoji class
 MIN_RIGHT = 0.7
 
 
-@pytest.fixture(scope="module", params=["mnist-cfg", "mnist-flow", "emoji-flow"])
+@pytest.fixture(scope="module", params=["mnist-cfg", "mnist-flow", "emoji-flow", "mnist-latent"])
 def model(request):
-    """A v-prediction model on the cosine schedule, and flow-matching models on the straight path,
-    in grey and in colour."""
+    """A v-prediction model on the cosine schedule, flow-matching models on the straight path in
+    grey and in colour, and a latent v-model whose samples are decoded by its first stage."""
     return load(request.param)
 
 
@@ -64,9 +65,11 @@ def test_every_sampler_draws_in_range_classes_without_clipping(model, name):
 
 def test_ddim_and_the_ode_agree_from_the_same_noise(model):
     """DDIM (η = 0) is a first-order discretization of the probability-flow ODE (Song et al.
-    2020, §4.3): with enough steps both map x_T to the same image."""
+    2020, §4.3): with enough steps both map x_T to the same image (for a latent model, the same
+    latents: the ODE is the one in the first stage's space)."""
     labels = class_labels(4, model.num_classes)
-    x_T = torch.randn((4, *model.data_shape), generator=torch.Generator().manual_seed(5))
+    shape = latent.shape_of(model.pipeline.autoencoder, model.data_shape)
+    x_T = torch.randn((4, *shape), generator=torch.Generator().manual_seed(5))
     schedule = model.pipeline.schedule
     with torch.inference_mode():
         ddim = difftk.create("sampler", "ddim").sample(model.denoiser, schedule, x_T, steps=100, cond=labels)
