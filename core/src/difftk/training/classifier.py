@@ -130,7 +130,11 @@ def train_classifier(classifier: torch.nn.Module, schedule: Any, dataset: ArrayD
         if dataset.flip:
             x0 = flip_images(x0, flip_mask(seed, step, x0.shape[0]))
         per_example = classifier_loss(classifier, schedule, x0, y, noise)
-        loss = per_example.mean() if weights is None else (weights[y] * per_example).sum() / weights[y].sum()
+        if weights is None:
+            loss = per_example.mean()
+        else:
+            w = weights[y]
+            loss = (w * per_example).sum() / w.sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(classifier.parameters(), 1.0)
