@@ -118,6 +118,7 @@ def scheduler_configs(draw):
 @example(config={"_class_name": "DDIMScheduler", "trained_betas": ["x"], "num_train_timesteps": 1})
 @example(config={"_class_name": "EulerDiscreteScheduler", "num_train_timesteps": 10, "trained_betas": [0.1] * 10})
 @example(config={"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": "abc"})
+@example(config={"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": True, "rescale_betas_zero_snr": True})
 def test_fuzzed_scheduler_configs_are_one_line_or_build_their_components(config, tmp_path):
     path = tmp_path / "scheduler_config.json"
     path.write_text(json.dumps(config))

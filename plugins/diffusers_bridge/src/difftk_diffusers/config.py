@@ -285,6 +285,10 @@ def check_values(where: str, v: dict[str, Any], class_name: str = "DDPMScheduler
     for key in ("clip_sample", "use_karras_sigmas", "lower_order_final", "euler_at_final"):
         if key in v:
             boolean(where, key, v[key])
+    if v.get("use_karras_sigmas") and v["rescale_betas_zero_snr"]:
+        raise CheckpointError(f"{where}: use_karras_sigmas with rescale_betas_zero_snr is not read: the Karras grid starts "
+                              "at σ(1), which is infinite on a zero-terminal-SNR schedule; set use_karras_sigmas to false "
+                              "(timestep_spacing then gives the grid)")
     if "clip_sample_range" in v:
         number(where, "clip_sample_range", v["clip_sample_range"], 0.0, 1e6, open_lo=True)
     if "variance_type" in v and class_name == "DDPMScheduler":
