@@ -91,6 +91,8 @@ def _given(ctx: click.Context, options: dict, from_file: set[str]) -> dict:
               help="auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, tf32 or bf16.")
 @click.option("--channels-last", is_flag=True, default=_default("channels_last"), help="Channels-last memory format for images.")
 @click.option("--compile", "compile", is_flag=True, default=_default("compile"), help="Train through torch.compile.")
+@click.option("--balance", is_flag=True, default=_default("balance"),
+              help="Weigh each example's loss so that every class counts as if the classes were in equal numbers.")
 @click.option("--workers", type=click.IntRange(min=0, max=64), default=_default("workers"), show_default=True,
               help="Processes that read and decode batches ahead (DataLoader workers); 0 = in the training process.")
 @click.option("--init", metavar="CHECKPOINT", default=None,

@@ -18,6 +18,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from difftk.errors import OptionError
+
 #: the stream of the flip decisions, apart from the trainer's other seeds (seed + 1, seed + 2)
 FLIP_STREAM = 0xF11B
 
@@ -82,3 +84,16 @@ def digest(parts: Iterable[bytes | memoryview]) -> str:
         h.update(view.nbytes.to_bytes(8, "little"))
         h.update(view)
     return h.hexdigest()
+
+
+def class_weights(examples: Examples) -> torch.Tensor:
+    """Per-class loss weights N/(K·n_k) from the labels (float64, one per class): each class weighs
+    as much in a loss as if the K classes were in equal numbers, the "balanced" weighting (a class
+    absent from the data weighs 0). Used by ``train-classifier --balance`` and ``train --balance``."""
+    if examples.labels is None:
+        raise OptionError(f"dataset {examples.name!r} has no labels, so its classes cannot be balanced")
+    n = torch.bincount(examples.labels.long(), minlength=examples.num_classes).to(torch.float64)
+    present = n > 0
+    weights = torch.zeros_like(n)
+    weights[present] = n.sum() / (int(present.sum()) * n[present])
+    return weights

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from difftk.components import plugins
 from difftk.data.arrays import ArrayDataset
-from difftk.data.examples import flip_images, flip_mask
+from difftk.data.examples import class_weights, flip_images, flip_mask
 from difftk.errors import IncompatibleError, OptionError
 from difftk.maths.diffusion import q_sample
 from difftk.maths.objectives import sample_times
@@ -91,16 +91,6 @@ def noisy_accuracy(classifier: torch.nn.Module, schedule: Any, dataset: ArrayDat
         present = count > 0
         return float((correct[present] / count[present]).mean())
     return float(correct.sum() / count.sum())
-
-
-def class_weights(dataset: ArrayDataset) -> torch.Tensor:
-    """Per-class loss weights N/(K·n_k): each class weighs as much in the loss as if the K classes
-    were in equal numbers (the "balanced" weighting; a class absent from the data weighs 0)."""
-    n = torch.bincount(dataset.labels, minlength=dataset.num_classes).to(torch.float64)
-    present = n > 0
-    weights = torch.zeros_like(n)
-    weights[present] = n.sum() / (int(present.sum()) * n[present])
-    return weights
 
 
 def train_classifier(classifier: torch.nn.Module, schedule: Any, dataset: ArrayDataset, *, steps: int,

@@ -56,6 +56,9 @@ class TrainConfig:
     precision: str = option("auto", help="auto (bf16 on CUDA, else fp32), fp32, tf32 or bf16 autocast", choices=PRECISIONS)
     channels_last: bool = option(False, help="keep image weights and batches in channels-last memory format")
     compile: bool = option(False, help="train the denoiser through torch.compile")
+    balance: bool = option(False, help="weigh each example's loss by N/(K·n_k), the balanced class weighting: every "
+                           "class counts as if the K classes were in equal numbers (a class-conditional run; "
+                           "each class's own target is unchanged, only how much of the training it gets)")
     workers: int = option(0, help="processes that read and decode the batches ahead (DataLoader workers); 0 = read "
                           "in the training process. The batches are the same with any number", ge=0, le=64)
     init: str | None = option(None, help="start from the EMA weights of this checkpoint (fine-tuning); none = random",

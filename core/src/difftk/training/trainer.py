@@ -32,7 +32,7 @@ import torch
 
 from difftk.components.autoencoding import frozen, to_latent
 from difftk.components.protocols import num_classes_of
-from difftk.data.examples import Examples
+from difftk.data.examples import Examples, class_weights
 from difftk.data.images import picture, save_png
 from difftk.data.pipeline_data import describe_dataset
 from difftk.errors import CheckpointError, DifftkError, OptionError, OutputError
@@ -115,6 +115,7 @@ class Trainer:
         noise_seed = config.seed + 2 + distributed.NOISE_SEED_STRIDE * self.ranks.rank
         self.noise = torch.Generator(device=self.device).manual_seed(noise_seed)
         self.conditional = num_classes_of(self.model) > 0 and dataset.labels is not None
+        self.class_weight = self._class_weights() if config.balance else None
         self.filled = dict(filled or {})
         # the metrics of the training curves (eval_every), built now so a bad name stops the run before it starts
         self.measures = (TrainingMetrics(config, self.dataset_info, latent=pipeline.autoencoder is not None)
@@ -126,6 +127,15 @@ class Trainer:
         self._stop_requested = False
         self.stop_signal: int | None = None  # the signal that stopped the run, if one did
         self._updating = False  # inside the update of a step: the state is half old, half new
+
+    def _class_weights(self) -> torch.Tensor:
+        """Per-class loss weights N/(K·n_k) from the training data's labels (``balance``). Within a class
+        the conditional target is unchanged; the weights move training from common classes to rare ones,
+        so a model sampled at equal class numbers is trained as if the data were balanced."""
+        if not self.conditional:
+            raise OptionError("training: balance weighs the classes of a class-conditional run, but this one is "
+                              "not (the data has no labels, or the denoiser num_classes=0): drop balance")
+        return class_weights(self.dataset).to(device=self.device, dtype=torch.float32)
 
     @property
     def step(self) -> int:
@@ -174,7 +184,10 @@ class Trainer:
             cond = relabel(cond, num_classes_of(self.model), self.noise)
         with self._autocast():
             loss = self.pipeline.objective.loss(self.net, self.pipeline.schedule, x0, cond=cond,
-                                                generator=self.noise).float().mean()
+                                                generator=self.noise).float()
+        if self.class_weight is not None:  # by the example's true class, also where cfg dropped its label
+            loss = loss * self.class_weight[y]
+        loss = loss.mean()
         value = distributed.mean_over_ranks(loss.item(), self.ranks)  # every rank decides alike on a NaN
         if not math.isfinite(value):
             raise _NonFinite("loss", value)
