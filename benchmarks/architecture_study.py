@@ -1,0 +1,164 @@
+"""Architecture study: pixel or latent space, U-Net or transformer, on MNIST at equal CPU time.
+
+    .venv/bin/python benchmarks/architecture_study.py [--out runs/architecture-study] [--budget 1200]
+                                                      [--n 500] [--seeds 0,1,2] [--arms pixel-unet,…]
+
+Four arms, each a class-conditional model of 1.19–1.23 M parameters on the cosine schedule with
+v-prediction, L_simple and cfg label dropout 0.1 (the recipe of the shipped `mnist-latent`):
+
+  pixel-unet    unet-attn, widths 32/64/64 at 28, 14 and 7 pixels, attention at 14×14 (1,192,641 parameters)
+  pixel-dit     dit, 4×4 patches of the 28×28 digit (49 tokens), width 96, 7 blocks, 4 heads (1,228,144)
+  latent-unet   the same unet-attn on the 8×8×3 latents of the shipped first stage `mnist-kl` (1,193,795)
+  latent-dit    the same dit on those latents with 2×2 patches (16 tokens; 1,227,372)
+
+**Equal CPU time.** Every arm gets the same budget of CPU seconds (user + system of the training
+process, both cores counted), *including* the first stage for the latent arms: `mnist-kl` took
+556.7 CPU s to train (docs/pretrained.md), so a latent denoiser trains for budget − 556.7. Each arm's
+cost per step is measured first on this machine (two short runs, 10 and 40 steps: the difference
+is the cost of 30 steps, the rest the start-up), and its step count is the budget it leaves. Every
+arm then trains at batch 64, AdamW lr 1e-3 with 100 warm-up steps and a cosine decay to 0 at its
+last step, gradient clip 1, EMA 0.999, seed 0; the CPU time it really took is printed.
+
+Every checkpoint is sampled the same way — DDIM (η = 0), 25 steps, unguided (cfg scale 0), no
+clipping, --n samples with labels 0..9 in turn, sampling seeds --seeds — and scored by
+`difftk compare` (accuracy by the shipped classifier, KID and FID in its feature space, against
+held-out digits). The table gives mean ± standard error over the sampling seeds and Welch's
+two-sided p against the best arm, as `difftk compare --seed` computes it. One training run per arm:
+the spread between training seeds is not in these figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import shlex
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from study import DIFFTK
+
+#: CPU seconds that training the shipped first stage `mnist-kl` took (docs/pretrained.md, its card)
+FIRST_STAGE_CPU_S = 556.7
+COMMON = ["--schedule", "cosine", "--sampler", "ddim", "--guidance", "cfg", "--objective", "simple",
+          "--set", "denoiser.prediction=v", "--set", "guidance.p_uncond=0.1"]
+UNET = ["--denoiser", "unet-attn", "--set", "denoiser.base_channels=32", "--set", "denoiser.norm_groups=8",
+        "--set", "denoiser.channel_mult=1,2,2", "--set", "denoiser.dropout=0"]
+DIT = ["--denoiser", "dit", "--set", "denoiser.hidden_size=96", "--set", "denoiser.depth=7",
+       "--set", "denoiser.num_heads=4"]
+LATENT = ["--autoencoder", "kl", "--set", "autoencoder.pad=2", "--set", "autoencoder.channels=16",
+          "--set", "autoencoder.weights=mnist-kl"]
+ARMS = {
+    "pixel-unet": [*COMMON, *UNET],
+    "pixel-dit": [*COMMON, *DIT, "--set", "denoiser.patch_size=4"],
+    "latent-unet": [*COMMON, *UNET, *LATENT],
+    "latent-dit": [*COMMON, *DIT, "--set", "denoiser.patch_size=2", *LATENT],
+}
+TRAIN = ["--data", "mnist", "--batch-size", "64", "--lr", "1e-3", "--warmup", "100", "--lr-schedule", "cosine",
+         "--grad-clip", "1", "--ema-decay", "0.999", "--seed", "0", "--sample-every", "0"]
+
+
+def run(*args: str) -> tuple[float, float]:
+    """Run a command, echoing it; return (wall seconds, CPU seconds of the process and its children)."""
+    print("$ " + " ".join(shlex.quote(a) for a in args), flush=True)
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.time() - start, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def train(pipeline: Path, out: Path, steps: int) -> dict[str, float]:
+    """Train ``steps`` steps into ``out`` (kept if already there); its wall and CPU seconds."""
+    record = out / "cost.json"
+    if not record.exists():
+        wall, cpu = run(DIFFTK, "train", str(pipeline), *TRAIN, "--steps", str(steps), "--out", str(out),
+                        "--checkpoint-every", str(steps))
+        record.write_text(json.dumps({"steps": steps, "wall_s": wall, "cpu_s": cpu}))
+    return json.loads(record.read_text())
+
+
+def steps_for(root: Path, arm: str, pipeline: Path, budget: float) -> tuple[int, float]:
+    """The steps ``budget`` CPU seconds buy for ``arm``, from two short runs; and the cost of a step."""
+    short = train(pipeline, root / "pilot" / f"{arm}-10", 10)
+    long = train(pipeline, root / "pilot" / f"{arm}-40", 40)
+    per_step = (long["cpu_s"] - short["cpu_s"]) / 30
+    start_up = max(short["cpu_s"] - 10 * per_step, 0.0)
+    return max(int((budget - start_up) / per_step), 1), per_step
+
+
+def parameters(run_dir: str) -> int:
+    import difftk
+
+    return sum(p.numel() for p in difftk.load(run_dir).denoiser.parameters())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/architecture-study")
+    parser.add_argument("--budget", type=float, default=1200.0, help="CPU seconds per arm, first stage included")
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--steps", type=int, default=None, help="train every arm this many steps instead (a smoke run)")
+    parser.add_argument("--n", type=int, default=500, help="samples per measurement")
+    parser.add_argument("--seeds", default="0,1,2", help="sampling seeds")
+    parser.add_argument("--metrics", default="accuracy,kid,fid")
+    parser.add_argument("--train-only", action="store_true")
+    args = parser.parse_args()
+    root = Path(args.out)
+    root.mkdir(parents=True, exist_ok=True)
+    arms = args.arms.split(",")
+    unknown = sorted(set(arms) - set(ARMS))
+    if unknown:
+        raise SystemExit(f"error: unknown arm {unknown[0]!r}: choose from {', '.join(ARMS)}")
+    runs, cost = {}, {}
+    for arm in arms:
+        pipeline = root / f"{arm}.toml"
+        if not pipeline.exists():
+            run(DIFFTK, "compose", *ARMS[arm], "-o", str(pipeline))
+        first_stage = FIRST_STAGE_CPU_S if arm.startswith("latent") else 0.0
+        if args.budget <= first_stage:
+            raise SystemExit(f"error: --budget {args.budget:g} leaves nothing after the first stage's {first_stage} CPU s")
+        steps, per_step = ((args.steps, float("nan")) if args.steps else
+                           steps_for(root, arm, pipeline, args.budget - first_stage))
+        out = root / arm
+        cost[arm] = {**train(pipeline, out, steps), "per_step": per_step, "first_stage": first_stage}
+        runs[str(out)] = arm
+        print(f"{arm}: {steps} steps, {per_step:.3f} CPU s a step, trained in {cost[arm]['cpu_s']:.0f} CPU s "
+              f"({cost[arm]['wall_s']:.0f} s wall) + first stage {first_stage:.0f}", flush=True)
+    if args.train_only:
+        return
+    metrics = args.metrics.split(",")
+    table = root / "compare" / "compare.csv"
+    if not table.exists():
+        run(DIFFTK, "compare", *runs, *[a for m in metrics for a in ("--metric", m)], "--sampler", "ddim",
+            "--steps", "25", "--guidance", "cfg", "--scale", "0", "-n", str(args.n), "--seed", args.seeds,
+            "-o", str(root / "compare"))
+    values: dict[str, dict[str, list[float]]] = {m: {a: [] for a in arms} for m in metrics}
+    for row in csv.DictReader(table.open()):
+        values[row["metric"]][runs[row["checkpoint"]]].append(float(row["value"]))
+    tested = {(runs[row["checkpoint"]], row["metric"]): row for row in csv.DictReader((root / "compare" / "summary.csv").open())}
+    print(f"\nDDIM 25 steps, unguided, n = {args.n}, sampling seeds {args.seeds}: mean ± standard error over the seeds; "
+          "p: Welch's t against the best arm (two-sided)")
+    print("| arm | parameters | steps | CPU s: denoiser + first stage | " + " | ".join(metrics) + " |")
+    print("|---|---|---|---|" + "---|" * len(metrics))
+    for arm in arms:
+        cells = []
+        for m in metrics:
+            vals = values[m][arm]
+            se = statistics.stdev(vals) / len(vals) ** 0.5 if len(vals) > 1 else float("nan")
+            row = tested.get((arm, m), {})
+            note = " (best)" if row.get("role") == "best" else f" (p = {float(row['p']):.3g})" if row.get("p") else ""
+            cells.append(f"{statistics.mean(vals):.4g} ± {se:.2g}{note}")
+        c = cost[arm]
+        print(f"| {arm} | {parameters(arm_dir(runs, arm)):,} | {c['steps']:,} | "
+              f"{c['cpu_s']:.0f} + {c['first_stage']:.0f} | " + " | ".join(cells) + " |")
+
+
+def arm_dir(runs: dict[str, str], arm: str) -> str:
+    return next(path for path, a in runs.items() if a == arm)
+
+
+if __name__ == "__main__":
+    main()
