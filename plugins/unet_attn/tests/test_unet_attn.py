@@ -102,7 +102,7 @@ def test_command_line_strings_parse_into_tuples():
     (dict(channel_mult=(1, 0)), r"option channel_mult=0 is out of range"),
     (dict(channel_mult=2), r"channel_mult=2 must be a list of values"),
     (dict(prediction="score"), r"prediction='score' is not allowed"),
-    (dict(in_channels=2), r"in_channels=2 is not allowed"),
+    (dict(in_channels=0), r"in_channels=0 is out of range"),
     (dict(dropout=1.0), r"dropout=1.0 is out of range"),
     (dict(num_head=4), r"has no option 'num_head'; did you mean 'num_heads'\?"),
 ])
@@ -312,3 +312,13 @@ def test_unset_attention_is_derived_from_the_image_size(image_size, attention):
     assert config.derived_options() == {"attention_resolutions": attention}
     explicit = UNetAttn.Config(image_size=image_size, channel_mult=levels, attention_resolutions=())
     assert explicit.attention == () and explicit.derived_options() == {}
+
+
+def test_latents_of_any_channel_count_are_denoised_in_their_shape():
+    """A first stage with z_channels=4 (Stable Diffusion's) or 8 gives latents that are not images:
+    the network takes them as they are and answers in their shape."""
+    for channels in (4, 8):
+        net = difftk.create("denoiser", "unet-attn", in_channels=channels, image_size=8, base_channels=16,
+                            norm_groups=8, channel_mult=(1, 2), attention_resolutions=(4,))
+        x = torch.randn(2, channels, 8, 8)
+        assert net(x, torch.tensor([0.3, 0.7])).shape == x.shape

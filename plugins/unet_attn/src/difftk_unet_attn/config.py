@@ -12,7 +12,8 @@ class UNetAttnConfig:
     """Options of :class:`UNetAttn`; the defaults fit MNIST (1×28×28) at the shipped model's size
     (1.2 M parameters with 10 classes, ≈ 1.2 s per step of batch 64 on 2 CPU cores)."""
 
-    in_channels: int = option(1, help="channels of the images (1 grey, 3 colour)", choices=(1, 3))
+    in_channels: int = option(1, help="channels of the input: the images' (1 grey, 3 colour) or the latents' "
+                              "(4 for a first stage with z_channels=4)", ge=1, le=64)
     image_size: int = option(28, help="height and width of the images", ge=1)
     base_channels: int = option(32, help="width of the first level", ge=1)
     channel_mult: tuple[int, ...] = option(
