@@ -1,7 +1,8 @@
 """Architecture study: pixel or latent space, U-Net or transformer, on MNIST at equal CPU time.
 
     .venv/bin/python benchmarks/architecture_study.py [--out runs/architecture-study] [--budget 1200]
-                                                      [--n 500] [--seeds 0,1,2] [--arms pixel-unet,…]
+                                                      [--n 500] [--seeds 0,1,2] [--train-seeds 0]
+                                                      [--arms pixel-unet,…]
 
 Four arms, each a class-conditional model of 1.19–1.23 M parameters on the cosine schedule with
 v-prediction, L_simple and cfg label dropout 0.1 (the recipe of the shipped `mnist-latent`):
@@ -23,8 +24,9 @@ Every checkpoint is sampled the same way — DDIM (η = 0), 25 steps, unguided (
 clipping, --n samples with labels 0..9 in turn, sampling seeds --seeds — and scored by
 `difftk compare` (accuracy by the shipped classifier, KID and FID in its feature space, against
 held-out digits). The table gives mean ± standard error over the sampling seeds and Welch's
-two-sided p against the best arm, as `difftk compare --seed` computes it. One training run per arm:
-the spread between training seeds is not in these figures.
+two-sided p against the best arm, as `difftk compare --seed` computes it. By default one training
+run per arm, so only the sampling seeds' spread is in the errors; `--train-seeds 0,1` trains each arm
+once per seed (same step count) and `difftk compare` pools the runs into the arm's cell.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ ARMS = {
     "latent-dit": [*COMMON, *DIT, "--set", "denoiser.patch_size=2", *LATENT],
 }
 TRAIN = ["--data", "mnist", "--batch-size", "64", "--lr", "1e-3", "--warmup", "100", "--lr-schedule", "cosine",
-         "--grad-clip", "1", "--ema-decay", "0.999", "--seed", "0", "--sample-every", "0"]
+         "--grad-clip", "1", "--ema-decay", "0.999", "--sample-every", "0"]
 
 
 def run(*args: str) -> tuple[float, float]:
@@ -70,12 +72,12 @@ def run(*args: str) -> tuple[float, float]:
     return time.time() - start, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def train(pipeline: Path, out: Path, steps: int) -> dict[str, float]:
+def train(pipeline: Path, out: Path, steps: int, seed: int = 0) -> dict[str, float]:
     """Train ``steps`` steps into ``out`` (kept if already there); its wall and CPU seconds."""
     record = out / "cost.json"
     if not record.exists():
-        wall, cpu = run(DIFFTK, "train", str(pipeline), *TRAIN, "--steps", str(steps), "--out", str(out),
-                        "--checkpoint-every", str(steps))
+        wall, cpu = run(DIFFTK, "train", str(pipeline), *TRAIN, "--seed", str(seed), "--steps", str(steps),
+                        "--out", str(out), "--checkpoint-every", str(steps))
         record.write_text(json.dumps({"steps": steps, "wall_s": wall, "cpu_s": cpu}))
     return json.loads(record.read_text())
 
@@ -103,6 +105,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="train every arm this many steps instead (a smoke run)")
     parser.add_argument("--n", type=int, default=500, help="samples per measurement")
     parser.add_argument("--seeds", default="0,1,2", help="sampling seeds")
+    parser.add_argument("--train-seeds", default="0", help="training seeds: each arm trains once per seed (seed 0 in "
+                        "OUT/ARM, seed s in OUT/ARM-seedS), and `difftk compare` pools them into the arm's cell")
     parser.add_argument("--metrics", default="accuracy,kid,fid")
     parser.add_argument("--train-only", action="store_true")
     args = parser.parse_args()
@@ -122,25 +126,30 @@ def main() -> None:
             raise SystemExit(f"error: --budget {args.budget:g} leaves nothing after the first stage's {first_stage} CPU s")
         steps, per_step = ((args.steps, float("nan")) if args.steps else
                            steps_for(root, arm, pipeline, args.budget - first_stage))
-        out = root / arm
-        cost[arm] = {**train(pipeline, out, steps), "per_step": per_step, "first_stage": first_stage}
-        runs[str(out)] = arm
-        print(f"{arm}: {steps} steps, {per_step:.3f} CPU s a step, trained in {cost[arm]['cpu_s']:.0f} CPU s "
-              f"({cost[arm]['wall_s']:.0f} s wall) + first stage {first_stage:.0f}", flush=True)
+        for seed in (int(x) for x in args.train_seeds.split(",")):
+            out = root / (arm if seed == 0 else f"{arm}-seed{seed}")
+            cost.setdefault(arm, []).append({**train(pipeline, out, steps, seed), "per_step": per_step,
+                                             "first_stage": first_stage})
+            runs[str(out)] = arm
+            c = cost[arm][-1]
+            print(f"{arm}, seed {seed}: {steps} steps, {per_step:.3f} CPU s a step, trained in {c['cpu_s']:.0f} CPU s "
+                  f"({c['wall_s']:.0f} s wall) + first stage {first_stage:.0f}", flush=True)
     if args.train_only:
         return
     metrics = args.metrics.split(",")
-    table = root / "compare" / "compare.csv"
+    folder = root / ("compare" if args.train_seeds == "0" else f"compare-train{args.train_seeds.replace(',', '-')}")
+    table = folder / "compare.csv"
     if not table.exists():
         run(DIFFTK, "compare", *runs, *[a for m in metrics for a in ("--metric", m)], "--sampler", "ddim",
             "--steps", "25", "--guidance", "cfg", "--scale", "0", "-n", str(args.n), "--seed", args.seeds,
-            "-o", str(root / "compare"))
+            "-o", str(folder))
     values: dict[str, dict[str, list[float]]] = {m: {a: [] for a in arms} for m in metrics}
     for row in csv.DictReader(table.open()):
         values[row["metric"]][runs[row["checkpoint"]]].append(float(row["value"]))
-    tested = {(runs[row["checkpoint"]], row["metric"]): row for row in csv.DictReader((root / "compare" / "summary.csv").open())}
-    print(f"\nDDIM 25 steps, unguided, n = {args.n}, sampling seeds {args.seeds}: mean ± standard error over the seeds; "
-          "p: Welch's t against the best arm (two-sided)")
+    summary = csv.DictReader((folder / "summary.csv").open())  # a pooled cell: "FIRST (+k seeds)"
+    tested = {(runs[row["checkpoint"].split(" (+")[0]], row["metric"]): row for row in summary}
+    print(f"\nDDIM 25 steps, unguided, n = {args.n}, sampling seeds {args.seeds}, training seeds {args.train_seeds}: "
+          "mean ± standard error over every (training, sampling) seed; p: Welch's t against the best arm (two-sided)")
     print("| arm | parameters | steps | CPU s: denoiser + first stage | " + " | ".join(metrics) + " |")
     print("|---|---|---|---|" + "---|" * len(metrics))
     for arm in arms:
@@ -152,8 +161,9 @@ def main() -> None:
             note = " (best)" if row.get("role") == "best" else f" (p = {float(row['p']):.3g})" if row.get("p") else ""
             cells.append(f"{statistics.mean(vals):.4g} ± {se:.2g}{note}")
         c = cost[arm]
-        print(f"| {arm} | {parameters(arm_dir(runs, arm)):,} | {c['steps']:,} | "
-              f"{c['cpu_s']:.0f} + {c['first_stage']:.0f} | " + " | ".join(cells) + " |")
+        cpu = " / ".join(f"{r['cpu_s']:.0f}" for r in c)
+        print(f"| {arm} | {parameters(arm_dir(runs, arm)):,} | {c[0]['steps']:,} | "
+              f"{cpu} + {c[0]['first_stage']:.0f} | " + " | ".join(cells) + " |")
 
 
 def arm_dir(runs: dict[str, str], arm: str) -> str:
