@@ -186,7 +186,7 @@ class Trainer:
             loss = self.pipeline.objective.loss(self.net, self.pipeline.schedule, x0, cond=cond,
                                                 generator=self.noise).float()
         if self.class_weight is not None:  # by the example's true class, also where cfg dropped its label
-            loss = loss * self.class_weight[y]
+            loss = loss * self.class_weight[y].view(-1, *[1] * (loss.ndim - 1))
         loss = loss.mean()
         value = distributed.mean_over_ranks(loss.item(), self.ranks)  # every rank decides alike on a NaN
         if not math.isfinite(value):
