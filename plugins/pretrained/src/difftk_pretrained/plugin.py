@@ -31,6 +31,10 @@ def difftk_register_components(register):
         "mnist-latent", DATA / "mnist-latent.safetensors",
         "class-conditional latent diffusion on MNIST: unet-attn (1.19 M parameters) on the 8×8×3 latents of the "
         "mnist-kl first stage, cosine schedule, v-prediction, 3,000 steps")
+    register.add_checkpoint(
+        "emoji-latent", DATA / "emoji-latent.safetensors",
+        "class-conditional latent colour emoji: unet-attn (1.70 M parameters) on the 8×8×4 latents of the emoji-kl "
+        "first stage, flow matching, 12,000 steps (34 min of 2 CPU cores with the first stage)")
     register.add_weights(
         "autoencoder", "kl", "mnist-kl", DATA / "mnist-kl.safetensors",
         "the MNIST first stage for latent diffusion: a kl autoencoder (153,069 parameters, 28×28 padded to 32×32 → "
