@@ -28,6 +28,7 @@ from difftk.checkpoint.classifier_file import load_classifier
 from difftk.evaluation.compare import held_out_data
 from difftk.maths.stats import bootstrap_standard_error, frechet_distance, moments
 from difftk.model import load
+from difftk.sampling import latent
 from difftk.sampling.draw import class_labels
 from difftk_metrics.features import MnistFeatures, held_out_features
 from difftk_metrics.network import embed
@@ -131,7 +132,7 @@ def main() -> None:
     if args.agreement_n:
         n = args.agreement_n
         g = torch.Generator().manual_seed(123)
-        x_T = torch.randn((n, *shape), generator=g)
+        x_T = torch.randn((n, *latent.shape_of(model.pipeline.autoencoder, shape)), generator=g)  # a latent model's ODE is in its latents
         cond = class_labels(n, model.num_classes)
         with torch.inference_mode():
             ddim = difftk.create("sampler", "ddim").sample(model.denoiser, schedule, x_T, steps=args.agreement_steps,
@@ -139,8 +140,9 @@ def main() -> None:
             ode = difftk.create("sampler", "ode").sample(model.denoiser, schedule, x_T, cond=cond)
         rel = ((ddim - ode).flatten(1).norm(dim=1) / ode.flatten(1).norm(dim=1))
         print(f"DDIM η=0 at {args.agreement_steps} steps vs the ODE (rk45, defaults), {n} shared x_T: relative L2 "
-              f"median {float(rel.median()):.4f}, max {float(rel.max()):.4f}; out of range: DDIM "
-              f"{100 * out_of_range(ddim):.2f}%, ODE {100 * out_of_range(ode):.2f}%")
+              f"median {float(rel.median()):.4f}, max {float(rel.max()):.4f}; "
+              + ("in latent space (the range is the decoded images', above)" if model.pipeline.autoencoder is not None
+                 else f"out of range: DDIM {100 * out_of_range(ddim):.2f}%, ODE {100 * out_of_range(ode):.2f}%"))
 
 
 if __name__ == "__main__":
