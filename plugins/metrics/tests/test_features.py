@@ -251,3 +251,32 @@ def test_fid_with_classifier_features_ranks_noise_below_real_images(classifier_f
     direct = frechet_distance(*moments(F.ClassifierFeatures(classifier_file).embed(similar)[0]),
                               *moments(F.ClassifierFeatures(classifier_file).embed(held_out.float() / 127.5 - 1)[0]))
     assert math.isclose(near.value, direct, rel_tol=1e-9)
+
+
+def test_accuracy_of_colour_images_is_the_share_a_classifier_file_labels_as_asked(classifier_file):
+    """accuracy with features=classifier:FILE is the share of images whose label the classifier's argmax at
+    t = 0 agrees with — the same count done by hand; without a classifier, colour images are one line."""
+    from difftk.checkpoint.classifier_file import load_classifier
+
+    g = torch.Generator().manual_seed(5)
+    images = torch.randint(0, 256, (24, 3, 16, 16), generator=g, dtype=torch.uint8)
+    labels = torch.arange(24) % 4
+    context = EvalContext.from_images(ArrayDataset(images, labels=labels, num_classes=4, name="drawn"), None)
+    result = difftk.create("metric", "accuracy", n=24, features=f"classifier:{classifier_file}").evaluate(context)
+    with torch.no_grad():
+        read = load_classifier(classifier_file)(images.float() / 127.5 - 1, torch.zeros(24)).argmax(1)
+    expected = (read == labels).double()
+    assert 0 < result.value < 1 and result.value == pytest.approx(float(expected.mean()), abs=1e-12)
+    assert result.details["per class"] == {c: round(float(expected[labels == c].mean()), 4) for c in range(4)}
+    assert "classifier.safetensors" in result.details["classifier"]
+    for features, message in [("auto", r"needs a classifier of this model's 4 classes, and its 3×16×16 images have "
+                                       r"none built in: give --set metric.features=classifier:FILE"),
+                              ("inception", "needs a classifier of this model's 4 classes"),
+                              ("mnist", r"judges MNIST digits \(1×28×28\)")]:
+        with pytest.raises(DifftkError, match=message) as err:
+            difftk.create("metric", "accuracy", n=24, features=features).evaluate(context)
+        assert "\n" not in str(err.value)
+    five = ArrayDataset(images[:20], labels=torch.arange(20) % 5, num_classes=5, name="drawn")
+    with pytest.raises(DifftkError, match=r"tells 4 classes, but this model draws 5: give a classifier trained"):
+        difftk.create("metric", "accuracy", n=20, features=f"classifier:{classifier_file}").evaluate(
+            EvalContext.from_images(five, None))

@@ -123,6 +123,10 @@ class ClassifierFeatures:
         return self._parts()[1].in_features
 
     @property
+    def num_classes(self) -> int:
+        return self._parts()[1].out_features
+
+    @property
     def description(self) -> str:
         return f"classifier {self.path.name}, {self.dims} units"
 

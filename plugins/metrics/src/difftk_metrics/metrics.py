@@ -12,7 +12,7 @@ from difftk.maths.distances import sliced_wasserstein
 from difftk.maths.stats import bootstrap_standard_error, frechet_distance_factors, gaussian_factor, psd_factor
 from difftk.options import option
 
-from difftk_metrics.features import (MnistFeatures, context_device, embed, feature_network, features_option,
+from difftk_metrics.features import (context_device, embed, feature_network, features_option,
                                      held_out_features, read_reference)
 from difftk_metrics.network import check_shape
 
@@ -72,8 +72,12 @@ class FID:
 
 @attrs.frozen
 class ConditionalAccuracy:
-    """The fraction of samples drawn for class y that the shipped MNIST classifier labels y.
+    """The fraction of samples drawn for class y that a classifier labels y.
 
+    The classifier is the one the ``features`` option names: the shipped MNIST classifier for
+    1×28×28 digits (``auto``, ``mnist``), or for any other images a classifier file of
+    ``difftk train-classifier`` trained on the same classes (``classifier:FILE``, read at t = 0).
+    Inception's 1,008 ImageNet logits are not a model's classes, so ``inception`` is refused.
     Classes are drawn in equal numbers; guidance, when the evaluated pipeline has one, is applied
     (``--scale`` changes its strength). The spread is the binomial standard error √(p(1−p)/n).
     """
@@ -82,19 +86,41 @@ class ConditionalAccuracy:
     better: ClassVar[str] = "higher"
 
     n: int = option(500, help="samples generated", ge=1)
+    features: str = option("auto", help="the classifier: auto (mnist for 1×28×28 images), mnist or classifier:FILE "
+                                        "(a `difftk train-classifier` file of the model's classes)")
+
+    def classifier(self, context: EvalContext):
+        """The network whose logits label the samples; one line when there is none for these images."""
+        shape = tuple(context.shape)
+        name = self.features.partition(":")[0]
+        if name == "inception" or (self.features == "auto" and shape != (1, 28, 28)):
+            raise DifftkError(f"metric 'accuracy' needs a classifier of this model's {context.num_classes} classes, "
+                              f"and its {'×'.join(map(str, shape))} images have none built in: give "
+                              "--set metric.features=classifier:FILE (make one with `difftk train-classifier`)")
+        net = feature_network(self.features, shape, "accuracy")
+        if net.kind == "mnist":
+            check_shape("accuracy", shape, "this model")
+        else:
+            net.check("accuracy", shape, "this model")
+        classes = net.num_classes if net.kind == "classifier" else 10
+        if classes != context.num_classes:
+            raise DifftkError(f"metric 'accuracy': the classifier ({net.description}) tells {classes} classes, but "
+                              f"this model draws {context.num_classes}: give a classifier trained on the model's data")
+        return net
 
     def evaluate(self, context: EvalContext) -> MetricResult:
         if context.num_classes <= 0:
             raise DifftkError("metric 'accuracy' measures a class-conditional model, but this one is unconditional "
                               "(num_classes=0): use fid instead")
-        check_shape("accuracy", context.shape, "this model")
+        net = self.classifier(context)
         labels = context.balanced_labels(self.n)
-        _, logits = embed(MnistFeatures(), context.samples(self.n, labels))
-        correct = (logits.argmax(dim=1) == labels).double()
+        _, logits = embed(net, context.samples(self.n, labels))
+        correct = (logits.argmax(dim=1).cpu() == labels.cpu()).double()
         p = float(correct.mean())
-        per_class = {int(c): round(float(correct[labels == c].mean()), 4) for c in range(context.num_classes)}
+        per_class = {int(c): round(float(correct[labels.cpu() == c].mean()), 4) for c in range(context.num_classes)}
         return MetricResult(name="accuracy", value=p, spread=(p * (1 - p) / self.n) ** 0.5, n=self.n,
-                            spread_kind="binomial standard error", details={"per class": per_class})
+                            spread_kind="binomial standard error",
+                            details={"per class": per_class, "classifier": net.description})
 
 
 @attrs.frozen
