@@ -276,7 +276,23 @@ def test_accuracy_of_colour_images_is_the_share_a_classifier_file_labels_as_aske
         with pytest.raises(DifftkError, match=message) as err:
             difftk.create("metric", "accuracy", n=24, features=features).evaluate(context)
         assert "\n" not in str(err.value)
+    with pytest.raises(DifftkError, match=r"features='incepshun' is not a feature network"):
+        difftk.create("metric", "accuracy", n=24, features="incepshun").evaluate(context)
     five = ArrayDataset(images[:20], labels=torch.arange(20) % 5, num_classes=5, name="drawn")
     with pytest.raises(DifftkError, match=r"tells 4 classes, but this model draws 5: give a classifier trained"):
         difftk.create("metric", "accuracy", n=20, features=f"classifier:{classifier_file}").evaluate(
             EvalContext.from_images(five, None))
+
+
+def test_accuracy_of_digits_is_read_by_the_mnist_classifier_whatever_network_fid_reads_them_with(digits, tmp_path,
+                                                                                                  monkeypatch):
+    """With features=inception (FID and KID in Inception's features) digits are still labelled by the MNIST
+    classifier — without the Inception weights even being looked for."""
+    _, _, test_x, test_y = digits
+    monkeypatch.delenv(F.INCEPTION_ENV, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    images = ((test_x[:40] + 1) * 127.5).round().to(torch.uint8)
+    context = EvalContext.from_images(ArrayDataset(images, labels=test_y[:40], num_classes=10, name="digits"), None)
+    results = [difftk.create("metric", "accuracy", n=40, features=f).evaluate(context).value
+               for f in ("auto", "mnist", "inception")]
+    assert results[0] == results[1] == results[2] > 0.9

@@ -12,8 +12,9 @@ from difftk.maths.distances import sliced_wasserstein
 from difftk.maths.stats import bootstrap_standard_error, frechet_distance_factors, gaussian_factor, psd_factor
 from difftk.options import option
 
-from difftk_metrics.features import (context_device, embed, feature_network, features_option,
+from difftk_metrics.features import (MnistFeatures, context_device, embed, feature_network, features_option,
                                      held_out_features, read_reference)
+from difftk_metrics import network
 from difftk_metrics.network import check_shape
 
 
@@ -74,10 +75,11 @@ class FID:
 class ConditionalAccuracy:
     """The fraction of samples drawn for class y that a classifier labels y.
 
-    The classifier is the one the ``features`` option names: the shipped MNIST classifier for
-    1×28×28 digits (``auto``, ``mnist``), or for any other images a classifier file of
-    ``difftk train-classifier`` trained on the same classes (``classifier:FILE``, read at t = 0).
-    Inception's 1,008 ImageNet logits are not a model's classes, so ``inception`` is refused.
+    The classifier follows the ``features`` option the image metrics share: a classifier file of
+    ``difftk train-classifier`` trained on the same classes (``classifier:FILE``, read at t = 0),
+    for any images; otherwise the shipped MNIST classifier, for 1×28×28 digits. Inception's 1,008
+    ImageNet logits are not a model's classes, so with ``inception`` (FID and KID in Inception's
+    features) digits are still read by the MNIST classifier and other images need a classifier file.
     Classes are drawn in equal numbers; guidance, when the evaluated pipeline has one, is applied
     (``--scale`` changes its strength). The spread is the binomial standard error √(p(1−p)/n).
     """
@@ -86,27 +88,31 @@ class ConditionalAccuracy:
     better: ClassVar[str] = "higher"
 
     n: int = option(500, help="samples generated", ge=1)
-    features: str = option("auto", help="the classifier: auto (mnist for 1×28×28 images), mnist or classifier:FILE "
-                                        "(a `difftk train-classifier` file of the model's classes)")
+    features: str = option("auto", help="the classifier: classifier:FILE (a `difftk train-classifier` file of the "
+                                        "model's classes), else the MNIST one for 1×28×28 digits")
 
     def classifier(self, context: EvalContext):
         """The network whose logits label the samples; one line when there is none for these images."""
         shape = tuple(context.shape)
-        name = self.features.partition(":")[0]
-        if name == "inception" or (self.features == "auto" and shape != (1, 28, 28)):
-            raise DifftkError(f"metric 'accuracy' needs a classifier of this model's {context.num_classes} classes, "
-                              f"and its {'×'.join(map(str, shape))} images have none built in: give "
-                              "--set metric.features=classifier:FILE (make one with `difftk train-classifier`)")
-        net = feature_network(self.features, shape, "accuracy")
-        if net.kind == "mnist":
-            check_shape("accuracy", shape, "this model")
-        else:
+        if self.features.partition(":")[0] == "classifier":
+            net = feature_network(self.features, shape, "accuracy")
             net.check("accuracy", shape, "this model")
-        classes = net.num_classes if net.kind == "classifier" else 10
-        if classes != context.num_classes:
-            raise DifftkError(f"metric 'accuracy': the classifier ({net.description}) tells {classes} classes, but "
-                              f"this model draws {context.num_classes}: give a classifier trained on the model's data")
-        return net
+            if net.num_classes != context.num_classes:
+                raise DifftkError(f"metric 'accuracy': the classifier ({net.description}) tells {net.num_classes} "
+                                  f"classes, but this model draws {context.num_classes}: give a classifier trained on "
+                                  "the model's data")
+            return net
+        if self.features.partition(":")[0] not in ("auto", "mnist", "inception"):
+            feature_network(self.features, shape, "accuracy")  # an unknown name: one line, as for fid
+        if self.features == "mnist" or shape == network.SHAPE:
+            check_shape("accuracy", shape, "this model")
+            if context.num_classes > 10:
+                raise DifftkError(f"metric 'accuracy': the MNIST classifier tells 10 digits, but this model draws "
+                                  f"{context.num_classes} classes: give --set metric.features=classifier:FILE")
+            return MnistFeatures()
+        raise DifftkError(f"metric 'accuracy' needs a classifier of this model's {context.num_classes} classes, and its "
+                          f"{'×'.join(map(str, shape))} images have none built in: give "
+                          "--set metric.features=classifier:FILE (make one with `difftk train-classifier`)")
 
     def evaluate(self, context: EvalContext) -> MetricResult:
         if context.num_classes <= 0:
