@@ -118,3 +118,23 @@ def test_compose_with_data_builds_options_that_need_the_data(here):
     result = run(*deeper, "--data", "image-folder:imgs", "-o", "deep.toml")
     assert result.exit_code == 0, result.output
     assert "image_size = 32" in (here / "deep.toml").read_text()
+
+
+def test_a_run_is_measured_by_a_classifier_of_its_own_pictures(here):
+    """Section 5: a classifier trained on the run's training split labels its samples (accuracy) and gives
+    KID and FID their features, against the pictures the run held out; without one, accuracy is one line."""
+    png_folder(here / "imgs", 16, n=6)
+    data = ("--data", "image-folder:imgs", "--data-option", "holdout=0.5")
+    assert run("train", "p.toml", *data, "--steps", 2, "--out", "r", *CHEAP).exit_code == 0
+    trained = run("train-classifier", "r", *data, "--steps", 2, "--batch-size", 4, "--out", "judge.safetensors")
+    assert trained.exit_code == 0, trained.output
+    measured = run("evaluate", "r", "--metric", "accuracy", "--metric", "kid", "--metric", "fid", "-n", 10,
+                   "--steps", 2, "--set", "metric.features=classifier:judge.safetensors", "--set", "metric.subsets=2",
+                   "--set", "metric.bootstrap=2", "--json", "m.json")
+    assert measured.exit_code == 0, measured.output
+    results = {r["metric"]: r for r in json.loads((here / "m.json").read_text())["results"]}
+    assert set(results) == {"accuracy", "kid", "fid"} and 0 <= results["accuracy"]["value"] <= 1
+    assert "judge.safetensors" in results["accuracy"]["details"]["classifier"]
+    assert "judge.safetensors" in results["fid"]["details"]["features"] and "6 images" in results["fid"]["details"]["reference"]
+    line = one_line_error(run("evaluate", "r", "--metric", "accuracy", "-n", 6, "--steps", 2))
+    assert "needs a classifier of this model's 2 classes and has no classifier built in, but this model makes 3×16×16" in line

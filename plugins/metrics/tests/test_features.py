@@ -269,17 +269,21 @@ def test_accuracy_of_colour_images_is_the_share_a_classifier_file_labels_as_aske
     assert 0 < result.value < 1 and result.value == pytest.approx(float(expected.mean()), abs=1e-12)
     assert result.details["per class"] == {c: round(float(expected[labels == c].mean()), 4) for c in range(4)}
     assert "classifier.safetensors" in result.details["classifier"]
-    for features, message in [("auto", r"needs a classifier of this model's 4 classes, and its 3×16×16 images have "
-                                       r"none built in: give --set metric.features=classifier:FILE"),
-                              ("inception", "needs a classifier of this model's 4 classes"),
-                              ("mnist", r"judges MNIST digits \(1×28×28\)")]:
+    for features, message in [("auto", r"needs a classifier of this model's 4 classes and has no classifier built "
+                                       r"in, but this model makes 3×16×16 images: give "
+                                       r"--set metric.features=classifier:FILE"),
+                              ("inception", "has no classifier built in"),
+                              ("mnist", r"reads MNIST digits \(1×28×28\) only, but this model makes 3×16×16"),
+                              ("incepshun", r"features='incepshun' is not a feature network"),
+                              ("auto:x", r"features='auto:x' is not a feature network"),
+                              ("inception:nope.pth", r"features=inception:FILE names nope.pth, which is not a file")]:
         with pytest.raises(DifftkError, match=message) as err:
             difftk.create("metric", "accuracy", n=24, features=features).evaluate(context)
         assert "\n" not in str(err.value)
-    with pytest.raises(DifftkError, match=r"features='incepshun' is not a feature network"):
-        difftk.create("metric", "accuracy", n=24, features="incepshun").evaluate(context)
+    few = difftk.create("metric", "accuracy", n=2, features=f"classifier:{classifier_file}").evaluate(context)
+    assert set(few.details["per class"]) == {0, 1}  # the classes its 2 images hold: no NaN for the others
     five = ArrayDataset(images[:20], labels=torch.arange(20) % 5, num_classes=5, name="drawn")
-    with pytest.raises(DifftkError, match=r"tells 4 classes, but this model draws 5: give a classifier trained"):
+    with pytest.raises(DifftkError, match=r"has 4 classes, but this model draws 5: give a classifier trained"):
         difftk.create("metric", "accuracy", n=20, features=f"classifier:{classifier_file}").evaluate(
             EvalContext.from_images(five, None))
 
@@ -296,3 +300,25 @@ def test_accuracy_of_digits_is_read_by_the_mnist_classifier_whatever_network_fid
     results = [difftk.create("metric", "accuracy", n=40, features=f).evaluate(context).value
                for f in ("auto", "mnist", "inception")]
     assert results[0] == results[1] == results[2] > 0.9
+
+
+def test_held_out_features_of_an_image_folder_are_keyed_by_the_pixels_the_metrics_see(classifier_file, tmp_path):
+    """A held-out split read from files (not held in memory) is digested by its decoded pixels: the same
+    folder resized another way is another key, and its features equal those of the same pixels in memory."""
+    from PIL import Image
+
+    g = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / "pics" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(g.integers(0, 256, (16, 24, 3), dtype=np.uint8)).save(tmp_path / "pics" / c / f"{i}.png")
+    load = lambda resize: difftk.create("dataset", "image-folder", path=str(tmp_path / "pics"), image_size=16,  # noqa: E731
+                                        resize=resize).load("train")
+    cropped, stretched = load("crop"), load("stretch")
+    assert F.data_digest(cropped) == F.data_digest(load("crop")) != F.data_digest(stretched)
+    pixels, labels = cropped.read(torch.arange(len(cropped)))
+    in_memory = ArrayDataset(pixels, labels=labels, num_classes=2, name="pics")
+    net = F.ClassifierFeatures(classifier_file)
+    from_files, where = F.held_out_features(cropped, net)
+    assert torch.allclose(from_files, F.held_out_features(in_memory, net)[0]) and "6 images" in where
+    assert torch.equal(F.held_out_features(cropped, net)[0], from_files)  # read back from the cache

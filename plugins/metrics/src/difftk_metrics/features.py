@@ -29,6 +29,7 @@ import attrs
 import numpy as np
 import torch
 from difftk.data.arrays import ArrayDataset
+from difftk.data.examples import Examples
 from difftk.errors import CheckpointError, DifftkError, OptionError
 from difftk.maths.stats import moments
 from difftk.options import option
@@ -302,14 +303,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "difftk"
 
 
-def data_digest(data: ArrayDataset) -> str:
-    """The first 16 hex digits of the SHA-256 of a dataset's examples (their bytes and shape)."""
-    h = hashlib.sha256(repr((tuple(data.data.shape), str(data.data.dtype))).encode())
-    h.update(data.data.contiguous().numpy().tobytes())
+#: images decoded at once to digest a dataset held as files
+DIGEST_CHUNK = 256
+
+
+def data_digest(data: Examples) -> str:
+    """The first 16 hex digits of the SHA-256 of a dataset's examples (their bytes and shape). A dataset
+    held in memory is hashed as it is; one held as files (an image folder) is decoded in chunks and its
+    pixels hashed, so the key follows what the metrics see, whatever the folder's resize options."""
+    if isinstance(data, ArrayDataset):
+        h = hashlib.sha256(repr((tuple(data.data.shape), str(data.data.dtype))).encode())
+        h.update(data.data.contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+    h = hashlib.sha256(repr(((len(data), *data.shape), "torch.uint8")).encode())
+    for start in range(0, len(data), DIGEST_CHUNK):
+        images, _ = data.read(torch.arange(start, min(start + DIGEST_CHUNK, len(data))))
+        h.update(images.contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
-def held_out_features(data: ArrayDataset, net: FeatureNetwork) -> tuple[torch.Tensor, str]:
+def held_out_features(data: Examples, net: FeatureNetwork) -> tuple[torch.Tensor, str]:
     """Features [N, D] (float64) of every example of ``data`` in stored order, and where they came from.
 
     For a network with a ``key`` they are kept in the cache folder, in a file named by the data's and

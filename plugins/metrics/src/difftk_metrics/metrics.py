@@ -12,10 +12,9 @@ from difftk.maths.distances import sliced_wasserstein
 from difftk.maths.stats import bootstrap_standard_error, frechet_distance_factors, gaussian_factor, psd_factor
 from difftk.options import option
 
-from difftk_metrics.features import (MnistFeatures, context_device, embed, feature_network, features_option,
-                                     held_out_features, read_reference)
 from difftk_metrics import network
-from difftk_metrics.network import check_shape
+from difftk_metrics.features import (MnistFeatures, context_device, embed, feature_network, features_option,
+                                     held_out_features, inception_weights, read_reference)
 
 
 #: below this many samples FID's upward bias is larger than the differences studies look for (docs/metrics.md)
@@ -94,25 +93,29 @@ class ConditionalAccuracy:
     def classifier(self, context: EvalContext):
         """The network whose logits label the samples; one line when there is none for these images."""
         shape = tuple(context.shape)
-        if self.features.partition(":")[0] == "classifier":
+        name, _, path = self.features.partition(":")
+        if name == "classifier":
             net = feature_network(self.features, shape, "accuracy")
             net.check("accuracy", shape, "this model")
             if net.num_classes != context.num_classes:
-                raise DifftkError(f"metric 'accuracy': the classifier ({net.description}) tells {net.num_classes} "
+                raise DifftkError(f"metric 'accuracy': the classifier ({net.description}) has {net.num_classes} "
                                   f"classes, but this model draws {context.num_classes}: give a classifier trained on "
                                   "the model's data")
             return net
-        if self.features.partition(":")[0] not in ("auto", "mnist", "inception"):
+        if name == "inception" and path:
+            inception_weights(path)  # a named weights file that is not there: one line, as for fid
+        elif self.features not in ("auto", "mnist", "inception"):
             feature_network(self.features, shape, "accuracy")  # an unknown name: one line, as for fid
-        if self.features == "mnist" or shape == network.SHAPE:
-            check_shape("accuracy", shape, "this model")
+        if shape == network.SHAPE:
             if context.num_classes > 10:
-                raise DifftkError(f"metric 'accuracy': the MNIST classifier tells 10 digits, but this model draws "
-                                  f"{context.num_classes} classes: give --set metric.features=classifier:FILE")
+                raise DifftkError(f"metric 'accuracy': the MNIST classifier has 10 classes, but this model draws "
+                                  f"{context.num_classes}: give --set metric.features=classifier:FILE")
             return MnistFeatures()
-        raise DifftkError(f"metric 'accuracy' needs a classifier of this model's {context.num_classes} classes, and its "
-                          f"{'×'.join(map(str, shape))} images have none built in: give "
-                          "--set metric.features=classifier:FILE (make one with `difftk train-classifier`)")
+        what = "reads MNIST digits (1×28×28) only" if self.features == "mnist" else "has no classifier built in"
+        raise DifftkError(f"metric 'accuracy' needs a classifier of this model's {context.num_classes} classes and "
+                          f"{what}, but this model makes {'×'.join(map(str, shape))} images: give "
+                          "--set metric.features=classifier:FILE (make one with `difftk train-classifier`; fid and "
+                          "kid then read its features too)")
 
     def evaluate(self, context: EvalContext) -> MetricResult:
         if context.num_classes <= 0:
@@ -123,7 +126,9 @@ class ConditionalAccuracy:
         _, logits = embed(net, context.samples(self.n, labels))
         correct = (logits.argmax(dim=1).cpu() == labels.cpu()).double()
         p = float(correct.mean())
-        per_class = {int(c): round(float(correct[labels.cpu() == c].mean()), 4) for c in range(context.num_classes)}
+        labels = labels.cpu()
+        per_class = {c: round(float(correct[labels == c].mean()), 4)  # classes the n samples hold
+                     for c in range(context.num_classes) if bool((labels == c).any())}
         return MetricResult(name="accuracy", value=p, spread=(p * (1 - p) / self.n) ** 0.5, n=self.n,
                             spread_kind="binomial standard error",
                             details={"per class": per_class, "classifier": net.description})
