@@ -94,12 +94,13 @@ def bar_plot(values: Mapping[str, Mapping[str, list[float]]], path: Path, title:
         for i, vals in enumerate(per.values()):
             ax.bar(i, statistics.mean(vals), yerr=statistics.stdev(vals) if len(vals) > 1 else 0, capsize=5, alpha=0.6)
             ax.scatter([i] * len(vals), vals, color="black", s=12, zorder=3)
-        ax.set_xticks(range(len(per)), list(per))
+        long = max(map(len, per)) * len(per) > 36  # labels that would run into each other
+        ax.set_xticks(range(len(per)), list(per), rotation=25 if long else 0, ha="right" if long else "center")
         if metric in symlog:
             ax.set_yscale("symlog", linthresh=1000)
         elif base == "fid" and all(v > 0 for vals in per.values() for v in vals):
             ax.set_yscale("log")
         ax.set(title=metric + ("\n(lower is better)" if lower_is_better(base) else "\n(higher is better)"))
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(title, fontsize=10, y=1.05)
+    fig.suptitle(title, fontsize=10, y=1.0 + 0.05 * (title.count("\n") + 1))  # above the panels, any lines
     fig.savefig(path, dpi=110, bbox_inches="tight")
