@@ -44,7 +44,7 @@ The U-Net arms are the shipped models, trained by `scripts/train_emoji.sh` and
 `scripts/train_emoji_latent.sh` with this recipe; only the transformers are trained here, with the
 budget the U-Nets had (default 4,300 CPU s, the first stage included). Accuracy is read by the shipped
 emoji judge (a `difftk train-classifier` file), and KID and FID are measured in its features
-(`--set metric.features=classifier:…`): no Inception weights are needed. The U-Nets' CPU seconds are
+(`--set metric.features=classifier:emoji-judge`): no Inception weights are needed. The U-Nets' CPU seconds are
 their cards' records, taken under the conditions of their own runs (emoji-flow partly on one thread
 beside another job); "equal" is to within those records, and `--budget` and `--steps` move only the
 transformers. The shipped arms are one training run each, so `--train-seeds` stays 0 here.
@@ -105,8 +105,8 @@ SHIPPED_COST = {"emoji-flow": {"steps": 2600, "cpu_s": 4328.0, "wall_s": float("
                 "emoji-latent": {"steps": 12000, "cpu_s": 3233.0, "wall_s": float("nan")}}
 COLOUR_TRAIN = ["--data", "emoji", "--data-option", "flip=true", "--batch-size", "64", "--lr", "2e-3", "--warmup",
                 "100", "--lr-schedule", "cosine", "--grad-clip", "1", "--ema-decay", "0.999", "--sample-every", "0"]
-#: the shipped judge of the emoji classes (difftk_pretrained.plugin.EMOJI_JUDGE)
-JUDGE = Path(__file__).resolve().parents[1] / "plugins/pretrained/src/difftk_pretrained/data/emoji-judge.safetensors"
+#: the shipped judge of the emoji classes, by the name difftk-pretrained registers it under
+JUDGE = "emoji-judge"
 STUDIES = {"mnist": (ARMS, TRAIN, 1200.0), "emoji": (COLOUR_ARMS, COLOUR_TRAIN, 4300.0)}
 
 

@@ -1,6 +1,7 @@
 """Shipped checkpoints (`Registrar.add_checkpoint`, difftk-pretrained), `difftk export`, and
 `difftk sample NAME --pipeline FILE`."""
 
+import json
 
 import difftk
 import pytest
@@ -146,6 +147,23 @@ def test_the_judge_reads_unguided_emoji_latent_samples_as_their_class():
     assert x.shape == (100, 3, 32, 32) and float((x.abs() > 1.05).double().mean()) <= 0.02
     read = load_classifier(EMOJI_JUDGE)(x.clamp(-1, 1), torch.zeros(100)).argmax(1)
     assert float((read == labels).double().mean()) >= 0.8
+
+
+def test_metrics_read_colour_emoji_through_the_shipped_judge_by_name(tmp_path):
+    """features=classifier:emoji-judge names the shipped judge (registered as classifier weights): evaluate
+    scores emoji-latent's samples with it — accuracy by its labels, KID in its features — and a misspelt
+    name is one line listing the shipped classifiers."""
+    result = run("evaluate", "emoji-latent", "--metric", "accuracy", "--metric", "kid", "-n", 40, "--steps", 10,
+                 "--scale", 0, "--set", "metric.features=classifier:emoji-judge", "--set", "metric.subsets=4",
+                 "--json", tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    accuracy, kid = json.loads((tmp_path / "m.json").read_text())["results"]
+    assert accuracy["value"] >= 0.6 and "emoji-judge.safetensors" in accuracy["details"]["classifier"]
+    assert "emoji-judge.safetensors" in kid["details"]["features"] and "emoji held-out" in kid["details"]["reference"]
+    line = one_line_error(run("evaluate", "emoji-latent", "--metric", "accuracy", "-n", 10,
+                              "--set", "metric.features=classifier:emoji-jugde"))
+    assert "features=classifier:emoji-jugde: no such classifier file, nor a shipped classifier of that name " \
+           "(shipped: emoji-judge;" in line
 
 
 def test_sample_by_name_with_a_composed_pipeline(tmp_path):

@@ -34,12 +34,16 @@ def _report() -> list[dict]:
         weights = sorted(f"{w.name} ({w.kind} {w.component})" for w in host.registry.weights.values() if w.plugin == name)
         if weights:  # weights the plugin ships for a component: its option weights=NAME
             components["weights"] = weights
+        files = [{"name": c.name, "what": "checkpoint", "summary": c.summary}
+                 for c in host.registry.checkpoints.values() if c.plugin == name]
+        files += [{"name": w.name, "what": f"{w.kind} {w.component} weights", "summary": w.summary}
+                  for w in host.registry.weights.values() if w.plugin == name]
         conflicts = [f"{kind} '{comp}' (also in {', '.join(p for p in who if p != name)})"
                      for (kind, comp), who in host.registry.conflicts.items() if name in who]
         rows.append({
             "name": name, "version": record.version, "distribution": record.distribution,
             "status": record.status, "error": record.error, "components": components, "conflicts": conflicts,
-            "default_steps": default_steps, "options": options,
+            "default_steps": default_steps, "options": options, "shipped": sorted(files, key=lambda f: f["name"]),
         })
     return rows
 
@@ -59,15 +63,18 @@ def _range(info: dict) -> str:
 
 
 def _show_options(rows: list[dict], name: str) -> None:
-    """Every component of plugin ``name``, or every component called ``name``, with its options."""
-    shown = []
+    """Every component of plugin ``name``, or every component called ``name``, with its options; and what
+    the plugin ships (trained checkpoints, weights), or the shipped file called ``name``."""
+    shown, files = [], []
     for row in rows:
         for kind, comps in row["options"].items():
             for comp, opts in comps.items():
                 if name in (row["name"], comp):
                     shown.append((row, kind, comp, opts))
-    if not shown:
-        known = sorted({r["name"] for r in rows} | {c for r in rows for comps in r["options"].values() for c in comps})
+        files += [(row, f) for f in row["shipped"] if name in (row["name"], f["name"])]
+    if not shown and not files:
+        known = sorted({r["name"] for r in rows} | {c for r in rows for comps in r["options"].values() for c in comps}
+                       | {f["name"] for r in rows for f in r["shipped"]})
         raise UnknownComponentError(f"no plugin or component is called {name!r}{did_you_mean(name, known)} "
                                     "(`difftk plugins` lists them)")
     for row, kind, comp, opts in shown:
@@ -80,6 +87,14 @@ def _show_options(rows: list[dict], name: str) -> None:
                           escape(_range(o)), escape(o.get("help", "")))
         if not opts:
             table.add_row("-", "", "", "", "no options")
+        out.print(table)
+    if files:
+        table = Table(title="shipped (use by name: `difftk sample NAME`, an option weights=NAME, "
+                            "features=classifier:NAME)", title_justify="left")
+        for col in ("name", "what", "plugin", "summary"):
+            table.add_column(col, overflow="fold")
+        for row, f in files:
+            table.add_row(f["name"], f["what"], row["name"], escape(f["summary"]))
         out.print(table)
 
 

@@ -190,12 +190,29 @@ def feature_network(spec: str, shape: tuple[int, ...], metric: str, device: torc
     if name == "inception":
         return InceptionFeatures(inception_weights(path or None), device)
     if name == "classifier" and path:
-        if not Path(path).is_file():
-            raise OptionError(f"metric '{metric}': features={spec}: no such classifier file (make one with "
-                              "`difftk train-classifier`)")
-        return ClassifierFeatures(Path(path))
+        return ClassifierFeatures(classifier_file(path, spec, metric))
     raise OptionError(f"metric '{metric}': option features={spec!r} is not a feature network (choose from auto, "
                       "mnist, inception, inception:FILE, classifier:FILE)")
+
+
+def classifier_file(value: str, spec: str, metric: str) -> Path:
+    """The classifier file ``value`` names: a path, or the name a plugin ships a classifier under
+    (``register.add_weights("classifier", COMPONENT, NAME, PATH)``, e.g. ``emoji-judge``); one line when
+    it is neither."""
+    from difftk.components import plugins
+    from difftk.components.weights import is_path
+
+    if is_path(value):
+        if not Path(value).expanduser().is_file():
+            raise OptionError(f"metric '{metric}': features={spec}: no such classifier file (make one with "
+                              "`difftk train-classifier`)")
+        return Path(value).expanduser()
+    shipped = {w.name: w.path for w in plugins.registry().weights.values() if w.kind == "classifier"}
+    if value in shipped:
+        return shipped[value]
+    names = ", ".join(sorted(shipped)) or "none installed"
+    raise OptionError(f"metric '{metric}': features={spec}: no such classifier file, nor a shipped classifier of that "
+                      f"name (shipped: {names}; make one with `difftk train-classifier`)")
 
 
 def context_device(context) -> torch.device:

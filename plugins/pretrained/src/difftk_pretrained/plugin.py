@@ -40,6 +40,10 @@ def difftk_register_components(register):
         "the MNIST first stage for latent diffusion: a kl autoencoder (153,069 parameters, 28×28 padded to 32×32 → "
         "8×8×3 latents), 1,000 steps")
     register.add_weights(
+        "classifier", "noisy-cnn", "emoji-judge", EMOJI_JUDGE,
+        "the judge of the 5 emoji classes: a noise-aware classifier (136,581 parameters) of the emoji train split; "
+        "metrics read colour emoji through it with features=classifier:emoji-judge")
+    register.add_weights(
         "autoencoder", "kl", "emoji-kl", DATA / "emoji-kl.safetensors",
         "the colour first stage for latent diffusion on emoji: a kl autoencoder (3×32×32 → 8×8×4 latents), "
         "4,000 steps")
