@@ -5,6 +5,7 @@
 #   N=1000 SEEDS=0,1,2 MODELS="mnist-cfg mnist-flow" bash benchmarks/guidance_study.sh [OUT]   (the study)
 #   PILOT=1 N=100 SEEDS=0,1 MODELS=mnist-flow METRICS="accuracy fid" bash benchmarks/guidance_study.sh runs/guidance-pilot
 #   (the pilot: one operating point per method, plain cfg at 0 and 3; KID is noise at n = 100)
+#   STEPS (default 25) sets the DDIM steps; ONLY="cfg autoguidance" runs some methods alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=.venv/bin/difftk
@@ -26,13 +27,15 @@ for model in $MODELS; do
   }
   mkdir -p "$OUT/$model"
   if [ -n "${PILOT:-}" ]; then W=3 WS=0,3 L=0.6 A=1; else W=1,3,5 WS=0,1,3,5 L=0.2,0.6,1 A=0.5,1,2; fi
-  run cfg cfg "$WS"
-  run cfg-rescale cfg "$W" --set guidance.rescale=0.7
-  run cfg-interval cfg "$W" --set guidance.interval=0.28,5.42
-  run cfgpp cfg++ "$L"
-  run apg apg "$W" --set guidance.eta=0 --set guidance.momentum=-0.5
-  run cfg-zero-star cfg-zero-star "$W"
-  if [ "$model" = mnist-flow ]; then
+  # ONLY="cfg apg …" runs those methods alone (in this order either way)
+  want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+  if want cfg; then run cfg cfg "$WS"; fi
+  if [ "$model" = mnist-flow ] && want autoguidance; then
     run autoguidance autoguidance "$A" --set guidance.guide=mnist-flow-weak
   fi
+  if want cfgpp; then run cfgpp cfg++ "$L"; fi
+  if want apg; then run apg apg "$W" --set guidance.eta=0 --set guidance.momentum=-0.5; fi
+  if want cfg-interval; then run cfg-interval cfg "$W" --set guidance.interval=0.28,5.42; fi
+  if want cfg-rescale; then run cfg-rescale cfg "$W" --set guidance.rescale=0.7; fi
+  if want cfg-zero-star; then run cfg-zero-star cfg-zero-star "$W"; fi
 done
