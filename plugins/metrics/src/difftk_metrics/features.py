@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from difftk.data.arrays import ArrayDataset
 from difftk.data.examples import Examples
-from difftk.errors import CheckpointError, DifftkError, OptionError
+from difftk.errors import CheckpointError, DifftkError, OptionError, did_you_mean
 from difftk.maths.stats import moments
 from difftk.options import option
 from difftk.runtime.files import atomic_write_bytes, short_path
@@ -212,7 +212,8 @@ def classifier_file(value: str, spec: str, metric: str) -> Path:
         return shipped[value]
     names = ", ".join(sorted(shipped)) or "none installed"
     raise OptionError(f"metric '{metric}': features={spec}: no such classifier file, nor a shipped classifier of that "
-                      f"name (shipped: {names}; make one with `difftk train-classifier`)")
+                      f"name (shipped: {names}; make one with `difftk train-classifier`)"
+                      f"{did_you_mean(value, sorted(shipped))}")
 
 
 def context_device(context) -> torch.device:

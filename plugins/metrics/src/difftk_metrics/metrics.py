@@ -124,9 +124,9 @@ class ConditionalAccuracy:
         net = self.classifier(context)
         labels = context.balanced_labels(self.n)
         _, logits = embed(net, context.samples(self.n, labels))
-        correct = (logits.argmax(dim=1).cpu() == labels.cpu()).double()
-        p = float(correct.mean())
         labels = labels.cpu()
+        correct = (logits.argmax(dim=1).cpu() == labels).double()
+        p = float(correct.mean())
         per_class = {c: round(float(correct[labels == c].mean()), 4)  # classes the n samples hold
                      for c in range(context.num_classes) if bool((labels == c).any())}
         return MetricResult(name="accuracy", value=p, spread=(p * (1 - p) / self.n) ** 0.5, n=self.n,
