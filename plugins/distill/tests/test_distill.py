@@ -133,6 +133,87 @@ def test_reflow_is_the_same_loss_whatever_the_student_predicts(monkeypatch, pred
         torch.testing.assert_close(loss(Reparameterised(student, prediction, s)), loss(student), rtol=1e-9, atol=1e-12)
 
 
+class Recorder(nn.Module):
+    """``inner``, keeping every time it is asked at."""
+
+    num_classes, learned_variance = 0, False
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.prediction, self.asked = inner, inner.prediction, []
+
+    def forward(self, x, t, cond=None):
+        self.asked.append(t.clone())
+        return self.inner(x, t)
+
+
+def test_reflow_at_t_1_is_the_one_step_samples_error(monkeypatch):
+    """``times=1`` asks every example at pure noise, where the flow student's loss is the squared error of
+    its one-step Euler sample z − û(z, 1) to the teacher's sample from the same z: the option trains the
+    one-step sampler directly."""
+    s = difftk.create("schedule", "flow")
+    oracle_teacher(monkeypatch, reflow, s)
+    objective = reflow.Reflow(teacher="oracle", teacher_sampler="ddim", teacher_steps=20, times=(1.0,), times_share=1.0)
+    x0 = torch.zeros(256, 1, dtype=F64)
+    student = Recorder(Straight())
+    got = objective.loss(student, s, x0, generator=torch.Generator().manual_seed(6))
+    x_hat, z = objective.coupling(x0, None, torch.Generator().manual_seed(6))
+    one_step = z - student.inner(z, torch.ones(256, dtype=F64))
+    torch.testing.assert_close(got, ((one_step - x_hat) ** 2).mean(dim=1), rtol=1e-12, atol=1e-15)
+    assert bool((student.asked[0] == 1.0).all())
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "edm"])
+def test_any_student_can_be_asked_at_pure_noise(monkeypatch, prediction):
+    """At t = 1 of a schedule that reaches pure noise (ᾱ(1) = 0) the output is converted as a sampler converts
+    it, with ᾱ floored, so an ε-, x₀- or edm-student's loss there is finite."""
+
+    class Net(nn.Module):
+        num_classes, learned_variance = 0, False
+
+        def __init__(self):
+            super().__init__()
+            self.prediction = prediction
+
+        def forward(self, x, t, cond=None):
+            return 0.3 * x + 0.1
+
+    s = difftk.create("schedule", "flow")
+    oracle_teacher(monkeypatch, reflow, s)
+    objective = reflow.Reflow(teacher="oracle", teacher_sampler="ddim", teacher_steps=4, times=(1.0,), times_share=1.0)
+    loss = objective.loss(Net(), s, torch.zeros(64, 1, dtype=F64), generator=torch.Generator().manual_seed(7))
+    assert torch.isfinite(loss).all()
+
+
+def test_reflow_spends_its_share_at_the_samplers_times(monkeypatch):
+    """With ``times=1,0.5`` and ``times_share=0.6``, 30 % of the examples are asked at t = 1, 30 % at t = ½,
+    the rest uniformly on (0, 1]; without ``times`` every t is uniform and the draws are the former ones."""
+    s = difftk.create("schedule", "flow")
+    oracle_teacher(monkeypatch, reflow, s)
+    x0 = torch.zeros(20_000, 1, dtype=F64)
+    focused = Recorder(Straight())
+    reflow.Reflow(teacher="oracle", teacher_sampler="ddim", teacher_steps=1, times=(1.0, 0.5), times_share=0.6).loss(
+        focused, s, x0, generator=torch.Generator().manual_seed(8))
+    t = focused.asked[0]
+    for at in (1.0, 0.5):
+        assert abs(float((t == at).double().mean()) - 0.3) < 0.015
+    rest = t[(t != 1.0) & (t != 0.5)]
+    assert abs(len(rest) / len(t) - 0.4) < 0.015
+    assert abs(float(rest.mean()) - 0.5) < 0.01 and abs(float(rest.var()) - 1 / 12) < 0.005  # uniform on (0, 1]
+    plain = Recorder(Straight())
+    reflow.Reflow(teacher="oracle", teacher_sampler="ddim", teacher_steps=1).loss(
+        plain, s, x0, generator=torch.Generator().manual_seed(8))
+    g = torch.Generator().manual_seed(8)
+    torch.randn(x0.shape, generator=g, dtype=F64)  # the coupling's noise comes first
+    torch.testing.assert_close(plain.asked[0], 1.0 - torch.rand(len(x0), generator=g, dtype=F64), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("times", ["0", "1.5", "-1", "a"])
+def test_times_outside_the_unit_interval_are_one_line(times):
+    with pytest.raises(OptionError, match="times"):
+        difftk.create("objective", "reflow", teacher="mnist-flow", times=times)
+
+
 # --- a student through the normal trainer -----------------------------------------------------------
 
 

@@ -32,6 +32,13 @@ class Reflow:
     schedule, t is Liu et al.'s uniform τ and x_t the straight path's point scaled to the VP frame.
     The straighter the coupling's paths, the fewer Euler steps (``flow-euler``) sample it.
     Train the student from the teacher's weights (``difftk train … --init TEACHER``), as they do.
+
+    ``times`` spends part of the training where a few-step sampler asks: a share ``times_share`` of
+    the examples is asked at one of these times (each equally often), the rest at uniform t. At
+    t = 1 the loss is ‖x̂₀ − (z − û(z, 1))‖², the one-step Euler sample's squared error to the
+    teacher's; ``flow-euler`` at K steps on the ``flow`` schedule asks at t = 1, (K−1)/K, …, 1/K.
+    At t = 1 the student is asked as a sampler asks it: at x_1 = z, its output converted with ᾱ(1)
+    floored at 2⁻²⁴ where the schedule reaches pure noise, so any parameterisation can be asked there.
     """
 
     teacher: str = option(help="the teacher: a checkpoint, run directory or shipped model name (difftk.load)")
@@ -44,6 +51,16 @@ class Reflow:
         help="a directory of pairs drawn once (python -m difftk_distill.pairs); empty: drawn "
         "online, teacher_steps evaluations per example",
     )
+
+    times: tuple[float, ...] | None = option(
+        None,
+        help="times in (0, 1] to train at more often, e.g. 1,0.5 for flow-euler at 1 and 2 steps; "
+        "unset: uniform t",
+        gt=0.0,
+        le=1.0,
+        optional=True,
+    )
+    times_share: float = option(0.5, help="with times: the share of examples asked at one of them", ge=0.0, le=1.0)
 
     def coupling(
         self, x0: torch.Tensor, cond: torch.Tensor | None, generator: torch.Generator | None
@@ -98,9 +115,19 @@ class Reflow:
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         x_hat, z = self.coupling(x0, cond, generator)
-        t = 1.0 - torch.rand(x0.shape[0], generator=generator, device=x0.device, dtype=torch.float64)  # on (0, 1]
-        alpha_bar = schedule.alpha_bar(t).to(x0.dtype)
-        x_t = q_sample(x_hat, alpha_bar, z)
+        t = self.draw_times(x0.shape[0], generator, x0.device)
+        x_t = q_sample(x_hat, schedule.alpha_bar(t).to(x0.dtype), z)
         out, _ = denoiser_output(denoiser, x_t, t.to(x0.dtype), cond)
+        alpha_bar = for_sampling(schedule).alpha_bar(t).to(x0.dtype)  # as a sampler converts: ᾱ(1) floored
         u_hat = convert(denoiser.prediction, out, "flow", x_t, alpha_bar)
         return mean_flat((flow_from_x0_eps(x_hat, z) - u_hat) ** 2)
+
+    def draw_times(self, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+        """t on (0, 1], uniform, or with ``times`` one of them for a share ``times_share`` of the examples."""
+        t = 1.0 - torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+        if not self.times:
+            return t
+        at = torch.tensor(self.times, dtype=torch.float64, device=device)
+        pick = torch.randint(len(self.times), (n,), generator=generator, device=device)
+        chosen = torch.rand(n, generator=generator, device=device, dtype=torch.float64) < self.times_share
+        return torch.where(chosen, at[pick], t)
