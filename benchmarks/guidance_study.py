@@ -3,7 +3,7 @@ table and figure: each method's cells (mean ± 95 % CI over the seeds), Welch's 
 cell whose accuracy is nearest (the comparison at equal class fidelity), and per model the Pareto front
 of accuracy against FID (or KID) per method.
 
-    python benchmarks/guidance_study.py runs/guidance-study [--metric fid] [-o docs/images/guidance_study.png]
+    python benchmarks/guidance_study.py runs/guidance-study [--metric fid --metric kid] [-o docs/img/guidance_study.png]
 """
 
 from __future__ import annotations
@@ -29,23 +29,35 @@ def read(out: Path) -> dict[str, dict[str, dict[float, dict[str, list[float]]]]]
     return data
 
 
-def table(data, quality: str) -> list[str]:
-    lines = ["| model | method | scale | accuracy | " + quality.upper() + " | cfg at the nearest accuracy | p (Welch, "
-             + quality.upper() + ") |", "|---|---|---|---|---|---|---|"]
+def p_value(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def table(data, qualities: list[str]) -> list[str]:
+    """One row per model, method and scale: accuracy and each quality metric (mean ± 95 % CI over the seeds),
+    the plain-cfg cell of nearest mean accuracy, and Welch's p of each quality metric against it."""
+    names = [q.upper() for q in qualities]
+    lines = ["| model | method | scale | accuracy | " + " | ".join(names) + " | cfg at the nearest accuracy | p (Welch): "
+             + " / ".join(q.upper() for q in qualities) + " |", "|---|---|---|---|" + "---|" * len(qualities) + "---|---|"]
     for model, methods in data.items():
         base = methods.get("cfg", {})
         for method in [m for m in METHODS if m in methods]:
             for scale, metrics in sorted(methods[method].items()):
-                acc, q = metrics.get("accuracy", []), metrics.get(quality, [])
-                if not acc or not q:
+                acc = metrics.get("accuracy", [])
+                if not acc or not all(metrics.get(q) for q in qualities):
                     continue
-                (am, ac), (qm, qc) = mean_confidence_interval(acc), mean_confidence_interval(q)
+                am, ac = mean_confidence_interval(acc)
+                cells = []
+                for q in qualities:
+                    qm, qc = mean_confidence_interval(metrics[q])
+                    cells.append(f"{qm:,.1f} ± {qc:,.1f}" if q != "kid" else f"{qm:,.0f} ± {qc:,.0f}")
                 versus, p = "", ""
                 if method != "cfg" and base:
                     w = min(base, key=lambda s: abs(sum(base[s]["accuracy"]) / len(base[s]["accuracy"]) - am))
                     versus = f"w = {w:g}"
-                    p = f"{welch_t_test(q, base[w][quality]).p:.3f}"
-                lines.append(f"| {model} | {method} | {scale:g} | {am:.3f} ± {ac:.3f} | {qm:.1f} ± {qc:.1f} | {versus} | {p} |")
+                    p = " / ".join(p_value(welch_t_test(metrics[q], base[w][q]).p) for q in qualities)
+                lines.append(f"| {model} | {method} | {scale:g} | {am:.3f} ± {ac:.3f} | " + " | ".join(cells)
+                             + f" | {versus} | {p} |")
     return lines
 
 
@@ -73,13 +85,15 @@ def plot(data, quality: str, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--metric", default="fid", help="the quality metric: fid or kid")
+    parser.add_argument("--metric", action="append", default=None,
+                        help="a quality metric for the table (fid, kid; repeat for both: the default); the figure uses the first")
     parser.add_argument("-o", "--plot", type=Path, default=None, help="write the accuracy-against-quality figure here")
     args = parser.parse_args()
     data = read(args.out)
-    print("\n".join(table(data, args.metric)))
+    qualities = args.metric or ["fid", "kid"]
+    print("\n".join(table(data, qualities)))
     if args.plot is not None:
-        plot(data, args.metric, args.plot)
+        plot(data, qualities[0], args.plot)
 
 
 if __name__ == "__main__":
