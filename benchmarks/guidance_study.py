@@ -1,6 +1,6 @@
 """Read what benchmarks/guidance_study.sh measured (OUT/MODEL/METHOD/compare.csv) and write the study's
 table and figure: each method's cells (mean ± 95 % CI over the seeds), Welch's t against the plain-cfg
-cell whose accuracy is nearest (the comparison at equal class fidelity), and per model the Pareto front
+cell of best quality among those at least as accurate (the comparison at equal class fidelity), and per model the Pareto front
 of accuracy against FID (or KID) per method.
 
     python benchmarks/guidance_study.py runs/guidance-study [--metric fid --metric kid] [-o docs/img/guidance_study.png]
@@ -23,21 +23,45 @@ def read(out: Path) -> dict[str, dict[str, dict[float, dict[str, list[float]]]]]
     """model → method → scale → metric → the per-seed values."""
     data: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
     for path in sorted(out.glob("*/*/compare.csv")):
-        model, method = path.parent.parent.name, path.parent.name
+        # METHOD@PART: more cells of METHOD, measured in a run of their own (e.g. cfg@low, cfg's scales below 1)
+        model, method = path.parent.parent.name, path.parent.name.split("@")[0]
         for row in csv.DictReader(path.open()):
-            data[model][method][float(row["scale"])][row["metric"]].append(float(row["value"]))
+            cell = data[model][method][float(row["scale"])]
+            cell[row["metric"]].append(float(row["value"]))
+            if row["metric"] == "accuracy":
+                cell["samples"].append(float(row["n"]))  # the samples each accuracy was read from
     return data
+
+
+def mean_of(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def p_value(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def baseline(base: dict, cell: dict, quality: str) -> float:
+    """The plain-cfg scale a cell is tested against: of the cfg cells at least as accurate (mean accuracy no
+    more than two binomial standard errors of the cell's pooled samples below its own; at an accuracy of 1 the
+    error of one miss), the one of best
+    ``quality``: cfg's best point at that class fidelity, as the Pareto front reads it. When no cfg cell is
+    as accurate, the most accurate one."""
+    mean = lambda values: sum(values) / len(values)  # noqa: E731
+    am, n = mean(cell["accuracy"]), sum(cell["samples"])
+    slack = 2 * (max(am * (1 - am), 1 / n) / n) ** 0.5  # at 1.000, as if one of the n were wrong
+    peers = [w for w in base if mean(base[w]["accuracy"]) >= am - slack]
+    if not peers:
+        return max(base, key=lambda w: mean(base[w]["accuracy"]))
+    return min(peers, key=lambda w: mean(base[w][quality]))
+
+
 def table(data, qualities: list[str]) -> list[str]:
     """One row per model, method and scale: accuracy and each quality metric (mean ± 95 % CI over the seeds),
-    the plain-cfg cell of nearest mean accuracy, and Welch's p of each quality metric against it."""
+    the plain-cfg cell it is tested against (:func:`baseline`), and Welch's p of each quality metric against it."""
     names = [q.upper() for q in qualities]
-    lines = ["| model | method | scale | accuracy | " + " | ".join(names) + " | cfg at the nearest accuracy | p (Welch): "
+    lines = ["| model | method | scale | accuracy | " + " | ".join(names) + " | against cfg at (its accuracy, "
+             + qualities[0].upper() + ") | p (Welch): "
              + " / ".join(q.upper() for q in qualities) + " |", "|---|---|---|---|" + "---|" * len(qualities) + "---|---|"]
     for model, methods in data.items():
         base = methods.get("cfg", {})
@@ -53,9 +77,13 @@ def table(data, qualities: list[str]) -> list[str]:
                     cells.append(f"{qm:,.1f} ± {qc:,.1f}" if q != "kid" else f"{qm:,.0f} ± {qc:,.0f}")
                 versus, p = "", ""
                 if method != "cfg" and base:
-                    w = min(base, key=lambda s: abs(sum(base[s]["accuracy"]) / len(base[s]["accuracy"]) - am))
-                    versus = f"w = {w:g}"
-                    p = " / ".join(p_value(welch_t_test(metrics[q], base[w][q]).p) for q in qualities)
+                    w = baseline(base, metrics, qualities[0])
+                    ref = base[w]
+                    versus = (f"w = {w:g} ({sum(ref['accuracy']) / len(ref['accuracy']):.3f}, "
+                              f"{sum(ref[qualities[0]]) / len(ref[qualities[0]]):,.1f})")
+                    p = " / ".join(p_value(welch_t_test(metrics[q], base[w][q]).p)
+                                   + (" (worse)" if mean_of(metrics[q]) > mean_of(base[w][q]) else "")
+                                   for q in qualities)
                 lines.append(f"| {model} | {method} | {scale:g} | {am:.3f} ± {ac:.3f} | " + " | ".join(cells)
                              + f" | {versus} | {p} |")
     return lines

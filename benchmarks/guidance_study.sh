@@ -5,7 +5,8 @@
 #   N=1000 SEEDS=0,1,2 MODELS="mnist-cfg mnist-flow" bash benchmarks/guidance_study.sh [OUT]   (the study)
 #   PILOT=1 N=100 SEEDS=0,1 MODELS=mnist-flow METRICS="accuracy fid" bash benchmarks/guidance_study.sh runs/guidance-pilot
 #   (the pilot: one operating point per method, plain cfg at 0 and 3; KID is noise at n = 100)
-#   STEPS (default 25) sets the DDIM steps; ONLY="cfg autoguidance" runs some methods alone
+#   STEPS (default 25) sets the DDIM steps; ONLY="cfg autoguidance" runs some methods alone (cfg-low: cfg at 0.25
+#   and 0.5, into OUT/MODEL/cfg@low, which guidance_study.py reads as more cells of cfg)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=.venv/bin/difftk
@@ -30,6 +31,8 @@ for model in $MODELS; do
   # ONLY="cfg apg …" runs those methods alone (in this order either way)
   want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
   if want cfg; then run cfg cfg "$WS"; fi
+  # cfg's scales between 0 and 1, where the other methods' accuracies fall; folder cfg@low: more cells of cfg
+  if [ -z "${PILOT:-}" ] && want cfg-low; then run cfg@low cfg 0.25,0.5; fi
   if [ "$model" = mnist-flow ] && want autoguidance; then
     run autoguidance autoguidance "$A" --set guidance.guide=mnist-flow-weak
   fi
