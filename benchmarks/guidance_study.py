@@ -42,18 +42,22 @@ def p_value(p: float) -> str:
 
 
 def baseline(base: dict, cell: dict, quality: str) -> float:
-    """The plain-cfg scale a cell is tested against: of the cfg cells at least as accurate (mean accuracy no
-    more than two binomial standard errors of the cell's pooled samples below its own; at an accuracy of 1 the
-    error of one miss), the one of best
-    ``quality``: cfg's best point at that class fidelity, as the Pareto front reads it. When no cfg cell is
-    as accurate, the most accurate one."""
-    mean = lambda values: sum(values) / len(values)  # noqa: E731
-    am, n = mean(cell["accuracy"]), sum(cell["samples"])
-    slack = 2 * (max(am * (1 - am), 1 / n) / n) ** 0.5  # at 1.000, as if one of the n were wrong
-    peers = [w for w in base if mean(base[w]["accuracy"]) >= am - slack]
+    """The plain-cfg scale a cell is tested against: of the cfg cells not less accurate (their accuracy no more
+    than two standard errors of the difference below the cell's, pooled over the seeds' samples: the
+    two-proportion test), the one of best ``quality``: cfg's best point at that class fidelity, as the Pareto
+    front reads it. When every cfg cell is less accurate, the most accurate one."""
+    am, n = mean_of(cell["accuracy"]), sum(cell["samples"])
+
+    def as_accurate(w: float) -> bool:
+        aw, nw = mean_of(base[w]["accuracy"]), sum(base[w]["samples"])
+        pooled = (am * n + aw * nw) / (n + nw)
+        spread = max(pooled * (1 - pooled), 1 / (n + nw)) * (1 / n + 1 / nw)
+        return aw >= am - 2 * spread**0.5
+
+    peers = [w for w in base if as_accurate(w)]
     if not peers:
-        return max(base, key=lambda w: mean(base[w]["accuracy"]))
-    return min(peers, key=lambda w: mean(base[w][quality]))
+        return max(base, key=lambda w: mean_of(base[w]["accuracy"]))
+    return min(peers, key=lambda w: mean_of(base[w][quality]))
 
 
 def table(data, qualities: list[str]) -> list[str]:
