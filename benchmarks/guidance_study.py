@@ -94,20 +94,27 @@ def table(data, qualities: list[str]) -> list[str]:
 
 
 def plot(data, quality: str, out: Path) -> None:
+    """Per model, the misclassified share (1 − accuracy, log scale, fewer up; a cell with none is drawn at one
+    miss in its samples) against ``quality`` per method: up and to the left is better."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(data), figsize=(6 * len(data), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(data), figsize=(6.5 * len(data), 5), squeeze=False)
     for ax, (model, methods) in zip(axes[0], data.items()):
         for method in [m for m in METHODS if m in methods]:
-            points = sorted((sum(v[quality]) / len(v[quality]), sum(v["accuracy"]) / len(v["accuracy"]), s)
+            points = sorted((mean_of(v[quality]), max(1 - mean_of(v["accuracy"]), 1 / sum(v["samples"])), s)
                             for s, v in methods[method].items() if v.get(quality) and v.get("accuracy"))
-            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=method)
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o-" if method == "cfg" else "o--", label=method,
+                    linewidth=2.5 if method == "cfg" else 1.2)
             for x, y, s in points:
                 ax.annotate(f"{s:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set(title=model, xlabel=f"{quality.upper()} (lower is better)", ylabel="accuracy (higher is better)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.invert_yaxis()
+        ax.set(title=model, xlabel=f"{quality.upper()} (log; lower is better)",
+               ylabel="1 − accuracy (log; fewer misread is better, up)")
         ax.legend(fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
