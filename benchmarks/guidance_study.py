@@ -83,10 +83,9 @@ def table(data, qualities: list[str]) -> list[str]:
                 if method != "cfg" and base:
                     w = baseline(base, metrics, qualities[0])
                     ref = base[w]
-                    versus = (f"w = {w:g} ({sum(ref['accuracy']) / len(ref['accuracy']):.3f}, "
-                              f"{sum(ref[qualities[0]]) / len(ref[qualities[0]]):,.1f})")
-                    p = " / ".join(p_value(welch_t_test(metrics[q], base[w][q]).p)
-                                   + (" (worse)" if mean_of(metrics[q]) > mean_of(base[w][q]) else "")
+                    versus = f"w = {w:g} ({mean_of(ref['accuracy']):.3f}, {mean_of(ref[qualities[0]]):,.1f})"
+                    p = " / ".join(p_value(welch_t_test(metrics[q], ref[q]).p)
+                                   + (" (worse)" if mean_of(metrics[q]) > mean_of(ref[q]) else "")
                                    for q in qualities)
                 lines.append(f"| {model} | {method} | {scale:g} | {am:.3f} ± {ac:.3f} | " + " | ".join(cells)
                              + f" | {versus} | {p} |")

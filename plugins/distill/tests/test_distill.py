@@ -10,6 +10,7 @@ import torch
 from difftk.data.pipeline_data import load_dataset
 from difftk.errors import OptionError
 from difftk.maths.diffusion import convert
+from difftk.pipeline.compose import create_component
 from difftk.testing import GaussianOracle, check_objective
 from difftk.training.config import TrainConfig
 from difftk.training.job import resume_state, train
@@ -208,10 +209,14 @@ def test_reflow_spends_its_share_at_the_samplers_times(monkeypatch):
     torch.testing.assert_close(plain.asked[0], 1.0 - torch.rand(len(x0), generator=g, dtype=F64), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("times", ["0", "1.5", "-1", "a"])
-def test_times_outside_the_unit_interval_are_one_line(times):
-    with pytest.raises(OptionError, match="times"):
-        difftk.create("objective", "reflow", teacher="mnist-flow", times=times)
+@pytest.mark.parametrize(("times", "why"), [("0", "out of range"), ("1.5", "out of range"), ("1,-1", "out of range"), ("a", "not a valid float")])
+def test_times_outside_the_unit_interval_are_one_line(times, why):
+    """As the command line and a pipeline file give it: a string, parsed, each time bounded."""
+    with pytest.raises(OptionError, match="times") as error:
+        create_component("objective", "reflow", {"teacher": "mnist-flow", "times": times}, from_strings=True)
+    assert why in str(error.value) and "\n" not in str(error.value)
+    ok = create_component("objective", "reflow", {"teacher": "mnist-flow", "times": "1,0.5"}, from_strings=True)
+    assert ok.times == (1.0, 0.5)
 
 
 # --- a student through the normal trainer -----------------------------------------------------------
