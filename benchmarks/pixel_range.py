@@ -17,7 +17,6 @@ import time
 import difftk
 import torch
 from difftk.errors import DifftkError
-from difftk.pipeline.compose import create_component
 
 
 def main() -> None:
@@ -35,8 +34,9 @@ def main() -> None:
     if len(options) != len(args.set):
         parser.error(f"--set takes OPTION=VALUE, got {[item for item in args.set if '=' not in item]}")
     try:
-        sampler = create_component("sampler", args.sampler, options, from_strings=True)  # as `difftk --set` parses
         model = difftk.load(args.model)
+        # as `difftk sample --sampler NAME --set` builds it: over the pipeline's own options when NAME is its sampler
+        sampler = model.sampler(args.sampler, options)
     except DifftkError as error:
         parser.error(str(error))
     label = " ".join([args.sampler, *args.set])

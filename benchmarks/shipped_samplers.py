@@ -1,7 +1,7 @@
 """Every registered sampler on a trained model, x̂₀ clipping off (and on where a sampler has it).
 
 For each sampler at its default (or a given) step count it draws n unguided class-conditional
-samples (classes in equal numbers, seed 0) and prints, side by side: the denoiser evaluations
+samples (classes in equal numbers, seed 0 or ``--seed``) and prints, side by side: the denoiser evaluations
 (NFE) per sample, the wall time per 100 samples on this machine, the fraction of pixels beyond
 ±1.05, the shipped classifier's accuracy on the requested digits (binomial standard error), and
 FID against the held-out digits (bootstrap standard error). For a model of other data, ``--judge``
@@ -80,6 +80,8 @@ def main() -> None:
     ap.add_argument("--steps", default="", help="NAME=K,... step counts (default: each sampler's own)")
     ap.add_argument("--no-clip", action="store_true", help="skip the clip_x0=1 rows")
     ap.add_argument("--batch-size", type=int, default=250)
+    ap.add_argument("--seed", type=int, default=0, help="the draws' seed (a student distilled from seed 0's noise: "
+                                                        "another, so that it is not read on its training pairs)")
     ap.add_argument("--agreement-n", type=int, default=32, help="x_T's for the DDIM-vs-ODE check (0 = skip)")
     ap.add_argument("--agreement-steps", type=int, default=500)
     ap.add_argument("--agreement-only", action="store_true")
@@ -95,7 +97,7 @@ def main() -> None:
             raise SystemExit(f"no held-out data: {why}")
         real_features, _ = held_out_features(data, MnistFeatures())
     print(f"model {args.model}: step {model.checkpoint.step:,}, prediction {model.denoiser.prediction}, "
-          f"schedule {model.pipeline.spec['schedule'].name}; n = {args.n}, unguided (w = 0), seed 0; "
+          f"schedule {model.pipeline.spec['schedule'].name}; n = {args.n}, unguided (w = 0), seed {args.seed}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if judge is None:
         print("reference: held-out digits against themselves are 0 out of range; real digits score accuracy "
@@ -117,7 +119,7 @@ def main() -> None:
                 counter = NFECounter(model.denoiser)
                 start = time.perf_counter()
                 x = attrs.evolve(model, denoiser=counter).sample(args.n, sampler=sampler, steps=steps, guidance=False,
-                                                                 labels=labels, seed=0, batch_size=args.batch_size)
+                                                                 labels=labels, seed=args.seed, batch_size=args.batch_size)
                 seconds = time.perf_counter() - start
                 batches = -(-args.n // args.batch_size)
                 nfe = counter.calls / batches
