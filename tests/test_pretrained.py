@@ -13,6 +13,7 @@ from difftk.errors import UnknownComponentError
 from difftk.model import load
 from difftk.sampling.draw import class_labels
 from difftk_cli.testing import one_line_error, run
+from difftk_metrics.network import embed
 from difftk_pretrained.plugin import EMOJI_JUDGE
 from PIL import Image
 
@@ -64,6 +65,37 @@ def test_mnist_flow_weak_is_mnist_flows_recipe_smaller_and_shorter():
     assert ckpt.step == ckpt.train_config["steps"] == 600
     assert sum(p.numel() for p in load("mnist-flow-weak").denoiser.parameters()) * 9 < sum(
         p.numel() for p in load("mnist-flow").denoiser.parameters())
+
+
+def test_mnist_flow_2step_is_mnist_flow_reflowed_at_its_samplers_times():
+    """scripts/distill_mnist_flow_2step.sh's student: mnist-flow's path and network, trained by reflow on
+    mnist-flow's own UniPC-8 solutions, its last stage at t = 1 and 0.2 (reflow's `times`), and sampled by
+    flow-euler at shift 0.25, whose 2 steps are those times."""
+    ckpt, spec = shipped_class_conditional("mnist-flow-2step")
+    _, teacher = shipped_class_conditional("mnist-flow")
+    assert spec["schedule"] == teacher["schedule"] and spec["denoiser"].name == teacher["denoiser"].name
+    ours, theirs = spec["denoiser"].options_dict, teacher["denoiser"].options_dict
+    assert {k: v for k, v in ours.items() if k != "dropout"} == {k: v for k, v in theirs.items() if k != "dropout"}
+    objective = spec["objective"].options_dict
+    assert spec["objective"].name == "reflow" and objective["teacher"] == "mnist-flow"
+    assert (objective["teacher_sampler"], objective["teacher_steps"]) == ("unipc", 8)
+    assert list(objective["times"]) == [1.0, 0.2] and objective["times_share"] == 0.6
+    assert spec["sampler"].name == "flow-euler" and spec["sampler"].options_dict["shift"] == 0.25
+    assert ckpt.step == ckpt.train_config["steps"] == 600
+    model = load("mnist-flow-2step")
+    assert model.sampler().time_grid(model.pipeline.schedule, 2).tolist() == pytest.approx([1.0, 0.2])
+
+
+def test_mnist_flow_2step_draws_digits_in_range_at_two_steps():
+    """Issue 37's bar for the few-step sampler on the shipped student: its own 2 steps (the pipeline's flow-euler,
+    t = 1 then 0.2), clipping off, unguided, leave at most 2 % of pixels beyond ±1.05 over 1,000 samples on noise
+    it was not trained on (seed 1: 1.74 %, docs/fast_sampling.md), and the digit asked for is drawn (0.97)."""
+    model = load("mnist-flow-2step")
+    labels = class_labels(1000, model.num_classes)
+    x = model.sample(1000, steps=2, guidance=False, labels=labels, seed=1)
+    assert torch.isfinite(x).all() and float((x.abs() > 1.05).double().mean()) <= 0.02
+    _, logits = embed(x.clamp(-1, 1))
+    assert float((logits.argmax(1) == labels).double().mean()) >= 0.95
 
 
 @pytest.mark.parametrize("name", ["mnist-cfg", "mnist-flow"])
