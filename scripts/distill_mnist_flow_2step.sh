@@ -8,8 +8,9 @@
 #   5. 300 and 6. 600 more steps at t = 1 or 0.2, on 6,144 pairs.
 # The pairs (x̂₀, z) are the teacher's UniPC at 8 steps from the noise `difftk sample --seed 0` draws, drawn once
 # and extended between stages (pair i depends only on the seed and i). The last stage's pipeline samples with
-# flow-euler at shift 0.25: 2 steps at t = 1 then 0.2, the grid it was trained at. Checkpoints every 20 or 50
-# steps; re-running the script continues where it stopped. About 2,000 training steps: 26 min on 2 quiet CPU
+# flow-euler at shift 0.25: 2 steps at t = 1 then 0.2, the grid it was trained at; unguided by default (cfg at
+# w = 0, as it was measured: 2 evaluations a sample; `--scale W` guides it, its null class trained by cfg's dropout). Checkpoints every 20 or 50
+# steps; re-running the script continues where it stopped. About 2,000 training steps: 22 min on 2 quiet CPU
 # cores (docs/fast_sampling.md gives the measured budget).
 #   bash scripts/distill_mnist_flow_2step.sh [OUT]      (default OUT: runs/mnist-flow-2step)
 # writes OUT/mnist-flow-2step.safetensors
@@ -48,7 +49,7 @@ compose uniform
 compose t50 --set objective.times=1,0.5 --set objective.times_share=0.5
 compose t25 --set objective.times=1,0.25 --set objective.times_share=0.6
 compose t20 --set objective.times=1,0.2 --set objective.times_share=0.6
-compose final --set objective.times=1,0.2 --set objective.times_share=0.6 --set sampler.shift=0.25
+compose final --set objective.times=1,0.2 --set objective.times_share=0.6 --set sampler.shift=0.25 --set guidance.scale=0
 
 pairs 768
 stage 1-velocity uniform mnist-flow 120 0 32 4e-4 0.98 20

@@ -81,6 +81,7 @@ def test_mnist_flow_2step_is_mnist_flow_reflowed_at_its_samplers_times():
     assert (objective["teacher_sampler"], objective["teacher_steps"]) == ("unipc", 8)
     assert list(objective["times"]) == [1.0, 0.2] and objective["times_share"] == 0.6
     assert spec["sampler"].name == "flow-euler" and spec["sampler"].options_dict["shift"] == 0.25
+    assert spec["guidance"].options_dict["scale"] == 0.0  # unguided by default, as measured: 2 evaluations a sample
     assert ckpt.step == ckpt.train_config["steps"] == 600
     model = load("mnist-flow-2step")
     assert model.sampler().time_grid(model.pipeline.schedule, 2).tolist() == pytest.approx([1.0, 0.2])
@@ -88,11 +89,12 @@ def test_mnist_flow_2step_is_mnist_flow_reflowed_at_its_samplers_times():
 
 def test_mnist_flow_2step_draws_digits_in_range_at_two_steps():
     """Issue 37's bar for the few-step sampler on the shipped student: its own 2 steps (the pipeline's flow-euler,
-    t = 1 then 0.2), clipping off, unguided, leave at most 2 % of pixels beyond ±1.05 over 1,000 samples on noise
-    it was not trained on (seed 1: 1.74 %, docs/fast_sampling.md), and the digit asked for is drawn (0.97)."""
+    t = 1 then 0.2), clipping off, unguided, leave at most 2 % of pixels beyond ±1.05 over 500 samples on noise
+    it was not trained on (seed 1: 1.79 %; 1.74, 1.89, 1.98 % over 1,000 on seeds 1, 2, 3, docs/fast_sampling.md),
+    and the digit asked for is drawn (0.968)."""
     model = load("mnist-flow-2step")
-    labels = class_labels(1000, model.num_classes)
-    x = model.sample(1000, steps=2, guidance=False, labels=labels, seed=1)
+    labels = class_labels(500, model.num_classes)
+    x = model.sample(500, steps=2, guidance=False, labels=labels, seed=1, batch_size=250)  # one batch of 500: 2× slower
     assert torch.isfinite(x).all() and float((x.abs() > 1.05).double().mean()) <= 0.02
     _, logits = embed(x.clamp(-1, 1))
     assert float((logits.argmax(1) == labels).double().mean()) >= 0.95
