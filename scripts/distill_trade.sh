@@ -18,11 +18,11 @@ PART="${5:-all}"
 first_seed="${SEEDS%%,*}"
 score=(--metric kid --metric fid --metric accuracy --guidance cfg --scale 0 -n "$N" --seed "$SEEDS")
 if [ "$PART" != student ]; then
-  $D compare mnist-flow --sampler ddim --steps 4,10,50,100 "${score[@]}" -o "$OUT/teacher-ddim"
+  $D compare mnist-flow --sampler ddim --steps 1,2,4,10,50,100 "${score[@]}" -o "$OUT/teacher-ddim"
   $D compare mnist-flow --sampler unipc --steps 10 "${score[@]}" -o "$OUT/teacher-unipc"
   # DDIM at 50 and 100 steps are left out of the range (the share at 50, n = 200, is in docs/pretrained.md):
   # their draws alone are most of the teacher's cost
-  $P benchmarks/pixel_range.py mnist-flow --sampler ddim --steps 4,10 -n "$N" --seed "$first_seed"
+  $P benchmarks/pixel_range.py mnist-flow --sampler ddim --steps 1,2,4,10 -n "$N" --seed "$first_seed"
   $P benchmarks/pixel_range.py mnist-flow --sampler unipc --steps 10 -n "$N" --seed "$first_seed"
 fi
 if [ "$PART" != teacher ]; then
