@@ -10,10 +10,11 @@ of pixels beyond ±1.05 (the test's bar: 2 %) and the digit classifier's accurac
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 
 import difftk
+from difftk.errors import DifftkError
 from difftk.model import load
 from difftk.sampling.draw import class_labels
 from difftk_metrics.network import embed
@@ -32,9 +33,18 @@ def report(name: str, x, labels, seconds: float) -> None:
 
 
 def main() -> None:
-    model = load(sys.argv[1])
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 10
-    seed = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("n", nargs="?", type=int, default=10, help="samples (default 10)")
+    parser.add_argument("seed", nargs="?", type=int, default=0, help="seed of the draws (default 0)")
+    args = parser.parse_args()
+    if args.n < 1:
+        parser.error(f"N must be at least 1, got {args.n}")
+    try:
+        model = load(args.model)
+    except DifftkError as error:
+        parser.error(str(error))
+    n, seed = args.n, args.seed
     labels = class_labels(n, model.num_classes)
     print("| sampler | pixels beyond ±1.05 | accuracy | seconds |\n|---|---:|---:|---:|")
     for name in difftk.available("sampler"):
