@@ -10,6 +10,7 @@ import torch
 from difftk.data.pipeline_data import load_dataset
 from difftk.errors import OptionError
 from difftk.maths.diffusion import convert
+from difftk.maths.terminal import for_sampling
 from difftk.pipeline.compose import create_component
 from difftk.testing import GaussianOracle, check_objective
 from difftk.training.config import TrainConfig
@@ -162,6 +163,58 @@ def test_reflow_at_t_1_is_the_one_step_samples_error(monkeypatch):
     one_step = z - student.inner(z, torch.ones(256, dtype=F64))
     torch.testing.assert_close(got, ((one_step - x_hat) ** 2).mean(dim=1), rtol=1e-12, atol=1e-15)
     assert bool((student.asked[0] == 1.0).all())
+
+
+class Bent(nn.Module):
+    """The straight velocity, wrong by 0.2·x: a student whose own steps leave the pair's path."""
+
+    prediction, num_classes, learned_variance = "flow", 0, False
+
+    def forward(self, x, t, cond=None):
+        return Straight()(x, t) + 0.2 * x
+
+
+def test_rollout_on_the_straight_coupling_is_the_plain_loss(monkeypatch):
+    """A student that is its coupling's straight velocity reaches the pair's own path point by its Euler steps,
+    so ``rollout`` asks it where the plain loss does, and both losses vanish (up to the floor of ᾱ(1) every
+    sampler converts with); for a student that leaves the path the two differ."""
+    s = difftk.create("schedule", "flow")
+
+    def exact_pairs(self, x0, cond, generator):  # the Gaussian's ODE coupling itself: x̂₀ = μ + s·z
+        z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+        return MU + STD * z, z
+
+    monkeypatch.setattr(reflow.Reflow, "coupling", exact_pairs)
+    x0 = torch.zeros(512, 1, dtype=F64)
+    options = {"teacher": "oracle", "teacher_sampler": "ddim", "teacher_steps": 20, "times": (1.0, 0.6, 0.2),
+               "times_share": 0.8}
+
+    def loss(student, rollout):
+        return reflow.Reflow(**options, rollout=rollout).loss(student, s, x0, generator=torch.Generator().manual_seed(9))
+
+    assert float(loss(Straight(), False).max()) < 1e-24
+    assert float(loss(Straight(), True).max()) < 1e-7  # a sampler's x̂₀ at t = 1 is converted with ᾱ(1) = 2⁻²⁴
+    assert float((loss(Bent(), True) - loss(Bent(), False)).abs().max()) > 1e-3
+
+
+def test_rollout_loss_is_the_few_step_samples_error(monkeypatch):
+    """With ``rollout`` at times 0.6 and 0.25, an example asked at 0.25 has loss ‖x_K − x̂₀‖²/0.25², x_K the sample
+    ``flow-euler`` draws from its z through t = 1, 0.6, 0.25 with the same student: the option trains the last
+    step of the student's own sampler to land on the teacher's sample."""
+    s = difftk.create("schedule", "flow")
+    oracle_teacher(monkeypatch, reflow, s)
+    objective = reflow.Reflow(teacher="oracle", teacher_sampler="ddim", teacher_steps=20, times=(0.6, 0.25),
+                              times_share=1.0, rollout=True)
+    x0 = torch.zeros(256, 1, dtype=F64)
+    student = Recorder(Bent())
+    got = objective.loss(student, s, x0, generator=torch.Generator().manual_seed(10))
+    g = torch.Generator().manual_seed(10)
+    x_hat, z = objective.coupling(x0, None, g)
+    t = objective.draw_times(len(x0), g, x0.device)
+    late = t == 0.25
+    assert 0.3 < float(late.double().mean()) < 0.7
+    sample = difftk.create("sampler", "flow-euler", times=(1.0, 0.6, 0.25)).sample(Bent(), for_sampling(s), z)
+    torch.testing.assert_close(got[late], ((sample - x_hat) ** 2).mean(dim=1)[late] / 0.25**2, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("prediction", ["eps", "x0", "edm"])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import attrs
 import difftk
 import torch
 from difftk.errors import OptionError
-from difftk.maths.diffusion import convert, flow_from_x0_eps, q_sample
+from difftk.maths.diffusion import convert, expand, flow_from_x0_eps, q_sample
 from difftk.maths.objectives import mean_flat
 from difftk.maths.terminal import for_sampling
 from difftk.options import option
@@ -39,6 +41,12 @@ class Reflow:
     teacher's; ``flow-euler`` at K steps on the ``flow`` schedule asks at t = 1, (K−1)/K, …, 1/K.
     At t = 1 the student is asked as a sampler asks it: at x_1 = z, its output converted with ᾱ(1)
     floored at 2⁻²⁴ where the schedule reaches pure noise, so any parameterisation can be asked there.
+
+    ``rollout`` asks the student at those times below 1 where its own few-step sampler arrives instead of on the
+    pair's straight path: from z at t = 1, first-order (DDIM; on ``flow``, Euler) steps through the larger ``times``
+    with its current weights, without gradient. There the target is the velocity whose one step lands on
+    the teacher's x̂₀, u* = ε* − x̂₀ with ε* = (x_t − √ᾱ·x̂₀)/√(1−ᾱ): on the straight path that is z − x̂₀,
+    the plain loss; off it, the step that corrects the student's own earlier error.
     """
 
     teacher: str = option(help="the teacher: a checkpoint, run directory or shipped model name (difftk.load)")
@@ -61,6 +69,11 @@ class Reflow:
         optional=True,
     )
     times_share: float = option(0.5, help="with times: the share of examples asked at one of them", ge=0.0, le=1.0)
+    rollout: bool = option(
+        False,
+        help="with times: ask the student where its own first-order steps through the larger times arrive, "
+        "and train the step from there to land on the teacher's sample",
+    )
 
     def coupling(
         self, x0: torch.Tensor, cond: torch.Tensor | None, generator: torch.Generator | None
@@ -117,10 +130,43 @@ class Reflow:
         x_hat, z = self.coupling(x0, cond, generator)
         t = self.draw_times(x0.shape[0], generator, x0.device)
         x_t = q_sample(x_hat, schedule.alpha_bar(t).to(x0.dtype), z)
-        out, _ = denoiser_output(denoiser, x_t, t.to(x0.dtype), cond)
         alpha_bar = for_sampling(schedule).alpha_bar(t).to(x0.dtype)  # as a sampler converts: ᾱ(1) floored
+        eps = z
+        if self.rollout and self.times:
+            below = sorted(v for v in set(self.times) if v < 1.0)  # the times a sampler reaches by its own steps
+            rolled = torch.isin(t, torch.tensor(below, dtype=t.dtype, device=t.device))
+            x_t = self.rolled_out(denoiser, schedule, x_t, t, rolled, z, cond)
+            landing = (x_t - expand(alpha_bar.sqrt(), x_t) * x_hat) / expand((1 - alpha_bar).sqrt(), x_t)
+            eps = torch.where(rolled.view(-1, *([1] * (x_t.dim() - 1))), landing, z)
+        out, _ = denoiser_output(denoiser, x_t, t.to(x0.dtype), cond)
         u_hat = convert(denoiser.prediction, out, "flow", x_t, alpha_bar)
-        return mean_flat((flow_from_x0_eps(x_hat, z) - u_hat) ** 2)
+        return mean_flat((flow_from_x0_eps(x_hat, eps) - u_hat) ** 2)
+
+    def rolled_out(self, denoiser, schedule, x_t: torch.Tensor, t: torch.Tensor, rolled: torch.Tensor,
+                   z: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """x_t, with each ``rolled`` example (asked at one of the ``times`` below 1) replaced by the state the
+        student's own first-order steps reach at its time from z at t = 1 through the larger ``times`` (no
+        gradient)."""
+        sampling = for_sampling(schedule)
+        grid = sorted(set(self.times) | {1.0}, reverse=True)  # a sampler starts from z at t = 1
+        x_t = x_t.clone()
+        with torch.no_grad():
+            rows = torch.nonzero(rolled).flatten()
+            state, sub_t = z[rows], t[rows]
+            sub_cond = cond[rows] if cond is not None else None
+            for here, there in pairwise(grid):
+                moving = sub_t <= there  # examples whose time lies at or below this step's end
+                if not bool(moving.any()):
+                    break
+                idx = torch.nonzero(moving).flatten()
+                at = torch.full((idx.numel(),), here, dtype=torch.float64, device=z.device)
+                out, _ = denoiser_output(denoiser, state[idx], at.to(z.dtype), sub_cond[idx] if sub_cond is not None else None)
+                ab = sampling.alpha_bar(at).to(z.dtype)
+                x0_hat = convert(denoiser.prediction, out, "x0", state[idx], ab)
+                eps_hat = convert(denoiser.prediction, out, "eps", state[idx], ab)
+                state[idx] = q_sample(x0_hat, sampling.alpha_bar(torch.full_like(at, there)).to(z.dtype), eps_hat)
+            x_t[rows] = state
+        return x_t
 
     def draw_times(self, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
         """t on (0, 1], uniform, or with ``times`` one of them for a share ``times_share`` of the examples."""
