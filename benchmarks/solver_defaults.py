@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/solver_defaults.py                    # the oracles (a few minutes on 2 cores)
     .venv/bin/python benchmarks/solver_defaults.py --part shipped     # both shipped models (n = 40 each)
     .venv/bin/python benchmarks/solver_defaults.py --part why         # why 2M and 3M coincide on linspace
+    .venv/bin/python benchmarks/solver_defaults.py --part truncated   # cosine's log-SNR grid cut at σ = 119 (~9 min)
 
 Oracles: every solver at 10 steps, on every schedule and grid, with ``lower_order_final`` on and off,
 from the same x_T (float64). Deterministic solvers: the mean absolute error to the probability-flow
@@ -24,7 +25,7 @@ import torch
 from difftk.errors import DifftkError
 from difftk.maths.grids import time_grid
 from difftk.maths.distances import sliced_wasserstein
-from difftk.maths.schedules import alpha_bar_table
+from difftk.maths.schedules import alpha_bar_table, grid_size_of
 from difftk.maths.terminal import for_sampling
 from difftk.testing import GaussianMixtureOracle, GaussianOracle
 
@@ -179,9 +180,68 @@ def shipped_part(models, n: int, steps: int, reference_steps: int = 200) -> None
                   f"{100 * float((x.abs() > 1.05).float().mean()):.2f} % | {time.perf_counter() - start:.0f} |", flush=True)
 
 
+#: σ where DPM-Solver's code ends the cosine schedule (T = 0.9946, λ = −4.78), and the caps measured beside it
+DPM_SOLVER_COSINE_SIGMA, CAPS = 119.0, (80.0, 119.0, 157.0)
+
+
+def truncated_logsnr_times(schedule, steps: int, sigma_max: float) -> tuple[float, ...]:
+    """A discrete schedule's grid points nearest to λ even from −log σ_max down to λ(1/T), distinct, the first
+    moved to t = 1 (a sampler starts from pure noise there)."""
+    T = grid_size_of(schedule)
+    ab = alpha_bar_table(schedule, np.arange(1, T + 1) / T)
+    lam = 0.5 * np.log(ab / (1 - ab))
+    target = np.linspace(max(lam[-1], -np.log(sigma_max)), lam[0], steps)
+    idx = sorted({int(np.argmin(np.abs(lam - x))) + 1 for x in target}, reverse=True)
+    if len(idx) != steps:
+        raise SystemExit(f"{steps} steps even in λ below σ = {sigma_max:g} repeat grid points: use fewer steps")
+    times = np.array(idx, dtype=np.float64) / T
+    times[0] = 1.0
+    return tuple(float(t) for t in times)
+
+
+def truncated_part(steps: int, n: int = 200, reference_steps: int = 500) -> None:
+    """Cosine's log-SNR grid cut at σ_max (DPM-Solver's own cosine end, and caps beside it): the Gaussian oracle,
+    then on mnist-cfg the mean |x − x_ref| to DDIM at ``reference_steps`` from the same noise, for each solver's
+    default and the grid cut at DPM-Solver's σ = 119."""
+    problem = Problem("cosine")
+    bar = problem.errors(difftk.create("sampler", "ddim"), 100, False)[0]
+    law_bar = problem.errors(difftk.create("sampler", "ddim", eta=1.0), 100, True)[0]
+    print(f"\n## cosine, {steps} steps, log-SNR grid from σ_max: Gaussian error (bar {bar:.2e}; ~ {law_bar:.2e})\n")
+    solvers = ("dpm-solver-2m", "dpm-solver-3m", "unipc", "dpm-solver-2m-sde")
+    print("| σ_max | grid | " + " | ".join(("~" if s in STOCHASTIC else "") + s for s in solvers) + " |")
+    print("|---:|---|" + "---:|" * len(solvers))
+    for cap in CAPS:
+        times = truncated_logsnr_times(problem.schedule, steps, cap)
+        cells = []
+        for name in solvers:
+            stochastic = name in STOCHASTIC
+            error = problem.errors(difftk.create("sampler", name, times=times), None, stochastic)[0]
+            cells.append(f"{error:.1e}{' ✓' if error <= (law_bar if stochastic else bar) else ''}")
+        print(f"| {cap:g} | {', '.join(f'{t:.3g}' for t in times)} | " + " | ".join(cells) + " |", flush=True)
+
+    model = difftk.load("mnist-cfg")
+    times = truncated_logsnr_times(for_sampling(model.schedule), steps, DPM_SOLVER_COSINE_SIGMA)
+    labels = torch.arange(n) % 10
+
+    def draw(name, k, **options):
+        return model.sample(n, sampler=name, steps=k, guidance="cfg", scale=0.0, labels=labels, seed=0,
+                            batch_size=250, **options)
+
+    start = time.perf_counter()
+    reference = draw("ddim", reference_steps)
+    half = float((draw("ddim", reference_steps // 2) - reference).abs().mean())
+    print(f"\n## mnist-cfg: n = {n}, seed 0, cfg w = 0, clipping off; mean |x − DDIM@{reference_steps}| (DDIM@"
+          f"{reference_steps // 2}: {half:.4f}; {time.perf_counter() - start:.0f} s)\n")
+    print("| solver | default grid | σ ≤ 119, even in λ |\n|---|---:|---:|")
+    for name in solvers[:3]:
+        errors = [float((draw(name, k, **options) - reference).abs().mean())
+                  for k, options in ((steps, {}), (None, {"times": times}))]
+        print(f"| {name} | {errors[0]:.4f} | {errors[1]:.4f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("oracles", "why", "shipped"), default="oracles")
+    parser.add_argument("--part", choices=("oracles", "why", "shipped", "truncated"), default="oracles")
     parser.add_argument("--schedules", default=",".join(SCHEDULES))
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--models", default="mnist-cfg,mnist-flow")
@@ -191,6 +251,8 @@ def main() -> None:
         oracle_part(args.schedules.split(","), args.steps)
     elif args.part == "why":
         why_part(args.steps)
+    elif args.part == "truncated":
+        truncated_part(args.steps)
     else:
         shipped_part(args.models.split(","), args.n, args.steps)
 
