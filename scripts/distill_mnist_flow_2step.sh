@@ -5,12 +5,14 @@
 #   1. velocity student: 120 steps on 768 pairs, uniform t, batch 32, lr 4e-4, EMA 0.98;
 #   2. 300 steps on 3,072 pairs, half the examples at t = 1 or ½ (reflow's `times`), batch 64, lr 1e-4, EMA 0.995;
 #   3. 300 steps at t = 1 or 0.25 (share 0.6);  4. 400 steps at t = 1 or 0.2 (share 0.6);
-#   5. 300 and 6. 600 more steps at t = 1 or 0.2, on 6,144 pairs.
+#   5. 300 and 6. 600 more steps at t = 1 or 0.2, on 6,144 pairs;
+#   7. and 8. 600 steps each with reflow's `rollout`: the examples at t = 0.2 are asked where the student's own
+#      first step from z arrives, and trained to land on the teacher's sample from there.
 # The pairs (x̂₀, z) are the teacher's UniPC at 8 steps from the noise `difftk sample --seed 0` draws, drawn once
 # and extended between stages (pair i depends only on the seed and i). The last stage's pipeline samples with
 # flow-euler at shift 0.25: 2 steps at t = 1 then 0.2, the grid it was trained at; unguided by default (cfg at
 # w = 0, as it was measured: 2 evaluations a sample; `--scale W` guides it, its null class trained by cfg's dropout). Checkpoints every 20 or 50
-# steps; re-running the script continues where it stopped. About 2,000 training steps: 22 min on 2 quiet CPU
+# steps; re-running the script continues where it stopped. About 3,200 training steps: 38 min on 2 quiet CPU
 # cores (docs/fast_sampling.md gives the measured budget).
 #   bash scripts/distill_mnist_flow_2step.sh [OUT]      (default OUT: runs/mnist-flow-2step)
 # writes OUT/mnist-flow-2step.safetensors
@@ -50,6 +52,8 @@ compose t50 --set objective.times=1,0.5 --set objective.times_share=0.5
 compose t25 --set objective.times=1,0.25 --set objective.times_share=0.6
 compose t20 --set objective.times=1,0.2 --set objective.times_share=0.6
 compose final --set objective.times=1,0.2 --set objective.times_share=0.6 --set sampler.shift=0.25 --set guidance.scale=0
+compose rollout --set objective.times=1,0.2 --set objective.times_share=0.6 --set objective.rollout=true \
+  --set sampler.shift=0.25 --set guidance.scale=0
 
 pairs 768
 stage 1-velocity uniform mnist-flow 120 0 32 4e-4 0.98 20
@@ -60,5 +64,7 @@ stage 4-times20 t20 "$OUT/3-times25" 400 4 64 1e-4 0.995 50
 pairs 6144
 stage 5-times20 t20 "$OUT/4-times20" 300 5 64 1e-4 0.995 50
 stage 6-final final "$OUT/5-times20" 600 6 64 1e-4 0.995 50
-$D export "$OUT/6-final" -o "$OUT/mnist-flow-2step.safetensors"
+stage 7-rollout rollout "$OUT/6-final" 600 7 64 1e-4 0.995 50
+stage 8-rollout rollout "$OUT/7-rollout" 600 8 64 1e-4 0.995 50
+$D export "$OUT/8-rollout" -o "$OUT/mnist-flow-2step.safetensors"
 echo "sample it: $D sample $OUT/mnist-flow-2step.safetensors -n 64 --sampler flow-euler --steps 2 -o $OUT/two-steps.png"
