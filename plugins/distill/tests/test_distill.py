@@ -217,6 +217,16 @@ def test_rollout_loss_is_the_few_step_samples_error(monkeypatch):
     torch.testing.assert_close(got[late], ((sample - x_hat) ** 2).mean(dim=1)[late] / 0.25**2, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("times", [None, "1"])
+def test_rollout_without_a_time_below_1_is_one_line(times):
+    """``rollout`` with nothing to roll out to would train as if it were off: it is refused, as the command line
+    gives it."""
+    options = {"teacher": "mnist-flow", "rollout": "true"} | ({"times": times} if times else {})
+    with pytest.raises(OptionError, match="rollout=true needs times") as error:
+        create_component("objective", "reflow", options, from_strings=True)
+    assert "\n" not in str(error.value)
+
+
 @pytest.mark.parametrize("prediction", ["eps", "x0", "edm"])
 def test_any_student_can_be_asked_at_pure_noise(monkeypatch, prediction):
     """At t = 1 of a schedule that reaches pure noise (ᾱ(1) = 0) the output is converted as a sampler converts

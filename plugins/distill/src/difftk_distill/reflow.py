@@ -75,6 +75,13 @@ class Reflow:
         "and train the step from there to land on the teacher's sample",
     )
 
+    def __attrs_post_init__(self) -> None:
+        if self.rollout and not any(v < 1.0 for v in self.times or ()):
+            raise OptionError(
+                f"objective 'reflow': rollout=true needs times with one below 1 (e.g. times=1,0.2), got "
+                f"times={self.times}: the student rolls out from t = 1 to them"
+            )
+
     def coupling(
         self, x0: torch.Tensor, cond: torch.Tensor | None, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
