@@ -157,6 +157,16 @@ def saved_pipeline(unet, tmp_path_factory):
     return folder
 
 
+def test_a_config_asking_for_weights_the_file_lacks_is_one_line(saved_pipeline, tmp_path):
+    """A class embedding in config.json that the weight file does not hold: diffusers would fill it with
+    uninitialised memory and warn; difftk refuses to load it."""
+    shutil.copytree(saved_pipeline, tmp_path, dirs_exist_ok=True)
+    edit(tmp_path / "unet" / "config.json", num_class_embeds=2)
+    with pytest.raises(DifftkError, match="lacks class_embedding.weight") as error:
+        difftk.load(tmp_path)
+    one_line(error.value)
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes=unet_configs())
 def test_fuzzed_unet_configs_are_one_line_or_a_model_that_samples(saved_pipeline, tmp_path_factory, changes):

@@ -190,10 +190,16 @@ def read_unet(unet_dir: Path, null_class: bool) -> tuple[dict[str, Any], torch.n
     from diffusers import UNet2DModel
 
     try:
-        unet = UNet2DModel.from_pretrained(unet_dir, local_files_only=True, low_cpu_mem_usage=False)
+        unet, info = UNet2DModel.from_pretrained(unet_dir, local_files_only=True, low_cpu_mem_usage=False,
+                                                 output_loading_info=True)
     except Exception as err:  # diffusers' own complaint (a truncated file, mismatched shapes), in one line
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise CheckpointError(f"{unet_dir}: diffusers cannot read the UNet ({type(err).__name__}: {first[:200]})") from None
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:  # diffusers leaves them as uninitialised memory (seen: values up to 1.7e38) and only warns
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise CheckpointError(f"{unet_dir}: the weight file lacks {shown}, which config.json asks for: the config and "
+                              "the weights are of different models; copy both from the same save_pretrained")
     return {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}, unet
 
 
