@@ -83,3 +83,19 @@ def test_a_latent_pipeline_samples_through_the_diffusers_autoencoder(vae_folder,
     model = Model(pipeline=pipeline, denoiser=pipeline.denoiser.eval(), data={"kind": "image", "shape": [3, 16, 16]})
     x = model.sample(2, steps=3, seed=0)
     assert x.shape == (2, 3, 16, 16) and torch.isfinite(x).all()
+
+
+def test_a_weight_file_lacking_a_tensor_the_config_asks_for_is_one_line(vae_folder):
+    """diffusers would fill the missing tensor with uninitialised memory and only warn; difftk refuses the folder."""
+    from difftk.errors import DifftkError
+    from safetensors.torch import load_file, save_file
+
+    _, folder = vae_folder()
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(weights)
+    dropped = sorted(tensors)[0]
+    del tensors[dropped]
+    save_file(tensors, weights)
+    with pytest.raises(DifftkError, match=f"lacks {dropped}") as error:
+        difftk.create("autoencoder", "diffusers-vae", path=str(folder))
+    assert "\n" not in str(error.value)

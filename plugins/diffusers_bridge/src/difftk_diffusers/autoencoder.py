@@ -64,14 +64,20 @@ class DiffusersAutoencoder(AutoencoderBase):
             if torch.get_default_device().type == "meta":  # the core counting parameters: the architecture only
                 self.vae = AutoencoderKL.from_config(settings)
             else:
-                self.vae = AutoencoderKL.from_pretrained(
-                    folder, local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False
+                self.vae, info = AutoencoderKL.from_pretrained(
+                    folder, local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False,
+                    output_loading_info=True,
                 )
         except Exception as err:  # diffusers' own complaint about the folder, in one line
             raise CheckpointError(
                 f"{folder}: diffusers cannot read this AutoencoderKL "
                 f"({type(err).__name__}: {' '.join(str(err).split())[:160]})"
             ) from None
+        else:
+            if torch.get_default_device().type != "meta":
+                from difftk_diffusers.folder import refuse_missing_weights
+
+                refuse_missing_weights(folder, info)
         self.scale = float(settings.get("scaling_factor") or 1.0)
         self.shift = float(settings.get("shift_factor") or 0.0)
         self.factor = 2 ** (len(settings.get("block_out_channels", (64,))) - 1)

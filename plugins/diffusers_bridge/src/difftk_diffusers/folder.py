@@ -195,12 +195,18 @@ def read_unet(unet_dir: Path, null_class: bool) -> tuple[dict[str, Any], torch.n
     except Exception as err:  # diffusers' own complaint (a truncated file, mismatched shapes), in one line
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise CheckpointError(f"{unet_dir}: diffusers cannot read the UNet ({type(err).__name__}: {first[:200]})") from None
-    missing = sorted(info.get("missing_keys") or [])
-    if missing:  # diffusers leaves them as uninitialised memory (seen: values up to 1.7e38) and only warns
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise CheckpointError(f"{unet_dir}: the weight file lacks {shown}, which config.json asks for: the config and "
-                              "the weights are of different models; copy both from the same save_pretrained")
+    refuse_missing_weights(unet_dir, info)
     return {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}, unet
+
+
+def refuse_missing_weights(folder: Path, info: dict[str, Any]) -> None:
+    """One line if diffusers' ``from_pretrained(..., output_loading_info=True)`` reported weights the config asks for
+    and the file lacks: diffusers leaves them as uninitialised memory (seen: values up to 1.7e38) and only warns."""
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise CheckpointError(f"{folder}: the weight file lacks {shown}, which config.json asks for: the config and "
+                              "the weights are of different models; copy both from the same save_pretrained")
 
 
 def data_shape(config: dict[str, Any], where: Path) -> list[int]:
