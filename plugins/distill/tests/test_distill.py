@@ -174,16 +174,17 @@ class Bent(nn.Module):
         return Straight()(x, t) + 0.2 * x
 
 
+def exact_pairs(self, x0, cond, generator):
+    """The Gaussian's ODE coupling itself, x̂₀ = μ + s·z: the pairs of an exact teacher at any step count."""
+    z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    return MU + STD * z, z
+
+
 def test_rollout_on_the_straight_coupling_is_the_plain_loss(monkeypatch):
     """A student that is its coupling's straight velocity reaches the pair's own path point by its Euler steps,
     so ``rollout`` asks it where the plain loss does, and both losses vanish (up to the floor of ᾱ(1) every
     sampler converts with); for a student that leaves the path the two differ."""
     s = difftk.create("schedule", "flow")
-
-    def exact_pairs(self, x0, cond, generator):  # the Gaussian's ODE coupling itself: x̂₀ = μ + s·z
-        z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
-        return MU + STD * z, z
-
     monkeypatch.setattr(reflow.Reflow, "coupling", exact_pairs)
     x0 = torch.zeros(512, 1, dtype=F64)
     options = {"teacher": "oracle", "teacher_sampler": "ddim", "teacher_steps": 20, "times": (1.0, 0.6, 0.2),
@@ -215,6 +216,80 @@ def test_rollout_loss_is_the_few_step_samples_error(monkeypatch):
     assert 0.3 < float(late.double().mean()) < 0.7
     sample = difftk.create("sampler", "flow-euler", times=(1.0, 0.6, 0.25)).sample(Bent(), for_sampling(s), z)
     torch.testing.assert_close(got[late], ((sample - x_hat) ** 2).mean(dim=1)[late] / 0.25**2, rtol=1e-9, atol=1e-12)
+
+
+class Tilted(nn.Module):
+    """The straight velocity plus a·x with a learnable a: a student whose first step moves with its weight."""
+
+    prediction, num_classes, learned_variance = "flow", 0, False
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(0.3, dtype=F64))
+
+    def forward(self, x, t, cond=None):
+        return Straight()(x, t) + self.a * x
+
+
+def test_rollout_grad_is_the_gradient_of_the_few_step_samples_error(monkeypatch):
+    """With ``rollout_grad`` the loss is the same number, and its gradient is that of the 2-step sample's error
+    ‖x_K − x̂₀‖²/t² through both of the student's steps (autograd through ``flow-euler`` itself); without it the
+    first step is a constant and the gradient differs."""
+    s = difftk.create("schedule", "flow")
+    oracle_teacher(monkeypatch, reflow, s)
+    options = {"teacher": "oracle", "teacher_sampler": "ddim", "teacher_steps": 20, "times": (1.0, 0.25),
+               "times_share": 1.0, "rollout": True}
+    x0 = torch.zeros(256, 1, dtype=F64)
+    g = torch.Generator().manual_seed(12)
+    x_hat, z = reflow.Reflow(**options).coupling(x0, None, g)
+    late = reflow.Reflow(**options).draw_times(len(x0), g, x0.device) == 0.25
+    assert 0.3 < float(late.double().mean()) < 0.7
+
+    def gradient(loss_of):
+        student = Tilted()
+        loss = loss_of(student)
+        (grad,) = torch.autograd.grad(loss, student.a)
+        return float(loss.detach()), float(grad)
+
+    def objective(grad_through):
+        objective = reflow.Reflow(**options, rollout_grad=grad_through)
+        return lambda student: objective.loss(student, s, x0, generator=torch.Generator().manual_seed(12))[late].sum()
+
+    def sample_error(student):
+        sample = difftk.create("sampler", "flow-euler", times=(1.0, 0.25)).sample(student, for_sampling(s), z)
+        return (((sample - x_hat) ** 2).mean(dim=1) / 0.25**2)[late].sum()
+
+    through, detached, direct = gradient(objective(True)), gradient(objective(False)), gradient(sample_error)
+    assert through[0] == pytest.approx(detached[0], rel=1e-12)
+    assert through[0] == pytest.approx(direct[0], rel=1e-9)
+    assert through[1] == pytest.approx(direct[1], rel=1e-9)
+    assert abs(detached[1] - direct[1]) > 0.05 * abs(direct[1])
+
+
+def test_rollout_grad_without_rollout_is_one_line():
+    with pytest.raises(OptionError, match="rollout_grad=true needs rollout=true"):
+        create_component("objective", "reflow", {"teacher": "mnist-flow", "rollout_grad": "true"}, from_strings=True)
+
+
+@pytest.mark.parametrize("rollout", [False, True])
+def test_pseudo_huber_reflow_is_the_squared_error_under_the_root(monkeypatch, rollout):
+    """``distance=pseudo-huber`` is √(d·e + c²) − c of the l2 loss e (the mean squared velocity error over d
+    dimensions), c = 0.00054·√d, example by example, with or without ``rollout``; the straight coupling's
+    velocity still has (almost) zero loss and a student off it does not."""
+    s = difftk.create("schedule", "flow")
+    monkeypatch.setattr(reflow.Reflow, "coupling", exact_pairs)
+    x0 = torch.zeros(512, 8, dtype=F64)
+    options = {"teacher": "oracle", "times": (1.0, 0.3), "times_share": 0.7, "rollout": rollout}
+
+    def loss(student, distance):
+        objective = reflow.Reflow(**options, distance=distance)
+        return objective.loss(student, s, x0, generator=torch.Generator().manual_seed(11))
+
+    c = 0.00054 * 8**0.5
+    l2, huber = loss(Bent(), "l2"), loss(Bent(), "pseudo-huber")
+    torch.testing.assert_close(huber, (8 * l2 + c * c).sqrt() - c, rtol=1e-12, atol=1e-15)
+    assert float(huber.min()) > 1e-3
+    assert float(loss(Straight(), "pseudo-huber").max()) < 1e-4 * float(huber.mean())
 
 
 @pytest.mark.parametrize("times", [None, "1"])

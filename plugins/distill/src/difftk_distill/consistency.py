@@ -19,14 +19,12 @@ import numpy as np
 import torch
 from difftk.maths.diffusion import q_sample
 from difftk.maths.grids import SPACINGS, time_grid
-from difftk.maths.objectives import mean_flat
 from difftk.maths.schedules import alpha_bar_table
 from difftk.options import option
 from difftk.sampling.steps import predict
 
+from difftk_distill.distances import DISTANCES, per_example
 from difftk_distill.teacher import load_teacher, teacher_predict
-
-DISTANCES = ("l2", "pseudo-huber")
 
 
 @attrs.frozen
@@ -55,11 +53,7 @@ class ConsistencyDistillation:
 
     def distance_of(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """d(a, b) per example, [B]."""
-        sq = mean_flat((a - b) ** 2) * a[0].numel()
-        if self.distance == "l2":
-            return sq
-        c = 0.00054 * a[0].numel() ** 0.5
-        return (sq + c * c).sqrt() - c
+        return per_example(a, b, self.distance)
 
     def loss(self, denoiser, schedule, x0: torch.Tensor, cond: torch.Tensor | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:

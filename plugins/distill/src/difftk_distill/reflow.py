@@ -14,6 +14,7 @@ from difftk.maths.terminal import for_sampling
 from difftk.options import option
 from difftk.sampling.steps import denoiser_output
 
+from difftk_distill.distances import DISTANCES, per_example
 from difftk_distill.pairs import load_pairs
 from difftk_distill.teacher import load_teacher, teacher_cond
 
@@ -46,7 +47,14 @@ class Reflow:
     pair's straight path: from z at t = 1, first-order (DDIM; on ``flow``, Euler) steps through the larger ``times``
     with its current weights, without gradient. There the target is the velocity whose one step lands on
     the teacher's x̂₀, u* = ε* − x̂₀ with ε* = (x_t − √ᾱ·x̂₀)/√(1−ᾱ): on the straight path that is z − x̂₀,
-    the plain loss; off it, the step that corrects the student's own earlier error.
+    the plain loss; off it, the step that corrects the student's own earlier error. With ``rollout_grad`` the
+    earlier steps keep their gradient: the loss, still the last step's landing error ‖x̂ − x̂₀‖²/t² on
+    ``flow``, then trains every step of the student's sampler together (backpropagation through the sampler), so
+    its first step is asked for what the second can finish, not only for reflow's one-step sample.
+
+    ``distance``: ``l2`` is the squared error above, averaged over the dimensions; ``pseudo-huber`` is
+    √(‖u* − û‖² + c²) − c, c = 0.00054·√d, on the same velocities, which Lee et al. (2024, "Improving the training
+    of rectified flows") propose for reflow: quadratic near the target, linear far from it.
     """
 
     teacher: str = option(help="the teacher: a checkpoint, run directory or shipped model name (difftk.load)")
@@ -74,12 +82,23 @@ class Reflow:
         help="with times: ask the student where its own first-order steps through the larger times arrive, "
         "and train the step from there to land on the teacher's sample",
     )
+    rollout_grad: bool = option(
+        False,
+        help="with rollout: keep the gradient through the student's own earlier steps, so the few-step sample's "
+        "error trains every step of it",
+    )
+    distance: str = option("l2", help="l2 (the squared velocity error) or pseudo-huber", choices=DISTANCES)
 
     def __attrs_post_init__(self) -> None:
         if self.rollout and not any(v < 1.0 for v in self.times or ()):
             raise OptionError(
                 f"objective 'reflow': rollout=true needs times with one below 1 (e.g. times=1,0.2), got "
                 f"times={self.times}: the student rolls out from t = 1 to them"
+            )
+        if self.rollout_grad and not self.rollout:
+            raise OptionError(
+                "objective 'reflow': rollout_grad=true needs rollout=true: it is the gradient through the "
+                "student's own steps that rollout takes"
             )
 
     def coupling(
@@ -147,17 +166,20 @@ class Reflow:
             eps = torch.where(rolled.view(-1, *([1] * (x_t.dim() - 1))), landing, z)
         out, _ = denoiser_output(denoiser, x_t, t.to(x0.dtype), cond)
         u_hat = convert(denoiser.prediction, out, "flow", x_t, alpha_bar)
-        return mean_flat((flow_from_x0_eps(x_hat, eps) - u_hat) ** 2)
+        target = flow_from_x0_eps(x_hat, eps)
+        if self.distance == "l2":
+            return mean_flat((target - u_hat) ** 2)
+        return per_example(u_hat, target, self.distance)
 
     def rolled_out(self, denoiser, schedule, x_t: torch.Tensor, t: torch.Tensor, rolled: torch.Tensor,
                    z: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         """x_t, with each ``rolled`` example (asked at one of the ``times`` below 1) replaced by the state the
-        student's own first-order steps reach at its time from z at t = 1 through the larger ``times`` (no
-        gradient)."""
+        student's own first-order steps reach at its time from z at t = 1 through the larger ``times`` (with
+        ``rollout_grad``, through which the gradient flows; otherwise none)."""
         sampling = for_sampling(schedule)
         grid = sorted(set(self.times) | {1.0}, reverse=True)  # a sampler starts from z at t = 1
         x_t = x_t.clone()
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.rollout_grad and torch.is_grad_enabled()):
             rows = torch.nonzero(rolled).flatten()
             state, sub_t = z[rows], t[rows]
             sub_cond = cond[rows] if cond is not None else None
