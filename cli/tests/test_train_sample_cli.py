@@ -214,3 +214,29 @@ def test_errors_from_the_real_command_are_one_line(tmp_path):
         assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr, proc.stderr
         assert expect in proc.stderr
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "r").exists()
+
+
+def test_an_export_may_carry_another_default_sampler(toy):
+    """`difftk export --set sampler.OPTION=VALUE` (or --sampler NAME) writes the run's weights unchanged with that
+    sampler in the exported pipeline, so `difftk sample` and `difftk.load` use it by default; an option the sampler
+    lacks is one line, and no file is written."""
+    import difftk
+    from safetensors import safe_open
+
+    compose()
+    assert train("--sample-every", 0).exit_code == 0
+    assert run("export", "run", "-o", "plain.safetensors").exit_code == 0
+    result = run("export", "run", "--set", "sampler.spacing=trailing", "-o", "trailing.safetensors")
+    assert result.exit_code == 0, result.output
+    plain, trailing = safe_open("plain.safetensors", "pt"), safe_open("trailing.safetensors", "pt")
+    assert sorted(plain.keys()) == sorted(trailing.keys())
+    assert all(torch.equal(plain.get_tensor(k), trailing.get_tensor(k)) for k in plain.keys())
+    assert difftk.load("plain.safetensors").sampler().spacing == "linspace"
+    assert difftk.load("trailing.safetensors").sampler().spacing == "trailing"
+    assert "sampler ddim (spacing=trailing" in run("sample", "trailing.safetensors", "-n", 2, "--steps", 3,
+                                                   "-o", "t.png").stdout
+    result = run("export", "run", "--sampler", "ancestral", "-o", "ancestral.safetensors")
+    assert result.exit_code == 0 and difftk.load("ancestral.safetensors").pipeline.spec["sampler"].name == "ancestral"
+    line = one_line_error(run("export", "run", "--set", "sampler.no_such_option=1", "-o", "bad.safetensors"))
+    assert "no_such_option" in line
+    assert not Path("bad.safetensors").exists()

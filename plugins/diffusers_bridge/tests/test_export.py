@@ -92,8 +92,8 @@ def test_export_says_what_differs_and_refuses_what_has_no_scheduler(ddpm_folder,
     result = run("export", ddpm_folder, "--format", "diffusers", "--sampler", "edm", "-o", tmp_path / "e")
     assert result.exit_code == 2 and "sampler 'edm' has no diffusers scheduler" in result.stderr
     assert not (tmp_path / "e").exists()
-    result = run("export", ddpm_folder, "--format", "difftk", "--sampler", "ddim", "-o", tmp_path / "x.safetensors")
-    assert result.exit_code == 2 and "--sampler and --set choose the scheduler of --format diffusers" in result.stderr
+    result = run("export", ddpm_folder, "--format", "folder", "--sampler", "ddim", "-o", tmp_path / "x")
+    assert result.exit_code == 2 and "--sampler and --set choose the sampler of --format difftk or diffusers" in result.stderr
 
 
 def test_without_sampler_the_pipelines_own_is_written(tmp_path):

@@ -252,12 +252,13 @@ def load_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, 
 SAMPLING_CONTENTS = "ema"
 
 
-def export_for_sampling(source: str | Path, path: str | Path) -> tuple[Checkpoint, Path]:
+def export_for_sampling(source: str | Path, path: str | Path, pipeline: str | None = None) -> tuple[Checkpoint, Path]:
     """Write the part of checkpoint ``source`` that sampling and evaluation need — the EMA
     weights and all the metadata (pipeline, plugins, data description, step) — to ``path``.
 
     Without the trained weights, the optimizer and the RNG states the file is about a quarter
-    of the run's checkpoint; it cannot be resumed (metadata ``contents`` says so).
+    of the run's checkpoint; it cannot be resumed (metadata ``contents`` says so). ``pipeline``, a
+    pipeline's JSON, replaces the run's (``difftk export --set sampler.…``: another default sampler).
     """
     if Path(path).suffix != ".safetensors":
         raise CheckpointError(f"{path}: an exported checkpoint is a .safetensors file: give -o NAME.safetensors")
@@ -267,4 +268,6 @@ def export_for_sampling(source: str | Path, path: str | Path) -> tuple[Checkpoin
         raise CheckpointError(f"{ckpt.path} holds no EMA weights to export")
     keep = {k: v for k, v in ckpt.metadata.items() if k not in ("format", "format_version", "optimizer", "data_order")}
     keep["contents"] = SAMPLING_CONTENTS
+    if pipeline is not None:
+        keep["pipeline"] = pipeline
     return ckpt, save_checkpoint(path, {f"ema/{k}": v for k, v in ema.items()}, keep)
