@@ -26,8 +26,8 @@ def difftk_register_components(register):
     register.add_checkpoint(
         "mnist-flow-2step", DATA / "mnist-flow-2step.safetensors",
         "a few-step student of mnist-flow: reflow on its own solutions, trained where 2 flow-euler steps ask "
-        "(t = 1, 0.2), its second step where its first arrives; 2 network evaluations a digit, 43 min of 2 CPU "
-        "cores (docs/pretrained.md)")
+        "(t = 1, 0.2), its second step where its first arrives, sampled at t = 1, 0.25; 2 network evaluations a "
+        "digit, 43 min of 2 CPU cores (docs/pretrained.md)")
     register.add_checkpoint(
         "emoji-flow", DATA / "emoji-flow.safetensors",
         "class-conditional 3×32×32 colour emoji unet-attn (1.91 M parameters), flow matching, 2,600 steps "
