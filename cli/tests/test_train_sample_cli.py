@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import difftk
 import difftk.testing.toys as toys
 import pytest
 import torch
@@ -11,6 +12,7 @@ from difftk.checkpoint.files import read_checkpoint
 from difftk.testing import plugin_host
 from difftk_cli.testing import one_line_error, run
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 DIFFTK = str(Path(sys.executable).with_name("difftk"))
@@ -220,17 +222,15 @@ def test_an_export_may_carry_another_default_sampler(toy):
     """`difftk export --set sampler.OPTION=VALUE` (or --sampler NAME) writes the run's weights unchanged with that
     sampler in the exported pipeline, so `difftk sample` and `difftk.load` use it by default; an option the sampler
     lacks is one line, and no file is written."""
-    import difftk
-    from safetensors import safe_open
-
     compose()
     assert train("--sample-every", 0).exit_code == 0
     assert run("export", "run", "-o", "plain.safetensors").exit_code == 0
     result = run("export", "run", "--set", "sampler.spacing=trailing", "-o", "trailing.safetensors")
     assert result.exit_code == 0, result.output
     plain, trailing = safe_open("plain.safetensors", "pt"), safe_open("trailing.safetensors", "pt")
-    assert sorted(plain.keys()) == sorted(trailing.keys())
-    assert all(torch.equal(plain.get_tensor(k), trailing.get_tensor(k)) for k in plain.keys())
+    names = sorted(plain.keys())
+    assert names == sorted(trailing.keys())
+    assert all(torch.equal(plain.get_tensor(k), trailing.get_tensor(k)) for k in names)
     assert difftk.load("plain.safetensors").sampler().spacing == "linspace"
     assert difftk.load("trailing.safetensors").sampler().spacing == "trailing"
     assert "sampler ddim (spacing=trailing" in run("sample", "trailing.safetensors", "-n", 2, "--steps", 3,
