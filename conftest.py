@@ -6,6 +6,11 @@ import os
 # the choices under ~/.cache: tests pin oneDNN, so that no result depends on a timing and no test
 # writes there (plugins/unet_attn/tests/test_conv_choice.py tests the choice and both algorithms).
 os.environ.setdefault("DIFFTK_CONV3X3", "onednn")
+# The CLI's tables take their width from COLUMNS where it is set, and are never folded when written to a file
+# (difftk_cli/console.py). pytest-xdist's workers set COLUMNS=80; the tests see the plain environment of a
+# command whose output goes to a file, however they are run.
+for name in ("COLUMNS", "LINES"):
+    os.environ.pop(name, None)
 
 from hypothesis import HealthCheck, settings
 
