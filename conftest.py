@@ -9,8 +9,8 @@ os.environ.setdefault("DIFFTK_CONV3X3", "onednn")
 # The CLI's tables take their width from COLUMNS where it is set, and are never folded when written to a file
 # (difftk_cli/console.py). pytest-xdist's workers set COLUMNS=80; the tests see the plain environment of a
 # command whose output goes to a file, however they are run.
-for name in ("COLUMNS", "LINES"):
-    os.environ.pop(name, None)
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 from hypothesis import HealthCheck, settings
 
