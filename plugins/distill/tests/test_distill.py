@@ -13,9 +13,12 @@ from difftk.maths.diffusion import convert
 from difftk.maths.terminal import for_sampling
 from difftk.pipeline.compose import create_component
 from difftk.testing import GaussianOracle, check_objective
+from difftk.testing.ranks import launch_ranks
 from difftk.training.config import TrainConfig
 from difftk.training.job import resume_state, train
 from difftk_distill import consistency, reflow
+from difftk_distill.adversarial import BETAS, EPS, Critic, CriticState
+from safetensors.torch import load_file
 from torch import nn
 
 F64 = torch.float64
@@ -396,3 +399,122 @@ def test_a_teacher_that_cannot_be_read_is_one_line(tmp_path):
     with pytest.raises(OptionError, match="teacher=.*cannot be read"):
         objective.loss(Endpoint(difftk.create("schedule", "linear")), difftk.create("schedule", "linear"),
                        torch.zeros(2, 1))
+
+
+def test_the_critics_step_is_adams_step_on_the_hinge_loss():
+    """The critic's own Adam (its moments kept as plain tensors for the checkpoint) is torch's Adam at β = (0,
+    0.99) on the hinge loss mean(relu(1 − D(real))) + mean(relu(1 + D(fake))), step for step."""
+    state = CriticState(lr=1e-3, seed=3)
+    gen = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(6, 2, 8, 8, generator=gen, dtype=F64) + 0.5, torch.randn(5, 2, 8, 8, generator=gen, dtype=F64)
+    twin = Critic((2, 8, 8)).to(F64)
+    twin.load_state_dict(state.ensure(real).state_dict())
+    adam = torch.optim.Adam(twin.parameters(), lr=1e-3, betas=BETAS, eps=EPS)
+    for _ in range(4):
+        got = state.step(real, fake)
+        adam.zero_grad()
+        loss = torch.relu(1 - twin(real)).mean() + torch.relu(1 + twin(fake)).mean()
+        loss.backward()
+        adam.step()
+        assert got == pytest.approx(loss.detach().item(), rel=1e-12)
+    for (name, a), b in zip(state.critic.state_dict().items(), twin.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11, msg=lambda m, name=name: f"{name}: {m}")
+    assert int(state.state_dict()["adam_step"]) == 4
+
+
+def test_the_critic_learns_to_tell_two_distributions_apart():
+    state = CriticState(lr=2e-3)
+    gen = torch.Generator().manual_seed(1)
+    real = torch.randn(64, 1, 12, 12, generator=gen) * 0.2 + 0.5
+    fake = torch.randn(64, 1, 12, 12, generator=gen) * 0.6
+    first = state.step(real, fake)
+    for _ in range(150):
+        last = state.step(real, fake)
+    assert first > 1.5 and last < 0.2, (first, last)
+    assert float(state.score(real).min()) > float(state.score(fake).max())
+
+
+def test_the_adversarial_term_is_minus_the_critics_score_of_the_few_step_sample(monkeypatch):
+    """With ``adversarial`` λ, an example asked at the last of ``times`` adds −λ·D(x_K) to its loss, x_K the
+    sample ``flow-euler`` draws from its z through the student's own steps; the others add nothing. Training
+    steps the critic once per batch (real: the teacher's samples; fake: these); under no_grad it does not."""
+    s = difftk.create("schedule", "flow")
+    oracle_teacher(monkeypatch, reflow, s)
+    options = {"teacher": "oracle", "teacher_sampler": "ddim", "teacher_steps": 20, "times": (1.0, 0.25),
+               "times_share": 1.0, "rollout": True}
+    x0 = torch.zeros(256, 1, dtype=F64)
+    plain = reflow.Reflow(**options).loss(Bent(), s, x0, generator=torch.Generator().manual_seed(10))
+    judged = reflow.Reflow(**options, adversarial=0.3)
+    got = judged.loss(Bent(), s, x0, generator=torch.Generator().manual_seed(10))
+    assert int(judged.state_dict()["adam_step"]) == 1
+    g = torch.Generator().manual_seed(10)
+    _, z = judged.coupling(x0, None, g)
+    late = judged.draw_times(len(x0), g, x0.device) == 0.25
+    assert 0.3 < float(late.double().mean()) < 0.7
+    sample = difftk.create("sampler", "flow-euler", times=(1.0, 0.25)).sample(Bent(), for_sampling(s), z)
+    expected = torch.where(late, -0.3 * judged._critic.score(sample), torch.zeros_like(plain))
+    torch.testing.assert_close(got - plain, expected, rtol=1e-9, atol=1e-12)
+    with torch.no_grad():
+        judged.loss(Bent(), s, x0, generator=torch.Generator().manual_seed(11))
+    assert int(judged.state_dict()["adam_step"]) == 1
+
+
+def test_the_critics_state_round_trips_and_a_damaged_one_is_one_line():
+    state = CriticState(lr=1e-3)
+    gen = torch.Generator().manual_seed(2)
+    state.step(torch.randn(4, 3, 16, 16, generator=gen), torch.randn(4, 3, 16, 16, generator=gen))
+    saved = state.state_dict()
+    again = CriticState(lr=1e-3)
+    again.load_state_dict(saved)
+    assert again.state_dict().keys() == saved.keys()
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in saved.items())
+    for damage in ("adam_m.out.bias", "shape"):
+        with pytest.raises(ValueError, match="the checkpoint's critic state is incomplete"):
+            CriticState(lr=1e-3).load_state_dict({k: v for k, v in saved.items() if k != damage})
+    with pytest.raises(ValueError, match="do not fit its shape"):
+        CriticState(lr=1e-3).load_state_dict(saved | {"shape": torch.tensor([1, 16, 16])})
+
+
+def test_adversarial_without_rollout_is_one_line():
+    with pytest.raises(OptionError, match="adversarial needs rollout=true"):
+        create_component("objective", "reflow", {"teacher": "mnist-flow", "adversarial": "0.1"}, from_strings=True)
+
+
+CRITIC_RANK = '''
+import sys
+import torch
+from difftk_distill.adversarial import CriticState
+from safetensors.torch import save_file
+
+torch.distributed.init_process_group("gloo")
+rank = torch.distributed.get_rank()
+state = CriticState(lr=1e-3, seed=5)
+gen = torch.Generator().manual_seed(rank)
+for _ in range(3):  # rank 1 has no fakes in its second batch
+    fake = torch.randn(0 if rank == 1 and _ == 1 else 4, 1, 8, 8, generator=gen, dtype=torch.float64)
+    state.step(torch.randn(4, 1, 8, 8, generator=gen, dtype=torch.float64) + 1, fake)
+save_file(state.state_dict(), f"{sys.argv[1]}/rank{rank}.safetensors")
+torch.distributed.destroy_process_group()
+'''
+
+
+def test_under_ddp_the_critic_steps_on_the_gradient_averaged_over_the_ranks(tmp_path):
+    """Two real processes step their critics on batches of their own (one with no fakes in one batch): both end
+    with the same weights and moments, those of one process stepping on the average of the two ranks' losses."""
+    script = tmp_path / "rank.py"
+    script.write_text(CRITIC_RANK)
+    for code, stderr in launch_ranks([script, tmp_path], 2):
+        assert code == 0, stderr[-2000:]
+    ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys() and all(torch.equal(v, ranks[1][k]) for k, v in ranks[0].items())
+    one = CriticState(lr=1e-3, seed=5)
+    gens = [torch.Generator().manual_seed(r) for r in (0, 1)]
+    for step in range(3):
+        grads = []
+        for r, gen in enumerate(gens):
+            fake = torch.randn(0 if r == 1 and step == 1 else 4, 1, 8, 8, generator=gen, dtype=F64)
+            grads.append(one.gradient(torch.randn(4, 1, 8, 8, generator=gen, dtype=F64) + 1, fake)[1])
+        one.apply([(a + b) / 2 for a, b in zip(*grads, strict=True)])
+    assert int(one.state_dict()["adam_step"]) == 3
+    for k, v in one.state_dict().items():
+        torch.testing.assert_close(ranks[0][k], v, rtol=1e-12, atol=1e-14, msg=lambda m, k=k: f"{k}: {m}")

@@ -139,14 +139,20 @@ def test_the_straight_coupling_minimises_reflow_on_stored_pairs(monkeypatch, tmp
     assert straight < bent / 50, (straight, bent)
 
 
-def test_a_student_trained_on_stored_pairs_resumes_exactly(teacher, tmp_path):
+ADVERSARIAL = {"times": (1.0, 0.5), "times_share": 1.0, "rollout": True, "adversarial": 0.5}
+
+
+@pytest.mark.parametrize("extra", [{}, ADVERSARIAL], ids=["plain", "adversarial"])
+def test_a_student_trained_on_stored_pairs_resumes_exactly(teacher, tmp_path, extra):
     """Through the normal trainer with cfg's label dropout: 2 steps, resumed to 4, equal bit for bit to 4 steps
-    in one go (the pairs are chosen by the checkpointed generator)."""
+    in one go (the pairs are chosen by the checkpointed generator; with ``adversarial``, the critic's weights
+    and Adam moments are the checkpoint's too)."""
     source, data, data_spec = teacher
     pairs.draw(source, tmp_path / "p", 40, teacher_sampler="ddim", teacher_steps=2, chunk=20)
     objective = {
         "name": "reflow",
-        "options": {"teacher": source, "teacher_sampler": "ddim", "teacher_steps": 2, "pairs": str(tmp_path / "p")},
+        "options": {"teacher": source, "teacher_sampler": "ddim", "teacher_steps": 2, "pairs": str(tmp_path / "p"),
+                    **extra},
     }
     spec = difftk.compose(
         schedule="flow", sampler="flow-euler", denoiser="tiny", objective=objective, guidance="cfg"
@@ -163,6 +169,13 @@ def test_a_student_trained_on_stored_pairs_resumes_exactly(teacher, tmp_path):
     assert split.step == 4
     for (name, a), b in zip(once.denoiser.state_dict().items(), split.denoiser.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+    critic = {k: v for k, v in load_file(str(tmp_path / "once" / "checkpoint.safetensors")).items()
+              if k.startswith("objective/")}
+    resumed_critic = load_file(str(tmp_path / "split" / "checkpoint.safetensors"))
+    assert bool(critic) == bool(extra)
+    assert all(torch.equal(v, resumed_critic[k]) for k, v in critic.items())
+    if extra:
+        assert int(critic["objective/adam_step"]) == 4
     assert not torch.equal(
         once.denoiser.state_dict()["net.0.weight"], difftk.load(source).denoiser.state_dict()["net.0.weight"]
     )

@@ -139,8 +139,11 @@ class RunState:
             raise CheckpointError(f"{source} lacks RNG states ({', '.join(sorted(rng)) or 'none'} stored)")
         self._restore_rng(rng, ckpt.json("data_order"))
         load_objective = getattr(self.pipeline.objective, "load_state_dict", None)
-        if load_objective is not None:
-            load_objective(ckpt.section("objective"))
+        if load_objective is not None:  # e.g. a critic's weights, or iddpm's loss history
+            try:
+                load_objective(ckpt.section("objective"))
+            except (ValueError, KeyError, RuntimeError) as err:
+                raise CheckpointError(f"{source}: the objective's state does not fit this objective: {err}") from None
         self.step = self.last_checkpoint = ckpt.step
 
     def warm_start(self, ckpt: Checkpoint) -> None:

@@ -14,6 +14,7 @@ from difftk.maths.terminal import for_sampling
 from difftk.options import option
 from difftk.sampling.steps import denoiser_output
 
+from difftk_distill.adversarial import CriticState
 from difftk_distill.distances import DISTANCES, per_example
 from difftk_distill.pairs import load_pairs
 from difftk_distill.teacher import load_teacher, teacher_cond
@@ -55,6 +56,17 @@ class Reflow:
     ``distance``: ``l2`` is the squared error above, averaged over the dimensions; ``pseudo-huber`` is
     √(‖u* − û‖² + c²) − c, c = 0.00054·√d, on the same velocities, which Lee et al. (2024, "Improving the training
     of rectified flows") propose for reflow: quadratic near the target, linear far from it.
+
+    ``adversarial`` λ adds a critic's verdict to the regression (with ``rollout``): the examples asked at the
+    smallest of ``times`` are where the student's own steps arrive, and their x₀ prediction there is the student's
+    few-step sample; each adds −λ·D(sample), D a small convolutional critic (:mod:`difftk_distill.adversarial`)
+    trained at every step, before the student, on the hinge loss with the batch's teacher samples as real and
+    these as fake. Regression asks each sample for the teacher's sample from the same noise, and where the
+    student cannot reach it, their average (a blur); the critic asks that the samples look like the teacher's
+    as a whole (the idea of adversarial distillation: Sauer et al. 2023; Kim et al. 2024). The critic is
+    unconditional; its weights and Adam moments are the objective's state, saved in every checkpoint, so a
+    resumed run is exact, and averaged over the ranks under DDP. A stage started with ``--init`` starts a new
+    critic.
     """
 
     teacher: str = option(help="the teacher: a checkpoint, run directory or shipped model name (difftk.load)")
@@ -88,12 +100,29 @@ class Reflow:
         "error trains every step of it",
     )
     distance: str = option("l2", help="l2 (the squared velocity error) or pseudo-huber", choices=DISTANCES)
+    adversarial: float = option(
+        0.0,
+        help="with rollout: the weight of a critic's verdict on the student's few-step samples (hinge loss), "
+        "added to the regression; 0: none",
+        ge=0.0,
+        le=100.0,
+    )
+    critic_lr: float = option(2e-4, help="with adversarial: the critic's Adam learning rate", gt=0.0, le=1.0)
+    _critic: CriticState = attrs.field(
+        default=attrs.Factory(lambda self: CriticState(self.critic_lr), takes_self=True),
+        init=False, eq=False, repr=False,
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.rollout and not any(v < 1.0 for v in self.times or ()):
             raise OptionError(
                 f"objective 'reflow': rollout=true needs times with one below 1 (e.g. times=1,0.2), got "
                 f"times={self.times}: the student rolls out from t = 1 to them"
+            )
+        if self.adversarial > 0 and not self.rollout:
+            raise OptionError(
+                "objective 'reflow': adversarial needs rollout=true: the critic judges the samples the student's "
+                "own steps make"
             )
         if self.rollout_grad and not self.rollout:
             raise OptionError(
@@ -167,9 +196,34 @@ class Reflow:
         out, _ = denoiser_output(denoiser, x_t, t.to(x0.dtype), cond)
         u_hat = convert(denoiser.prediction, out, "flow", x_t, alpha_bar)
         target = flow_from_x0_eps(x_hat, eps)
-        if self.distance == "l2":
-            return mean_flat((target - u_hat) ** 2)
-        return per_example(u_hat, target, self.distance)
+        # l2 averages over the dimensions, as the plain flow-matching loss does; pseudo-huber needs the whole norm
+        l2 = self.distance == "l2"
+        loss = mean_flat((target - u_hat) ** 2) if l2 else per_example(u_hat, target, self.distance)
+        if self.adversarial > 0:
+            loss = loss + self.adversarial * self.verdict(out, x_t, t, alpha_bar, x_hat, denoiser.prediction)
+        return loss
+
+    def verdict(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor,
+                x_hat: torch.Tensor, prediction: str) -> torch.Tensor:
+        """The critic's term of each example [B]: −D(x̂) for the examples asked at the smallest of ``times``,
+        where x̂ is the student's few-step sample (its last step, to t = 0, lands on its x₀ prediction), and 0 for
+        the rest. Before, when training, one step of the critic on the teacher's samples of the batch (real)
+        against these (fake)."""
+        rows = torch.nonzero(t == min(self.times)).flatten()  # exactly a time of ``times``: rolled out
+        sample = convert(prediction, out[rows], "x0", x_t[rows], alpha_bar[rows])
+        if torch.is_grad_enabled():  # every batch, even without a sample: under DDP each rank takes part
+            self._critic.step(x_hat, sample)
+        term = torch.zeros(t.shape, dtype=out.dtype, device=out.device)
+        if not len(rows):
+            return term
+        return term.index_put((rows,), -self._critic.score(sample))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The critic's weights and Adam moments (empty without ``adversarial``), saved in every checkpoint."""
+        return self._critic.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self._critic.load_state_dict(state)
 
     def rolled_out(self, denoiser, schedule, x_t: torch.Tensor, t: torch.Tensor, rolled: torch.Tensor,
                    z: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
