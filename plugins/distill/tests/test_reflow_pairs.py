@@ -8,13 +8,14 @@ import difftk.testing.toys
 import pytest
 import torch
 from difftk.data.pipeline_data import load_dataset
-from difftk.errors import OptionError
+from difftk.errors import CheckpointError, OptionError
 from difftk.testing import GaussianOracle
 from difftk.training.config import TrainConfig
 from difftk.training.job import resume_state, train
 from difftk_distill import pairs, reflow
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 F64 = torch.float64
@@ -181,6 +182,27 @@ def test_a_student_trained_on_stored_pairs_resumes_exactly(teacher, tmp_path, ex
     )
     x = once.sample(8, sampler="flow-euler", steps=2, seed=0)
     assert x.shape == (8, 2) and torch.isfinite(x).all()
+
+
+def test_a_checkpoint_whose_critic_lost_its_moments_is_one_line_on_resume(teacher, tmp_path):
+    source, data, data_spec = teacher
+    pairs.draw(source, tmp_path / "p", 20, teacher_sampler="ddim", teacher_steps=2, chunk=20)
+    options = {"teacher": source, "teacher_sampler": "ddim", "teacher_steps": 2, "pairs": str(tmp_path / "p")}
+    spec = difftk.compose(schedule="flow", sampler="flow-euler", denoiser="tiny", guidance="cfg",
+                          objective={"name": "reflow", "options": options | ADVERSARIAL}).spec
+    config = TrainConfig(steps=2, batch_size=8, sample_every=0, checkpoint_every=2, seed=0, init=source)
+    train(spec, data, config, out=tmp_path / "run", dataset_spec=data_spec)
+    path = tmp_path / "run" / "checkpoint.safetensors"
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(str(path))
+    del tensors["objective/adam_v.out.bias"]
+    save_file(tensors, str(path), metadata=metadata)
+    ckpt, resumed = resume_state(tmp_path / "run", steps=4)
+    with pytest.raises(CheckpointError, match="the objective's state does not fit this objective: the "
+                       "checkpoint's critic state is incomplete") as err:
+        train(spec, data, resumed, out=tmp_path / "run", resume=True, checkpoint=ckpt, dataset_spec=data_spec)
+    assert "\n" not in str(err.value)
 
 
 def test_pairs_of_another_draw_are_one_line(teacher, tmp_path):
