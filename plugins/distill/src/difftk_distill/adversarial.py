@@ -1,7 +1,7 @@
-"""The critic of reflow's ``adversarial`` term: a small convolutional discriminator that tells the teacher's samples
-from the student's few-step samples, trained alongside the student with the hinge loss (Lim & Ye 2017; Miyato et
-al. 2018), its weights and its Adam moments checkpointable as plain tensors, so that a resumed run continues bit
-for bit.
+"""The critic of reflow's ``adversarial`` term: a small discriminator (convolutional, for images) that tells the
+teacher's samples from the student's few-step samples, trained alongside the student with the hinge loss (Lim & Ye
+2017; Miyato et al. 2018), its weights and its Adam moments checkpointable as plain tensors, so that a resumed run
+continues bit for bit.
 
 The regression losses of reflow (l2, pseudo-Huber) ask each few-step sample for the teacher's sample from the
 same noise; where the student cannot reach it, the best it can do is their average, which is blurred. A critic
@@ -23,8 +23,8 @@ BETAS, EPS = (0.0, 0.99), 1e-8
 
 class Critic(nn.Module):
     """Examples of one shape → one score each [B]. Images [C, H, W]: three strided 3×3 convolutions (32, 64, 128
-    channels, LeakyReLU 0.2), the mean over positions, then a linear layer (about 100k weights, any H and W);
-    any other shape: an MLP on the flattened example (two hidden layers of 128)."""
+    channels, LeakyReLU 0.2), the mean over positions, then a linear layer (93k weights for 1 or 3 channels, any
+    H and W); any other shape: an MLP on the flattened example (two hidden layers of 128)."""
 
     def __init__(self, shape: tuple[int, ...], width: int = 32):
         super().__init__()
@@ -152,7 +152,9 @@ class CriticState:
         try:
             critic.load_state_dict(weights)
         except RuntimeError as e:
-            raise ValueError(f"the checkpoint's critic weights do not fit its shape: {str(e).splitlines()[0]}") from None
+            lines = [line.strip() for line in str(e).splitlines()]
+            detail = next((line for line in lines if line.startswith("size mismatch")), lines[0])
+            raise ValueError(f"the checkpoint's critic weights do not fit its shape: {detail}") from None
         first = weights["convs.0.weight"]
         self.critic = critic.to(dtype=first.dtype)
         self.m = {k: state[f"adam_m.{k}"].clone() for k in names}
