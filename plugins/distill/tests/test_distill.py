@@ -473,6 +473,11 @@ def test_the_critics_state_round_trips_and_a_damaged_one_is_one_line():
             CriticState(lr=1e-3).load_state_dict({k: v for k, v in saved.items() if k != damage})
     with pytest.raises(ValueError, match="do not fit its shape"):
         CriticState(lr=1e-3).load_state_dict(saved | {"shape": torch.tensor([1, 16, 16])})
+    with pytest.raises(ValueError, match="do not fit its shape: adam_v.out.bias is"):
+        CriticState(lr=1e-3).load_state_dict(saved | {"adam_v.out.bias": torch.zeros(2)})
+    for hostile in ([10**12], [0, 16, 16], [1, 2, 3, 4]):  # refused before a weight is allocated
+        with pytest.raises(ValueError, match="critic"):
+            CriticState(lr=1e-3).load_state_dict(saved | {"shape": torch.tensor(hostile)})
 
 
 def test_adversarial_without_rollout_is_one_line():

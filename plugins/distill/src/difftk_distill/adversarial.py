@@ -145,18 +145,22 @@ class CriticState:
             return
         if "shape" not in state or "adam_step" not in state:
             raise ValueError("the checkpoint's critic state is incomplete: its shape or Adam step is missing")
-        critic = Critic(tuple(int(n) for n in state["shape"].tolist()))
-        names = {k for k, _ in critic.named_parameters()}
-        if set(weights) != names or any(f"adam_{x}.{k}" not in state for x in "mv" for k in names):
+        shape = tuple(int(n) for n in state["shape"].flatten().tolist())
+        if not 1 <= len(shape) <= 3 or min(shape) < 1:
+            raise ValueError(f"the checkpoint's critic is for examples of shape {list(shape)}, which no data has")
+        with torch.device("meta"):  # the expected weights' shapes, before anything is allocated
+            expected = {k: tuple(p.shape) for k, p in Critic(shape).named_parameters()}
+        if set(weights) != set(expected) or any(f"adam_{x}.{k}" not in state for x in "mv" for k in expected):
             raise ValueError("the checkpoint's critic state is incomplete: its weights or Adam moments are missing")
-        try:
-            critic.load_state_dict(weights)
-        except RuntimeError as e:
-            lines = [line.strip() for line in str(e).splitlines()]
-            detail = next((line for line in lines if line.startswith("size mismatch")), lines[0])
-            raise ValueError(f"the checkpoint's critic weights do not fit its shape: {detail}") from None
-        first = weights["convs.0.weight"]
-        self.critic = critic.to(dtype=first.dtype)
+        for k, size in expected.items():
+            for name in (f"critic.{k}", f"adam_m.{k}", f"adam_v.{k}"):
+                if tuple(state[name].shape) != size:
+                    raise ValueError(f"the checkpoint's critic weights do not fit its shape: {name} is "
+                                     f"{list(state[name].shape)}, examples of shape {list(shape)} need {list(size)}")
+        critic = Critic(shape)
+        critic.load_state_dict(weights)
+        names = set(expected)
+        self.critic = critic.to(dtype=weights["convs.0.weight"].dtype)
         self.m = {k: state[f"adam_m.{k}"].clone() for k in names}
         self.v = {k: state[f"adam_v.{k}"].clone() for k in names}
         self.steps = int(state["adam_step"])
