@@ -159,8 +159,7 @@ class CriticState:
                                      f"{list(state[name].shape)}, examples of shape {list(shape)} need {list(size)}")
         critic = Critic(shape)
         critic.load_state_dict(weights)
-        names = set(expected)
         self.critic = critic.to(dtype=weights["convs.0.weight"].dtype)
-        self.m = {k: state[f"adam_m.{k}"].clone() for k in names}
-        self.v = {k: state[f"adam_v.{k}"].clone() for k in names}
+        self.m = {k: state[f"adam_m.{k}"].clone() for k in expected}
+        self.v = {k: state[f"adam_v.{k}"].clone() for k in expected}
         self.steps = int(state["adam_step"])
